@@ -1,0 +1,372 @@
+//! The response cache.
+//!
+//! Owns: storing upstream answers in wire form, ready to serve: a hit copies the stored bytes,
+//! patches the ID, flags, the client's question (keeping its 0x20 case mix) and the counted-down
+//! TTLs, and appends the client's OPT record. Nothing is re-encoded. Negative answers are
+//! cached per RFC 2308 §5 (for min(SOA TTL, SOA MINIMUM)); errors are not cached.
+//! Does not own: deciding whether a cached answer may still be served under the current policy
+//! (`resolver` re-checks the stored CNAME chain when the policy changed).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use moka::{Expiry, sync::Cache as Moka};
+
+use crate::{
+    config::CacheConfig,
+    wire::{self, HEADER_LEN, LowerName, Query, TYPE_CNAME, TYPE_OPT, TYPE_SOA, WireError, flag, rcode},
+};
+
+/// Longest key: a 255-octet wire name, type, class and the flag byte.
+pub const MAX_KEY: usize = 255 + 5;
+
+/// Builds the cache key of a query into `buf`: lowercased wire name, QTYPE, QCLASS and the DO
+/// and CD bits, which change the answer's content (RFC 4035 §3.2).
+pub fn key<'b>(query: &Query<'_>, buf: &'b mut [u8; MAX_KEY]) -> &'b [u8] {
+    let wire = query.qname_wire();
+    for (dst, src) in buf.iter_mut().zip(wire) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let mut n = wire.len();
+    buf[n..n + 2].copy_from_slice(&query.qtype.to_be_bytes());
+    buf[n + 2..n + 4].copy_from_slice(&query.qclass.to_be_bytes());
+    n += 4;
+    buf[n] = u8::from(query.dnssec_ok()) | (u8::from(query.flags & flag::CD != 0) << 1);
+    &buf[..n + 1]
+}
+
+/// An upstream answer, stored ready to serve.
+#[derive(Debug)]
+pub struct CachedAnswer {
+    /// Header, question and records as received, the upstream's OPT record removed.
+    body: Box<[u8]>,
+    /// Upstream header flags (we keep rcode and AD from them).
+    flags: u16,
+    /// Answer, authority and additional counts without the OPT record.
+    counts: [u16; 3],
+    /// Where each record's TTL sits, and its value when stored.
+    ttls: Box<[(u16, u32)]>,
+    pub stored_at: Instant,
+    pub expires_at: Instant,
+    /// The CNAME targets the answer passes through, lowercased.
+    pub chain: Box<[Box<str>]>,
+    /// The policy generation the chain was last checked against.
+    pub generation: u64,
+    /// Whether the chain led into a banned domain under that generation.
+    pub chain_blocked: bool,
+}
+
+/// What an upstream answer says, read off its records.
+#[derive(Debug)]
+pub struct Inspected {
+    pub answer: CachedAnswer,
+    /// How long it may be cached; None = not cacheable.
+    pub ttl: Option<u32>,
+}
+
+impl CachedAnswer {
+    /// Reads an upstream response (already matched to `query`) into servable form.
+    pub fn from_upstream(
+        query: &Query<'_>,
+        response: &[u8],
+        limits: &CacheConfig,
+        now: Instant,
+        generation: u64,
+    ) -> Result<Inspected, WireError> {
+        let [_, an, ns, ar] = wire::read_counts(response)?;
+        let flags = wire::read_u16(response, 2)?;
+        let mut pos = wire::skip_name(response, HEADER_LEN)? + 4;
+        let question_end = pos;
+        let mut body = response.to_vec();
+        let mut ttls = Vec::new();
+        let mut counts = [an, ns, ar];
+        let mut soa_negative_ttl = None;
+        let mut min_answer_ttl = u32::MAX;
+        let mut cnames: Vec<(LowerName, LowerName)> = Vec::new();
+        let mut opt: Option<(usize, usize)> = None;
+        for index in 0..usize::from(an) + usize::from(ns) + usize::from(ar) {
+            let rec = wire::skip_record(response, pos)?;
+            pos = rec.end;
+            let rtype = rec.rtype(response);
+            if rtype == TYPE_OPT {
+                opt = Some((rec.name_at, rec.end));
+                counts[2] -= 1;
+                continue;
+            }
+            let ttl = rec.ttl(response).min(limits.max_ttl_secs).max(limits.min_ttl_secs);
+            ttls.push((rec.ttl_at() as u16, ttl));
+            let in_answer = index < usize::from(an);
+            if in_answer {
+                min_answer_ttl = min_answer_ttl.min(ttl);
+            }
+            if in_answer && rtype == TYPE_CNAME {
+                let (mut owner, mut target) = (LowerName::new(), LowerName::new());
+                wire::read_name(response, rec.name_at, &mut owner)?;
+                wire::read_name(response, rec.rdata.start, &mut target)?;
+                cnames.push((owner, target));
+            }
+            let in_authority = !in_answer && index < usize::from(an) + usize::from(ns);
+            if in_authority && rtype == TYPE_SOA {
+                let minimum_at = rec.rdata.end.checked_sub(4).ok_or(WireError::Truncated("SOA"))?;
+                let minimum = u32::from_be_bytes(response[minimum_at..rec.rdata.end].try_into().expect("4 bytes"));
+                soa_negative_ttl = Some(rec.ttl(response).min(minimum));
+            }
+        }
+        if pos != response.len() {
+            return Err(WireError::TrailingBytes);
+        }
+        if let Some((start, end)) = opt {
+            // Records after the OPT may point only backwards, and the OPT owns no name anyone
+            // points into, but removing bytes shifts later offsets: only strip it when last.
+            if end != response.len() {
+                return Err(WireError::BadOpt);
+            }
+            body.truncate(start);
+        }
+        let chain = follow_chain(query, &cnames);
+        let rc = (flags & flag::RCODE_MASK) as u8;
+        let negative = rc == rcode::NXDOMAIN || (rc == rcode::NOERROR && an == 0);
+        let cache_ttl = if flags & flag::TC != 0 {
+            None
+        } else if negative {
+            soa_negative_ttl.map(|t| t.min(limits.negative_max_ttl_secs))
+        } else if rc == rcode::NOERROR {
+            Some(min_answer_ttl)
+        } else {
+            None
+        };
+        let expires_at = now + Duration::from_secs(u64::from(cache_ttl.unwrap_or(0)));
+        debug_assert!(question_end <= body.len());
+        Ok(Inspected {
+            answer: CachedAnswer {
+                body: body.into_boxed_slice(),
+                flags,
+                counts,
+                ttls: ttls.into_boxed_slice(),
+                stored_at: now,
+                expires_at,
+                chain,
+                generation,
+                chain_blocked: false,
+            },
+            ttl: cache_ttl,
+        })
+    }
+
+    pub fn rcode(&self) -> u8 {
+        (self.flags & flag::RCODE_MASK) as u8
+    }
+
+    /// Writes the answer for `query` into `out`; `udp_limit` truncates (TC=1) over UDP.
+    pub fn write(&self, query: &Query<'_>, now: Instant, udp_limit: Option<usize>, out: &mut Vec<u8>) {
+        out.clear();
+        let question = query.question_bytes();
+        let question_end = HEADER_LEN + question.len();
+        if self.body.len() < question_end || self.body[HEADER_LEN..question_end].len() != question.len() {
+            wire::write_error(out, query, rcode::SERVFAIL.into(), None);
+            return;
+        }
+        out.extend_from_slice(&self.body);
+        out[HEADER_LEN..question_end].copy_from_slice(question);
+        let age = now.saturating_duration_since(self.stored_at).as_secs().min(u64::from(u32::MAX)) as u32;
+        for &(at, ttl) in self.ttls.iter() {
+            let at = usize::from(at);
+            out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+        }
+        // RFC 6840 §5.8: AD only for clients that asked for it with AD or DO.
+        let wants_ad = query.flags & flag::AD != 0 || query.dnssec_ok();
+        let ad = if wants_ad { self.flags & flag::AD } else { 0 };
+        let flags = wire::response_flags(query.flags, self.rcode()) | ad;
+        wire::set_u16(out, 0, query.id);
+        wire::set_u16(out, 2, flags);
+        wire::set_u16(out, 4, 1);
+        let [an, ns, ar] = self.counts;
+        wire::set_u16(out, 6, an);
+        wire::set_u16(out, 8, ns);
+        wire::set_u16(out, 10, ar + u16::from(query.edns.is_some()));
+        let opt_len = if query.edns.is_some() { 11 } else { 0 };
+        if udp_limit.is_some_and(|limit| out.len() + opt_len > limit) {
+            // RFC 2181 §9: a truncated answer is cut to the question, TC set, OPT kept.
+            out.truncate(question_end);
+            wire::set_u16(out, 2, flags | flag::TC);
+            for at in [6, 8] {
+                wire::set_u16(out, at, 0);
+            }
+            wire::set_u16(out, 10, u16::from(query.edns.is_some()));
+        }
+        if query.edns.is_some() {
+            wire::push_opt(out, query.dnssec_ok(), 0, &[]);
+        }
+    }
+}
+
+/// Follows CNAMEs from the query name (RFC 1034 §4.3.2); stops at a loop.
+fn follow_chain(query: &Query<'_>, cnames: &[(LowerName, LowerName)]) -> Box<[Box<str>]> {
+    let mut chain: Vec<Box<str>> = Vec::new();
+    let mut current = query.name.as_bytes().to_vec();
+    while let Some((_, target)) = cnames.iter().find(|(owner, _)| owner.as_bytes() == current) {
+        let text: Box<str> = target.to_text().into();
+        if chain.contains(&text) || chain.len() > cnames.len() {
+            break;
+        }
+        current = target.as_bytes().to_vec();
+        chain.push(text);
+    }
+    chain.into_boxed_slice()
+}
+
+struct UntilExpiry;
+
+impl Expiry<Box<[u8]>, Arc<CachedAnswer>> for UntilExpiry {
+    fn expire_after_create(&self, _: &Box<[u8]>, value: &Arc<CachedAnswer>, created_at: Instant) -> Option<Duration> {
+        Some(value.expires_at.saturating_duration_since(created_at))
+    }
+}
+
+/// The shared response cache.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Option<Moka<Box<[u8]>, Arc<CachedAnswer>>>,
+}
+
+impl Cache {
+    pub fn new(config: &CacheConfig) -> Cache {
+        let inner = (config.max_entries > 0)
+            .then(|| Moka::builder().max_capacity(config.max_entries).expire_after(UntilExpiry).build());
+        Cache { inner }
+    }
+
+    /// A live entry for `key`, or None if absent or expired at `now`.
+    pub fn get(&self, key: &[u8], now: Instant) -> Option<Arc<CachedAnswer>> {
+        let entry = self.inner.as_ref()?.get(key)?;
+        (entry.expires_at > now).then_some(entry)
+    }
+
+    pub fn insert(&self, key: &[u8], answer: Arc<CachedAnswer>) {
+        if let Some(inner) = &self.inner {
+            inner.insert(key.into(), answer);
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |c| c.entry_count())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&self) {
+        if let Some(inner) = &self.inner {
+            inner.invalidate_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{push_header, push_name, push_opt};
+
+    fn query(name: &str, edns: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_header(&mut out, 7, flag::RD, [1, 0, 0, u16::from(edns)]);
+        push_name(&mut out, name);
+        out.extend_from_slice(&[0, 1, 0, 1]);
+        if edns {
+            push_opt(&mut out, false, 0, &[]);
+        }
+        out
+    }
+
+    /// An upstream answer: `www.example` CNAME `edge.cdn.example` A 192.0.2.1, plus an OPT.
+    fn answer(ttls: [u32; 2]) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_header(&mut out, 99, flag::QR | flag::RD | flag::RA | flag::AD, [1, 2, 0, 1]);
+        push_name(&mut out, "www.example");
+        out.extend_from_slice(&[0, 1, 0, 1]);
+        out.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1]);
+        out.extend_from_slice(&ttls[0].to_be_bytes());
+        let mut target = Vec::new();
+        push_name(&mut target, "edge.cdn.example");
+        out.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        let target_at = out.len();
+        out.extend_from_slice(&target);
+        out.extend_from_slice(&[0xc0, target_at as u8, 0, 1, 0, 1]);
+        out.extend_from_slice(&ttls[1].to_be_bytes());
+        out.extend_from_slice(&[0, 4, 192, 0, 2, 1]);
+        push_opt(&mut out, false, 0, &[]);
+        out
+    }
+
+    fn limits() -> CacheConfig {
+        CacheConfig::default()
+    }
+
+    #[test]
+    fn reads_ttl_and_cname_chain() {
+        let q = query("WWW.example", true);
+        let q = wire::parse_query(&q).unwrap();
+        let now = Instant::now();
+        let inspected = CachedAnswer::from_upstream(&q, &answer([300, 60]), &limits(), now, 1).unwrap();
+        assert_eq!(inspected.ttl, Some(60));
+        assert_eq!(&*inspected.answer.chain, &["edge.cdn.example".into()] as &[Box<str>]);
+        assert_eq!(inspected.answer.counts, [2, 0, 0]);
+    }
+
+    #[test]
+    fn serves_with_client_id_case_and_counted_down_ttls() {
+        let packet = query("WWW.example", true);
+        let q = wire::parse_query(&packet).unwrap();
+        let now = Instant::now();
+        let cached = CachedAnswer::from_upstream(&q, &answer([300, 60]), &limits(), now, 1).unwrap().answer;
+        let mut out = Vec::new();
+        cached.write(&q, now + Duration::from_secs(10), Some(1232), &mut out);
+        let msg = hickory_proto::op::Message::from_vec(&out).unwrap();
+        assert_eq!(msg.metadata.id, 7);
+        assert_eq!(msg.queries[0].name().to_string(), "WWW.example.");
+        assert_eq!(msg.answers[0].ttl, 290);
+        assert_eq!(msg.answers[1].ttl, 50);
+        assert!(msg.edns.is_some());
+        assert!(!msg.metadata.authentic_data, "AD only when the client asked");
+    }
+
+    #[test]
+    fn truncates_to_the_client_limit_and_keeps_opt() {
+        let packet = query("www.example", true);
+        let q = wire::parse_query(&packet).unwrap();
+        let now = Instant::now();
+        let cached = CachedAnswer::from_upstream(&q, &answer([300, 60]), &limits(), now, 1).unwrap().answer;
+        let mut out = Vec::new();
+        cached.write(&q, now, Some(40), &mut out);
+        let msg = hickory_proto::op::Message::from_vec(&out).unwrap();
+        assert!(msg.metadata.truncation);
+        assert!(msg.answers.is_empty());
+        assert!(msg.edns.is_some());
+    }
+
+    #[test]
+    fn expired_entries_are_not_served() {
+        let packet = query("www.example", false);
+        let q = wire::parse_query(&packet).unwrap();
+        let now = Instant::now();
+        let inspected = CachedAnswer::from_upstream(&q, &answer([300, 60]), &limits(), now, 1).unwrap();
+        let cache = Cache::new(&limits());
+        let mut buf = [0; MAX_KEY];
+        let k = key(&q, &mut buf).to_vec();
+        cache.insert(&k, Arc::new(inspected.answer));
+        assert!(cache.get(&k, now + Duration::from_secs(59)).is_some());
+        assert!(cache.get(&k, now + Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn ttl_limits_apply() {
+        let packet = query("www.example", false);
+        let q = wire::parse_query(&packet).unwrap();
+        let limits = CacheConfig { min_ttl_secs: 100, max_ttl_secs: 200, ..CacheConfig::default() };
+        let inspected = CachedAnswer::from_upstream(&q, &answer([300, 60]), &limits, Instant::now(), 1).unwrap();
+        assert_eq!(inspected.ttl, Some(100));
+    }
+}

@@ -1,0 +1,351 @@
+//! Configuration: one TOML file, typed and strict.
+//!
+//! Owns: the config types, their defaults (each safe on its own), parsing, and `validate`, which
+//! reports every problem at once with its location. Does not own: loading domain lists
+//! (`policy::load`) or acting on the settings.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The embedded default: loopback only, forwarding to Quad9 over DNS-over-TLS.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { origin: String, problems: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub access: AccessConfig,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+    pub block: BlockConfig,
+    pub policy: PolicyConfig,
+    pub attempts: AttemptsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// UDP listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// UDP sockets (SO_REUSEPORT) and worker threads; 0 = one per CPU core.
+    pub workers: usize,
+    /// A TCP connection idle this long is closed (RFC 7766 §6.2.3 suggests seconds, not minutes).
+    pub tcp_idle_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let addr: SocketAddr = "127.0.0.1:5300".parse().expect("literal");
+        ServerConfig { udp: vec![addr], tcp: vec![addr], workers: 0, tcp_idle_timeout_ms: 10_000 }
+    }
+}
+
+/// Which clients get answers. Everything not listed is dropped without a reply, so a spoofed
+/// flood gets no reflection.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Client networks that are served.
+    pub allow: Vec<IpNet>,
+    /// Networks inside `allow` that get REFUSED instead of an answer.
+    pub refuse: Vec<IpNet>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            allow: vec!["127.0.0.0/8".parse().expect("literal"), "::1/128".parse().expect("literal")],
+            refuse: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// UDP, retried over TCP when the answer is truncated.
+    #[default]
+    Udp,
+    Tcp,
+    /// DNS-over-TLS (RFC 7858).
+    Tls,
+    /// DNS-over-HTTPS (RFC 8484).
+    Https,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamServer {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Name in the server's certificate (tls, https).
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// URL path for https (default /dns-query).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// PEM file with the CA certificates to trust instead of the built-in web roots (an
+    /// internal resolver with its own CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Tried in order; the next one is asked when one fails.
+    pub servers: Vec<UpstreamServer>,
+    /// Total time for one client query across all servers; then SERVFAIL.
+    pub timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig { servers: Vec::new(), timeout_ms: 1500 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Maximum cached answers; 0 disables the cache.
+    pub max_entries: u64,
+    /// Floor for record TTLs (0 keeps the authoritative TTLs).
+    pub min_ttl_secs: u32,
+    /// Ceiling for record TTLs: bounds how long a changed record stays wrong.
+    pub max_ttl_secs: u32,
+    /// Ceiling for negative answers (RFC 2308 §5 suggests 1–3 hours at most).
+    pub negative_max_ttl_secs: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_entries: 100_000, min_ttl_secs: 0, max_ttl_secs: 86_400, negative_max_ttl_secs: 3_600 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockResponse {
+    /// NXDOMAIN with an SOA: the name does not exist (RFC 2308 §2.1).
+    #[default]
+    Nxdomain,
+    /// NOERROR with no records and an SOA (RFC 2308 §2.2).
+    Nodata,
+    /// REFUSED.
+    Refused,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockConfig {
+    pub response: BlockResponse,
+    /// SOA minimum and TTL of blocked answers: how long clients cache them. Short, so that an
+    /// unblocked name works again within minutes.
+    pub ttl_secs: u32,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig { response: BlockResponse::Nxdomain, ttl_secs: 300 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Directory of list files; absent = the lists compiled into the binary.
+    pub domains_dir: Option<PathBuf>,
+    /// Enforced apps by list id (file stem); absent = every list.
+    pub apps: Option<Vec<String>>,
+    /// Further domains to block (and their subdomains), logged as the "local" category.
+    pub extra: Vec<String>,
+    /// Exceptions: these domains and their subdomains are never blocked.
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttemptsConfig {
+    /// Attempt records waiting to be written; beyond this they are dropped and counted, so the
+    /// query path never waits.
+    pub queue: usize,
+}
+
+impl Default for AttemptsConfig {
+    fn default() -> Self {
+        AttemptsConfig { queue: 65_536 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "info,nxguard=debug". debug logs every query: not for
+    /// production (personal data).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+impl Config {
+    /// The embedded default configuration (`nxguard serve` without `--config`).
+    pub fn embedded() -> Config {
+        Config::parse_named(DEFAULT_TOML, "embedded default config").expect("the embedded default config is tested to parse")
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::parse_named(text, "config")
+    }
+
+    /// Reads, parses and validates a file; errors name the file.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse_named(&text, &path.display().to_string())
+    }
+
+    fn parse_named(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { origin: origin.to_string(), problems })
+        }
+    }
+
+    /// Every problem, each with the key it concerns.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.server.udp.is_empty() && self.server.tcp.is_empty() {
+            p.push("server: no udp or tcp listen address".to_string());
+        }
+        if self.server.tcp_idle_timeout_ms == 0 {
+            p.push("server.tcp_idle_timeout_ms: must be above 0".to_string());
+        }
+        if self.access.allow.is_empty() {
+            p.push("access.allow: no client networks listed; nxguard refuses to run as an open resolver".to_string());
+        }
+        if self.upstream.servers.is_empty() {
+            p.push("upstream.servers: no upstream server".to_string());
+        }
+        for (i, s) in self.upstream.servers.iter().enumerate() {
+            let at = format!("upstream.servers[{i}]");
+            let encrypted = matches!(s.protocol, Protocol::Tls | Protocol::Https);
+            if encrypted && s.tls_name.as_deref().is_none_or(str::is_empty) {
+                p.push(format!("{at}.tls_name: required for protocol tls and https"));
+            }
+            if !encrypted && (s.tls_name.is_some() || s.ca_file.is_some()) {
+                p.push(format!("{at}: tls_name and ca_file apply only to tls and https"));
+            }
+            if s.path.is_some() && s.protocol != Protocol::Https {
+                p.push(format!("{at}.path: applies only to https"));
+            }
+            if s.path.as_deref().is_some_and(|path| !path.starts_with('/')) {
+                p.push(format!("{at}.path: must start with '/'"));
+            }
+        }
+        if !(100..=30_000).contains(&self.upstream.timeout_ms) {
+            p.push(format!("upstream.timeout_ms: {} is outside 100..=30000", self.upstream.timeout_ms));
+        }
+        if self.cache.min_ttl_secs > self.cache.max_ttl_secs {
+            p.push("cache.min_ttl_secs: greater than cache.max_ttl_secs".to_string());
+        }
+        if self.block.ttl_secs > 86_400 {
+            p.push("block.ttl_secs: above 86400 (a day); unblocking would take too long to reach clients".to_string());
+        }
+        for (key, names) in [("policy.extra", &self.policy.extra), ("policy.allow", &self.policy.allow)] {
+            for name in names {
+                if let Err(problem) = crate::domains::check_domain(name) {
+                    p.push(format!("{key}: {problem}"));
+                }
+            }
+        }
+        if self.attempts.queue == 0 {
+            p.push("attempts.queue: must be above 0".to_string());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            p.push(format!("log.level: {:?} is not a valid filter", self.log.level));
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_is_loopback_only() {
+        let c = Config::embedded();
+        assert!(c.server.udp.iter().all(|a| a.ip().is_loopback()));
+        assert!(c.access.allow.iter().all(|n| n.addr().is_loopback()));
+        assert_eq!(c.upstream.servers[0].protocol, Protocol::Tls);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_location() {
+        let err = Config::from_toml("[cache]\nmax_entrys = 5\n").unwrap_err().to_string();
+        assert!(err.contains("max_entrys"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "[access]\nallow = []\n[upstream]\ntimeout_ms = 5\n\
+                    [[upstream.servers]]\naddress = \"127.0.0.1:53\"\nprotocol = \"tls\"\n";
+        let ConfigError::Invalid { problems, .. } = Config::from_toml(text).unwrap_err() else {
+            panic!("expected validation problems");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("access.allow"));
+        assert!(problems[1].starts_with("upstream.servers[0].tls_name"));
+        assert!(problems[2].starts_with("upstream.timeout_ms"));
+    }
+
+    #[test]
+    fn block_response_modes_parse() {
+        let base = "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n";
+        for (word, mode) in [("nodata", BlockResponse::Nodata), ("refused", BlockResponse::Refused)] {
+            let c = Config::from_toml(&format!("{base}[block]\nresponse = \"{word}\"\n")).unwrap();
+            assert_eq!(c.block.response, mode);
+        }
+    }
+}

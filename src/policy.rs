@@ -1,0 +1,416 @@
+//! The blocking policy: which banned app, if any, a name belongs to.
+//!
+//! Owns: the compiled matcher (every enforced app's domains, the operator's extra blocks and
+//! allow exceptions) and the policy's identity (generation, version hash).
+//! Does not own: reading config or list files (`config`, `domains`), or answering (`resolver`).
+//!
+//! Matching walks the name's suffixes at label boundaries and looks each up in one hash table
+//! over an arena of names: no depth limit, no allocation per lookup, one probe per label. The
+//! most specific block entry names the app; an allow entry anywhere above the name wins.
+
+use std::{
+    hash::BuildHasher,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use hashbrown::HashTable;
+
+use crate::{domains::Kind, wire::MAX_NAME_TEXT};
+
+/// A banned app (or the operator's own category) as named in the attempt log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub vendor: String,
+}
+
+impl App {
+    pub fn new(id: &str, name: &str, vendor: &str) -> App {
+        App { id: id.into(), name: name.into(), vendor: vendor.into() }
+    }
+
+    /// The text of the Extended DNS Error in blocked answers (RFC 8914 §2).
+    pub fn notice(&self) -> String {
+        format!("{} ({}) is banned on this network", self.name, self.vendor)
+    }
+}
+
+/// An app with its precomputed notice, shared by the policy and the attempt records.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AppEntry {
+    pub app: App,
+    pub notice: String,
+}
+
+/// What matched: the app, the listed domain and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match<'p> {
+    pub app: &'p Arc<AppEntry>,
+    pub domain: &'p str,
+    pub kind: Kind,
+    pub exact: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    Block { app: u16, kind: Kind, exact: bool },
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    start: u32,
+    len: u8,
+    rule: Rule,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+pub struct Policy {
+    apps: Vec<Arc<AppEntry>>,
+    arena: String,
+    slots: Vec<Slot>,
+    table: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    has_allow: bool,
+    /// Distinguishes policies built in this process (cache entries remember it).
+    generation: u64,
+    /// Hash of the loaded domain data, stable across restarts (for metrics and `check`).
+    version: u64,
+    duplicates: usize,
+}
+
+/// Builds a policy; later duplicates of a name are ignored (and counted).
+pub struct PolicyBuilder {
+    policy: Policy,
+}
+
+impl PolicyBuilder {
+    pub fn new() -> Self {
+        PolicyBuilder {
+            policy: Policy {
+                apps: Vec::new(),
+                arena: String::new(),
+                slots: Vec::new(),
+                table: HashTable::new(),
+                hasher: foldhash::fast::FixedState::with_seed(0x6e78_6775_6172_6421),
+                has_allow: false,
+                generation: 0,
+                version: 0xcbf2_9ce4_8422_2325,
+                duplicates: 0,
+            },
+        }
+    }
+
+    pub fn with_capacity(mut self, domains: usize, arena_bytes: usize) -> Self {
+        self.policy.slots.reserve(domains);
+        self.policy.table.reserve(domains, |_| 0);
+        self.policy.arena.reserve(arena_bytes);
+        self
+    }
+
+    /// Registers an app; returns its index for `block`.
+    pub fn app(&mut self, app: App) -> u16 {
+        self.mix(app.id.as_bytes());
+        let notice = app.notice();
+        self.policy.apps.push(Arc::new(AppEntry { app, notice }));
+        (self.policy.apps.len() - 1) as u16
+    }
+
+    /// Blocks `domain` (lowercase, no trailing dot) and, unless `exact`, every subdomain.
+    pub fn block(&mut self, domain: &str, app: u16, kind: Kind, exact: bool) {
+        self.insert(domain, Rule::Block { app, kind, exact });
+    }
+
+    /// Exempts `domain` and its subdomains from every block entry.
+    pub fn allow(&mut self, domain: &str) {
+        self.policy.has_allow = true;
+        self.insert(domain, Rule::Allow);
+    }
+
+    fn mix(&mut self, bytes: &[u8]) {
+        // FNV-1a: stable across builds and platforms, unlike the table's hasher.
+        for &b in bytes.iter().chain(b"\n") {
+            self.policy.version = (self.policy.version ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn insert(&mut self, domain: &str, rule: Rule) {
+        let domain = domain.trim_end_matches('.');
+        debug_assert!(domain.len() <= MAX_NAME_TEXT);
+        let p = &mut self.policy;
+        let hash = p.hasher.hash_one(domain.as_bytes());
+        let (arena, slots) = (&p.arena, &p.slots);
+        if p.table.find(hash, |&i| slot_name(arena, &slots[i as usize]) == domain.as_bytes()).is_some() {
+            p.duplicates += 1;
+            return;
+        }
+        let slot = Slot { start: p.arena.len() as u32, len: domain.len() as u8, rule };
+        p.arena.push_str(domain);
+        p.slots.push(slot);
+        let index = (p.slots.len() - 1) as u32;
+        let (arena, slots) = (&p.arena, &p.slots);
+        p.table.insert_unique(hash, index, |&i| {
+            foldhash::fast::FixedState::with_seed(0x6e78_6775_6172_6421).hash_one(slot_name(arena, &slots[i as usize]))
+        });
+        let tag = match rule {
+            Rule::Allow => "allow".to_string(),
+            Rule::Block { app, exact, .. } => format!("{app}{}", if exact { "=" } else { "" }),
+        };
+        self.mix(format!("{domain} {tag}").as_bytes());
+    }
+
+    pub fn build(mut self) -> Policy {
+        self.policy.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        self.policy
+    }
+}
+
+impl Default for PolicyBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn slot_name<'a>(arena: &'a str, slot: &Slot) -> &'a [u8] {
+    &arena.as_bytes()[slot.start as usize..slot.start as usize + slot.len as usize]
+}
+
+impl Policy {
+    /// Looks up a name already lowercased, without the trailing dot (as `wire` produces it).
+    pub fn lookup(&self, name: &[u8]) -> Option<Match<'_>> {
+        let mut found: Option<Slot> = None;
+        let mut start = 0usize;
+        loop {
+            let suffix = &name[start..];
+            if let Some(slot) = self.find(suffix) {
+                match slot.rule {
+                    Rule::Allow => return None,
+                    Rule::Block { exact, .. } if found.is_none() && (!exact || start == 0) => {
+                        found = Some(slot);
+                        if !self.has_allow {
+                            break;
+                        }
+                    }
+                    Rule::Block { .. } => {}
+                }
+            }
+            match suffix.iter().position(|&b| b == b'.') {
+                Some(dot) => start += dot + 1,
+                None => break,
+            }
+        }
+        let slot = found?;
+        let Rule::Block { app, kind, exact } = slot.rule else { return None };
+        let domain = &self.arena[slot.start as usize..slot.start as usize + slot.len as usize];
+        Some(Match { app: &self.apps[usize::from(app)], domain, kind, exact })
+    }
+
+    /// Looks up a name in any case, with or without the trailing dot.
+    pub fn lookup_text(&self, name: &str) -> Option<Match<'_>> {
+        let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
+        let mut buf = [0u8; MAX_NAME_TEXT + 1];
+        let lower = buf.get_mut(..name.len())?;
+        for (dst, src) in lower.iter_mut().zip(name) {
+            *dst = src.to_ascii_lowercase();
+        }
+        self.lookup(lower)
+    }
+
+    fn find(&self, suffix: &[u8]) -> Option<Slot> {
+        let hash = self.hasher.hash_one(suffix);
+        self.table
+            .find(hash, |&i| slot_name(&self.arena, &self.slots[i as usize]) == suffix)
+            .map(|&i| self.slots[i as usize])
+    }
+
+    pub fn apps(&self) -> &[Arc<AppEntry>] {
+        &self.apps
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Stable hex hash of the loaded domain data and apps.
+    pub fn version(&self) -> String {
+        format!("{:016x}", self.version)
+    }
+
+    /// The version as an SOA serial for blocked answers.
+    pub fn version_serial(&self) -> u32 {
+        self.version as u32
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.duplicates
+    }
+
+    /// A few names per app that the policy blocks, for self-tests and examples.
+    pub fn sample_names(&self, per_app: usize) -> Vec<(&App, &str)> {
+        let mut counts = vec![0usize; self.apps.len()];
+        let mut out = Vec::new();
+        for slot in &self.slots {
+            if let Rule::Block { app, .. } = slot.rule {
+                let app = usize::from(app);
+                if counts[app] < per_app {
+                    counts[app] += 1;
+                    let name = &self.arena[slot.start as usize..slot.start as usize + slot.len as usize];
+                    out.push((&self.apps[app].app, name));
+                }
+            }
+        }
+        out
+    }
+}
+
+
+/// Why a policy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("domain lists have {} problem(s):\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Lists(Vec<crate::domains::ListError>),
+    #[error("policy.apps names unknown list(s) {unknown:?}; available: {available:?}")]
+    UnknownApps { unknown: Vec<String>, available: Vec<String> },
+}
+
+/// The category of the operator's own `policy.extra` domains.
+pub const LOCAL_APP_ID: &str = "local";
+
+/// Builds the policy the config asks for: the enforced lists (built in, or read from
+/// `domains_dir`), the extra domains and the allow exceptions.
+pub fn load(config: &crate::config::PolicyConfig) -> Result<Policy, PolicyError> {
+    let lists = match &config.domains_dir {
+        Some(dir) => crate::domains::read_dir(dir).map_err(PolicyError::Lists)?,
+        None => crate::domains::builtin(),
+    };
+    let available: Vec<String> = lists.iter().map(|l| l.id.clone()).collect();
+    if let Some(apps) = &config.apps {
+        let unknown: Vec<String> = apps.iter().filter(|a| !available.contains(a)).cloned().collect();
+        if !unknown.is_empty() {
+            return Err(PolicyError::UnknownApps { unknown, available });
+        }
+    }
+    let enforced = |id: &str| config.apps.as_ref().is_none_or(|apps| apps.iter().any(|a| a == id));
+    let total: usize = lists.iter().map(|l| l.entries.len()).sum();
+    let mut builder = PolicyBuilder::new().with_capacity(total + config.extra.len() + config.allow.len(), total * 24);
+    for name in &config.allow {
+        builder.allow(name);
+    }
+    for list in lists.iter().filter(|l| enforced(&l.id)) {
+        let app = builder.app(App::new(&list.id, &list.name, &list.vendor));
+        for entry in &list.entries {
+            builder.block(&entry.domain, app, entry.kind, entry.exact);
+        }
+    }
+    if !config.extra.is_empty() {
+        let app = builder.app(App::new(LOCAL_APP_ID, "Local policy", "the network operator"));
+        for name in &config.extra {
+            builder.block(name, app, Kind::Unspecified, false);
+        }
+    }
+    Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        let mut b = PolicyBuilder::new();
+        let tiktok = b.app(App::new("tiktok", "TikTok", "ByteDance"));
+        let lemon8 = b.app(App::new("lemon8", "Lemon8", "ByteDance"));
+        b.block("tiktok.com", tiktok, Kind::Web, false);
+        b.block("tiktokcdn.com", tiktok, Kind::Cdn, false);
+        b.block("p16-lemon8.tiktokcdn.com", lemon8, Kind::Cdn, false);
+        b.block("roovza.appsflyersdk.com", tiktok, Kind::Telemetry, true);
+        b.allow("good.tiktok.com");
+        b.build()
+    }
+
+    fn app_of(p: &Policy, name: &str) -> Option<String> {
+        p.lookup_text(name).map(|m| m.app.app.id.clone())
+    }
+
+    #[test]
+    fn matches_apex_and_deep_subdomains() {
+        let p = policy();
+        assert_eq!(app_of(&p, "tiktok.com"), Some("tiktok".into()));
+        assert_eq!(app_of(&p, "a.b.c.d.e.f.g.h.i.j.tiktok.com"), Some("tiktok".into()));
+        let m = p.lookup_text("www.tiktok.com").unwrap();
+        assert_eq!(m.domain, "tiktok.com");
+        assert_eq!(m.kind, Kind::Web);
+    }
+
+    #[test]
+    fn case_and_trailing_dot_do_not_matter() {
+        let p = policy();
+        assert_eq!(app_of(&p, "WWW.TikTok.COM."), Some("tiktok".into()));
+    }
+
+    #[test]
+    fn near_misses_are_not_blocked() {
+        let p = policy();
+        for name in ["nottiktok.com", "tiktok.com.example.org", "com", "", "tiktok.co", "xtiktokcdn.com"] {
+            assert_eq!(app_of(&p, name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn most_specific_entry_names_the_app() {
+        let p = policy();
+        assert_eq!(app_of(&p, "x.p16-lemon8.tiktokcdn.com"), Some("lemon8".into()));
+        assert_eq!(app_of(&p, "p16-other.tiktokcdn.com"), Some("tiktok".into()));
+    }
+
+    #[test]
+    fn exact_entries_block_one_host_only() {
+        let p = policy();
+        assert_eq!(app_of(&p, "roovza.appsflyersdk.com"), Some("tiktok".into()));
+        assert_eq!(app_of(&p, "x.roovza.appsflyersdk.com"), None);
+        assert_eq!(app_of(&p, "appsflyersdk.com"), None);
+    }
+
+    #[test]
+    fn allow_beats_block_for_its_subtree() {
+        let p = policy();
+        assert_eq!(app_of(&p, "good.tiktok.com"), None);
+        assert_eq!(app_of(&p, "deep.good.tiktok.com"), None);
+        assert_eq!(app_of(&p, "bad.tiktok.com"), Some("tiktok".into()));
+    }
+
+    #[test]
+    fn names_longer_than_the_limit_do_not_panic() {
+        let p = policy();
+        let long = "a.".repeat(200) + "tiktok.com";
+        assert_eq!(app_of(&p, &long), None);
+    }
+
+    #[test]
+    fn version_depends_on_content_and_duplicates_are_counted() {
+        let a = policy();
+        let b = policy();
+        assert_eq!(a.version(), b.version());
+        assert_ne!(a.generation(), b.generation());
+        let mut builder = PolicyBuilder::new();
+        let app = builder.app(App::new("x", "X", "Y"));
+        builder.block("a.example", app, Kind::Api, false);
+        builder.block("a.example", app, Kind::Api, false);
+        let c = builder.build();
+        assert_eq!(c.duplicates(), 1);
+        assert_eq!(c.len(), 1);
+        assert_ne!(c.version(), a.version());
+    }
+}

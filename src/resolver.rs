@@ -1,0 +1,238 @@
+//! The query pipeline: one query's whole way through nxguard, top to bottom.
+//!
+//! client check → parse → policy → cache → upstream → CNAME check → answer → record attempt.
+//!
+//! `answer_locally` is the synchronous part (everything but the upstream); the listeners call it
+//! inline for each packet and only spawn a task when it says the upstream must be asked, so
+//! blocked and cached answers never wait on a task switch. `answer` runs both halves for callers
+//! that can await. Every call ends in exactly one `Outcome`, from which the answer bytes, the
+//! attempt record and the counters are derived.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::RecordType;
+use tracing::{debug, warn};
+
+use crate::{
+    access::{Access, Verdict},
+    attempts::{Attempt, Recorder, Transport, Via},
+    blocked,
+    cache::{self, Cache, CachedAnswer},
+    config::{BlockConfig, CacheConfig, Config},
+    metrics::{Outcome, Stats},
+    policy::{Match, Policy},
+    upstream::{UpstreamError, Upstreams},
+    wire::{self, EDNS_UDP_SIZE, HEADER_LEN, Query, flag, rcode},
+};
+
+/// RFC 8914 info codes used in error answers.
+const EDE_PROHIBITED: u16 = 18;
+const EDE_NETWORK_ERROR: u16 = 23;
+
+/// Who asked, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+/// The result of the synchronous half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Finished; `out` holds the answer (empty: send nothing).
+    Done(Outcome),
+    /// The upstream must be asked: call `answer_from_upstream` with the same packet.
+    Upstream,
+}
+
+pub struct Resolver {
+    policy: ArcSwap<Policy>,
+    access: ArcSwap<Access>,
+    cache: Cache,
+    cache_config: CacheConfig,
+    block_config: BlockConfig,
+    upstreams: Upstreams,
+    recorder: Recorder,
+    pub stats: Stats,
+}
+
+impl Resolver {
+    pub fn new(config: &Config, policy: Policy, recorder: Recorder) -> Result<Resolver, UpstreamError> {
+        Ok(Resolver {
+            policy: ArcSwap::from_pointee(policy),
+            access: ArcSwap::from_pointee(Access::new(&config.access)),
+            cache: Cache::new(&config.cache),
+            cache_config: config.cache.clone(),
+            block_config: config.block.clone(),
+            upstreams: Upstreams::new(&config.upstream)?,
+            recorder,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Answers one query packet; `out` receives the answer (left empty when none is sent).
+    pub async fn answer(&self, packet: &[u8], client: Client, out: &mut Vec<u8>) -> Outcome {
+        match self.answer_locally(packet, client, out, Instant::now()) {
+            Step::Done(outcome) => outcome,
+            Step::Upstream => self.answer_from_upstream(packet, client, out).await,
+        }
+    }
+
+    /// Everything that needs no upstream: access, parsing, policy and cache.
+    pub fn answer_locally(&self, packet: &[u8], client: Client, out: &mut Vec<u8>, now: Instant) -> Step {
+        out.clear();
+        self.stats.received(client.transport);
+        let verdict = self.access.load().check(client.addr.ip());
+        if verdict == Verdict::Drop {
+            return self.finish(client, Outcome::Dropped);
+        }
+        let query = match wire::parse_query(packet) {
+            Ok(query) if query.is_response() => return self.finish(client, Outcome::Dropped),
+            Ok(query) => query,
+            Err(error) => {
+                debug!(%error, "malformed query");
+                // No reply to something that claims to be a response (no reflection loops).
+                wire::write_formerr_header(out, packet);
+                return self.finish(client, Outcome::Malformed);
+            }
+        };
+        if verdict == Verdict::Refuse {
+            wire::write_error(out, &query, rcode::REFUSED.into(), Some((EDE_PROHIBITED, "")));
+            return self.finish(client, Outcome::Refused);
+        }
+        if query.opcode() != 0 {
+            wire::write_error(out, &query, rcode::NOTIMP.into(), None);
+            return self.finish(client, Outcome::Unsupported);
+        }
+        if query.edns.is_some_and(|e| e.version > 0) {
+            wire::write_error(out, &query, rcode::BADVERS, None);
+            return self.finish(client, Outcome::Unsupported);
+        }
+        let policy = self.policy.load();
+        if let Some(matched) = policy.lookup(query.name.as_bytes()) {
+            return self.block(&query, client, &policy, matched, Via::Query, out);
+        }
+        let mut key = [0u8; cache::MAX_KEY];
+        if let Some(entry) = self.cache.get(cache::key(&query, &mut key), now) {
+            if entry.generation != policy.generation() || entry.chain_blocked {
+                if let Some((matched, alias)) = chain_match(&policy, &entry.chain) {
+                    return self.block(&query, client, &policy, matched, Via::Cname { alias }, out);
+                }
+            }
+            entry.write(&query, now, udp_limit(&query, client), out);
+            return self.finish(client, Outcome::Cached);
+        }
+        Step::Upstream
+    }
+
+    /// The upstream half: forward, inspect the CNAME chain, cache, answer.
+    pub async fn answer_from_upstream(&self, packet: &[u8], client: Client, out: &mut Vec<u8>) -> Outcome {
+        out.clear();
+        let Ok(query) = wire::parse_query(packet) else {
+            return self.finished(client, Outcome::Malformed);
+        };
+        let response = match self.upstreams.exchange(&upstream_query(&query)).await {
+            Ok(response) => response,
+            Err(error) => {
+                warn!(%error, qname = %query.name.to_text(), "no upstream answer");
+                wire::write_error(out, &query, rcode::SERVFAIL.into(), Some((EDE_NETWORK_ERROR, "")));
+                return self.finished(client, Outcome::UpstreamFailed);
+            }
+        };
+        let policy = self.policy.load();
+        let now = Instant::now();
+        let inspected = match CachedAnswer::from_upstream(&query, &response, &self.cache_config, now, policy.generation()) {
+            Ok(inspected) => inspected,
+            Err(error) => {
+                warn!(%error, qname = %query.name.to_text(), "malformed upstream answer");
+                wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
+                return self.finished(client, Outcome::UpstreamFailed);
+            }
+        };
+        let mut answer = inspected.answer;
+        let blocked_by = chain_match(&policy, &answer.chain);
+        answer.chain_blocked = blocked_by.is_some();
+        let answer = Arc::new(answer);
+        if inspected.ttl.is_some() {
+            let mut key = [0u8; cache::MAX_KEY];
+            self.cache.insert(cache::key(&query, &mut key), Arc::clone(&answer));
+        }
+        if let Some((matched, alias)) = blocked_by {
+            return match self.block(&query, client, &policy, matched, Via::Cname { alias }, out) {
+                Step::Done(outcome) => outcome,
+                Step::Upstream => unreachable!("block always finishes"),
+            };
+        }
+        answer.write(&query, now, udp_limit(&query, client), out);
+        self.finished(client, Outcome::Forwarded)
+    }
+
+    fn block(&self, query: &Query<'_>, client: Client, policy: &Policy, matched: Match<'_>, via: Via, out: &mut Vec<u8>) -> Step {
+        let serial = policy.version_serial();
+        blocked::write(out, query, &self.block_config, matched.domain, serial, &matched.app.notice);
+        self.recorder.record(Attempt {
+            time: SystemTime::now(),
+            client: client.addr,
+            transport: client.transport,
+            qname: query.name.to_text(),
+            qtype: RecordType::from(query.qtype).to_string(),
+            app: Arc::clone(matched.app),
+            domain: matched.domain.to_string(),
+            kind: matched.kind,
+            via,
+        });
+        self.finish(client, Outcome::Blocked)
+    }
+
+    fn finish(&self, client: Client, outcome: Outcome) -> Step {
+        Step::Done(self.finished(client, outcome))
+    }
+
+    fn finished(&self, client: Client, outcome: Outcome) -> Outcome {
+        self.stats.finished(client.transport, outcome);
+        outcome
+    }
+
+    /// Swaps in a new policy atomically; queries already running finish under the old one.
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+}
+
+/// The first name in a CNAME chain that the policy blocks, with that name.
+fn chain_match<'p>(policy: &'p Policy, chain: &[Box<str>]) -> Option<(Match<'p>, String)> {
+    chain.iter().find_map(|alias| policy.lookup(alias.as_bytes()).map(|m| (m, alias.to_string())))
+}
+
+fn udp_limit(query: &Query<'_>, client: Client) -> Option<usize> {
+    (client.transport == Transport::Udp).then(|| query.udp_limit())
+}
+
+/// The query sent upstream: a fresh random ID, RD, AD (RFC 6840 §5.7: ask for AD), the client's
+/// CD, its question, and our own OPT record carrying the client's DO bit.
+fn upstream_query(query: &Query<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + query.question_bytes().len() + 11);
+    let flags = flag::RD | flag::AD | (query.flags & flag::CD);
+    wire::push_header(&mut out, rand::random(), flags, [1, 0, 0, 1]);
+    out.extend_from_slice(query.question_bytes());
+    debug_assert_eq!(EDNS_UDP_SIZE, 1232);
+    wire::push_opt(&mut out, query.dnssec_ok(), 0, &[]);
+    out
+}

@@ -1,0 +1,271 @@
+//! Upstream resolvers: sending a query and getting back a matching answer.
+//!
+//! Owns: the transports (UDP with TCP fallback on truncation, TCP, DNS-over-TLS, DNS-over-HTTPS),
+//! spoofing checks on plain answers (random source port and ID, question must match), failover
+//! in configured order, and the overall time bound. Does not own: what is asked (the resolver
+//! builds the query) or what is done with the answer.
+//!
+//! Plain UDP/TCP are written here on bare sockets: the answer's bytes pass through untouched,
+//! negative answers included. DoT and DoH use hickory-net's multiplexed exchanges. (hickory-
+//! resolver's name-server pool turns NXDOMAIN, NODATA and SERVFAIL answers into errors, which
+//! would lose the upstream's answer; so it is not used here.)
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use hickory_net::{
+    runtime::TokioRuntimeProvider,
+    xfer::{DnsExchange, DnsHandle, FirstAnswer},
+};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
+use thiserror::Error;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpStream, UdpSocket},
+    sync::Mutex,
+    time::{Instant, timeout_at},
+};
+
+use crate::{
+    config::{Protocol, UpstreamConfig, UpstreamServer},
+    wire::{self, HEADER_LEN, flag},
+};
+
+#[derive(Debug, Error)]
+pub enum UpstreamError {
+    #[error("upstream {server} did not answer in time")]
+    Timeout { server: SocketAddr },
+    #[error("upstream {server}: {source}")]
+    Io { server: SocketAddr, source: std::io::Error },
+    #[error("upstream {server}: {message}")]
+    Exchange { server: SocketAddr, message: String },
+    #[error("upstream {server} answered with a malformed message")]
+    Malformed { server: SocketAddr },
+    #[error("cannot set up TLS for upstream {server}: {message}")]
+    Tls { server: SocketAddr, message: String },
+}
+
+type Exchange = DnsExchange<TokioRuntimeProvider>;
+
+struct Upstream {
+    config: UpstreamServer,
+    /// The open DoT/DoH connection, reconnected after a failure.
+    exchange: Mutex<Option<Exchange>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The configured upstream servers, asked in order.
+pub struct Upstreams {
+    servers: Vec<Upstream>,
+    timeout: Duration,
+}
+
+impl Upstreams {
+    pub fn new(config: &UpstreamConfig) -> Result<Upstreams, UpstreamError> {
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| {
+                let tls = match s.protocol {
+                    Protocol::Tls | Protocol::Https => Some(Arc::new(tls_config(s)?)),
+                    Protocol::Udp | Protocol::Tcp => None,
+                };
+                Ok(Upstream { config: s.clone(), exchange: Mutex::new(None), tls })
+            })
+            .collect::<Result<_, UpstreamError>>()?;
+        Ok(Upstreams { servers, timeout: Duration::from_millis(config.timeout_ms) })
+    }
+
+    /// Sends `query` (a complete DNS message) and returns the first good answer. Each server
+    /// gets an equal share of the overall timeout, so a silent one cannot use it all.
+    pub async fn exchange(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+        let share = self.timeout / self.servers.len().max(1) as u32;
+        let mut last = None;
+        for server in &self.servers {
+            let deadline = Instant::now() + share;
+            match timeout_at(deadline, server.exchange(query, deadline)).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => last = Some(UpstreamError::Timeout { server: server.config.address }),
+            }
+            if let Some(e) = &last {
+                tracing::warn!(error = %e, "upstream failed");
+            }
+        }
+        Err(last.unwrap_or(UpstreamError::Timeout { server: SocketAddr::from(([0, 0, 0, 0], 0)) }))
+    }
+}
+
+impl Upstream {
+    async fn exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
+        let server = self.config.address;
+        match self.config.protocol {
+            Protocol::Udp => {
+                let answer = udp_exchange(server, query).await?;
+                if answer.get(2).is_some_and(|b| u16::from(*b) << 8 & flag::TC != 0) {
+                    return tcp_exchange(server, query).await;
+                }
+                Ok(answer)
+            }
+            Protocol::Tcp => tcp_exchange(server, query).await,
+            Protocol::Tls | Protocol::Https => {
+                let result = self.encrypted_exchange(query, deadline).await;
+                if result.is_err() {
+                    *self.exchange.lock().await = None;
+                }
+                result
+            }
+        }
+    }
+
+    async fn encrypted_exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
+        let server = self.config.address;
+        let exchange = self.connected(deadline).await?;
+        let message = Message::from_vec(query).map_err(|_| UpstreamError::Malformed { server })?;
+        let mut options = DnsRequestOptions::default();
+        options.use_edns = message.edns.is_some();
+        let response = exchange
+            .send(DnsRequest::new(message, options))
+            .first_answer()
+            .await
+            .map_err(|e| UpstreamError::Exchange { server, message: e.to_string() })?;
+        let mut answer = response.into_buffer();
+        if answer.len() < HEADER_LEN {
+            return Err(UpstreamError::Malformed { server });
+        }
+        // The multiplexer chose its own ID; give the answer back the one we asked with.
+        answer[..2].copy_from_slice(&query[..2]);
+        Ok(answer)
+    }
+
+    async fn connected(&self, deadline: Instant) -> Result<Exchange, UpstreamError> {
+        let mut slot = self.exchange.lock().await;
+        if let Some(exchange) = slot.as_ref() {
+            return Ok(exchange.clone());
+        }
+        let server = self.config.address;
+        let tls = self.tls.clone().ok_or_else(|| UpstreamError::Tls { server, message: "no TLS config".into() })?;
+        let name = self.config.tls_name.clone().unwrap_or_default();
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let provider = TokioRuntimeProvider::new();
+        let connect_error = |e: hickory_net::NetError| UpstreamError::Exchange { server, message: e.to_string() };
+        let exchange = match self.config.protocol {
+            Protocol::Https => {
+                let mut builder = hickory_net::h2::HttpsClientStream::builder(tls, provider);
+                builder.request_timeout(timeout);
+                let path = self.config.path.clone().unwrap_or_else(|| "/dns-query".into());
+                builder.exchange(server, name.into(), path.into()).await.map_err(connect_error)?
+            }
+            _ => {
+                let server_name = rustls::pki_types::ServerName::try_from(name)
+                    .map_err(|e| UpstreamError::Tls { server, message: e.to_string() })?;
+                hickory_net::tls::tls_exchange(server, server_name, (*tls).clone(), timeout, None, provider)
+                    .await
+                    .map_err(connect_error)?
+            }
+        };
+        *slot = Some(exchange.clone());
+        Ok(exchange)
+    }
+}
+
+fn tls_config(server: &UpstreamServer) -> Result<rustls::ClientConfig, UpstreamError> {
+    let address = server.address;
+    let fail = |message: String| UpstreamError::Tls { server: address, message };
+    let Some(ca_file) = &server.ca_file else {
+        return hickory_net::tls::client_config().map_err(|e| fail(e.to_string()));
+    };
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| fail(format!("{}: {e}", ca_file.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| fail(format!("{}: {e}", ca_file.display())))?;
+        roots.add(cert).map_err(|e| fail(format!("{}: {e}", ca_file.display())))?;
+    }
+    let provider = Arc::new(hickory_net::tls::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// One query over a fresh UDP socket: a random source port per query, and only an answer with
+/// our ID and question is taken (anything else is ignored as a spoofing attempt).
+async fn udp_exchange(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+    let io = |source| UpstreamError::Io { server, source };
+    let bind: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(bind).await.map_err(io)?;
+    socket.connect(server).await.map_err(io)?;
+    socket.send(query).await.map_err(io)?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let n = socket.recv(&mut buf).await.map_err(io)?;
+        if matches_query(query, &buf[..n]) {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+    }
+}
+
+/// One query over a new TCP connection (RFC 7766 §8 framing: a two-byte length prefix).
+async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
+    let io = |source| UpstreamError::Io { server, source };
+    let mut stream = TcpStream::connect(server).await.map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    let mut framed = Vec::with_capacity(query.len() + 2);
+    framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+    framed.extend_from_slice(query);
+    stream.write_all(&framed).await.map_err(io)?;
+    let len = stream.read_u16().await.map_err(io)?;
+    let mut answer = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut answer).await.map_err(io)?;
+    if !matches_query(query, &answer) {
+        return Err(UpstreamError::Malformed { server });
+    }
+    Ok(answer)
+}
+
+/// An answer belongs to a query when it is a response with the same ID and the same question
+/// (names compared without regard to case).
+pub fn matches_query(query: &[u8], answer: &[u8]) -> bool {
+    if answer.len() < HEADER_LEN || answer[..2] != query[..2] || answer[2] & 0x80 == 0 {
+        return false;
+    }
+    let Ok(end) = wire::skip_name(query, HEADER_LEN) else { return false };
+    let question = &query[HEADER_LEN..end + 4];
+    answer.get(4..6) == Some(&[0, 1])
+        && answer.get(HEADER_LEN..end + 4).is_some_and(|q| q.eq_ignore_ascii_case(question))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_must_echo_id_and_question() {
+        let mut query = Vec::new();
+        wire::push_header(&mut query, 0x1234, flag::RD, [1, 0, 0, 0]);
+        wire::push_name(&mut query, "a.example");
+        query.extend_from_slice(&[0, 1, 0, 1]);
+        let mut answer = query.clone();
+        answer[2] |= 0x80;
+        assert!(matches_query(&query, &answer));
+        answer[HEADER_LEN + 1] = b'A';
+        assert!(matches_query(&query, &answer), "case differences are allowed");
+        let mut wrong_id = answer.clone();
+        wrong_id[1] ^= 1;
+        assert!(!matches_query(&query, &wrong_id));
+        let mut wrong_name = answer.clone();
+        wrong_name[HEADER_LEN + 1] = b'b';
+        assert!(!matches_query(&query, &wrong_name));
+        assert!(!matches_query(&query, &query), "a query is not an answer");
+    }
+}
