@@ -1,0 +1,301 @@
+//! Shared test harness: a fake upstream on loopback that counts its calls, a server started
+//! in-process on 127.0.0.1:0, a small DNS client over real sockets, and assertion helpers.
+#![allow(dead_code)]
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use hickory_proto::{
+    op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{
+        Name, RData, Record, RecordType,
+        rdata::{A, AAAA, CNAME, MX, SOA},
+    },
+};
+use nxguard::{
+    attempts::Attempt,
+    config::Config,
+    server::{self, Listeners, Running},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UdpSocket},
+    sync::mpsc,
+};
+
+pub const UPSTREAM_TTL: u32 = 300;
+
+/// How the fake upstream answers a name (by the name's first label).
+/// - `silent…`: never answers.
+/// - `nx…`: NXDOMAIN with an SOA (negative TTL 60).
+/// - `alias-to-tiktok…`: CNAME to v16.tiktokcdn.com, then an A record for it.
+/// - `big…`: 100 A records over UDP (truncated, TC=1), all of them over TCP.
+/// - anything else: one record of the asked type (A, AAAA, MX), TTL 300; NODATA otherwise.
+pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
+    let q = query.queries.first()?.clone();
+    let first = q.name().to_ascii().to_lowercase();
+    let first = first.split('.').next().unwrap_or_default().to_string();
+    if first.starts_with("silent") {
+        return None;
+    }
+    let mut m = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = query.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.add_query(q.clone());
+    if let Some(edns) = &query.edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(edns.flags().dnssec_ok);
+        m.set_edns(e);
+    }
+    let name = q.name().clone();
+    if first.starts_with("nx") {
+        m.metadata.response_code = ResponseCode::NXDomain;
+        m.add_authority(soa_record("example.org.", 60));
+        return Some(m);
+    }
+    if first.starts_with("alias-to-tiktok") {
+        let target = Name::from_ascii("v16.tiktokcdn.com.").unwrap();
+        m.add_answer(Record::from_rdata(name, UPSTREAM_TTL, RData::CNAME(CNAME(target.clone()))));
+        m.add_answer(Record::from_rdata(target, UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, 9)))));
+        return Some(m);
+    }
+    if first.starts_with("big") {
+        if !over_tcp {
+            m.metadata.truncation = true;
+            return Some(m);
+        }
+        for i in 0..100 {
+            m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, i)))));
+        }
+        return Some(m);
+    }
+    let rdata = match q.query_type() {
+        RecordType::A => RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+        RecordType::AAAA => RData::AAAA(AAAA("2001:db8::1".parse().unwrap())),
+        RecordType::MX => RData::MX(MX::new(10, Name::from_ascii("mail.example.org.").unwrap())),
+        _ => {
+            m.add_authority(soa_record("example.org.", 60));
+            return Some(m);
+        }
+    };
+    m.add_answer(Record::from_rdata(name, UPSTREAM_TTL, rdata));
+    Some(m)
+}
+
+fn soa_record(zone: &str, minimum: u32) -> Record {
+    let zone = Name::from_ascii(zone).unwrap();
+    let soa = SOA::new(
+        Name::from_ascii("ns.example.org.").unwrap(),
+        Name::from_ascii("hostmaster.example.org.").unwrap(),
+        1,
+        3600,
+        600,
+        86400,
+        minimum,
+    );
+    Record::from_rdata(zone, 3600, RData::SOA(soa))
+}
+
+/// A fake upstream DNS server on 127.0.0.1 (UDP and TCP on one port) that counts its calls.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    calls: Arc<AtomicUsize>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl FakeUpstream {
+    pub async fn start() -> FakeUpstream {
+        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        let udp_calls = Arc::clone(&calls);
+        tasks.spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+                udp_calls.fetch_add(1, Ordering::SeqCst);
+                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                if let Some(reply) = respond(&query, false) {
+                    let _ = udp.send_to(&reply.to_vec().unwrap(), peer).await;
+                }
+            }
+        });
+        let tcp_calls = Arc::clone(&calls);
+        tasks.spawn(async move {
+            while let Ok((mut stream, _)) = tcp.accept().await {
+                let calls = Arc::clone(&tcp_calls);
+                tokio::spawn(async move {
+                    while let Ok(len) = stream.read_u16().await {
+                        let mut buf = vec![0u8; usize::from(len)];
+                        if stream.read_exact(&mut buf).await.is_err() {
+                            return;
+                        }
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        let Ok(query) = Message::from_vec(&buf) else { return };
+                        let Some(reply) = respond(&query, true) else { continue };
+                        let bytes = reply.to_vec().unwrap();
+                        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&bytes);
+                        if stream.write_all(&framed).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakeUpstream { addr, calls, tasks }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// A config pointing at `upstream`, with `extra` TOML appended (tables not used above).
+pub fn config_for(upstream: SocketAddr, extra: &str) -> Config {
+    let text = format!(
+        "[upstream]\ntimeout_ms = 400\n[[upstream.servers]]\naddress = \"{upstream}\"\nprotocol = \"udp\"\n{extra}"
+    );
+    Config::from_toml(&text).unwrap()
+}
+
+pub struct TestServer {
+    pub running: Running,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub attempts: mpsc::UnboundedReceiver<Attempt>,
+}
+
+pub fn start_server(config: &Config) -> TestServer {
+    let listeners = Listeners::bind_loopback().unwrap();
+    let (tx, attempts) = mpsc::unbounded_channel();
+    let running = server::start(config, listeners, vec![tx]).unwrap();
+    let (udp, tcp) = (running.udp_addrs[0], running.tcp_addrs[0]);
+    TestServer { running, udp, tcp, attempts }
+}
+
+/// A query message for `name` and `qtype`, with or without EDNS.
+pub fn query(name: &str, qtype: RecordType, edns: bool) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = rand::random();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        m.set_edns(e);
+    }
+    m
+}
+
+/// A query built byte by byte, keeping the name's case exactly (for 0x20 checks).
+pub fn raw_query(name: &str, qtype: u16, edns: bool, dnssec_ok: bool) -> Vec<u8> {
+    use nxguard::wire;
+    let mut out = Vec::new();
+    wire::push_header(&mut out, rand::random(), wire::flag::RD, [1, 0, 0, u16::from(edns)]);
+    wire::push_name(&mut out, name);
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    if edns {
+        wire::push_opt(&mut out, dnssec_ok, 0, &[]);
+    }
+    out
+}
+
+/// The question name of a raw reply, exactly as written (case kept).
+pub fn raw_question_name(reply: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut pos = 12;
+    while reply[pos] != 0 {
+        let len = usize::from(reply[pos]);
+        out.push(String::from_utf8_lossy(&reply[pos + 1..pos + 1 + len]).into_owned());
+        pos += 1 + len;
+    }
+    out.join(".")
+}
+
+/// Sends raw bytes over UDP from `from` (an IP on loopback) and waits up to `wait` for a reply.
+pub async fn udp_exchange_raw(server: SocketAddr, from: IpAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind(SocketAddr::new(from, 0)).await.unwrap();
+    socket.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+pub async fn udp_ask(server: SocketAddr, message: &Message) -> Message {
+    let raw = udp_exchange_raw(server, IpAddr::V4(Ipv4Addr::LOCALHOST), &message.to_vec().unwrap(), Duration::from_secs(5))
+        .await
+        .expect("no UDP answer");
+    let reply = Message::from_vec(&raw).unwrap();
+    assert_eq!(reply.metadata.id, message.metadata.id);
+    reply
+}
+
+pub async fn tcp_ask(server: SocketAddr, message: &Message) -> Message {
+    let mut stream = TcpStream::connect(server).await.unwrap();
+    let bytes = message.to_vec().unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).await.unwrap();
+    let len = tokio::time::timeout(Duration::from_secs(5), stream.read_u16()).await.expect("no TCP answer").unwrap();
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await.unwrap();
+    let reply = Message::from_vec(&buf).unwrap();
+    assert_eq!(reply.metadata.id, message.metadata.id);
+    reply
+}
+
+/// The Extended DNS Error (info code, text) of a reply, if any (RFC 8914).
+pub fn extended_error(reply: &Message) -> Option<(u16, String)> {
+    let raw = reply.to_vec().unwrap();
+    let parsed = nxguard::wire::parse_query(&raw).ok()?;
+    let mut options = parsed.edns_options();
+    while options.len() >= 4 {
+        let code = u16::from_be_bytes([options[0], options[1]]);
+        let len = usize::from(u16::from_be_bytes([options[2], options[3]]));
+        let data = &options[4..4 + len];
+        if code == 15 {
+            return Some((u16::from_be_bytes([data[0], data[1]]), String::from_utf8_lossy(&data[2..]).into_owned()));
+        }
+        options = &options[4 + len..];
+    }
+    None
+}
+
+/// NXDOMAIN, no answers, an SOA whose minimum and TTL are the block TTL, and EDE 15 naming the
+/// app when the query had EDNS.
+pub fn assert_blocked(reply: &Message, app_text: &str, block_ttl: u32, edns: bool) {
+    assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain, "{reply:?}");
+    assert!(reply.answers.is_empty());
+    assert_eq!(reply.authorities.len(), 1, "one SOA in the authority section");
+    let soa = &reply.authorities[0];
+    let RData::SOA(rdata) = &soa.data else { panic!("authority is not an SOA: {soa:?}") };
+    assert_eq!(rdata.minimum, block_ttl);
+    assert_eq!(soa.ttl, block_ttl);
+    if edns {
+        let (code, text) = extended_error(reply).expect("EDE option");
+        assert_eq!(code, 15);
+        assert!(text.contains(app_text), "{text}");
+    } else {
+        assert!(reply.edns.is_none());
+    }
+}
+
+/// NOERROR with the fake upstream's record for `qtype`.
+pub fn assert_forwarded(reply: &Message, qtype: RecordType) {
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError, "{reply:?}");
+    assert_eq!(reply.answers.len(), 1, "{reply:?}");
+    assert_eq!(reply.answers[0].record_type(), qtype);
+}
