@@ -55,6 +55,8 @@ struct Upstream {
     /// The open DoT/DoH connection, reconnected after a failure.
     exchange: Mutex<Option<Exchange>>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Owns the exchange's background task: hickory-net aborts it when the provider is dropped.
+    provider: TokioRuntimeProvider,
 }
 
 /// The configured upstream servers, asked in order.
@@ -73,7 +75,7 @@ impl Upstreams {
                     Protocol::Tls | Protocol::Https => Some(Arc::new(tls_config(s)?)),
                     Protocol::Udp | Protocol::Tcp => None,
                 };
-                Ok(Upstream { config: s.clone(), exchange: Mutex::new(None), tls })
+                Ok(Upstream { config: s.clone(), exchange: Mutex::new(None), tls, provider: TokioRuntimeProvider::new() })
             })
             .collect::<Result<_, UpstreamError>>()?;
         Ok(Upstreams { servers, timeout: Duration::from_millis(config.timeout_ms) })
@@ -150,7 +152,7 @@ impl Upstream {
         let tls = self.tls.clone().ok_or_else(|| UpstreamError::Tls { server, message: "no TLS config".into() })?;
         let name = self.config.tls_name.clone().unwrap_or_default();
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let provider = TokioRuntimeProvider::new();
+        let provider = self.provider.clone();
         let connect_error = |e: hickory_net::NetError| UpstreamError::Exchange { server, message: e.to_string() };
         let exchange = match self.config.protocol {
             Protocol::Https => {
