@@ -7,9 +7,10 @@
 //! Does not own: deciding what is blocked (`policy`) or storing records durably.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::SystemTime,
@@ -17,6 +18,7 @@ use std::{
 
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::{domains::Kind, policy::AppEntry};
 
@@ -106,6 +108,7 @@ impl Attempt {
 pub struct Recorder {
     queue: mpsc::Sender<Attempt>,
     dropped: Arc<AtomicU64>,
+    by_app: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl Recorder {
@@ -123,24 +126,58 @@ impl Recorder {
     pub fn queued(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
+
+    /// Records dispatched so far, per app id.
+    pub fn by_app(&self) -> BTreeMap<String, u64> {
+        self.by_app.lock().map(|m| m.clone()).unwrap_or_default()
+    }
 }
 
 /// Where the dispatcher delivers records besides the tracing event.
 pub type Sink = mpsc::UnboundedSender<Attempt>;
 
-/// Creates the queue and its dispatcher; run the returned future on the runtime.
-pub fn channel(capacity: usize, sinks: Vec<Sink>) -> (Recorder, impl Future<Output = ()> + Send + 'static) {
-    let (queue, mut rx) = mpsc::channel::<Attempt>(capacity);
-    let recorder = Recorder { queue, dropped: Arc::new(AtomicU64::new(0)) };
-    let dispatcher = async move {
-        while let Some(attempt) = rx.recv().await {
-            attempt.emit();
-            for sink in &sinks {
-                let _ = sink.send(attempt.clone());
+/// Takes records off the queue, emits them and hands them to the sinks.
+pub struct Dispatcher {
+    queue: mpsc::Receiver<Attempt>,
+    sinks: Vec<Sink>,
+    by_app: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl Dispatcher {
+    /// Runs until `stop` is cancelled, then delivers what is still queued and returns.
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                attempt = self.queue.recv() => match attempt {
+                    Some(attempt) => self.deliver(attempt),
+                    None => return,
+                },
+                _ = stop.cancelled() => break,
             }
         }
-    };
-    (recorder, dispatcher)
+        self.queue.close();
+        while let Some(attempt) = self.queue.recv().await {
+            self.deliver(attempt);
+        }
+    }
+
+    fn deliver(&self, attempt: Attempt) {
+        attempt.emit();
+        if let Ok(mut counts) = self.by_app.lock() {
+            *counts.entry(attempt.app.app.id.clone()).or_default() += 1;
+        }
+        for sink in &self.sinks {
+            let _ = sink.send(attempt.clone());
+        }
+    }
+}
+
+/// Creates the queue, its query-path handle and its dispatcher.
+pub fn channel(capacity: usize, sinks: Vec<Sink>) -> (Recorder, Dispatcher) {
+    let (queue, rx) = mpsc::channel::<Attempt>(capacity);
+    let by_app = Arc::new(Mutex::new(BTreeMap::new()));
+    let recorder = Recorder { queue, dropped: Arc::new(AtomicU64::new(0)), by_app: Arc::clone(&by_app) };
+    (recorder, Dispatcher { queue: rx, sinks, by_app })
 }
 
 #[cfg(test)]
@@ -178,11 +215,27 @@ mod tests {
     async fn dispatcher_delivers_to_sinks() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (recorder, dispatcher) = channel(8, vec![tx]);
-        tokio::spawn(dispatcher);
+        tokio::spawn(dispatcher.run(CancellationToken::new()));
         recorder.record(attempt("a.tiktok.com"));
         let got = rx.recv().await.unwrap();
         assert_eq!(got.qname, "a.tiktok.com");
         assert_eq!(got.app_id(), "tiktok");
+        assert_eq!(recorder.by_app().get("tiktok"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn stopping_delivers_what_is_queued() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (recorder, dispatcher) = channel(8, vec![tx]);
+        for _ in 0..3 {
+            recorder.record(attempt("a.tiktok.com"));
+        }
+        let stop = CancellationToken::new();
+        stop.cancel();
+        dispatcher.run(stop).await;
+        for _ in 0..3 {
+            assert!(rx.try_recv().is_ok());
+        }
     }
 
     #[test]

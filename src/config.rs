@@ -36,6 +36,7 @@ pub struct Config {
     pub block: BlockConfig,
     pub policy: PolicyConfig,
     pub attempts: AttemptsConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -198,6 +199,15 @@ impl Default for AttemptsConfig {
     }
 }
 
+/// The Prometheus and health endpoint: off unless a listen address is given, and meant for a
+/// management network (it has no authentication).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// e.g. "127.0.0.1:9153"; serves GET /metrics and GET /health.
+    pub listen: Option<SocketAddr>,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -224,7 +234,8 @@ impl Default for LogConfig {
 impl Config {
     /// The embedded default configuration (`nxguard serve` without `--config`).
     pub fn embedded() -> Config {
-        Config::parse_named(DEFAULT_TOML, "embedded default config").expect("the embedded default config is tested to parse")
+        Config::parse_named(DEFAULT_TOML, "embedded default config")
+            .expect("the embedded default config is tested to parse")
     }
 
     /// Parses and validates TOML text.

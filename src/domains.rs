@@ -129,9 +129,7 @@ pub fn parse(id: &str, text: &str, origin: &str) -> Result<AppList, Vec<ListErro
         sources: Vec::new(),
         entries: Vec::new(),
     };
-    let mut fail = |line: usize, problem: String| {
-        errors.push(ListError { origin: origin.to_string(), line, problem })
-    };
+    let mut fail = |line: usize, problem: String| errors.push(ListError { origin: origin.to_string(), line, problem });
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let (body, comment) = raw.split_once('#').unwrap_or((raw, ""));
@@ -186,9 +184,8 @@ pub fn parse(id: &str, text: &str, origin: &str) -> Result<AppList, Vec<ListErro
 /// source on every entry, and no entry already covered by another entry of the same file.
 pub fn lint(list: &AppList, origin: &str) -> Vec<ListError> {
     let mut problems = Vec::new();
-    let mut fail = |line: usize, problem: String| {
-        problems.push(ListError { origin: origin.to_string(), line, problem })
-    };
+    let mut fail =
+        |line: usize, problem: String| problems.push(ListError { origin: origin.to_string(), line, problem });
     for pair in list.entries.windows(2) {
         if pair[0].domain >= pair[1].domain {
             fail(pair[1].line, format!("{} is out of order or repeated", pair[1].domain));

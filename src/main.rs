@@ -1,6 +1,6 @@
 //! The `nxguard` command: serve, or check a configuration.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -8,6 +8,7 @@ use nxguard::{
     config::{Config, LogFormat},
     domains, policy, server,
 };
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 /// DNS resolver that blocks banned apps (TikTok, WeChat, Temu…) with NXDOMAIN and records which
@@ -23,6 +24,7 @@ struct Cli {
 enum Command {
     /// Run the resolver. Without --config it uses the embedded default: listens on
     /// 127.0.0.1:5300, answers loopback clients, forwards to Quad9 over DNS-over-TLS.
+    /// SIGHUP reloads the config and domain lists; SIGTERM or Ctrl-C stops gracefully.
     Serve {
         /// Configuration file (TOML); see deploy/nxguard.toml.
         #[arg(short, long)]
@@ -65,25 +67,55 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
             }
         }
     }
-    println!(
-        "ok: {} apps, {} domains, policy version {}",
-        policy.apps().len(),
-        policy.len(),
-        policy.version()
-    );
+    println!("ok: {} apps, {} domains, policy version {}", policy.apps().len(), policy.len(), policy.version());
     Ok(())
 }
+
+/// How long queries in flight may take to finish on shutdown (upstream timeouts are shorter).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 async fn serve(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
     init_logging(&config);
     let listeners = server::Listeners::bind(&config).context("cannot open the listening sockets")?;
     let mut running = server::start(&config, listeners, Vec::new())?;
-    tokio::select! {
-        _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    loop {
+        tokio::select! {
+            _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
+            _ = hangup.recv() => reload(path, &config, &running),
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
     }
+    tracing::info!("shutting down");
+    running.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// SIGHUP: re-read the config and the domain lists; a broken file keeps the running policy.
+fn reload(path: Option<&PathBuf>, started_with: &Config, running: &server::Running) {
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(error) => {
+            running.resolver.stats.reloaded(false);
+            tracing::error!(error = %format!("{error:#}"), "reload failed; the previous configuration stays in force");
+            return;
+        }
+    };
+    if config.server != started_with.server || config.cache.max_entries != started_with.cache.max_entries {
+        tracing::warn!("listen addresses, workers and cache size change only on restart");
+    }
+    match running.reload(&config) {
+        Ok(()) => {
+            let live = running.resolver.live();
+            tracing::info!(domains = live.policy.len(), policy_version = %live.policy.version(), "reloaded");
+        }
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "reload failed; the previous configuration stays in force");
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,9 +1,26 @@
-//! Counters: one per query outcome and transport, read by tests and (later) the metrics
-//! endpoint. Every query is counted exactly once, by its outcome.
+//! Counters and the Prometheus endpoint.
+//!
+//! Owns: the per-outcome and per-transport query counters (every query is counted exactly once,
+//! by its outcome), reload counters, rendering all of nxguard's metrics in the Prometheus text
+//! format, and the small HTTP listener serving `GET /metrics` and `GET /health`. The listener is
+//! hand-written: two fixed routes over HTTP/1.0-style close-after-response need no framework.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
-use crate::attempts::Transport;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::{attempts::Transport, resolver::Resolver, upstream::LATENCY_BUCKETS_MS};
 
 /// How a query ended. The DNS answer, the attempt record and these counters all derive from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +73,9 @@ impl Outcome {
 pub struct Stats {
     received: [AtomicU64; 2],
     outcomes: [[AtomicU64; 8]; 2],
+    cache_misses: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
 }
 
 fn transport_index(t: Transport) -> usize {
@@ -87,4 +107,178 @@ impl Stats {
     pub fn outcome_on(&self, transport: Transport, outcome: Outcome) -> u64 {
         self.outcomes[transport_index(transport)][outcome as usize].load(Ordering::Relaxed)
     }
+
+    pub fn cache_miss(&self) {
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        let counter = if ok { &self.reloads_ok } else { &self.reloads_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (successful, failed) reloads.
+    pub fn reloads(&self) -> (u64, u64) {
+        (self.reloads_ok.load(Ordering::Relaxed), self.reloads_failed.load(Ordering::Relaxed))
+    }
+}
+
+/// All metrics in the Prometheus text exposition format (version 0.0.4).
+pub fn render(resolver: &Resolver) -> String {
+    let mut out = String::with_capacity(4096);
+    let stats = &resolver.stats;
+    let mut metric = |name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    metric("nxguard_queries_received_total", "counter", "Queries received, by transport.");
+    let mut lines = String::new();
+    for t in [Transport::Udp, Transport::Tcp] {
+        let n = stats.received[transport_index(t)].load(Ordering::Relaxed);
+        let _ = writeln!(lines, "nxguard_queries_received_total{{transport=\"{}\"}} {n}", t.as_str());
+    }
+    out.push_str(&lines);
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_queries_total Queries by transport and outcome; the outcomes add up to the queries received.\n# TYPE nxguard_queries_total counter"
+    );
+    for t in [Transport::Udp, Transport::Tcp] {
+        for o in Outcome::ALL {
+            let _ = writeln!(
+                out,
+                "nxguard_queries_total{{transport=\"{}\",outcome=\"{}\"}} {}",
+                t.as_str(),
+                o.as_str(),
+                stats.outcome_on(t, o)
+            );
+        }
+    }
+    let recorder = resolver.recorder();
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_blocked_total Blocked queries recorded, by app.\n# TYPE nxguard_blocked_total counter"
+    );
+    for (app, n) in recorder.by_app() {
+        let _ = writeln!(out, "nxguard_blocked_total{{app=\"{app}\"}} {n}");
+    }
+    let live = resolver.live();
+    let gauge = |out: &mut String, name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    gauge(
+        &mut out,
+        "nxguard_cache_hits_total",
+        "counter",
+        "Answers served from the cache.",
+        stats.outcome(Outcome::Cached).to_string(),
+    );
+    gauge(
+        &mut out,
+        "nxguard_cache_misses_total",
+        "counter",
+        "Queries that had to ask an upstream.",
+        stats.cache_misses.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(&mut out, "nxguard_cache_entries", "gauge", "Answers in the cache.", resolver.cache().len().to_string());
+    gauge(
+        &mut out,
+        "nxguard_attempts_queue_depth",
+        "gauge",
+        "Attempt records waiting for the dispatcher.",
+        recorder.queued().to_string(),
+    );
+    gauge(
+        &mut out,
+        "nxguard_attempts_dropped_total",
+        "counter",
+        "Attempt records lost because the queue was full.",
+        recorder.dropped().to_string(),
+    );
+    gauge(&mut out, "nxguard_policy_domains", "gauge", "Domains in the loaded policy.", live.policy.len().to_string());
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_policy_info The loaded policy; version is a hash of the domain data.\n# TYPE nxguard_policy_info gauge\nnxguard_policy_info{{version=\"{}\"}} 1",
+        live.policy.version()
+    );
+    let (ok, failed) = stats.reloads();
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_reloads_total Configuration reloads, by result.\n# TYPE nxguard_reloads_total counter\nnxguard_reloads_total{{result=\"ok\"}} {ok}\nnxguard_reloads_total{{result=\"failed\"}} {failed}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_upstream_latency_seconds Time to an upstream answer.\n# TYPE nxguard_upstream_latency_seconds histogram"
+    );
+    let mut errors = String::new();
+    for (addr, server) in live.upstreams.servers() {
+        let (buckets, count, sum) = server.histogram();
+        for (le, n) in LATENCY_BUCKETS_MS.iter().zip(buckets) {
+            let _ = writeln!(
+                out,
+                "nxguard_upstream_latency_seconds_bucket{{upstream=\"{addr}\",le=\"{}\"}} {n}",
+                *le as f64 / 1000.0
+            );
+        }
+        let _ = writeln!(out, "nxguard_upstream_latency_seconds_bucket{{upstream=\"{addr}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "nxguard_upstream_latency_seconds_sum{{upstream=\"{addr}\"}} {sum}");
+        let _ = writeln!(out, "nxguard_upstream_latency_seconds_count{{upstream=\"{addr}\"}} {count}");
+        let _ = writeln!(errors, "nxguard_upstream_errors_total{{upstream=\"{addr}\"}} {}", server.errors());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_upstream_errors_total Failed or timed-out upstream exchanges.\n# TYPE nxguard_upstream_errors_total counter"
+    );
+    out.push_str(&errors);
+    out
+}
+
+/// Serves `GET /metrics` and `GET /health` on `listener` until the task is dropped.
+pub async fn serve(resolver: Arc<Resolver>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let resolver = Arc::clone(&resolver);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), respond(&resolver, stream)).await;
+        });
+    }
+}
+
+async fn respond(resolver: &Resolver, mut stream: TcpStream) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let (status, content_type, body) = match line {
+        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
+            ("200 OK", "text/plain; version=0.0.4", render(resolver))
+        }
+        b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_string()),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Binds the metrics listener if the config asks for one.
+pub fn bind(listen: Option<SocketAddr>) -> std::io::Result<Option<std::net::TcpListener>> {
+    listen
+        .map(|addr| {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .transpose()
 }

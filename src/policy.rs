@@ -205,7 +205,9 @@ impl Policy {
             }
         }
         let slot = found?;
-        let Rule::Block { app, kind, exact } = slot.rule else { return None };
+        let Rule::Block { app, kind, exact } = slot.rule else {
+            return None;
+        };
         let domain = &self.arena[slot.start as usize..slot.start as usize + slot.len as usize];
         Some(Match { app: &self.apps[usize::from(app)], domain, kind, exact })
     }
@@ -275,7 +277,6 @@ impl Policy {
         out
     }
 }
-
 
 /// Why a policy could not be built.
 #[derive(Debug, thiserror::Error)]

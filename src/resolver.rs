@@ -23,7 +23,7 @@ use crate::{
     attempts::{Attempt, Recorder, Transport, Via},
     blocked,
     cache::{self, Cache, CachedAnswer},
-    config::{BlockConfig, CacheConfig, Config},
+    config::{BlockConfig, CacheConfig, Config, UpstreamConfig},
     metrics::{Outcome, Stats},
     policy::{Match, Policy},
     upstream::{UpstreamError, Upstreams},
@@ -50,13 +50,38 @@ pub enum Step {
     Upstream,
 }
 
+/// Everything a reload replaces, swapped in as one value so that no query sees half of it.
+pub struct Live {
+    pub policy: Policy,
+    pub access: Access,
+    pub block: BlockConfig,
+    pub cache_limits: CacheConfig,
+    pub upstreams: Arc<Upstreams>,
+    upstream_config: UpstreamConfig,
+}
+
+impl Live {
+    /// Builds the live settings from `config`, reusing `previous` upstreams (and their open
+    /// connections) when their configuration did not change.
+    pub fn new(config: &Config, policy: Policy, previous: Option<&Live>) -> Result<Live, UpstreamError> {
+        let upstreams = match previous {
+            Some(live) if live.upstream_config == config.upstream => Arc::clone(&live.upstreams),
+            _ => Arc::new(Upstreams::new(&config.upstream)?),
+        };
+        Ok(Live {
+            policy,
+            access: Access::new(&config.access),
+            block: config.block.clone(),
+            cache_limits: config.cache.clone(),
+            upstreams,
+            upstream_config: config.upstream.clone(),
+        })
+    }
+}
+
 pub struct Resolver {
-    policy: ArcSwap<Policy>,
-    access: ArcSwap<Access>,
+    live: ArcSwap<Live>,
     cache: Cache,
-    cache_config: CacheConfig,
-    block_config: BlockConfig,
-    upstreams: Upstreams,
     recorder: Recorder,
     pub stats: Stats,
 }
@@ -64,12 +89,8 @@ pub struct Resolver {
 impl Resolver {
     pub fn new(config: &Config, policy: Policy, recorder: Recorder) -> Result<Resolver, UpstreamError> {
         Ok(Resolver {
-            policy: ArcSwap::from_pointee(policy),
-            access: ArcSwap::from_pointee(Access::new(&config.access)),
+            live: ArcSwap::from_pointee(Live::new(config, policy, None)?),
             cache: Cache::new(&config.cache),
-            cache_config: config.cache.clone(),
-            block_config: config.block.clone(),
-            upstreams: Upstreams::new(&config.upstream)?,
             recorder,
             stats: Stats::default(),
         })
@@ -87,7 +108,8 @@ impl Resolver {
     pub fn answer_locally(&self, packet: &[u8], client: Client, out: &mut Vec<u8>, now: Instant) -> Step {
         out.clear();
         self.stats.received(client.transport);
-        let verdict = self.access.load().check(client.addr.ip());
+        let live = self.live.load();
+        let verdict = live.access.check(client.addr.ip());
         if verdict == Verdict::Drop {
             return self.finish(client, Outcome::Dropped);
         }
@@ -113,20 +135,20 @@ impl Resolver {
             wire::write_error(out, &query, rcode::BADVERS, None);
             return self.finish(client, Outcome::Unsupported);
         }
-        let policy = self.policy.load();
+        let policy = &live.policy;
         if let Some(matched) = policy.lookup(query.name.as_bytes()) {
-            return self.block(&query, client, &policy, matched, Via::Query, out);
+            return self.block(&query, client, &live, matched, Via::Query, out);
         }
         let mut key = [0u8; cache::MAX_KEY];
         if let Some(entry) = self.cache.get(cache::key(&query, &mut key), now) {
-            if entry.generation != policy.generation() || entry.chain_blocked {
-                if let Some((matched, alias)) = chain_match(&policy, &entry.chain) {
-                    return self.block(&query, client, &policy, matched, Via::Cname { alias }, out);
-                }
+            let recheck = entry.generation != policy.generation() || entry.chain_blocked;
+            if let Some((matched, alias)) = recheck.then(|| chain_match(policy, &entry.chain)).flatten() {
+                return self.block(&query, client, &live, matched, Via::Cname { alias }, out);
             }
             entry.write(&query, now, udp_limit(&query, client), out);
             return self.finish(client, Outcome::Cached);
         }
+        self.stats.cache_miss();
         Step::Upstream
     }
 
@@ -136,7 +158,8 @@ impl Resolver {
         let Ok(query) = wire::parse_query(packet) else {
             return self.finished(client, Outcome::Malformed);
         };
-        let response = match self.upstreams.exchange(&upstream_query(&query)).await {
+        let upstreams = Arc::clone(&self.live.load().upstreams);
+        let response = match upstreams.exchange(&upstream_query(&query)).await {
             Ok(response) => response,
             Err(error) => {
                 warn!(%error, qname = %query.name.to_text(), "no upstream answer");
@@ -144,18 +167,20 @@ impl Resolver {
                 return self.finished(client, Outcome::UpstreamFailed);
             }
         };
-        let policy = self.policy.load();
+        // Loaded after the upstream answered: a reload meanwhile applies to this answer too.
+        let live = self.live.load();
         let now = Instant::now();
-        let inspected = match CachedAnswer::from_upstream(&query, &response, &self.cache_config, now, policy.generation()) {
-            Ok(inspected) => inspected,
-            Err(error) => {
-                warn!(%error, qname = %query.name.to_text(), "malformed upstream answer");
-                wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
-                return self.finished(client, Outcome::UpstreamFailed);
-            }
-        };
+        let inspected =
+            match CachedAnswer::from_upstream(&query, &response, &live.cache_limits, now, live.policy.generation()) {
+                Ok(inspected) => inspected,
+                Err(error) => {
+                    warn!(%error, qname = %query.name.to_text(), "malformed upstream answer");
+                    wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
+                    return self.finished(client, Outcome::UpstreamFailed);
+                }
+            };
         let mut answer = inspected.answer;
-        let blocked_by = chain_match(&policy, &answer.chain);
+        let blocked_by = chain_match(&live.policy, &answer.chain);
         answer.chain_blocked = blocked_by.is_some();
         let answer = Arc::new(answer);
         if inspected.ttl.is_some() {
@@ -163,18 +188,23 @@ impl Resolver {
             self.cache.insert(cache::key(&query, &mut key), Arc::clone(&answer));
         }
         if let Some((matched, alias)) = blocked_by {
-            return match self.block(&query, client, &policy, matched, Via::Cname { alias }, out) {
-                Step::Done(outcome) => outcome,
-                Step::Upstream => unreachable!("block always finishes"),
-            };
+            self.block(&query, client, &live, matched, Via::Cname { alias }, out);
+            return Outcome::Blocked;
         }
         answer.write(&query, now, udp_limit(&query, client), out);
         self.finished(client, Outcome::Forwarded)
     }
 
-    fn block(&self, query: &Query<'_>, client: Client, policy: &Policy, matched: Match<'_>, via: Via, out: &mut Vec<u8>) -> Step {
-        let serial = policy.version_serial();
-        blocked::write(out, query, &self.block_config, matched.domain, serial, &matched.app.notice);
+    fn block(
+        &self,
+        query: &Query<'_>,
+        client: Client,
+        live: &Live,
+        matched: Match<'_>,
+        via: Via,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        blocked::write(out, query, &live.block, matched.domain, live.policy.version_serial(), &matched.app.notice);
         self.recorder.record(Attempt {
             time: SystemTime::now(),
             client: client.addr,
@@ -198,13 +228,17 @@ impl Resolver {
         outcome
     }
 
-    /// Swaps in a new policy atomically; queries already running finish under the old one.
-    pub fn set_policy(&self, policy: Policy) {
-        self.policy.store(Arc::new(policy));
+    /// Applies a new config and policy atomically; queries already running finish under the
+    /// old ones. Listener addresses and the cache size take a restart.
+    pub fn reload(&self, config: &Config, policy: Policy) -> Result<(), UpstreamError> {
+        let live = Live::new(config, policy, Some(&self.live.load()))?;
+        self.live.store(Arc::new(live));
+        Ok(())
     }
 
-    pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+    /// The settings in force now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
     }
 
     pub fn cache(&self) -> &Cache {

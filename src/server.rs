@@ -20,9 +20,12 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
 use crate::{
     attempts::{self, Sink, Transport},
     config::Config,
+    metrics,
     policy::{self, PolicyError},
     resolver::{Client, Resolver, Step},
     upstream::UpstreamError,
@@ -106,23 +109,45 @@ pub enum StartError {
     Socket(#[from] io::Error),
 }
 
-/// A running server: its resolver and the addresses it listens on.
+/// A running server: its resolver, the addresses it listens on, and its tasks.
 pub struct Running {
     pub resolver: Arc<Resolver>,
     pub udp_addrs: Vec<SocketAddr>,
     pub tcp_addrs: Vec<SocketAddr>,
-    tasks: JoinSet<()>,
+    pub metrics_addr: Option<SocketAddr>,
+    listeners: JoinSet<()>,
+    /// Queries being answered by spawned tasks (upstream work, TCP connections).
+    in_flight: TaskTracker,
+    dispatcher: tokio::task::JoinHandle<()>,
+    stop_dispatcher: CancellationToken,
 }
 
 impl Running {
-    /// Stops the listeners (in-flight work is dropped).
-    pub async fn stop(mut self) {
-        self.tasks.shutdown().await;
-    }
-
     /// Waits until a listener task ends (only on a fatal error).
     pub async fn wait(&mut self) {
-        let _ = self.tasks.join_next().await;
+        let _ = self.listeners.join_next().await;
+    }
+
+    /// Re-reads the config's policy and settings and swaps them in; on any problem the running
+    /// policy stays in force and the error says what is wrong.
+    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let result = policy::load(&config.policy)
+            .map_err(StartError::from)
+            .and_then(|policy| self.resolver.reload(config, policy).map_err(StartError::from));
+        self.resolver.stats.reloaded(result.is_ok());
+        result
+    }
+
+    /// Graceful stop: no new queries are accepted, queries in flight get up to `grace` to
+    /// finish, then every queued attempt record is delivered.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.listeners.shutdown().await;
+        self.in_flight.close();
+        if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
+            warn!(remaining = self.in_flight.len(), "shutdown: queries still in flight after the grace period");
+        }
+        self.stop_dispatcher.cancel();
+        let _ = self.dispatcher.await;
     }
 }
 
@@ -132,28 +157,53 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     let policy = policy::load(&config.policy)?;
     let (recorder, dispatcher) = attempts::channel(config.attempts.queue, sinks);
     let resolver = Arc::new(Resolver::new(config, policy, recorder)?);
+    let stop_dispatcher = CancellationToken::new();
+    let dispatcher = tokio::spawn(dispatcher.run(stop_dispatcher.clone()));
+    let in_flight = TaskTracker::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(dispatcher);
     let mut udp_addrs = Vec::new();
     let mut tcp_addrs = Vec::new();
     for socket in listeners.udp {
         let socket = Arc::new(UdpSocket::from_std(socket)?);
         udp_addrs.push(socket.local_addr()?);
-        tasks.spawn(serve_udp(Arc::clone(&resolver), socket));
+        tasks.spawn(serve_udp(Arc::clone(&resolver), socket, in_flight.clone()));
     }
     let idle = Duration::from_millis(config.server.tcp_idle_timeout_ms);
     for listener in listeners.tcp {
         let listener = TcpListener::from_std(listener)?;
         tcp_addrs.push(listener.local_addr()?);
-        tasks.spawn(serve_tcp(Arc::clone(&resolver), listener, idle));
+        tasks.spawn(serve_tcp(Arc::clone(&resolver), listener, idle, in_flight.clone()));
+    }
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics::bind(config.metrics.listen)? {
+        let listener = TcpListener::from_std(listener)?;
+        metrics_addr = Some(listener.local_addr()?);
+        tasks.spawn(metrics::serve(Arc::clone(&resolver), listener));
     }
     udp_addrs.dedup();
-    let policy = resolver.policy();
-    info!(udp = ?udp_addrs, tcp = ?tcp_addrs, apps = policy.apps().len(), domains = policy.len(), policy_version = %policy.version(), "serving");
-    Ok(Running { resolver, udp_addrs, tcp_addrs, tasks })
+    let live = resolver.live();
+    info!(
+        udp = ?udp_addrs,
+        tcp = ?tcp_addrs,
+        metrics = ?metrics_addr,
+        apps = live.policy.apps().len(),
+        domains = live.policy.len(),
+        policy_version = %live.policy.version(),
+        "serving"
+    );
+    Ok(Running {
+        resolver,
+        udp_addrs,
+        tcp_addrs,
+        metrics_addr,
+        listeners: tasks,
+        in_flight,
+        dispatcher,
+        stop_dispatcher,
+    })
 }
 
-async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>) {
+async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: TaskTracker) {
     let mut buf = vec![0u8; UDP_RECV_BUFFER];
     let mut out = Vec::with_capacity(1232);
     loop {
@@ -171,7 +221,7 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>) {
             Step::Upstream => {
                 let packet = buf[..n].to_vec();
                 let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
-                tokio::spawn(async move {
+                in_flight.spawn(async move {
                     let mut out = Vec::new();
                     resolver.answer_from_upstream(&packet, client, &mut out).await;
                     send_udp(&socket, &out, peer).await;
@@ -190,11 +240,11 @@ async fn send_udp(socket: &UdpSocket, out: &[u8], peer: SocketAddr) {
     }
 }
 
-async fn serve_tcp(resolver: Arc<Resolver>, listener: TcpListener, idle: Duration) {
+async fn serve_tcp(resolver: Arc<Resolver>, listener: TcpListener, idle: Duration, in_flight: TaskTracker) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(Arc::clone(&resolver), stream, peer, idle));
+                in_flight.spawn(serve_connection(Arc::clone(&resolver), stream, peer, idle));
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.

@@ -12,7 +12,10 @@
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -50,11 +53,54 @@ pub enum UpstreamError {
 
 type Exchange = DnsExchange<TokioRuntimeProvider>;
 
+/// Upper bounds (ms) of the upstream latency histogram buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
+
+/// Per-server counters for the metrics endpoint.
+#[derive(Default)]
+pub struct ServerStats {
+    buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl ServerStats {
+    fn answered(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        if let Some(i) = LATENCY_BUCKETS_MS.iter().position(|&b| ms < b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative bucket counts (Prometheus `le` semantics), total count, sum in seconds.
+    pub fn histogram(&self) -> (Vec<u64>, u64, f64) {
+        let mut running = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                running += b.load(Ordering::Relaxed);
+                running
+            })
+            .collect();
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        (cumulative, self.count.load(Ordering::Relaxed), sum)
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
 struct Upstream {
     config: UpstreamServer,
     /// The open DoT/DoH connection, reconnected after a failure.
     exchange: Mutex<Option<Exchange>>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    pub stats: ServerStats,
     /// Owns the exchange's background task: hickory-net aborts it when the provider is dropped.
     provider: TokioRuntimeProvider,
 }
@@ -75,7 +121,13 @@ impl Upstreams {
                     Protocol::Tls | Protocol::Https => Some(Arc::new(tls_config(s)?)),
                     Protocol::Udp | Protocol::Tcp => None,
                 };
-                Ok(Upstream { config: s.clone(), exchange: Mutex::new(None), tls, provider: TokioRuntimeProvider::new() })
+                Ok(Upstream {
+                    config: s.clone(),
+                    exchange: Mutex::new(None),
+                    tls,
+                    stats: ServerStats::default(),
+                    provider: TokioRuntimeProvider::new(),
+                })
             })
             .collect::<Result<_, UpstreamError>>()?;
         Ok(Upstreams { servers, timeout: Duration::from_millis(config.timeout_ms) })
@@ -87,17 +139,28 @@ impl Upstreams {
         let share = self.timeout / self.servers.len().max(1) as u32;
         let mut last = None;
         for server in &self.servers {
-            let deadline = Instant::now() + share;
-            match timeout_at(deadline, server.exchange(query, deadline)).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(e)) => last = Some(e),
-                Err(_) => last = Some(UpstreamError::Timeout { server: server.config.address }),
-            }
-            if let Some(e) = &last {
-                tracing::warn!(error = %e, "upstream failed");
-            }
+            let started = Instant::now();
+            let deadline = started + share;
+            let error = match timeout_at(deadline, server.exchange(query, deadline)).await {
+                Ok(Ok(answer)) => {
+                    server.stats.answered(started.elapsed());
+                    return Ok(answer);
+                }
+                Ok(Err(e)) => e,
+                Err(_) => UpstreamError::Timeout { server: server.config.address },
+            };
+            server.stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, "upstream failed");
+            last = Some(error);
         }
         Err(last.unwrap_or(UpstreamError::Timeout { server: SocketAddr::from(([0, 0, 0, 0], 0)) }))
+    }
+}
+
+impl Upstreams {
+    /// Each server's address and counters, in configured order.
+    pub fn servers(&self) -> impl Iterator<Item = (SocketAddr, &ServerStats)> {
+        self.servers.iter().map(|s| (s.config.address, &s.stats))
     }
 }
 
@@ -199,11 +262,8 @@ fn tls_config(server: &UpstreamServer) -> Result<rustls::ClientConfig, UpstreamE
 /// our ID and question is taken (anything else is ignored as a spoofing attempt).
 async fn udp_exchange(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
     let io = |source| UpstreamError::Io { server, source };
-    let bind: SocketAddr = if server.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
+    let bind: SocketAddr =
+        if server.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
     let socket = UdpSocket::bind(bind).await.map_err(io)?;
     socket.connect(server).await.map_err(io)?;
     socket.send(query).await.map_err(io)?;
@@ -241,7 +301,9 @@ pub fn matches_query(query: &[u8], answer: &[u8]) -> bool {
     if answer.len() < HEADER_LEN || answer[..2] != query[..2] || answer[2] & 0x80 == 0 {
         return false;
     }
-    let Ok(end) = wire::skip_name(query, HEADER_LEN) else { return false };
+    let Ok(end) = wire::skip_name(query, HEADER_LEN) else {
+        return false;
+    };
     let question = &query[HEADER_LEN..end + 4];
     answer.get(4..6) == Some(&[0, 1])
         && answer.get(HEADER_LEN..end + 4).is_some_and(|q| q.eq_ignore_ascii_case(question))

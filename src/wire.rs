@@ -186,17 +186,11 @@ pub fn read_id(packet: &[u8]) -> Option<u16> {
 }
 
 pub fn read_u16(packet: &[u8], at: usize) -> Result<u16, WireError> {
-    packet
-        .get(at..at + 2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .ok_or(WireError::Truncated("field"))
+    packet.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(WireError::Truncated("field"))
 }
 
 fn read_u32(packet: &[u8], at: usize) -> Result<u32, WireError> {
-    packet
-        .get(at..at + 4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or(WireError::Truncated("field"))
+    packet.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or(WireError::Truncated("field"))
 }
 
 /// Header section counts: (qd, an, ns, ar).
@@ -271,9 +265,7 @@ pub fn read_name(packet: &[u8], mut pos: usize, out: &mut LowerName) -> Result<u
         match len & 0xc0 {
             0x00 if len == 0 => return Ok(end.unwrap_or(pos + 1)),
             0x00 => {
-                let label = packet
-                    .get(pos + 1..pos + 1 + usize::from(len))
-                    .ok_or(WireError::Truncated("label"))?;
+                let label = packet.get(pos + 1..pos + 1 + usize::from(len)).ok_or(WireError::Truncated("label"))?;
                 wire_len += 1 + label.len();
                 if wire_len > 255 {
                     return Err(WireError::NameTooLong);
@@ -380,10 +372,7 @@ pub fn push_ede(options: &mut Vec<u8>, info_code: u16, text: &str) {
 
 /// Response flags for a query: QR, the client's opcode, RD and CD echoed, RA set.
 pub fn response_flags(query_flags: u16, rcode: u8) -> u16 {
-    flag::QR
-        | (query_flags & (flag::OPCODE_MASK | flag::RD | flag::CD))
-        | flag::RA
-        | u16::from(rcode & 0x0f)
+    flag::QR | (query_flags & (flag::OPCODE_MASK | flag::RD | flag::CD)) | flag::RA | u16::from(rcode & 0x0f)
 }
 
 /// An error answer (FORMERR, SERVFAIL, REFUSED, NOTIMP, BADVERS…) that echoes the question and,

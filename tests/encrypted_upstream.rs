@@ -53,7 +53,9 @@ async fn fake_dot() -> (SocketAddr, String) {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut stream) = acceptor.accept(tcp).await else { return };
+                let Ok(mut stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 while let Ok(len) = stream.read_u16().await {
                     let mut buf = vec![0u8; usize::from(len)];
                     stream.read_exact(&mut buf).await.unwrap();
@@ -77,7 +79,9 @@ async fn fake_doh() -> (SocketAddr, String) {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut h2 = h2::server::handshake(tls).await.unwrap();
                 while let Some(Ok((request, mut respond_to))) = h2.accept().await {
                     assert_eq!(request.uri().path(), "/dns-query");
@@ -122,8 +126,17 @@ async fn forwards_and_blocks(config: &Config) {
         assert_forwarded(&tcp_ask(server.tcp, &query("mx.example.org.", RecordType::MX, false)).await, RecordType::MX);
     }
     let reply = udp_ask(server.udp, &query("nx.example.org.", RecordType::A, true)).await;
-    assert_eq!(reply.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain, "negative answers pass through");
-    assert_blocked(&udp_ask(server.udp, &query("alias-to-tiktok.example.net.", RecordType::A, true)).await, "TikTok", 300, true);
+    assert_eq!(
+        reply.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain,
+        "negative answers pass through"
+    );
+    assert_blocked(
+        &udp_ask(server.udp, &query("alias-to-tiktok.example.net.", RecordType::A, true)).await,
+        "TikTok",
+        300,
+        true,
+    );
     assert_blocked(&udp_ask(server.udp, &query("tiktok.com.", RecordType::A, true)).await, "TikTok", 300, true);
 }
 
@@ -151,4 +164,3 @@ async fn untrusted_certificate_gives_servfail() {
     let reply = udp_ask(server.udp, &query("www.example.org.", RecordType::A, true)).await;
     assert_eq!(reply.metadata.response_code, hickory_proto::op::ResponseCode::ServFail);
 }
-

@@ -107,7 +107,8 @@ async fn allowed_answers_are_cached_and_their_ttl_counts_down() {
     let resolver = &server.running.resolver;
     let client = Client { addr: "127.0.0.1:5353".parse().unwrap(), transport: Transport::Udp };
     let mut out = Vec::new();
-    let step = resolver.answer_locally(&q.to_vec().unwrap(), client, &mut out, Instant::now() + Duration::from_secs(100));
+    let step =
+        resolver.answer_locally(&q.to_vec().unwrap(), client, &mut out, Instant::now() + Duration::from_secs(100));
     assert_eq!(step, Step::Done(Outcome::Cached));
     let aged = Message::from_vec(&out).unwrap();
     assert!((UPSTREAM_TTL - 101..=UPSTREAM_TTL - 100).contains(&aged.answers[0].ttl), "{}", aged.answers[0].ttl);
@@ -129,7 +130,11 @@ async fn negative_answers_are_cached_per_rfc2308() {
     let mut out = Vec::new();
     let q = query("nx.example.org.", RecordType::A, false).to_vec().unwrap();
     let later = Instant::now() + Duration::from_secs(61);
-    assert_eq!(server.running.resolver.answer_locally(&q, client, &mut out, later), Step::Upstream, "negative TTL was min(SOA TTL, MINIMUM) = 60 s");
+    assert_eq!(
+        server.running.resolver.answer_locally(&q, client, &mut out, later),
+        Step::Upstream,
+        "negative TTL was min(SOA TTL, MINIMUM) = 60 s"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +159,12 @@ async fn allow_exception_inside_a_banned_domain_is_forwarded() {
     let server = start_server(&config);
     assert_forwarded(&udp_ask(server.udp, &query("support.tiktok.com.", RecordType::A, true)).await, RecordType::A);
     assert_forwarded(&udp_ask(server.udp, &query("eu.support.tiktok.com.", RecordType::A, true)).await, RecordType::A);
-    assert_blocked(&udp_ask(server.udp, &query("www.tiktok.com.", RecordType::A, true)).await, "TikTok", BLOCK_TTL, true);
+    assert_blocked(
+        &udp_ask(server.udp, &query("www.tiktok.com.", RecordType::A, true)).await,
+        "TikTok",
+        BLOCK_TTL,
+        true,
+    );
     assert_eq!(upstream.calls(), 2);
 }
 

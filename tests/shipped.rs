@@ -35,7 +35,18 @@ fn compiled_in_lists_are_the_files_on_disk() {
 #[test]
 fn do_not_block_rows_stay_out() {
     let policy = policy::load(&Default::default()).unwrap();
-    for name in ["qpic.cn", "x.qpic.cn", "qlogo.cn", "map.qq.com", "lbs.gtimg.com", "iot-tencent.com", "qq.com", "akamaized.net", "zendesk.com", "appsflyersdk.com"] {
+    for name in [
+        "qpic.cn",
+        "x.qpic.cn",
+        "qlogo.cn",
+        "map.qq.com",
+        "lbs.gtimg.com",
+        "iot-tencent.com",
+        "qq.com",
+        "akamaized.net",
+        "zendesk.com",
+        "appsflyersdk.com",
+    ] {
         assert!(policy.lookup_text(name).is_none(), "{name} must not be blocked");
     }
     for name in ["mmbiz.qpic.cn", "wx.qlogo.cn", "innovativeconnecting.zendesk.com"] {

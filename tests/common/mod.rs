@@ -123,7 +123,9 @@ impl FakeUpstream {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
                 udp_calls.fetch_add(1, Ordering::SeqCst);
-                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
                 if let Some(reply) = respond(&query, false) {
                     let _ = udp.send_to(&reply.to_vec().unwrap(), peer).await;
                 }
@@ -140,8 +142,12 @@ impl FakeUpstream {
                             return;
                         }
                         calls.fetch_add(1, Ordering::SeqCst);
-                        let Ok(query) = Message::from_vec(&buf) else { return };
-                        let Some(reply) = respond(&query, true) else { continue };
+                        let Ok(query) = Message::from_vec(&buf) else {
+                            return;
+                        };
+                        let Some(reply) = respond(&query, true) else {
+                            continue;
+                        };
                         let bytes = reply.to_vec().unwrap();
                         let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
                         framed.extend_from_slice(&bytes);
@@ -235,9 +241,10 @@ pub async fn udp_exchange_raw(server: SocketAddr, from: IpAddr, bytes: &[u8], wa
 }
 
 pub async fn udp_ask(server: SocketAddr, message: &Message) -> Message {
-    let raw = udp_exchange_raw(server, IpAddr::V4(Ipv4Addr::LOCALHOST), &message.to_vec().unwrap(), Duration::from_secs(5))
-        .await
-        .expect("no UDP answer");
+    let raw =
+        udp_exchange_raw(server, IpAddr::V4(Ipv4Addr::LOCALHOST), &message.to_vec().unwrap(), Duration::from_secs(5))
+            .await
+            .expect("no UDP answer");
     let reply = Message::from_vec(&raw).unwrap();
     assert_eq!(reply.metadata.id, message.metadata.id);
     reply
