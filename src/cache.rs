@@ -251,7 +251,11 @@ impl Cache {
     }
 
     pub fn len(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |c| c.entry_count())
+        // moka counts lazily; settle pending bookkeeping first (only metrics and tests ask).
+        self.inner.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.entry_count()
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,0 +1,94 @@
+//! The `nxguard serve` process: SIGHUP reloads the domain lists, SIGTERM during load lets the
+//! answers in flight complete and exits 0.
+
+mod common;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Polls until the server answers (it is starting up), for at most ~10 s.
+async fn wait_until_serving(server: SocketAddr) {
+    let probe = query("probe.tiktok.com.", RecordType::A, false).to_vec().unwrap();
+    for _ in 0..100 {
+        if udp_exchange_raw(server, IpAddr::V4(Ipv4Addr::LOCALHOST), &probe, Duration::from_millis(100)).await.is_some()
+        {
+            return;
+        }
+    }
+    panic!("nxguard did not start serving");
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_sigterm_stops_cleanly() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("testapp.txt");
+    std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\n").unwrap();
+    let port = free_port();
+    let config = dir.path().join("nxguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\nworkers = 1\n\
+             [policy]\ndomains_dir = {:?}\n[upstream]\ntimeout_ms = 400\n\
+             [[upstream.servers]]\naddress = \"{}\"\n",
+            dir.path(),
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_until_serving(server).await;
+    assert_blocked(&udp_ask(server, &query("first.example.", RecordType::A, true)).await, "Test App", 300, true);
+
+    std::fs::write(&list, "@app Test App\n@vendor V\nsecond.example api\n").unwrap();
+    signal(&child, "HUP");
+    let mut reloaded = false;
+    for _ in 0..50 {
+        let reply = udp_ask(server, &query("second.example.", RecordType::A, false)).await;
+        if reply.metadata.response_code == ResponseCode::NXDomain {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "SIGHUP did not load the new list");
+    assert_forwarded(&udp_ask(server, &query("first.example.", RecordType::A, false)).await, RecordType::A);
+
+    // Queries still waiting for a (silent) upstream when SIGTERM arrives get their answer.
+    let in_flight: Vec<_> = (0..5)
+        .map(|i| {
+            tokio::spawn(async move {
+                udp_ask(server, &query(&format!("silent{i}.example.org."), RecordType::A, false)).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    signal(&child, "TERM");
+    for task in in_flight {
+        assert_eq!(task.await.unwrap().metadata.response_code, ResponseCode::ServFail);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit status {status}");
+}
