@@ -57,6 +57,7 @@ mod tests {
         let config = AccessConfig {
             allow: vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()],
             refuse: vec!["10.9.0.0/16".parse().unwrap()],
+            trusted_relays: Vec::new(),
         };
         let access = Access::new(&config);
         assert_eq!(access.check("10.1.2.3".parse().unwrap()), Verdict::Allow);

@@ -64,6 +64,11 @@ pub struct Inspected {
     pub answer: CachedAnswer,
     /// How long it may be cached; None = not cacheable.
     pub ttl: Option<u32>,
+    /// The CNAME chain runs in a circle (the client gets SERVFAIL).
+    pub chain_loop: bool,
+    /// Records were removed: answer records off the question's CNAME chain, and the whole
+    /// additional section (nothing a stub needs, and a classic cache-poisoning vector).
+    pub scrubbed: bool,
 }
 
 impl CachedAnswer {
@@ -75,6 +80,17 @@ impl CachedAnswer {
         now: Instant,
         generation: u64,
     ) -> Result<Inspected, WireError> {
+        Self::inspect(query, response, limits, now, generation, false)
+    }
+
+    fn inspect(
+        query: &Query<'_>,
+        response: &[u8],
+        limits: &CacheConfig,
+        now: Instant,
+        generation: u64,
+        scrubbed: bool,
+    ) -> Result<Inspected, WireError> {
         let [_, an, ns, ar] = wire::read_counts(response)?;
         let flags = wire::read_u16(response, 2)?;
         let mut pos = wire::skip_name(response, HEADER_LEN)? + 4;
@@ -85,6 +101,7 @@ impl CachedAnswer {
         let mut soa_negative_ttl = None;
         let mut min_answer_ttl = u32::MAX;
         let mut cnames: Vec<(LowerName, LowerName)> = Vec::new();
+        let mut answer_owners: Vec<LowerName> = Vec::new();
         let mut opt: Option<(usize, usize)> = None;
         for index in 0..usize::from(an) + usize::from(ns) + usize::from(ar) {
             let rec = wire::skip_record(response, pos)?;
@@ -100,6 +117,9 @@ impl CachedAnswer {
             let in_answer = index < usize::from(an);
             if in_answer {
                 min_answer_ttl = min_answer_ttl.min(ttl);
+                let mut owner = LowerName::new();
+                wire::read_name(response, rec.name_at, &mut owner)?;
+                answer_owners.push(owner);
             }
             if in_answer && rtype == TYPE_CNAME {
                 let (mut owner, mut target) = (LowerName::new(), LowerName::new());
@@ -117,15 +137,20 @@ impl CachedAnswer {
         if pos != response.len() {
             return Err(WireError::TrailingBytes);
         }
-        if let Some((start, end)) = opt {
-            // Records after the OPT may point only backwards, and the OPT owns no name anyone
-            // points into, but removing bytes shifts later offsets: only strip it when last.
-            if end != response.len() {
-                return Err(WireError::BadOpt);
-            }
+        let (chain, chain_loop) = follow_chain(query, &cnames);
+        let on_chain = |name: &LowerName| {
+            name.as_bytes() == query.name.as_bytes() || chain.iter().any(|c| c.as_bytes() == name.as_bytes())
+        };
+        let opt_not_last = opt.is_some_and(|(_, end)| end != response.len());
+        let foreign = answer_owners.iter().any(|owner| !on_chain(owner)) || counts[2] > 0 || opt_not_last;
+        if foreign && !scrubbed && !chain_loop {
+            let clean = scrub(response, &query.name, &chain)?;
+            return Self::inspect(query, &clean, limits, now, generation, true);
+        }
+        if let Some((start, _)) = opt {
+            // Last in the message (scrubbing made sure), so nothing points past it.
             body.truncate(start);
         }
-        let chain = follow_chain(query, &cnames);
         let rc = (flags & flag::RCODE_MASK) as u8;
         let negative = rc == rcode::NXDOMAIN || (rc == rcode::NOERROR && an == 0);
         let cache_ttl = if flags & flag::TC != 0 {
@@ -152,6 +177,8 @@ impl CachedAnswer {
                 chain_blocked: false,
             },
             ttl: cache_ttl,
+            chain_loop,
+            scrubbed,
         })
     }
 
@@ -202,19 +229,35 @@ impl CachedAnswer {
     }
 }
 
-/// Follows CNAMEs from the query name (RFC 1034 §4.3.2); stops at a loop.
-fn follow_chain(query: &Query<'_>, cnames: &[(LowerName, LowerName)]) -> Box<[Box<str>]> {
+/// Follows CNAMEs from the query name (RFC 1034 §4.3.2); true when it runs in a circle.
+fn follow_chain(query: &Query<'_>, cnames: &[(LowerName, LowerName)]) -> (Box<[Box<str>]>, bool) {
     let mut chain: Vec<Box<str>> = Vec::new();
     let mut current = query.name.as_bytes().to_vec();
     while let Some((_, target)) = cnames.iter().find(|(owner, _)| owner.as_bytes() == current) {
         let text: Box<str> = target.to_text().into();
-        if chain.contains(&text) || chain.len() > cnames.len() {
-            break;
+        if chain.contains(&text) || target.as_bytes() == query.name.as_bytes() {
+            return (chain.into_boxed_slice(), true);
         }
         current = target.as_bytes().to_vec();
         chain.push(text);
     }
-    chain.into_boxed_slice()
+    (chain.into_boxed_slice(), false)
+}
+
+/// Re-encodes `response` without answer records off the chain, without the additional
+/// section and without its OPT record (the client gets ours).
+fn scrub(response: &[u8], qname: &LowerName, chain: &[Box<str>]) -> Result<Vec<u8>, WireError> {
+    use hickory_proto::op::Message;
+    let mut message = Message::from_vec(response).map_err(|_| WireError::Truncated("message"))?;
+    let keep = |name: &hickory_proto::rr::Name| {
+        let text = name.to_ascii().to_ascii_lowercase();
+        let text = text.trim_end_matches('.');
+        text.as_bytes() == qname.as_bytes() || chain.iter().any(|c| &**c == text)
+    };
+    message.answers.retain(|r| keep(&r.name));
+    message.additionals.clear();
+    message.edns = None;
+    message.to_vec().map_err(|_| WireError::Truncated("message"))
 }
 
 struct UntilExpiry;

@@ -31,6 +31,7 @@ pub enum ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub access: AccessConfig,
+    pub limits: LimitsConfig,
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub block: BlockConfig,
@@ -69,6 +70,9 @@ pub struct AccessConfig {
     pub allow: Vec<IpNet>,
     /// Networks inside `allow` that get REFUSED instead of an answer.
     pub refuse: Vec<IpNet>,
+    /// Relays that forward many devices' queries (Wi-Fi controllers, DNS forwarders): they get
+    /// `limits.relay_qps`.
+    pub trusted_relays: Vec<IpNet>,
 }
 
 impl Default for AccessConfig {
@@ -76,6 +80,53 @@ impl Default for AccessConfig {
         AccessConfig {
             allow: vec!["127.0.0.0/8".parse().expect("literal"), "::1/128".parse().expect("literal")],
             refuse: Vec::new(),
+            trusted_relays: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OverLimit {
+    /// Answer with TC=1 and nothing else: a real client retries over TCP (not rate limited),
+    /// a spoofed source gets a reply no larger than its query.
+    #[default]
+    Truncate,
+    /// Send nothing.
+    Drop,
+}
+
+/// Limits that keep a flood from taking the resolver down.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// UDP queries per second per client (IPv4 address or IPv6 /64); 0 = no limit. A device
+    /// rarely sends more than a few dozen, even while a page loads.
+    pub client_qps: u32,
+    /// Queries a client may send at once before the rate applies.
+    pub client_burst: u32,
+    /// Rate for `access.trusted_relays`, which carry many devices.
+    pub relay_qps: u32,
+    pub relay_burst: u32,
+    pub over_limit: OverLimit,
+    /// Queries waiting for an upstream at once; beyond it new ones get SERVFAIL at once.
+    pub max_in_flight: usize,
+    /// Open TCP connections in total, and per client (RFC 7766 §6.2.2).
+    pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_client: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            client_qps: 200,
+            client_burst: 400,
+            relay_qps: 5_000,
+            relay_burst: 10_000,
+            over_limit: OverLimit::Truncate,
+            max_in_flight: 10_000,
+            tcp_max_connections: 1_024,
+            tcp_max_connections_per_client: 16,
         }
     }
 }
@@ -273,6 +324,12 @@ impl Config {
         }
         if self.access.allow.is_empty() {
             p.push("access.allow: no client networks listed; nxguard refuses to run as an open resolver".to_string());
+        }
+        if self.limits.max_in_flight == 0 {
+            p.push("limits.max_in_flight: must be above 0".to_string());
+        }
+        if self.limits.tcp_max_connections == 0 || self.limits.tcp_max_connections_per_client == 0 {
+            p.push("limits.tcp_max_connections*: must be above 0".to_string());
         }
         if self.upstream.servers.is_empty() {
             p.push("upstream.servers: no upstream server".to_string());

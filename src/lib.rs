@@ -37,6 +37,7 @@
 //! - [`cache`]: the response cache, storing answers ready to serve.
 //! - [`upstream`]: forwarding to upstream resolvers (UDP/TCP/DoT/DoH).
 //! - [`access`]: which clients are answered.
+//! - [`limits`]: per-client rate limits and TCP connection caps.
 //! - [`attempts`]: attempt records, off the query path.
 //! - [`metrics`]: outcome counters.
 //! - [`resolver`]: the pipeline.
@@ -48,6 +49,7 @@ pub mod blocked;
 pub mod cache;
 pub mod config;
 pub mod domains;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod resolver;

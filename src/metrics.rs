@@ -41,10 +41,14 @@ pub enum Outcome {
     Refused,
     /// From an address outside `access.allow`, or a response packet: no answer at all.
     Dropped,
+    /// Over the client's rate: TC=1 or nothing, per `limits.over_limit`.
+    RateLimited,
+    /// Too many queries already waiting for upstreams: SERVFAIL.
+    Overloaded,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Blocked,
         Outcome::Cached,
         Outcome::Forwarded,
@@ -53,6 +57,8 @@ impl Outcome {
         Outcome::Unsupported,
         Outcome::Refused,
         Outcome::Dropped,
+        Outcome::RateLimited,
+        Outcome::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +71,8 @@ impl Outcome {
             Outcome::Unsupported => "unsupported",
             Outcome::Refused => "refused",
             Outcome::Dropped => "dropped",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Overloaded => "overloaded",
         }
     }
 }
@@ -72,7 +80,7 @@ impl Outcome {
 #[derive(Default)]
 pub struct Stats {
     received: [AtomicU64; 2],
-    outcomes: [[AtomicU64; 8]; 2],
+    outcomes: [[AtomicU64; 10]; 2],
     cache_misses: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,

@@ -16,6 +16,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::RecordType;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::{
@@ -23,11 +24,12 @@ use crate::{
     attempts::{Attempt, Recorder, Transport, Via},
     blocked,
     cache::{self, Cache, CachedAnswer},
-    config::{BlockConfig, CacheConfig, Config, UpstreamConfig},
+    config::{BlockConfig, CacheConfig, Config, OverLimit, UpstreamConfig},
+    limits::RateLimiter,
     metrics::{Outcome, Stats},
     policy::{Match, Policy},
     upstream::{UpstreamError, Upstreams},
-    wire::{self, EDNS_UDP_SIZE, HEADER_LEN, Query, flag, rcode},
+    wire::{self, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
 };
 
 /// RFC 8914 info codes used in error answers.
@@ -42,18 +44,30 @@ pub struct Client {
 }
 
 /// The result of the synchronous half.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     /// Finished; `out` holds the answer (empty: send nothing).
     Done(Outcome),
-    /// The upstream must be asked: call `answer_from_upstream` with the same packet.
-    Upstream,
+    /// The upstream must be asked: call `answer_from_upstream` with the same packet, holding
+    /// the permit (one of `limits.max_in_flight`) until it returns.
+    Upstream(OwnedSemaphorePermit),
+}
+
+impl Step {
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            Step::Done(outcome) => Some(*outcome),
+            Step::Upstream(_) => None,
+        }
+    }
 }
 
 /// Everything a reload replaces, swapped in as one value so that no query sees half of it.
 pub struct Live {
     pub policy: Policy,
     pub access: Access,
+    pub rate: RateLimiter,
+    pub over_limit: OverLimit,
     pub block: BlockConfig,
     pub cache_limits: CacheConfig,
     pub upstreams: Arc<Upstreams>,
@@ -71,6 +85,8 @@ impl Live {
         Ok(Live {
             policy,
             access: Access::new(&config.access),
+            rate: RateLimiter::new(&config.limits, &config.access.trusted_relays),
+            over_limit: config.limits.over_limit,
             block: config.block.clone(),
             cache_limits: config.cache.clone(),
             upstreams,
@@ -81,6 +97,7 @@ impl Live {
 
 pub struct Resolver {
     live: ArcSwap<Live>,
+    in_flight: Arc<Semaphore>,
     cache: Cache,
     recorder: Recorder,
     pub stats: Stats,
@@ -90,6 +107,7 @@ impl Resolver {
     pub fn new(config: &Config, policy: Policy, recorder: Recorder) -> Result<Resolver, UpstreamError> {
         Ok(Resolver {
             live: ArcSwap::from_pointee(Live::new(config, policy, None)?),
+            in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
             cache: Cache::new(&config.cache),
             recorder,
             stats: Stats::default(),
@@ -100,7 +118,7 @@ impl Resolver {
     pub async fn answer(&self, packet: &[u8], client: Client, out: &mut Vec<u8>) -> Outcome {
         match self.answer_locally(packet, client, out, Instant::now()) {
             Step::Done(outcome) => outcome,
-            Step::Upstream => self.answer_from_upstream(packet, client, out).await,
+            Step::Upstream(_permit) => self.answer_from_upstream(packet, client, out).await,
         }
     }
 
@@ -123,6 +141,12 @@ impl Resolver {
                 return self.finish(client, Outcome::Malformed);
             }
         };
+        if client.transport == Transport::Udp && !live.rate.allow(client.addr.ip(), now) {
+            if live.over_limit == OverLimit::Truncate {
+                wire::write_truncated(out, &query);
+            }
+            return self.finish(client, Outcome::RateLimited);
+        }
         if verdict == Verdict::Refuse {
             wire::write_error(out, &query, rcode::REFUSED.into(), Some((EDE_PROHIBITED, "")));
             return self.finish(client, Outcome::Refused);
@@ -148,8 +172,20 @@ impl Resolver {
             entry.write(&query, now, udp_limit(&query, client), out);
             return self.finish(client, Outcome::Cached);
         }
+        if query.qtype == TYPE_ANY && client.transport == Transport::Udp {
+            // RFC 8482 §4.2: a minimal answer instead of everything, which would make nxguard
+            // an amplifier; clients that need more use TCP.
+            wire::write_any_refusal(out, &query);
+            return self.finish(client, Outcome::Unsupported);
+        }
         self.stats.cache_miss();
-        Step::Upstream
+        match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(permit) => Step::Upstream(permit),
+            Err(_) => {
+                wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
+                self.finish(client, Outcome::Overloaded)
+            }
+        }
     }
 
     /// The upstream half: forward, inspect the CNAME chain, cache, answer.
@@ -159,7 +195,15 @@ impl Resolver {
             return self.finished(client, Outcome::Malformed);
         };
         let upstreams = Arc::clone(&self.live.load().upstreams);
-        let response = match upstreams.exchange(&upstream_query(&query)).await {
+        let mut asked = upstream_query(&query, true);
+        let mut result = upstreams.exchange(&asked).await;
+        if result.as_ref().is_ok_and(|r| rcode_of(r) == rcode::FORMERR) {
+            // RFC 6891 §7: a server that does not understand EDNS answers FORMERR; ask again
+            // once without the OPT record.
+            asked = upstream_query(&query, false);
+            result = upstreams.exchange(&asked).await;
+        }
+        let response = match result {
             Ok(response) => response,
             Err(error) => {
                 warn!(%error, qname = %query.name.to_text(), "no upstream answer");
@@ -179,6 +223,11 @@ impl Resolver {
                     return self.finished(client, Outcome::UpstreamFailed);
                 }
             };
+        if inspected.chain_loop {
+            warn!(qname = %query.name.to_text(), "upstream answer has a CNAME loop");
+            wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
+            return self.finished(client, Outcome::UpstreamFailed);
+        }
         let mut answer = inspected.answer;
         let blocked_by = chain_match(&live.policy, &answer.chain);
         answer.chain_blocked = blocked_by.is_some();
@@ -260,13 +309,18 @@ fn udp_limit(query: &Query<'_>, client: Client) -> Option<usize> {
 }
 
 /// The query sent upstream: a fresh random ID, RD, AD (RFC 6840 §5.7: ask for AD), the client's
-/// CD, its question, and our own OPT record carrying the client's DO bit.
-fn upstream_query(query: &Query<'_>) -> Vec<u8> {
+/// CD, its question, and (with `edns`) our own OPT record carrying the client's DO bit.
+fn upstream_query(query: &Query<'_>, edns: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + query.question_bytes().len() + 11);
     let flags = flag::RD | flag::AD | (query.flags & flag::CD);
-    wire::push_header(&mut out, rand::random(), flags, [1, 0, 0, 1]);
+    wire::push_header(&mut out, rand::random(), flags, [1, 0, 0, u16::from(edns)]);
     out.extend_from_slice(query.question_bytes());
-    debug_assert_eq!(EDNS_UDP_SIZE, 1232);
-    wire::push_opt(&mut out, query.dnssec_ok(), 0, &[]);
+    if edns {
+        wire::push_opt(&mut out, query.dnssec_ok(), 0, &[]);
+    }
     out
+}
+
+fn rcode_of(response: &[u8]) -> u8 {
+    response.get(3).map_or(0, |b| b & 0x0f)
 }

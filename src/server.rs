@@ -25,6 +25,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     attempts::{self, Sink, Transport},
     config::Config,
+    limits::ConnectionLimits,
     metrics,
     policy::{self, PolicyError},
     resolver::{Client, Resolver, Step},
@@ -169,10 +170,11 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         tasks.spawn(serve_udp(Arc::clone(&resolver), socket, in_flight.clone()));
     }
     let idle = Duration::from_millis(config.server.tcp_idle_timeout_ms);
+    let connections = Arc::new(ConnectionLimits::new(&config.limits));
     for listener in listeners.tcp {
         let listener = TcpListener::from_std(listener)?;
         tcp_addrs.push(listener.local_addr()?);
-        tasks.spawn(serve_tcp(Arc::clone(&resolver), listener, idle, in_flight.clone()));
+        tasks.spawn(serve_tcp(Arc::clone(&resolver), listener, idle, Arc::clone(&connections), in_flight.clone()));
     }
     let mut metrics_addr = None;
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
@@ -218,12 +220,13 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: T
         let client = Client { addr: peer, transport: Transport::Udp };
         match resolver.answer_locally(&buf[..n], client, &mut out, Instant::now()) {
             Step::Done(_) => send_udp(&socket, &out, peer).await,
-            Step::Upstream => {
+            Step::Upstream(permit) => {
                 let packet = buf[..n].to_vec();
                 let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
                 in_flight.spawn(async move {
                     let mut out = Vec::new();
                     resolver.answer_from_upstream(&packet, client, &mut out).await;
+                    drop(permit);
                     send_udp(&socket, &out, peer).await;
                 });
             }
@@ -240,11 +243,26 @@ async fn send_udp(socket: &UdpSocket, out: &[u8], peer: SocketAddr) {
     }
 }
 
-async fn serve_tcp(resolver: Arc<Resolver>, listener: TcpListener, idle: Duration, in_flight: TaskTracker) {
+async fn serve_tcp(
+    resolver: Arc<Resolver>,
+    listener: TcpListener,
+    idle: Duration,
+    connections: Arc<ConnectionLimits>,
+    in_flight: TaskTracker,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                in_flight.spawn(serve_connection(Arc::clone(&resolver), stream, peer, idle));
+                // Over the caps: close at once (RFC 7766 §6.2.2 lets a server refuse).
+                let Some(slot) = connections.admit(peer.ip()) else {
+                    debug!(client = %peer.ip(), "tcp connection refused: too many open");
+                    continue;
+                };
+                let resolver = Arc::clone(&resolver);
+                in_flight.spawn(async move {
+                    serve_connection(resolver, stream, peer, idle).await;
+                    drop(slot);
+                });
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.

@@ -15,6 +15,8 @@ pub const HEADER_LEN: usize = 12;
 pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_SOA: u16 = 6;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_HINFO: u16 = 13;
+pub const TYPE_ANY: u16 = 255;
 pub const CLASS_IN: u16 = 1;
 /// Longest name in presentation form without the trailing dot (RFC 1035 §2.3.4: 255 octets in
 /// wire form).
@@ -391,6 +393,26 @@ pub fn write_error(out: &mut Vec<u8>, query: &Query<'_>, rcode: u16, ede: Option
         }
         push_opt(out, query.dnssec_ok(), (rcode >> 4) as u8, &options);
     }
+}
+
+/// TC=1 with the question only (and OPT): "ask again over TCP" (RFC 1035 §4.2.1, RFC 7766).
+pub fn write_truncated(out: &mut Vec<u8>, query: &Query<'_>) {
+    write_error(out, query, rcode::NOERROR.into(), None);
+    set_u16(out, 2, response_flags(query.flags, rcode::NOERROR) | flag::TC);
+}
+
+/// The RFC 8482 §4.2 answer to ANY: one synthesized HINFO record, CPU "RFC8482", OS "".
+pub fn write_any_refusal(out: &mut Vec<u8>, query: &Query<'_>) {
+    write_error(out, query, rcode::NOERROR.into(), None);
+    let opt = out.split_off(HEADER_LEN + query.question_bytes().len());
+    set_u16(out, 6, 1);
+    out.extend_from_slice(&(0xc000u16 | HEADER_LEN as u16).to_be_bytes());
+    out.extend_from_slice(&TYPE_HINFO.to_be_bytes());
+    out.extend_from_slice(&query.qclass.to_be_bytes());
+    out.extend_from_slice(&3600u32.to_be_bytes());
+    out.extend_from_slice(&9u16.to_be_bytes());
+    out.extend_from_slice(b"\x07RFC8482\x00");
+    out.extend_from_slice(&opt);
 }
 
 /// FORMERR for a packet that did not parse: header only, as RFC 1035 gives nothing better.

@@ -109,7 +109,7 @@ async fn allowed_answers_are_cached_and_their_ttl_counts_down() {
     let mut out = Vec::new();
     let step =
         resolver.answer_locally(&q.to_vec().unwrap(), client, &mut out, Instant::now() + Duration::from_secs(100));
-    assert_eq!(step, Step::Done(Outcome::Cached));
+    assert_eq!(step.outcome(), Some(Outcome::Cached));
     let aged = Message::from_vec(&out).unwrap();
     assert!((UPSTREAM_TTL - 101..=UPSTREAM_TTL - 100).contains(&aged.answers[0].ttl), "{}", aged.answers[0].ttl);
     assert_eq!(upstream.calls(), 1);
@@ -130,11 +130,8 @@ async fn negative_answers_are_cached_per_rfc2308() {
     let mut out = Vec::new();
     let q = query("nx.example.org.", RecordType::A, false).to_vec().unwrap();
     let later = Instant::now() + Duration::from_secs(61);
-    assert_eq!(
-        server.running.resolver.answer_locally(&q, client, &mut out, later),
-        Step::Upstream,
-        "negative TTL was min(SOA TTL, MINIMUM) = 60 s"
-    );
+    let step = server.running.resolver.answer_locally(&q, client, &mut out, later);
+    assert!(matches!(step, Step::Upstream(_)), "negative TTL was min(SOA TTL, MINIMUM) = 60 s");
 }
 
 #[tokio::test]

@@ -1,0 +1,606 @@
+#!/usr/bin/env bash
+# Load benchmark: nxguard against Unbound, both forwarding to a local authoritative upstream.
+#
+#   bash benches/load.sh [--quick] [--scaling] [--keep]
+#
+# Installs dnsperf, unbound and dig from Debian packages when missing (needs root), builds
+# nxguard with `cargo build --release`, generates the query corpora and block lists under a
+# `mktemp -d` directory, and measures each server x list x scenario. Everything runs on
+# loopback ports above 15000 (never 53); every process the script starts is stopped by its PID
+# on exit. The table is printed and written to benches/results/latest.txt.
+# See benches/README.md for what each column means.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bash benches/load.sh [--quick] [--scaling] [--keep]
+
+  --quick    short runs (2 s per scenario, 1 s latency run) and a 100k list instead of 1M
+  --scaling  also compare nxguard with workers=1 on one core and workers=2 on two cores
+  --keep     keep the temporary directory (configs, corpora, raw dnsperf output, logs)
+
+Environment (defaults in brackets; --quick lowers the first three):
+  DURATION [10]       seconds per throughput run (dnsperf -l)
+  LAT_SECONDS [5]     seconds per fixed-rate latency run
+  LIST_SIZE [1000000] domains in the generated list
+  LAT_QPS [10000]     query rate of the latency run (dnsperf -Q)
+  IN_FLIGHT [100]     queries in flight (dnsperf -q)
+  CLIENTS [4]         dnsperf clients, i.e. source ports (dnsperf -c)
+  CACHED_NAMES [10000]  distinct names in the cached corpus
+  BLOCKED_NAMES [100000] names sampled from the generated list for its blocked corpus
+  PORT_BASE [15350]   nxguard PORT_BASE, Unbound +1, upstream +2
+  SERVER_CPU [1]  CLIENT_CPU [0]   cores for the servers and for dnsperf + upstream
+EOF
+}
+
+QUICK=0
+SCALING=0
+KEEP=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        --scaling) SCALING=1 ;;
+        --keep) KEEP=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "load.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if ((QUICK)); then
+    DURATION=${DURATION:-2}
+    LAT_SECONDS=${LAT_SECONDS:-1}
+    LIST_SIZE=${LIST_SIZE:-100000}
+else
+    DURATION=${DURATION:-10}
+    LAT_SECONDS=${LAT_SECONDS:-5}
+    LIST_SIZE=${LIST_SIZE:-1000000}
+fi
+LAT_QPS=${LAT_QPS:-10000}
+IN_FLIGHT=${IN_FLIGHT:-100}
+CLIENTS=${CLIENTS:-4}
+CACHED_NAMES=${CACHED_NAMES:-10000}
+BLOCKED_NAMES=${BLOCKED_NAMES:-100000}
+PORT_BASE=${PORT_BASE:-15350}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+READY_TIMEOUT_S=${READY_TIMEOUT_S:-300}
+NX_PORT=$PORT_BASE
+UB_PORT=$((PORT_BASE + 1))
+AUTH_PORT=$((PORT_BASE + 2))
+# Miss runs read each name once (dnsperf -n 1) so that no name repeats; this many names bound
+# the run at 150k q/s. A faster server ends the run early; q/s stays right (dnsperf's run time).
+MISS_NAMES=$((DURATION * 150000))
+MISS_LAT_NAMES=$((LAT_SECONDS * LAT_QPS + 1000))
+SEED=20240601
+
+die() {
+    echo "load.sh: error: $*" >&2
+    exit 1
+}
+note() { echo "== $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Processes: every PID started here is recorded and stopped on exit, by PID only.
+
+PIDS=()
+WORK=""
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local kept=()
+    for i in "${PIDS[@]}"; do [[ $i == "$pid" ]] || kept+=("$i"); done
+    PIDS=("${kept[@]}")
+}
+
+cleanup() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [[ -n $WORK && -d $WORK ]]; then
+        if ((KEEP)); then note "kept $WORK"; else rm -rf "$WORK"; fi
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+ensure_tools() {
+    local missing=()
+    command -v dnsperf >/dev/null || missing+=(dnsperf)
+    command -v unbound >/dev/null || missing+=(unbound)
+    command -v unbound-checkconf >/dev/null || missing+=(unbound)
+    command -v dig >/dev/null || missing+=(dnsutils)
+    if ((${#missing[@]})); then
+        [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root to install them with apt-get, or install them yourself"
+        command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them (Debian/Ubuntu expected)"
+        note "installing ${missing[*]} (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    local tool
+    for tool in dnsperf unbound unbound-checkconf dig taskset awk sort getconf; do
+        command -v "$tool" >/dev/null || die "required tool '$tool' not found"
+    done
+    command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
+    local cpus
+    cpus=$(nproc)
+    ((cpus >= 2)) || die "needs at least 2 CPU cores (found $cpus): servers are pinned apart from dnsperf"
+    ((SERVER_CPU < cpus && CLIENT_CPU < cpus)) || die "SERVER_CPU/CLIENT_CPU must be below $cpus"
+}
+
+build_nxguard() {
+    note "building nxguard (cargo build --release)"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+    NXGUARD=${CARGO_TARGET_DIR:-$ROOT/target}/release/nxguard
+    [[ -x $NXGUARD ]] || die "no binary at $NXGUARD after the build"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Corpora and lists. Query files are dnsperf input: "name type" per line.
+
+# Deterministic shuffle (awk's rand with a fixed seed).
+shuffle() {
+    awk -v s="$SEED" 'BEGIN { srand(s) } { printf "%.12f\t%s\n", rand(), $0 }' |
+        LC_ALL=C sort -k1,1 | cut -f2-
+}
+
+# Shipped app lists -> "domain exact(0|1)", one per unique domain.
+app_domains() {
+    awk '
+        /^[[:space:]]*(#|@|$)/ { next }
+        { body = $0; sub(/#.*/, "", body); n = split(body, w, " ")
+          ex = 0; for (i = 2; i <= n; i++) if (w[i] == "exact") ex = 1
+          if (n > 0) print w[1], ex }
+    ' "$ROOT"/domains/*.txt | LC_ALL=C sort -u -k1,1
+}
+
+# Unbound local-zones. A plain entry blocks the name and its subdomains, as in nxguard. Unbound
+# has no exact-name NXDOMAIN, so an `exact` entry becomes a suffix block too; the corpora only ask
+# exact entries by their own name, so the answers are the same.
+unbound_zones() {
+    echo "server:"
+    awk '{ printf "  local-zone: \"%s.\" always_nxdomain\n", $1 }'
+}
+
+# Blocked names for a list "domain exact": the name itself, and for suffix entries a www name
+# and a deep name, which walk the matcher further.
+blocked_queries() {
+    awk '{ print $1 " A"; if ($2 == 0) { print "www." $1 " A"; print "a1.b2.c3." $1 " A" } }'
+}
+
+generate_big_list() {
+    local n=$1 out=$2
+    awk -v n="$n" -v s="$SEED" 'BEGIN {
+        srand(s); split("com net org io info cn co xyz app dev nl de", tld, " ")
+        chars = "abcdefghijklmnopqrstuvwxyz0123456789"
+        for (i = 0; i < n; i++) {
+            len = 5 + int(rand() * 8); label = substr(chars, 1 + int(rand() * 26), 1)
+            for (k = 1; k < len; k++) label = label substr(chars, 1 + int(rand() * 36), 1)
+            name = sprintf("%s-%x.%s", label, i, tld[1 + int(rand() * 12)])
+            if (rand() < 0.3) name = "t" int(rand() * 100) "." name
+            print name
+        }
+    }' | LC_ALL=C sort -u >"$out"
+}
+
+make_corpora() {
+    note "generating corpora and lists in $WORK"
+    local size_label=$1
+    mkdir -p "$WORK/q" "$WORK/big"
+
+    app_domains >"$WORK/app_domains.txt"
+    unbound_zones <"$WORK/app_domains.txt" >"$WORK/unbound_apps.conf"
+    blocked_queries <"$WORK/app_domains.txt" | shuffle >"$WORK/q/blocked_apps.txt"
+
+    generate_big_list "$LIST_SIZE" "$WORK/big_domains.txt"
+    {
+        echo "# Generated by benches/load.sh: $(wc -l <"$WORK/big_domains.txt") synthetic domains."
+        echo "@app Bench $size_label"
+        echo "@vendor Synthetic"
+        echo "@source bench generated by benches/load.sh"
+        awk '{ print $1 " web # bench:" }' "$WORK/big_domains.txt"
+    } >"$WORK/big/bench.txt"
+    unbound_zones <"$WORK/big_domains.txt" >"$WORK/unbound_big.conf"
+    awk '{ print $1, 0 }' "$WORK/big_domains.txt" | shuffle | head -n "$BLOCKED_NAMES" |
+        awk '{ r = NR % 3; print (r == 0 ? $1 : r == 1 ? "www." $1 : "a1.b2." $1) " A" }' \
+            >"$WORK/q/blocked_big.txt"
+
+    awk -v n="$CACHED_NAMES" 'BEGIN { for (i = 1; i <= n; i++) print "host" i ".bench.test A" }' |
+        shuffle >"$WORK/q/cached.txt"
+    local list
+    for list in apps big; do
+        # 90 % cached, 10 % blocked: every tenth query is blocked.
+        awk -v total=$((CACHED_NAMES * 10)) '
+            NR == FNR { b[nb++] = $0; next } { c[nc++] = $0 }
+            END { for (i = 0; i < total; i++) print (i % 10 == 9 ? b[int(i / 10) % nb] : c[i % nc]) }
+        ' "$WORK/q/blocked_$list.txt" "$WORK/q/cached.txt" >"$WORK/q/mixed_$list.txt"
+    done
+    # Never-asked names; the upstream answers every name under bench.test.
+    awk -v n="$MISS_NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "m%x.miss.bench.test A\n", i }' \
+        >"$WORK/q/miss.txt"
+    awk -v n="$MISS_LAT_NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "l%x.miss.bench.test A\n", i }' \
+        >"$WORK/q/miss_lat.txt"
+    note "lists: apps $(wc -l <"$WORK/app_domains.txt") domains, $size_label $(wc -l <"$WORK/big_domains.txt") domains"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+
+write_upstream_conf() {
+    # The local authoritative upstream: every name under bench.test answers A 192.0.2.1 with
+    # TTL 3600 (a redirect zone works like a wildcard); everything else is NXDOMAIN, so nothing
+    # ever leaves the machine.
+    cat >"$WORK/upstream.conf" <<EOF
+server:
+  interface: 127.0.0.1@$AUTH_PORT
+  port: $AUTH_PORT
+  interface-automatic: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$WORK"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 1
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  local-zone: "." static
+  local-zone: "test." nodefault
+  local-zone: "bench.test." redirect
+  local-data: "bench.test. 3600 IN A 192.0.2.1"
+remote-control:
+  control-enable: no
+EOF
+}
+
+# write_nxguard_conf FILE WORKERS DOMAINS_DIR
+write_nxguard_conf() {
+    cat >"$1" <<EOF
+[server]
+udp = ["127.0.0.1:$NX_PORT"]
+tcp = ["127.0.0.1:$NX_PORT"]
+workers = $2
+
+[access]
+allow = ["127.0.0.0/8"]
+
+[upstream]
+timeout_ms = 1500
+servers = [{ address = "127.0.0.1:$AUTH_PORT", protocol = "udp" }]
+
+[cache]
+max_entries = 5000000
+
+[policy]
+domains_dir = "$3"
+
+[log]
+# main.rs builds the filter "warn,nxguard=<level>,<level>": at warn the per-block attempt
+# events (target nxguard::attempt, info) are not written during the load.
+level = "warn"
+EOF
+}
+
+# write_unbound_conf FILE ZONES_FILE
+write_unbound_conf() {
+    cat >"$1" <<EOF
+server:
+  interface: 127.0.0.1@$UB_PORT
+  port: $UB_PORT
+  interface-automatic: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$WORK"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 1
+  so-reuseport: yes
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  qname-minimisation: no
+  prefetch: no
+  msg-cache-size: 256m
+  rrset-cache-size: 512m
+  num-queries-per-thread: 4096
+  outgoing-range: 8192
+  local-zone: "test." nodefault
+include: "$2"
+remote-control:
+  control-enable: no
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@$AUTH_PORT
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Running and measuring
+
+START_NS=0
+LAST_PID=0
+
+# start NAME CPUS CMD...: starts CMD pinned to CPUS ("" = unpinned), logs to $WORK/NAME.log.
+start() {
+    local name=$1 cpus=$2
+    shift 2
+    START_NS=$(date +%s%N)
+    if [[ -n $cpus ]]; then
+        taskset -c "$cpus" "$@" >"$WORK/$name.log" 2>&1 &
+    else
+        "$@" >"$WORK/$name.log" 2>&1 &
+    fi
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# wait_ready NAME PID PORT QNAME: seconds from start to the first answer, polled with dig.
+wait_ready() {
+    local name=$1 pid=$2 port=$3 qname=$4 deadline now
+    deadline=$(($(date +%s) + READY_TIMEOUT_S))
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$WORK/$name.log" >&2
+            die "$name exited before answering (log above)"
+        fi
+        if dig +tries=1 +time=2 -p "$port" @127.0.0.1 "$qname" A 2>/dev/null | grep -q 'status: '; then
+            now=$(date +%s%N)
+            awk -v d=$((now - START_NS)) 'BEGIN { printf "%.2f", d / 1e9 }'
+            return
+        fi
+        (($(date +%s) < deadline)) || die "$name did not answer on port $port within ${READY_TIMEOUT_S}s"
+        sleep 0.01
+    done
+}
+
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# dnsperf_stats FILE: "completed lost qps avg_us noerror nxdomain runtime_s" from dnsperf output.
+dnsperf_stats() {
+    awk '
+        /Queries completed:/ { c = $3 } /Queries lost:/ { l = $3 }
+        /Queries per second:/ { q = $4 } /Average Latency/ { a = $4 * 1e6 }
+        /Run time \(s\):/ { t = $4 }
+        /Response codes:/ { s = $0; sub(/.*codes: */, "", s); n = split(s, p, ", ")
+            for (i = 1; i <= n; i++) { split(p[i], f, " "); r[f[1]] = f[2] } }
+        END { printf "%d %d %.0f %.0f %d %d %s\n", c, l, q, a, r["NOERROR"], r["NXDOMAIN"], (t == "" ? 0 : t) }
+    ' "$1"
+}
+
+# percentiles FILE: "p50_us p99_us" from dnsperf -v lines ("> RCODE name type seconds").
+percentiles() {
+    awk '/^> / { print $NF * 1e6 }' "$1" | LC_ALL=C sort -g |
+        awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "- -"; exit }
+            i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999)
+            printf "%.0f %.0f\n", v[i50], v[i99] }'
+}
+
+CLIENT_PIN=()
+ROWS="$WORK/rows.tsv"
+
+# measure SERVER LIST SCENARIO PID PORT LOAD_S QUERY_FILE [LAT_FILE]
+measure() {
+    local server=$1 list=$2 scenario=$3 pid=$4 port=$5 load_s=$6 qfile=$7 lfile=${8:-$7}
+    local raw="$WORK/raw/$server.$list.$scenario" once=()
+    [[ $scenario == miss ]] && once=(-n 1)
+    if ! kill -0 "$pid" 2>/dev/null; then
+        printf '%s\t%s\t%s\tDIED\n' "$server" "$list" "$scenario" >>"$ROWS"
+        return
+    fi
+    local t0 t1 c0 c1
+    c0=$(cpu_ticks "$pid")
+    t0=$(date +%s%N)
+    "${CLIENT_PIN[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$qfile" -q "$IN_FLIGHT" -c "$CLIENTS" \
+        -l "$DURATION" "${once[@]}" >"$raw.out" 2>&1 || true
+    t1=$(date +%s%N)
+    if ! kill -0 "$pid" 2>/dev/null; then
+        printf '%s\t%s\t%s\tDIED\n' "$server" "$list" "$scenario" >>"$ROWS"
+        note "$server died during $list/$scenario; log tail:"
+        tail -n 20 "$WORK/$server.$list.log" >&2 || true
+        return
+    fi
+    c1=$(cpu_ticks "$pid")
+    local rss
+    rss=$(rss_mb "$pid")
+    "${CLIENT_PIN[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$lfile" -q "$IN_FLIGHT" -c "$CLIENTS" \
+        -Q "$LAT_QPS" -l "$LAT_SECONDS" "${once[@]}" -v >"$raw.lat" 2>&1 || true
+    local completed lost qps avg noerror nxdomain runtime p50 p99
+    read -r completed lost qps avg noerror nxdomain runtime <<<"$(dnsperf_stats "$raw.out")"
+    read -r p50 p99 <<<"$(percentiles "$raw.lat")"
+    awk -v OFS='\t' -v s="$server" -v l="$list" -v sc="$scenario" -v q="$qps" -v c="$completed" \
+        -v lost="$lost" -v avg="$avg" -v p50="$p50" -v p99="$p99" -v rss="$rss" -v load="$load_s" \
+        -v ok="$noerror" -v nx="$nxdomain" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" \
+        -v wall=$((t1 - t0)) 'BEGIN {
+            cpu_s = ticks / hz
+            print s, l, sc, q, sprintf("%.0f", 100 * cpu_s / (wall / 1e9)),
+                (c > 0 ? sprintf("%.1f", cpu_s * 1e6 / c) : "-"), avg, p50, p99, rss, load, lost,
+                (c > 0 ? sprintf("%.0f", 100 * nx / c) : "-"), c - ok - nx
+        }' >>"$ROWS"
+    note "$(tail -n 1 "$ROWS" | tr '\t' ' ')"
+}
+
+# prime PORT FILE: asks every name once so that the cached scenarios hit the cache.
+prime() {
+    "${CLIENT_PIN[@]}" dnsperf -s 127.0.0.1 -p "$1" -d "$2" -q "$IN_FLIGHT" -c "$CLIENTS" -n 1 \
+        -l 60 >"$WORK/raw/prime.$1.out" 2>&1 || true
+    local completed
+    read -r completed _ <<<"$(dnsperf_stats "$WORK/raw/prime.$1.out")"
+    [[ $completed -gt 0 ]] || die "priming on port $1 got no answers; see $WORK/raw/prime.$1.out"
+}
+
+# run_pair LIST LIST_LABEL: nxguard and Unbound on one list, scenarios interleaved.
+run_pair() {
+    local list=$1 label=$2 nx_conf="$WORK/nxguard.$1.toml" ub_conf="$WORK/unbound.$1.conf"
+    local dir probe zones
+    if [[ $list == apps ]]; then
+        dir="$ROOT/domains" zones="$WORK/unbound_apps.conf"
+    else
+        dir="$WORK/big" zones="$WORK/unbound_big.conf"
+    fi
+    probe=$(awk 'NR == 1 { print $1; exit }' "$WORK/q/blocked_$list.txt")
+    write_nxguard_conf "$nx_conf" 1 "$dir"
+    write_unbound_conf "$ub_conf" "$zones"
+    note "checking configs ($label)"
+    "$NXGUARD" check --config "$nx_conf" >&2 || die "nxguard check failed for $nx_conf"
+    unbound-checkconf "$ub_conf" >&2 || die "unbound-checkconf failed for $ub_conf"
+
+    note "starting nxguard ($label) on core $SERVER_CPU"
+    start "nxguard.$label" "$SERVER_CPU" "$NXGUARD" serve --config "$nx_conf"
+    local nx_pid=$LAST_PID nx_load
+    nx_load=$(wait_ready "nxguard.$label" "$nx_pid" "$NX_PORT" "$probe")
+    note "starting unbound ($label) on core $SERVER_CPU"
+    start "unbound.$label" "$SERVER_CPU" unbound -d -c "$ub_conf"
+    local ub_pid=$LAST_PID ub_load
+    ub_load=$(wait_ready "unbound.$label" "$ub_pid" "$UB_PORT" "$probe")
+    note "ready: nxguard ${nx_load}s, unbound ${ub_load}s"
+
+    prime "$NX_PORT" "$WORK/q/cached.txt"
+    prime "$UB_PORT" "$WORK/q/cached.txt"
+    local scenario qfile lfile
+    for scenario in cached blocked mixed miss; do
+        case $scenario in
+            cached) qfile=$WORK/q/cached.txt lfile=$qfile ;;
+            blocked) qfile=$WORK/q/blocked_$list.txt lfile=$qfile ;;
+            mixed) qfile=$WORK/q/mixed_$list.txt lfile=$qfile ;;
+            miss) qfile=$WORK/q/miss.txt lfile=$WORK/q/miss_lat.txt ;;
+        esac
+        measure nxguard "$label" "$scenario" "$nx_pid" "$NX_PORT" "$nx_load" "$qfile" "$lfile"
+        measure unbound "$label" "$scenario" "$ub_pid" "$UB_PORT" "$ub_load" "$qfile" "$lfile"
+    done
+    stop_pid "$nx_pid"
+    stop_pid "$ub_pid"
+}
+
+# run_scaling: nxguard on the app list, workers=1 on one core vs workers=2 on two cores.
+run_scaling() {
+    local conf="$WORK/nxguard.scaling.toml" probe workers cpus label pid load scenario qfile lfile
+    probe=$(awk 'NR == 1 { print $1; exit }' "$WORK/q/blocked_apps.txt")
+    for workers in 1 2; do
+        if ((workers == 1)); then
+            cpus=$SERVER_CPU label="nxguard-w1" CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+        else
+            cpus="" label="nxguard-w2" CLIENT_PIN=()
+        fi
+        write_nxguard_conf "$conf" "$workers" "$ROOT/domains"
+        "$NXGUARD" check --config "$conf" >/dev/null || die "nxguard check failed for $conf"
+        note "starting $label (${cpus:-all cores})"
+        start "$label.apps" "$cpus" "$NXGUARD" serve --config "$conf"
+        pid=$LAST_PID
+        load=$(wait_ready "$label.apps" "$pid" "$NX_PORT" "$probe")
+        prime "$NX_PORT" "$WORK/q/cached.txt"
+        for scenario in cached blocked mixed miss; do
+            case $scenario in
+                cached) qfile=$WORK/q/cached.txt lfile=$qfile ;;
+                blocked) qfile=$WORK/q/blocked_apps.txt lfile=$qfile ;;
+                mixed) qfile=$WORK/q/mixed_apps.txt lfile=$qfile ;;
+                miss) qfile=$WORK/q/miss.txt lfile=$WORK/q/miss_lat.txt ;;
+            esac
+            measure "$label" apps "$scenario" "$pid" "$NX_PORT" "$load" "$qfile" "$lfile"
+        done
+        stop_pid "$pid"
+    done
+    CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+}
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+print_table() {
+    {
+        printf 'server\tlist\tscenario\tq/s\tcpu%%\tcpu_us/q\tavg_us\tp50_us\tp99_us\trss_MB\tload_s\tlost\tnx%%\tfail\n'
+        cat "$ROWS"
+    } | awk -F'\t' '
+        { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
+          if (NF > nf) nf = NF }
+        END { for (r = 1; r <= NR; r++) { line = ""
+                for (i = 1; i <= nf; i++) {
+                    v = cell[r, i]
+                    line = line (i <= 3 ? sprintf("%-" w[i] "s", v) : sprintf("%" w[i] "s", v)) (i < nf ? "  " : "") }
+                sub(/ +$/, "", line); print line } }'
+}
+
+log_findings() {
+    local log count
+    for log in "$WORK"/nxguard*.log; do
+        [[ -e $log ]] || continue
+        count=$(grep -c -E 'WARN|ERROR|panicked' "$log" || true)
+        if ((count > 0)); then
+            echo "$(basename "$log"): $count warning/error line(s), first ones:"
+            grep -E 'WARN|ERROR|panicked' "$log" | head -n 5 | cut -c1-300 | sed 's/^/  /'
+        fi
+    done
+}
+
+main() {
+    ensure_tools
+    build_nxguard
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/nxguard-load.XXXXXX")
+    ROWS="$WORK/rows.tsv"
+    mkdir -p "$WORK/raw"
+    : >"$ROWS"
+    CLK_TCK=$(getconf CLK_TCK)
+    CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+    local size_label
+    case $LIST_SIZE in
+        1000000) size_label=1M ;;
+        *000000) size_label=$((LIST_SIZE / 1000000))M ;;
+        *000) size_label=$((LIST_SIZE / 1000))k ;;
+        *) size_label=$LIST_SIZE ;;
+    esac
+    make_corpora "$size_label"
+
+    write_upstream_conf
+    unbound-checkconf "$WORK/upstream.conf" >/dev/null || die "unbound-checkconf failed for the upstream"
+    note "starting the upstream (unbound authoritative for bench.test) on port $AUTH_PORT"
+    start upstream "$CLIENT_CPU" unbound -d -c "$WORK/upstream.conf"
+    local up_pid=$LAST_PID
+    wait_ready upstream "$up_pid" "$AUTH_PORT" host1.bench.test >/dev/null
+
+    run_pair apps apps
+    run_pair big "$size_label"
+    if ((SCALING)); then
+        # Both cores for nxguard: the upstream must not stay pinned to the client core.
+        stop_pid "$up_pid"
+        start upstream "" unbound -d -c "$WORK/upstream.conf"
+        up_pid=$LAST_PID
+        wait_ready upstream "$up_pid" "$AUTH_PORT" host1.bench.test >/dev/null
+        run_scaling
+    fi
+
+    local out="$ROOT/benches/results/latest.txt" findings
+    mkdir -p "$ROOT/benches/results"
+    findings=$(log_findings)
+    {
+        echo "nxguard load benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "command: bash benches/load.sh $*"
+        echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
+        echo "nxguard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)'), $(unbound -V | awk 'NR == 1 { print "unbound " $2 }'), $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }')"
+        echo "runs: ${DURATION}s at -q $IN_FLIGHT -c $CLIENTS; latency: ${LAT_SECONDS}s at -Q $LAT_QPS; servers on core $SERVER_CPU, dnsperf and upstream on core $CLIENT_CPU (nxguard-w2: all unpinned)"
+        echo
+        print_table
+        if [[ -n $findings ]]; then
+            echo
+            echo "$findings"
+        fi
+    } | tee "$out"
+    note "written to $out"
+}
+
+main "$@"
