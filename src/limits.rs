@@ -184,7 +184,13 @@ mod tests {
 
     #[test]
     fn relays_get_their_own_rate_and_zero_disables() {
-        let config = LimitsConfig { client_qps: 1, client_burst: 1, relay_qps: 100, relay_burst: 100, ..LimitsConfig::default() };
+        let config = LimitsConfig {
+            client_qps: 1,
+            client_burst: 1,
+            relay_qps: 100,
+            relay_burst: 100,
+            ..LimitsConfig::default()
+        };
         let limiter = RateLimiter::new(&config, &["10.9.0.0/16".parse().unwrap()]);
         let now = Instant::now();
         assert_eq!((0..50).filter(|_| limiter.allow("10.9.0.1".parse().unwrap(), now)).count(), 50);
@@ -194,7 +200,8 @@ mod tests {
 
     #[test]
     fn connection_caps_total_and_per_client() {
-        let config = LimitsConfig { tcp_max_connections: 3, tcp_max_connections_per_client: 2, ..LimitsConfig::default() };
+        let config =
+            LimitsConfig { tcp_max_connections: 3, tcp_max_connections_per_client: 2, ..LimitsConfig::default() };
         let caps = Arc::new(ConnectionLimits::new(&config));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();

@@ -36,6 +36,9 @@ pub const UPSTREAM_TTL: u32 = 300;
 /// - `silent…`: never answers.
 /// - `nx…`: NXDOMAIN with an SOA (negative TTL 60).
 /// - `alias-to-tiktok…`: CNAME to v16.tiktokcdn.com, then an A record for it.
+/// - `noedns…`: FORMERR to queries with EDNS, the normal answer without.
+/// - `inject…`: its A record plus an A record for victim.example.com (answer and additional).
+/// - `loop…`: CNAME to loop-b.example.org, which CNAMEs back.
 /// - `big…`: 100 A records over UDP (truncated, TC=1), all of them over TCP.
 /// - anything else: one record of the asked type (A, AAAA, MX), TTL 300; NODATA otherwise.
 pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
@@ -56,6 +59,24 @@ pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
         m.set_edns(e);
     }
     let name = q.name().clone();
+    if first.starts_with("noedns") && query.edns.is_some() {
+        m.metadata.response_code = ResponseCode::FormErr;
+        m.edns = None;
+        return Some(m);
+    }
+    if first.starts_with("inject") {
+        let victim = Name::from_ascii("victim.example.com.").unwrap();
+        m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))));
+        m.add_answer(Record::from_rdata(victim.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(203, 0, 113, 66)))));
+        m.add_additional(Record::from_rdata(victim, UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(203, 0, 113, 67)))));
+        return Some(m);
+    }
+    if first.starts_with("loop") {
+        let other = Name::from_ascii("loop-b.example.org.").unwrap();
+        m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::CNAME(CNAME(other.clone()))));
+        m.add_answer(Record::from_rdata(other, UPSTREAM_TTL, RData::CNAME(CNAME(name))));
+        return Some(m);
+    }
     if first.starts_with("nx") {
         m.metadata.response_code = ResponseCode::NXDomain;
         m.add_authority(soa_record("example.org.", 60));
