@@ -158,10 +158,11 @@ impl PolicyBuilder {
             foldhash::fast::FixedState::with_seed(0x6e78_6775_6172_6421).hash_one(slot_name(arena, &slots[i as usize]))
         });
         let tag = match rule {
-            Rule::Allow => "allow".to_string(),
-            Rule::Block { app, exact, .. } => format!("{app}{}", if exact { "=" } else { "" }),
+            Rule::Allow => [b'a', 0, 0],
+            Rule::Block { app, exact, .. } => [if exact { b'=' } else { b'b' }, (app >> 8) as u8, app as u8],
         };
-        self.mix(format!("{domain} {tag}").as_bytes());
+        self.mix(domain.as_bytes());
+        self.mix(&tag);
     }
 
     pub fn build(mut self) -> Policy {
