@@ -234,6 +234,9 @@ pub struct PolicyConfig {
     pub extra: Vec<String>,
     /// Exceptions: these domains and their subdomains are never blocked.
     pub allow: Vec<String>,
+    /// Check the config file and the list files for changes this often and reload when they
+    /// change (as on SIGHUP); 0 = only on SIGHUP.
+    pub watch_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -81,10 +81,21 @@ async fn serve(path: Option<&PathBuf>) -> Result<()> {
     let mut running = server::start(&config, listeners, Vec::new())?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let watching = config.policy.watch_secs > 0;
+    let mut watch = tokio::time::interval(Duration::from_secs(config.policy.watch_secs.max(1)));
+    let mut seen = fingerprint(path, &config);
     loop {
         tokio::select! {
             _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
             _ = hangup.recv() => reload(path, &config, &running),
+            _ = watch.tick(), if watching => {
+                let now = fingerprint(path, &config);
+                if now != seen {
+                    seen = now;
+                    tracing::info!("config or domain lists changed on disk");
+                    reload(path, &config, &running);
+                }
+            }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -92,6 +103,26 @@ async fn serve(path: Option<&PathBuf>) -> Result<()> {
     tracing::info!("shutting down");
     running.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// Names, sizes and modification times of the config file and the list files: a change in any
+/// of them triggers a reload when watching is on.
+fn fingerprint(path: Option<&PathBuf>, config: &Config) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut files: Vec<PathBuf> = path.into_iter().cloned().collect();
+    if let Some(dir) = &config.policy.domains_dir {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f).ok();
+            let (len, modified) = meta.map_or((0, None), |m| (m.len(), m.modified().ok()));
+            (f, len, modified)
+        })
+        .collect()
 }
 
 /// SIGHUP: re-read the config and the domain lists; a broken file keeps the running policy.

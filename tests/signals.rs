@@ -33,6 +33,54 @@ async fn wait_until_serving(server: SocketAddr) {
     panic!("nxguard did not start serving");
 }
 
+fn spawn_server(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Asks until `name` is blocked (a reload is asynchronous), for at most ~5 s.
+async fn until_blocked(server: SocketAddr, name: &str) -> bool {
+    for _ in 0..50 {
+        let reply = udp_ask(server, &query(name, RecordType::A, false)).await;
+        if reply.metadata.response_code == ResponseCode::NXDomain {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn watched_list_files_reload_on_change() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("testapp.txt");
+    std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\n").unwrap();
+    let port = free_port();
+    let config = dir.path().join("nxguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\nworkers = 1\n\
+             [policy]\nwatch_secs = 1\ndomains_dir = {:?}\n[[upstream.servers]]\naddress = \"{}\"\n",
+            dir.path(),
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_server(&config);
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_until_serving(server).await;
+    std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\nsecond-longer.example api\n").unwrap();
+    assert!(until_blocked(server, "second-longer.example.").await, "the change on disk was not picked up");
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+}
+
 #[tokio::test]
 async fn sighup_reloads_and_sigterm_stops_cleanly() {
     let upstream = FakeUpstream::start().await;
@@ -52,28 +100,14 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nxguard"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_server(&config);
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     wait_until_serving(server).await;
     assert_blocked(&udp_ask(server, &query("first.example.", RecordType::A, true)).await, "Test App", 300, true);
 
     std::fs::write(&list, "@app Test App\n@vendor V\nsecond.example api\n").unwrap();
     signal(&child, "HUP");
-    let mut reloaded = false;
-    for _ in 0..50 {
-        let reply = udp_ask(server, &query("second.example.", RecordType::A, false)).await;
-        if reply.metadata.response_code == ResponseCode::NXDomain {
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(reloaded, "SIGHUP did not load the new list");
+    assert!(until_blocked(server, "second.example.").await, "SIGHUP did not load the new list");
     assert_forwarded(&udp_ask(server, &query("first.example.", RecordType::A, false)).await, RecordType::A);
 
     // Queries still waiting for a (silent) upstream when SIGTERM arrives get their answer.
