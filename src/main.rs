@@ -109,10 +109,8 @@ async fn serve(path: Option<&PathBuf>) -> Result<()> {
 /// of them triggers a reload when watching is on.
 fn fingerprint(path: Option<&PathBuf>, config: &Config) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
     let mut files: Vec<PathBuf> = path.into_iter().cloned().collect();
-    if let Some(dir) = &config.policy.domains_dir {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
-        }
+    if let Some(Ok(entries)) = config.policy.domains_dir.as_ref().map(std::fs::read_dir) {
+        files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
     }
     files.sort();
     files
