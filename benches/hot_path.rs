@@ -36,7 +36,8 @@ fn synthetic_domains(n: usize) -> Vec<String> {
             state ^= state >> 7;
             state ^= state << 17;
             let len = 6 + (state % 10) as usize;
-            let label: String = (0..len).map(|k| (b'a' + ((state >> (k * 5)) % 26) as u8) as char).collect();
+            let label: String =
+                (0..len).map(|k| (b'a' + (state.rotate_right(k as u32 * 5) % 26) as u8) as char).collect();
             format!("{label}{i}.{}", tlds[i % tlds.len()])
         })
         .collect()

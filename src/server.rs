@@ -59,11 +59,18 @@ impl Listeners {
     }
 
     /// One UDP and one TCP socket on the same loopback port, chosen by the system (for tests).
+    /// The UDP port may be taken for TCP by another socket; then another port is tried.
     pub fn bind_loopback() -> io::Result<Listeners> {
-        let udp = bind_udp("127.0.0.1:0".parse().expect("literal"))?;
-        let port = udp.local_addr()?.port();
-        let tcp = bind_tcp(SocketAddr::from(([127, 0, 0, 1], port)))?;
-        Ok(Listeners { udp: vec![udp], tcp: vec![tcp] })
+        let mut last = None;
+        for _ in 0..32 {
+            let udp = bind_udp("127.0.0.1:0".parse().expect("literal"))?;
+            let port = udp.local_addr()?.port();
+            match bind_tcp(SocketAddr::from(([127, 0, 0, 1], port))) {
+                Ok(tcp) => return Ok(Listeners { udp: vec![udp], tcp: vec![tcp] }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free loopback port")))
     }
 }
 

@@ -134,9 +134,18 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
-        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        // UDP and TCP on one port; retry when another socket holds that port for TCP.
+        let mut bound = None;
+        for _ in 0..32 {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+                bound = Some((udp, tcp));
+                break;
+            }
+        }
+        let (udp, tcp) = bound.expect("a free loopback port");
+        let udp = Arc::new(udp);
         let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         let udp_calls = Arc::clone(&calls);
