@@ -48,7 +48,7 @@ pub struct ServerConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
-    /// UDP sockets (SO_REUSEPORT) and worker threads; 0 = one per CPU core.
+    /// UDP sockets per address (SO_REUSEPORT) and runtime worker threads; 0 = one per CPU core.
     pub workers: usize,
     /// A TCP connection idle this long is closed (RFC 7766 §6.2.3 suggests seconds, not minutes).
     pub tcp_idle_timeout_ms: u64,
@@ -279,6 +279,20 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+impl LogConfig {
+    /// The tracing filter: `level`'s first word applies to nxguard only; other crates stay at
+    /// warn (none of them may log queries with client addresses) unless named explicitly.
+    pub fn filter(&self) -> String {
+        let (first, rest) = self.level.split_once(',').unwrap_or((&self.level, ""));
+        let mut filter = if first.contains('=') { format!("warn,{first}") } else { format!("warn,nxguard={first}") };
+        if !rest.is_empty() {
+            filter.push(',');
+            filter.push_str(rest);
+        }
+        filter
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { level: "info".into(), format: LogFormat::Text }
@@ -372,7 +386,7 @@ impl Config {
         if self.attempts.queue == 0 {
             p.push("attempts.queue: must be above 0".to_string());
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+        if tracing_subscriber::EnvFilter::try_new(self.log.filter()).is_err() {
             p.push(format!("log.level: {:?} is not a valid filter", self.log.level));
         }
         p
@@ -409,6 +423,14 @@ mod tests {
         assert!(problems[0].starts_with("access.allow"));
         assert!(problems[1].starts_with("upstream.servers[0].tls_name"));
         assert!(problems[2].starts_with("upstream.timeout_ms"));
+    }
+
+    #[test]
+    fn log_level_applies_to_nxguard_and_keeps_libraries_at_warn() {
+        let filter = |level: &str| LogConfig { level: level.into(), format: LogFormat::Text }.filter();
+        assert_eq!(filter("info"), "warn,nxguard=info");
+        assert_eq!(filter("debug,hickory_net=info"), "warn,nxguard=debug,hickory_net=info");
+        assert_eq!(filter("nxguard::attempt=off"), "warn,nxguard::attempt=off");
     }
 
     #[test]

@@ -39,7 +39,7 @@
 //! - [`access`]: which clients are answered.
 //! - [`limits`]: per-client rate limits and TCP connection caps.
 //! - [`attempts`]: attempt records, off the query path.
-//! - [`metrics`]: outcome counters.
+//! - [`metrics`]: outcome counters and the Prometheus/health endpoint.
 //! - [`resolver`]: the pipeline.
 //! - [`server`]: sockets and loops.
 

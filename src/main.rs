@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nxguard::{
     config::{Config, LogFormat},
-    domains, policy, server,
+    domains, policy, server, upstream,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -46,9 +46,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 }
 
 fn init_logging(config: &Config) {
-    // Library crates stay at warn: none of them may log queries with client addresses.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,nxguard={0},{0}", config.log.level)));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.log.filter()));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -59,6 +57,7 @@ fn init_logging(config: &Config) {
 fn check(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
     let policy = policy::load(&config.policy)?;
+    upstream::Upstreams::new(&config.upstream)?;
     if let Some(dir) = &config.policy.domains_dir {
         let lists = domains::read_dir(dir).map_err(policy::PolicyError::Lists)?;
         for list in &lists {
@@ -74,8 +73,7 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
 /// How long queries in flight may take to finish on shutdown (upstream timeouts are shorter).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-async fn serve(path: Option<&PathBuf>) -> Result<()> {
-    let config = load_config(path)?;
+async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     init_logging(&config);
     let listeners = server::Listeners::bind(&config).context("cannot open the listening sockets")?;
     let mut running = server::start(&config, listeners, Vec::new())?;
@@ -83,17 +81,18 @@ async fn serve(path: Option<&PathBuf>) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let watching = config.policy.watch_secs > 0;
     let mut watch = tokio::time::interval(Duration::from_secs(config.policy.watch_secs.max(1)));
-    let mut seen = fingerprint(path, &config);
+    let mut current = config.clone();
+    let mut seen = fingerprint(path, &current);
     loop {
         tokio::select! {
             _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
-            _ = hangup.recv() => reload(path, &config, &running),
+            _ = hangup.recv() => reload(path, &config, &mut current, &running),
             _ = watch.tick(), if watching => {
-                let now = fingerprint(path, &config);
+                let now = fingerprint(path, &current);
                 if now != seen {
-                    seen = now;
                     tracing::info!("config or domain lists changed on disk");
-                    reload(path, &config, &running);
+                    reload(path, &config, &mut current, &running);
+                    seen = fingerprint(path, &current);
                 }
             }
             _ = terminate.recv() => break,
@@ -124,7 +123,8 @@ fn fingerprint(path: Option<&PathBuf>, config: &Config) -> Vec<(PathBuf, u64, Op
 }
 
 /// SIGHUP: re-read the config and the domain lists; a broken file keeps the running policy.
-fn reload(path: Option<&PathBuf>, started_with: &Config, running: &server::Running) {
+/// `current` is the config in force, updated when the reload succeeds.
+fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, running: &server::Running) {
     let config = match load_config(path) {
         Ok(config) => config,
         Err(error) => {
@@ -133,13 +133,28 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, running: &server::Runni
             return;
         }
     };
-    if config.server != started_with.server || config.cache.max_entries != started_with.cache.max_entries {
-        tracing::warn!("listen addresses, workers and cache size change only on restart");
+    let restart_only = [
+        ("server", config.server != started_with.server),
+        ("cache.max_entries", config.cache.max_entries != started_with.cache.max_entries),
+        ("limits.max_in_flight", config.limits.max_in_flight != started_with.limits.max_in_flight),
+        ("limits.tcp_max_connections", config.limits.tcp_max_connections != started_with.limits.tcp_max_connections),
+        (
+            "limits.tcp_max_connections_per_client",
+            config.limits.tcp_max_connections_per_client != started_with.limits.tcp_max_connections_per_client,
+        ),
+        ("policy.watch_secs", config.policy.watch_secs != started_with.policy.watch_secs),
+        ("attempts", config.attempts != started_with.attempts),
+        ("metrics", config.metrics != started_with.metrics),
+        ("log", config.log != started_with.log),
+    ];
+    for (key, _) in restart_only.iter().filter(|(_, changed)| *changed) {
+        tracing::warn!(key, "changed in the config file; takes effect only after a restart");
     }
     match running.reload(&config) {
         Ok(()) => {
             let live = running.resolver.live();
             tracing::info!(domains = live.policy.len(), policy_version = %live.policy.version(), "reloaded");
+            *current = config;
         }
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "reload failed; the previous configuration stays in force");
@@ -151,11 +166,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check { config } => check(config.as_ref()),
-        Command::Serve { config } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")
-            .and_then(|rt| rt.block_on(serve(config.as_ref()))),
+        Command::Serve { config } => load_config(config.as_ref()).and_then(|loaded| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(server::worker_count(&loaded))
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(serve(config.as_ref(), loaded))
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -213,6 +213,23 @@ impl Policy {
         Some(Match { app: &self.apps[usize::from(app)], domain, kind, exact })
     }
 
+    /// Whether an allow entry covers `name` (lowercase, no trailing dot).
+    pub fn allows(&self, name: &[u8]) -> bool {
+        if !self.has_allow {
+            return false;
+        }
+        let mut start = 0usize;
+        loop {
+            if self.find(&name[start..]).is_some_and(|slot| matches!(slot.rule, Rule::Allow)) {
+                return true;
+            }
+            match name[start..].iter().position(|&b| b == b'.') {
+                Some(dot) => start += dot + 1,
+                None => return false,
+            }
+        }
+    }
+
     /// Looks up a name in any case, with or without the trailing dot.
     pub fn lookup_text(&self, name: &str) -> Option<Match<'_>> {
         let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
@@ -388,6 +405,8 @@ mod tests {
     #[test]
     fn allow_beats_block_for_its_subtree() {
         let p = policy();
+        assert!(p.allows(b"deep.good.tiktok.com"));
+        assert!(!p.allows(b"bad.tiktok.com"));
         assert_eq!(app_of(&p, "good.tiktok.com"), None);
         assert_eq!(app_of(&p, "deep.good.tiktok.com"), None);
         assert_eq!(app_of(&p, "bad.tiktok.com"), Some("tiktok".into()));

@@ -16,6 +16,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::RecordType;
+use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
@@ -24,7 +25,7 @@ use crate::{
     attempts::{Attempt, Recorder, Transport, Via},
     blocked,
     cache::{self, Cache, CachedAnswer},
-    config::{BlockConfig, CacheConfig, Config, OverLimit, UpstreamConfig},
+    config::{BlockConfig, CacheConfig, Config, LimitsConfig, OverLimit, UpstreamConfig},
     limits::RateLimiter,
     metrics::{Outcome, Stats},
     policy::{Match, Policy},
@@ -66,12 +67,13 @@ impl Step {
 pub struct Live {
     pub policy: Policy,
     pub access: Access,
-    pub rate: RateLimiter,
+    pub rate: Arc<RateLimiter>,
     pub over_limit: OverLimit,
     pub block: BlockConfig,
     pub cache_limits: CacheConfig,
     pub upstreams: Arc<Upstreams>,
     upstream_config: UpstreamConfig,
+    rate_config: (LimitsConfig, Vec<IpNet>),
 }
 
 impl Live {
@@ -82,10 +84,17 @@ impl Live {
             Some(live) if live.upstream_config == config.upstream => Arc::clone(&live.upstreams),
             _ => Arc::new(Upstreams::new(&config.upstream)?),
         };
+        // Keep the rate buckets (and what clients have used of them) when the limits are unchanged.
+        let rate_config = (config.limits.clone(), config.access.trusted_relays.clone());
+        let rate = match previous {
+            Some(live) if live.rate_config == rate_config => Arc::clone(&live.rate),
+            _ => Arc::new(RateLimiter::new(&config.limits, &config.access.trusted_relays)),
+        };
         Ok(Live {
             policy,
             access: Access::new(&config.access),
-            rate: RateLimiter::new(&config.limits, &config.access.trusted_relays),
+            rate,
+            rate_config,
             over_limit: config.limits.over_limit,
             block: config.block.clone(),
             cache_limits: config.cache.clone(),
@@ -166,7 +175,9 @@ impl Resolver {
         let mut key = [0u8; cache::MAX_KEY];
         if let Some(entry) = self.cache.get(cache::key(&query, &mut key), now) {
             let recheck = entry.generation != policy.generation() || entry.chain_blocked;
-            if let Some((matched, alias)) = recheck.then(|| chain_match(policy, &entry.chain)).flatten() {
+            if let Some((matched, alias)) =
+                recheck.then(|| chain_match(policy, query.name.as_bytes(), &entry.chain)).flatten()
+            {
                 return self.block(&query, client, &live, matched, Via::Cname { alias }, out);
             }
             entry.write(&query, now, udp_limit(&query, client), out);
@@ -229,7 +240,7 @@ impl Resolver {
             return self.finished(client, Outcome::UpstreamFailed);
         }
         let mut answer = inspected.answer;
-        let blocked_by = chain_match(&live.policy, &answer.chain);
+        let blocked_by = chain_match(&live.policy, query.name.as_bytes(), &answer.chain);
         answer.chain_blocked = blocked_by.is_some();
         let answer = Arc::new(answer);
         if inspected.ttl.is_some() {
@@ -299,9 +310,11 @@ impl Resolver {
     }
 }
 
-/// The first name in a CNAME chain that the policy blocks, with that name.
-fn chain_match<'p>(policy: &'p Policy, chain: &[Box<str>]) -> Option<(Match<'p>, String)> {
-    chain.iter().find_map(|alias| policy.lookup(alias.as_bytes()).map(|m| (m, alias.to_string())))
+/// The first name in a CNAME chain that the policy blocks, with that name. A query name the
+/// operator explicitly allowed is answered whatever its chain passes through.
+fn chain_match<'p>(policy: &'p Policy, qname: &[u8], chain: &[Box<str>]) -> Option<(Match<'p>, String)> {
+    let found = chain.iter().find_map(|alias| policy.lookup(alias.as_bytes()).map(|m| (m, alias.to_string())))?;
+    (!policy.allows(qname)).then_some(found)
 }
 
 fn udp_limit(query: &Query<'_>, client: Client) -> Option<usize> {

@@ -152,7 +152,8 @@ async fn cname_into_a_banned_domain_is_blocked() {
 #[tokio::test]
 async fn allow_exception_inside_a_banned_domain_is_forwarded() {
     let upstream = FakeUpstream::start().await;
-    let config = config_for(upstream.addr, "[policy]\nallow = [\"support.tiktok.com\"]\n");
+    let config =
+        config_for(upstream.addr, "[policy]\nallow = [\"support.tiktok.com\", \"alias-to-tiktok.example.net\"]\n");
     let server = start_server(&config);
     assert_forwarded(&udp_ask(server.udp, &query("support.tiktok.com.", RecordType::A, true)).await, RecordType::A);
     assert_forwarded(&udp_ask(server.udp, &query("eu.support.tiktok.com.", RecordType::A, true)).await, RecordType::A);
