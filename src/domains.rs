@@ -4,7 +4,7 @@
 //! Owns: parsing and checking list files, and the copies of the shipped lists compiled into
 //! the binary. Does not own: matching (see `policy`).
 
-use std::{fmt, path::Path};
+use std::{collections::HashSet, fmt, path::Path};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -191,6 +191,7 @@ pub fn lint(list: &AppList, origin: &str) -> Vec<ListError> {
             fail(pair[1].line, format!("{} is out of order or repeated", pair[1].domain));
         }
     }
+    let suffix_entries: HashSet<&str> = list.entries.iter().filter(|e| !e.exact).map(|e| e.domain.as_str()).collect();
     for entry in &list.entries {
         if entry.kind == Kind::Unspecified {
             fail(entry.line, format!("{} has no kind", entry.domain));
@@ -203,14 +204,17 @@ pub fn lint(list: &AppList, origin: &str) -> Vec<ListError> {
                 fail(entry.line, format!("source {source:?} has no @source line"));
             }
         }
-        let covered = list.entries.iter().find(|other| {
-            !other.exact && other.domain != entry.domain && entry.domain.ends_with(&format!(".{}", other.domain))
-        });
+        let covered = parents(&entry.domain).find(|parent| suffix_entries.contains(parent));
         if let Some(parent) = covered {
-            fail(entry.line, format!("{} is already blocked by {}", entry.domain, parent.domain));
+            fail(entry.line, format!("{} is already blocked by {parent}", entry.domain));
         }
     }
     problems
+}
+
+/// The proper parent domains of `name`: `a.b.c` gives `b.c`, then `c`.
+fn parents(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('.').map(move |(i, _)| &name[i + 1..])
 }
 
 /// Reads every `*.txt` list in a directory, sorted by file name.

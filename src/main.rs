@@ -59,11 +59,15 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     let policy = policy::load(&config.policy)?;
     upstream::Upstreams::new(&config.upstream)?;
     if let Some(dir) = &config.policy.domains_dir {
+        // Curation warnings (order, kinds, sources): the first few, then a count.
         let lists = domains::read_dir(dir).map_err(policy::PolicyError::Lists)?;
-        for list in &lists {
-            for problem in domains::lint(list, &format!("{}/{}.txt", dir.display(), list.id)) {
-                eprintln!("warning: {problem}");
-            }
+        let warnings: Vec<_> =
+            lists.iter().flat_map(|l| domains::lint(l, &format!("{}/{}.txt", dir.display(), l.id))).collect();
+        for warning in warnings.iter().take(10) {
+            eprintln!("warning: {warning}");
+        }
+        if warnings.len() > 10 {
+            eprintln!("warning: … and {} more", warnings.len() - 10);
         }
     }
     println!("ok: {} apps, {} domains, policy version {}", policy.apps().len(), policy.len(), policy.version());
