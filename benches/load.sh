@@ -9,7 +9,7 @@
 # loopback ports above 15000 (never 53); every process the script starts is stopped by its PID
 # on exit. The table is printed and written to benches/results/latest.txt.
 # See benches/README.md for what each column means.
-set -euo pipefail
+set -eEuo pipefail
 
 usage() {
     cat <<'EOF'
@@ -28,7 +28,7 @@ Environment (defaults in brackets; --quick lowers the first three):
   CLIENTS [4]         dnsperf clients, i.e. source ports (dnsperf -c)
   CACHED_NAMES [10000]  distinct names in the cached corpus
   BLOCKED_NAMES [100000] names sampled from the generated list for its blocked corpus
-  PORT_BASE [15350]   nxguard PORT_BASE, Unbound +1, upstream +2
+  PORT_BASE [15350]   nxguard PORT_BASE, Unbound +1, upstream +2, nxguard metrics +3
   SERVER_CPU [1]  CLIENT_CPU [0]   cores for the servers and for dnsperf + upstream
 EOF
 }
@@ -68,6 +68,7 @@ READY_TIMEOUT_S=${READY_TIMEOUT_S:-300}
 NX_PORT=$PORT_BASE
 UB_PORT=$((PORT_BASE + 1))
 AUTH_PORT=$((PORT_BASE + 2))
+METRICS_PORT=$((PORT_BASE + 3))
 # Miss runs read each name once (dnsperf -n 1) so that no name repeats; this many names bound
 # the run at 150k q/s. A faster server ends the run early; q/s stays right (dnsperf's run time).
 MISS_NAMES=$((DURATION * 150000))
@@ -75,16 +76,17 @@ MISS_LAT_NAMES=$((LAT_SECONDS * LAT_QPS + 1000))
 SEED=20240601
 
 die() {
-    echo "load.sh: error: $*" >&2
+    printf 'load.sh: error: %b\n' "$*" >&2
     exit 1
 }
-note() { echo "== $*" >&2; }
+note() { echo "== [$(date +%T)] $*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
 # Processes: every PID started here is recorded and stopped on exit, by PID only.
 
 PIDS=()
 WORK=""
+declare -A READY_RSS=() # RSS in MB right after the first answer, by PID
 
 stop_pid() {
     local pid=$1 i
@@ -109,6 +111,7 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
+trap 'echo "load.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +131,7 @@ ensure_tools() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
     local tool
-    for tool in dnsperf unbound unbound-checkconf dig taskset awk sort getconf; do
+    for tool in dnsperf unbound unbound-checkconf dig taskset timeout awk sort getconf; do
         command -v "$tool" >/dev/null || die "required tool '$tool' not found"
     done
     command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
@@ -211,8 +214,9 @@ make_corpora() {
         awk '{ print $1 " web # bench:" }' "$WORK/big_domains.txt"
     } >"$WORK/big/bench.txt"
     unbound_zones <"$WORK/big_domains.txt" >"$WORK/unbound_big.conf"
-    awk '{ print $1, 0 }' "$WORK/big_domains.txt" | shuffle | head -n "$BLOCKED_NAMES" |
-        awk '{ r = NR % 3; print (r == 0 ? $1 : r == 1 ? "www." $1 : "a1.b2." $1) " A" }' \
+    # No `head`: an early close would SIGPIPE the pipeline, which pipefail turns into a failure.
+    shuffle <"$WORK/big_domains.txt" |
+        awk -v n="$BLOCKED_NAMES" 'NR <= n { r = NR % 3; print (r == 0 ? $1 : r == 1 ? "www." $1 : "a1.b2." $1) " A" }' \
             >"$WORK/q/blocked_big.txt"
 
     awk -v n="$CACHED_NAMES" 'BEGIN { for (i = 1; i <= n; i++) print "host" i ".bench.test A" }' |
@@ -276,6 +280,11 @@ workers = $2
 [access]
 allow = ["127.0.0.0/8"]
 
+[limits]
+# All load comes from one address; the default per-client limit (200 q/s) would answer nearly
+# every query with an empty TC=1 reply, which dnsperf counts as NOERROR.
+client_qps = 0
+
 [upstream]
 timeout_ms = 1500
 servers = [{ address = "127.0.0.1:$AUTH_PORT", protocol = "udp" }]
@@ -286,9 +295,13 @@ max_entries = 5000000
 [policy]
 domains_dir = "$3"
 
+[metrics]
+# Scraped between runs for the outcome counters (the endpoint idles during the load).
+listen = "127.0.0.1:$METRICS_PORT"
+
 [log]
-# main.rs builds the filter "warn,nxguard=<level>,<level>": at warn the per-block attempt
-# events (target nxguard::attempt, info) are not written during the load.
+# LogConfig::filter turns this into "warn,nxguard=warn": the per-block attempt events (target
+# nxguard::attempt, level info) are not written during the load.
 level = "warn"
 EOF
 }
@@ -371,15 +384,17 @@ wait_ready() {
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
-# dnsperf_stats FILE: "completed lost qps avg_us noerror nxdomain runtime_s" from dnsperf output.
+# dnsperf_stats FILE: "completed lost qps avg_us noerror nxdomain runtime_s resp_bytes" from
+# dnsperf output.
 dnsperf_stats() {
     awk '
         /Queries completed:/ { c = $3 } /Queries lost:/ { l = $3 }
         /Queries per second:/ { q = $4 } /Average Latency/ { a = $4 * 1e6 }
-        /Run time \(s\):/ { t = $4 }
+        /Run time \(s\):/ { t = $4 } /Average packet size:/ { b = $NF }
         /Response codes:/ { s = $0; sub(/.*codes: */, "", s); n = split(s, p, ", ")
             for (i = 1; i <= n; i++) { split(p[i], f, " "); r[f[1]] = f[2] } }
-        END { printf "%d %d %.0f %.0f %d %d %s\n", c, l, q, a, r["NOERROR"], r["NXDOMAIN"], (t == "" ? 0 : t) }
+        END { printf "%d %d %.0f %.0f %d %d %s %s\n", c, l, q, a, r["NOERROR"], r["NXDOMAIN"],
+              (t == "" ? 0 : t), (b == "" ? "-" : b) }
     ' "$1"
 }
 
@@ -393,17 +408,34 @@ percentiles() {
 }
 
 CLIENT_PIN=()
-ROWS="$WORK/rows.tsv"
+ROWS=""
+OUTCOMES=""
+
+# nx_outcomes: nxguard's query counters by outcome ("outcome count" lines, both transports).
+nx_outcomes() {
+    timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$METRICS_PORT && \
+        printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null |
+        awk -F'[{}]' '/^nxguard_queries_total[{]/ {
+            o = $2; sub(/.*outcome="/, "", o); sub(/".*/, "", o); n[o] += $3 }
+            END { for (o in n) print o, n[o] }' | LC_ALL=C sort || true
+}
+
+# outcome_delta BEFORE AFTER: "outcome=count" for every counter that moved.
+outcome_delta() {
+    awk 'NR == FNR { b[$1] = $2; next } $2 - b[$1] > 0 { printf "%s%s=%d", sep, $1, $2 - b[$1]; sep = " " }
+        END { print "" }' <(echo "$1") <(echo "$2")
+}
 
 # measure SERVER LIST SCENARIO PID PORT LOAD_S QUERY_FILE [LAT_FILE]
 measure() {
     local server=$1 list=$2 scenario=$3 pid=$4 port=$5 load_s=$6 qfile=$7 lfile=${8:-$7}
-    local raw="$WORK/raw/$server.$list.$scenario" once=()
+    local raw="$WORK/raw/$server.$list.$scenario" once=() before="" after=""
     [[ $scenario == miss ]] && once=(-n 1)
     if ! kill -0 "$pid" 2>/dev/null; then
         printf '%s\t%s\t%s\tDIED\n' "$server" "$list" "$scenario" >>"$ROWS"
         return
     fi
+    [[ $server == nxguard* ]] && before=$(nx_outcomes)
     local t0 t1 c0 c1
     c0=$(cpu_ticks "$pid")
     t0=$(date +%s%N)
@@ -419,19 +451,23 @@ measure() {
     c1=$(cpu_ticks "$pid")
     local rss
     rss=$(rss_mb "$pid")
+    if [[ $server == nxguard* ]]; then
+        after=$(nx_outcomes)
+        echo "$server $list $scenario: $(outcome_delta "$before" "$after")" >>"$OUTCOMES"
+    fi
     "${CLIENT_PIN[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$lfile" -q "$IN_FLIGHT" -c "$CLIENTS" \
         -Q "$LAT_QPS" -l "$LAT_SECONDS" "${once[@]}" -v >"$raw.lat" 2>&1 || true
-    local completed lost qps avg noerror nxdomain runtime p50 p99
-    read -r completed lost qps avg noerror nxdomain runtime <<<"$(dnsperf_stats "$raw.out")"
+    local completed lost qps avg noerror nxdomain runtime resp p50 p99
+    read -r completed lost qps avg noerror nxdomain runtime resp <<<"$(dnsperf_stats "$raw.out")"
     read -r p50 p99 <<<"$(percentiles "$raw.lat")"
     awk -v OFS='\t' -v s="$server" -v l="$list" -v sc="$scenario" -v q="$qps" -v c="$completed" \
-        -v lost="$lost" -v avg="$avg" -v p50="$p50" -v p99="$p99" -v rss="$rss" -v load="$load_s" \
-        -v ok="$noerror" -v nx="$nxdomain" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" \
+        -v lost="$lost" -v avg="$avg" -v p50="$p50" -v p99="$p99" -v rss0="${READY_RSS[$pid]:--}" -v rss="$rss" -v load="$load_s" \
+        -v ok="$noerror" -v nx="$nxdomain" -v resp="$resp" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" \
         -v wall=$((t1 - t0)) 'BEGIN {
             cpu_s = ticks / hz
             print s, l, sc, q, sprintf("%.0f", 100 * cpu_s / (wall / 1e9)),
-                (c > 0 ? sprintf("%.1f", cpu_s * 1e6 / c) : "-"), avg, p50, p99, rss, load, lost,
-                (c > 0 ? sprintf("%.0f", 100 * nx / c) : "-"), c - ok - nx
+                (c > 0 ? sprintf("%.1f", cpu_s * 1e6 / c) : "-"), avg, p50, p99, rss0, rss, load, lost,
+                (c > 0 ? sprintf("%.0f", 100 * nx / c) : "-"), c - ok - nx, resp
         }' >>"$ROWS"
     note "$(tail -n 1 "$ROWS" | tr '\t' ' ')"
 }
@@ -443,6 +479,16 @@ prime() {
     local completed
     read -r completed _ <<<"$(dnsperf_stats "$WORK/raw/prime.$1.out")"
     [[ $completed -gt 0 ]] || die "priming on port $1 got no answers; see $WORK/raw/prime.$1.out"
+}
+
+# sanity NAME PORT BLOCKED_NAME: one cached-zone name answers A, one blocked name NXDOMAIN.
+sanity() {
+    local answer
+    answer=$(dig +noedns +tries=1 +time=2 -p "$2" @127.0.0.1 host1.bench.test A 2>&1 || true)
+    grep -q 'status: NOERROR' <<<"$answer" && grep -q 'ANSWER: 1' <<<"$answer" ||
+        die "$1 does not answer host1.bench.test through the upstream:\n$answer"
+    answer=$(dig +noedns +tries=1 +time=2 -p "$2" @127.0.0.1 "$3" A 2>&1 || true)
+    grep -q 'status: NXDOMAIN' <<<"$answer" || die "$1 does not block $3:\n$answer"
 }
 
 # run_pair LIST LIST_LABEL: nxguard and Unbound on one list, scenarios interleaved.
@@ -458,18 +504,23 @@ run_pair() {
     write_nxguard_conf "$nx_conf" 1 "$dir"
     write_unbound_conf "$ub_conf" "$zones"
     note "checking configs ($label)"
-    "$NXGUARD" check --config "$nx_conf" >&2 || die "nxguard check failed for $nx_conf"
+    timeout "$READY_TIMEOUT_S" "$NXGUARD" check --config "$nx_conf" >&2 ||
+        die "nxguard check failed (or ran over ${READY_TIMEOUT_S}s) for $nx_conf"
     unbound-checkconf "$ub_conf" >&2 || die "unbound-checkconf failed for $ub_conf"
 
     note "starting nxguard ($label) on core $SERVER_CPU"
     start "nxguard.$label" "$SERVER_CPU" "$NXGUARD" serve --config "$nx_conf"
     local nx_pid=$LAST_PID nx_load
     nx_load=$(wait_ready "nxguard.$label" "$nx_pid" "$NX_PORT" "$probe")
+    READY_RSS[$nx_pid]=$(rss_mb "$nx_pid")
     note "starting unbound ($label) on core $SERVER_CPU"
     start "unbound.$label" "$SERVER_CPU" unbound -d -c "$ub_conf"
     local ub_pid=$LAST_PID ub_load
     ub_load=$(wait_ready "unbound.$label" "$ub_pid" "$UB_PORT" "$probe")
+    READY_RSS[$ub_pid]=$(rss_mb "$ub_pid")
     note "ready: nxguard ${nx_load}s, unbound ${ub_load}s"
+    sanity nxguard "$NX_PORT" "$probe"
+    sanity unbound "$UB_PORT" "$probe"
 
     prime "$NX_PORT" "$WORK/q/cached.txt"
     prime "$UB_PORT" "$WORK/q/cached.txt"
@@ -499,11 +550,14 @@ run_scaling() {
             cpus="" label="nxguard-w2" CLIENT_PIN=()
         fi
         write_nxguard_conf "$conf" "$workers" "$ROOT/domains"
-        "$NXGUARD" check --config "$conf" >/dev/null || die "nxguard check failed for $conf"
+        timeout "$READY_TIMEOUT_S" "$NXGUARD" check --config "$conf" >/dev/null ||
+            die "nxguard check failed (or ran over ${READY_TIMEOUT_S}s) for $conf"
         note "starting $label (${cpus:-all cores})"
         start "$label.apps" "$cpus" "$NXGUARD" serve --config "$conf"
         pid=$LAST_PID
         load=$(wait_ready "$label.apps" "$pid" "$NX_PORT" "$probe")
+        READY_RSS[$pid]=$(rss_mb "$pid")
+        sanity "$label" "$NX_PORT" "$probe"
         prime "$NX_PORT" "$WORK/q/cached.txt"
         for scenario in cached blocked mixed miss; do
             case $scenario in
@@ -524,7 +578,7 @@ run_scaling() {
 
 print_table() {
     {
-        printf 'server\tlist\tscenario\tq/s\tcpu%%\tcpu_us/q\tavg_us\tp50_us\tp99_us\trss_MB\tload_s\tlost\tnx%%\tfail\n'
+        printf 'server\tlist\tscenario\tq/s\tcpu%%\tcpu_us/q\tavg_us\tp50_us\tp99_us\trss0_MB\trss_MB\tload_s\tlost\tnx%%\tfail\tresp_B\n'
         cat "$ROWS"
     } | awk -F'\t' '
         { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
@@ -536,6 +590,18 @@ print_table() {
                 sub(/ +$/, "", line); print line } }'
 }
 
+# checks: rows whose answers are not what the scenario expects (blocked: all NXDOMAIN, mixed:
+# 10 %, cached and miss: none), or with lost or failed queries.
+checks() {
+    awk -F'\t' '
+        $4 == "DIED" { print $1 " " $2 " " $3 ": the server died"; next }
+        { want = ($3 == "blocked" ? 100 : $3 == "mixed" ? 10 : 0)
+          if ($14 != "-" && ($14 < want - 1 || $14 > want + 1)) print $1 " " $2 " " $3 ": " $14 "% NXDOMAIN, expected " want "%"
+          if ($13 > 0) print $1 " " $2 " " $3 ": " $13 " queries lost"
+          if ($15 > 0) print $1 " " $2 " " $3 ": " $15 " answers neither NOERROR nor NXDOMAIN (see raw dnsperf output)" }
+    ' "$ROWS"
+}
+
 log_findings() {
     local log count
     for log in "$WORK"/nxguard*.log; do
@@ -543,7 +609,7 @@ log_findings() {
         count=$(grep -c -E 'WARN|ERROR|panicked' "$log" || true)
         if ((count > 0)); then
             echo "$(basename "$log"): $count warning/error line(s), first ones:"
-            grep -E 'WARN|ERROR|panicked' "$log" | head -n 5 | cut -c1-300 | sed 's/^/  /'
+            grep -m 5 -E 'WARN|ERROR|panicked' "$log" | cut -c1-300 | sed 's/^/  /'
         fi
     done
 }
@@ -553,8 +619,10 @@ main() {
     build_nxguard
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/nxguard-load.XXXXXX")
     ROWS="$WORK/rows.tsv"
+    OUTCOMES="$WORK/outcomes.txt"
     mkdir -p "$WORK/raw"
     : >"$ROWS"
+    : >"$OUTCOMES"
     CLK_TCK=$(getconf CLK_TCK)
     CLIENT_PIN=(taskset -c "$CLIENT_CPU")
     local size_label
@@ -584,9 +652,10 @@ main() {
         run_scaling
     fi
 
-    local out="$ROOT/benches/results/latest.txt" findings
+    local out="$ROOT/benches/results/latest.txt" findings problems
     mkdir -p "$ROOT/benches/results"
     findings=$(log_findings)
+    problems=$(checks)
     {
         echo "nxguard load benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "command: bash benches/load.sh $*"
@@ -595,6 +664,16 @@ main() {
         echo "runs: ${DURATION}s at -q $IN_FLIGHT -c $CLIENTS; latency: ${LAT_SECONDS}s at -Q $LAT_QPS; servers on core $SERVER_CPU, dnsperf and upstream on core $CLIENT_CPU (nxguard-w2: all unpinned)"
         echo
         print_table
+        echo
+        echo "nxguard outcome counters per throughput run (from /metrics):"
+        sed 's/^/  /' "$OUTCOMES"
+        echo
+        if [[ -n $problems ]]; then
+            echo "checks: PROBLEMS"
+            echo "$problems" | sed 's/^/  /'
+        else
+            echo "checks: every run got the expected answers, none lost or failed"
+        fi
         if [[ -n $findings ]]; then
             echo
             echo "$findings"
