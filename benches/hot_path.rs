@@ -208,7 +208,7 @@ fn pipeline(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let _guard = runtime.enter();
     let config = Config::from_toml("[[upstream.servers]]\naddress = \"127.0.0.1:9\"\n").unwrap();
-    let (recorder, dispatcher) = attempts::channel(1 << 20, Vec::new());
+    let (recorder, dispatcher) = attempts::channel(1 << 20, attempts::Outputs::default());
     runtime.spawn(dispatcher.run(tokio_util::sync::CancellationToken::new()));
     let resolver = Resolver::new(&config, policy::load(&config.policy).unwrap(), recorder).unwrap();
     let client = Client { addr: "127.0.0.1:40000".parse().unwrap(), transport: Transport::Udp };

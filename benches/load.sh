@@ -30,6 +30,7 @@ Environment (defaults in brackets; --quick lowers the first three):
   BLOCKED_NAMES [100000] names sampled from the generated list for its blocked corpus
   PORT_BASE [15350]   nxguard PORT_BASE, Unbound +1, upstream +2, nxguard metrics +3
   SERVER_CPU [1]  CLIENT_CPU [0]   cores for the servers and for dnsperf + upstream
+  NXGUARD_BIN         use this nxguard binary instead of `cargo build --release`
 EOF
 }
 
@@ -142,6 +143,16 @@ ensure_tools() {
 }
 
 build_nxguard() {
+    if [[ -n ${NXGUARD_BIN:-} ]]; then
+        [[ -x $NXGUARD_BIN ]] || die "NXGUARD_BIN=$NXGUARD_BIN is not an executable"
+        NXGUARD=$NXGUARD_BIN
+        NXGUARD_ORIGIN="prebuilt $NXGUARD_BIN"
+        note "using $NXGUARD_ORIGIN"
+        return
+    fi
+    NXGUARD_ORIGIN="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock domains 2>/dev/null ||
+        NXGUARD_ORIGIN+=" + uncommitted changes"
     note "building nxguard (cargo build --release)"
     cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
     NXGUARD=${CARGO_TARGET_DIR:-$ROOT/target}/release/nxguard
@@ -381,7 +392,8 @@ wait_ready() {
     done
 }
 
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# cpu_ticks PID: "user system" clock ticks so far, all threads.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 # dnsperf_stats FILE: "completed lost qps avg_us noerror nxdomain runtime_s resp_bytes" from
@@ -436,8 +448,8 @@ measure() {
         return
     fi
     [[ $server == nxguard* ]] && before=$(nx_outcomes)
-    local t0 t1 c0 c1
-    c0=$(cpu_ticks "$pid")
+    local t0 t1 u0 s0 u1 s1
+    read -r u0 s0 <<<"$(cpu_ticks "$pid")"
     t0=$(date +%s%N)
     "${CLIENT_PIN[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$qfile" -q "$IN_FLIGHT" -c "$CLIENTS" \
         -l "$DURATION" "${once[@]}" >"$raw.out" 2>&1 || true
@@ -448,7 +460,7 @@ measure() {
         tail -n 20 "$WORK/$server.$list.log" >&2 || true
         return
     fi
-    c1=$(cpu_ticks "$pid")
+    read -r u1 s1 <<<"$(cpu_ticks "$pid")"
     local rss
     rss=$(rss_mb "$pid")
     if [[ $server == nxguard* ]]; then
@@ -462,11 +474,11 @@ measure() {
     read -r p50 p99 <<<"$(percentiles "$raw.lat")"
     awk -v OFS='\t' -v s="$server" -v l="$list" -v sc="$scenario" -v q="$qps" -v c="$completed" \
         -v lost="$lost" -v avg="$avg" -v p50="$p50" -v p99="$p99" -v rss0="${READY_RSS[$pid]:--}" -v rss="$rss" -v load="$load_s" \
-        -v ok="$noerror" -v nx="$nxdomain" -v resp="$resp" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" \
+        -v ok="$noerror" -v nx="$nxdomain" -v resp="$resp" -v ticks=$((u1 + s1 - u0 - s0)) -v uticks=$((u1 - u0)) -v hz="$CLK_TCK" \
         -v wall=$((t1 - t0)) 'BEGIN {
-            cpu_s = ticks / hz
+            cpu_s = ticks / hz; usr_s = uticks / hz
             print s, l, sc, q, sprintf("%.0f", 100 * cpu_s / (wall / 1e9)),
-                (c > 0 ? sprintf("%.1f", cpu_s * 1e6 / c) : "-"), avg, p50, p99, rss0, rss, load, lost,
+                (c > 0 ? sprintf("%.1f", cpu_s * 1e6 / c) : "-"), (c > 0 ? sprintf("%.1f", usr_s * 1e6 / c) : "-"), avg, p50, p99, rss0, rss, load, lost,
                 (c > 0 ? sprintf("%.0f", 100 * nx / c) : "-"), c - ok - nx, resp
         }' >>"$ROWS"
     note "$(tail -n 1 "$ROWS" | tr '\t' ' ')"
@@ -578,7 +590,7 @@ run_scaling() {
 
 print_table() {
     {
-        printf 'server\tlist\tscenario\tq/s\tcpu%%\tcpu_us/q\tavg_us\tp50_us\tp99_us\trss0_MB\trss_MB\tload_s\tlost\tnx%%\tfail\tresp_B\n'
+        printf 'server\tlist\tscenario\tq/s\tcpu%%\tcpu_us/q\tusr_us/q\tavg_us\tp50_us\tp99_us\trss0_MB\trss_MB\tload_s\tlost\tnx%%\tfail\tresp_B\n'
         cat "$ROWS"
     } | awk -F'\t' '
         { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
@@ -596,9 +608,9 @@ checks() {
     awk -F'\t' '
         $4 == "DIED" { print $1 " " $2 " " $3 ": the server died"; next }
         { want = ($3 == "blocked" ? 100 : $3 == "mixed" ? 10 : 0)
-          if ($14 != "-" && ($14 < want - 1 || $14 > want + 1)) print $1 " " $2 " " $3 ": " $14 "% NXDOMAIN, expected " want "%"
-          if ($13 > 0) print $1 " " $2 " " $3 ": " $13 " queries lost"
-          if ($15 > 0) print $1 " " $2 " " $3 ": " $15 " answers neither NOERROR nor NXDOMAIN (see raw dnsperf output)" }
+          if ($15 != "-" && ($15 < want - 1 || $15 > want + 1)) print $1 " " $2 " " $3 ": " $15 "% NXDOMAIN, expected " want "%"
+          if ($14 > 0) print $1 " " $2 " " $3 ": " $14 " queries lost"
+          if ($16 > 0) print $1 " " $2 " " $3 ": " $16 " answers neither NOERROR nor NXDOMAIN (see raw dnsperf output)" }
     ' "$ROWS"
 }
 
@@ -660,7 +672,7 @@ main() {
         echo "nxguard load benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "command: bash benches/load.sh $*"
         echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
-        echo "nxguard $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)'), $(unbound -V | awk 'NR == 1 { print "unbound " $2 }'), $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }')"
+        echo "nxguard: $NXGUARD_ORIGIN; $(unbound -V | awk 'NR == 1 { print "unbound " $2 }'), $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }')"
         echo "runs: ${DURATION}s at -q $IN_FLIGHT -c $CLIENTS; latency: ${LAT_SECONDS}s at -Q $LAT_QPS; servers on core $SERVER_CPU, dnsperf and upstream on core $CLIENT_CPU (nxguard-w2: all unpinned)"
         echo
         print_table

@@ -21,11 +21,18 @@ pub enum Verdict {
 pub struct Access {
     allow: Vec<IpNet>,
     refuse: Vec<IpNet>,
+    relays: Vec<IpNet>,
 }
 
 impl Access {
     pub fn new(config: &AccessConfig) -> Access {
-        Access { allow: config.allow.clone(), refuse: config.refuse.clone() }
+        Access { allow: config.allow.clone(), refuse: config.refuse.clone(), relays: config.trusted_relays.clone() }
+    }
+
+    /// Whether `ip` is a trusted relay, whose EDNS client identity options are believed.
+    pub fn is_relay(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.relays.iter().any(|net| net.contains(&ip))
     }
 
     pub fn check(&self, ip: IpAddr) -> Verdict {

@@ -37,6 +37,10 @@ pub struct Config {
     pub block: BlockConfig,
     pub policy: PolicyConfig,
     pub attempts: AttemptsConfig,
+    pub store: StoreConfig,
+    pub devices: DevicesConfig,
+    pub privacy: PrivacyConfig,
+    pub siem: SiemConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -51,13 +55,35 @@ pub struct ServerConfig {
     /// UDP sockets per address (SO_REUSEPORT) and runtime worker threads; 0 = one per CPU core.
     pub workers: usize,
     /// A TCP connection idle this long is closed (RFC 7766 §6.2.3 suggests seconds, not minutes).
+    /// Also bounds TLS handshakes and idle DoT and DoH connections.
     pub tcp_idle_timeout_ms: u64,
+    /// DNS-over-TLS listen addresses for clients (RFC 7858), e.g. "0.0.0.0:853". Default none:
+    /// encrypted listeners need a certificate the clients trust.
+    pub tls: Vec<SocketAddr>,
+    /// DNS-over-HTTPS listen addresses for clients (RFC 8484, HTTP/2), e.g. "0.0.0.0:443".
+    pub https: Vec<SocketAddr>,
+    /// PEM certificate chain for the `tls` and `https` listeners; re-read on reload.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_key_file: Option<PathBuf>,
+    /// URL path of DNS-over-HTTPS queries (RFC 8484 §3 suggests "/dns-query").
+    pub https_path: String,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         let addr: SocketAddr = "127.0.0.1:5300".parse().expect("literal");
-        ServerConfig { udp: vec![addr], tcp: vec![addr], workers: 0, tcp_idle_timeout_ms: 10_000 }
+        ServerConfig {
+            udp: vec![addr],
+            tcp: vec![addr],
+            workers: 0,
+            tcp_idle_timeout_ms: 10_000,
+            tls: Vec::new(),
+            https: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            https_path: "/dns-query".into(),
+        }
     }
 }
 
@@ -253,6 +279,65 @@ impl Default for AttemptsConfig {
     }
 }
 
+/// The durable attempt store (SQLite, in-process).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Database file; absent = no store (attempts only go to the log and the SIEM stream).
+    pub path: Option<PathBuf>,
+    /// Records are committed at least this often: a crash loses at most this much.
+    pub flush_interval_ms: u64,
+    /// Attempts older than this are deleted by the server itself (GDPR: no longer than needed;
+    /// at most 183 days, half a year).
+    pub retention_days: u32,
+    /// Records waiting for the writer; beyond this they are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { path: None, flush_interval_ms: 1000, retention_days: 90, queue: 65_536 }
+    }
+}
+
+/// Where device identities come from.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Device inventory (TOML, `[[device]]` tables with name, owner, ips, macs).
+    pub inventory: Option<PathBuf>,
+    /// dnsmasq lease files.
+    pub dnsmasq_leases: Vec<PathBuf>,
+    /// ISC Kea memfile lease files (lease4 CSV).
+    pub kea_leases: Vec<PathBuf>,
+    /// How often the files are checked for changes.
+    pub reread_secs: u64,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig { inventory: None, dnsmasq_leases: Vec::new(), kea_leases: Vec::new(), reread_secs: 5 }
+    }
+}
+
+/// Pseudonymisation: store a keyed hash of the device identity instead of addresses and names.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    pub pseudonymize: bool,
+    /// The secret key (≥ 32 bytes), kept apart from the database; `nxguard pseudonym --new-key`
+    /// creates one.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The JSON Lines stream of attempts for a SIEM.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiemConfig {
+    /// File to append to, or "-" for standard output; absent = off.
+    pub path: Option<String>,
+}
+
 /// The Prometheus and health endpoint: off unless a listen address is given, and meant for a
 /// management network (it has no authentication).
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
@@ -339,6 +424,16 @@ impl Config {
         if self.server.tcp_idle_timeout_ms == 0 {
             p.push("server.tcp_idle_timeout_ms: must be above 0".to_string());
         }
+        let encrypted = !self.server.tls.is_empty() || !self.server.https.is_empty();
+        for (key, file) in [("tls_cert_file", &self.server.tls_cert_file), ("tls_key_file", &self.server.tls_key_file)]
+        {
+            if encrypted && file.is_none() {
+                p.push(format!("server.{key}: required when server.tls or server.https lists an address"));
+            }
+        }
+        if !self.server.https_path.starts_with('/') {
+            p.push("server.https_path: must start with '/'".to_string());
+        }
         if self.access.allow.is_empty() {
             p.push("access.allow: no client networks listed; nxguard refuses to run as an open resolver".to_string());
         }
@@ -382,6 +477,21 @@ impl Config {
                     p.push(format!("{key}: {problem}"));
                 }
             }
+        }
+        if !(1..=183).contains(&self.store.retention_days) {
+            p.push(format!("store.retention_days: {} is outside 1..=183", self.store.retention_days));
+        }
+        if !(10..=60_000).contains(&self.store.flush_interval_ms) {
+            p.push(format!("store.flush_interval_ms: {} is outside 10..=60000", self.store.flush_interval_ms));
+        }
+        if self.store.queue == 0 {
+            p.push("store.queue: must be above 0".to_string());
+        }
+        if self.privacy.pseudonymize && self.privacy.key_file.is_none() {
+            p.push("privacy.key_file: required when privacy.pseudonymize is true".to_string());
+        }
+        if self.devices.reread_secs == 0 {
+            p.push("devices.reread_secs: must be above 0".to_string());
         }
         if self.attempts.queue == 0 {
             p.push("attempts.queue: must be above 0".to_string());

@@ -119,65 +119,148 @@ pub fn check_domain(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses one list file; every problem is reported, each with its line.
-pub fn parse(id: &str, text: &str, origin: &str) -> Result<AppList, Vec<ListError>> {
-    let mut errors = Vec::new();
-    let mut list = AppList {
-        id: id.to_string(),
-        name: String::new(),
-        vendor: String::new(),
-        sources: Vec::new(),
-        entries: Vec::new(),
-    };
-    let mut fail = |line: usize, problem: String| errors.push(ListError { origin: origin.to_string(), line, problem });
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
+/// One entry as read from a list line, borrowing the line's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'t> {
+    pub domain: &'t str,
+    pub kind: Kind,
+    pub exact: bool,
+    /// The source ids before the comment's colon, comma-separated ("" when none).
+    pub sources: &'t str,
+    pub line: usize,
+}
+
+impl EntryRef<'_> {
+    fn to_entry(self) -> Entry {
+        let sources = self.sources.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        Entry { domain: self.domain.to_string(), kind: self.kind, exact: self.exact, sources, line: self.line }
+    }
+}
+
+/// Reads a list file one line at a time: the header directives and the problems are kept, each
+/// entry is handed back as it is read. Loading a large list through it allocates nothing per
+/// entry (`policy::load` feeds the entries straight into the matcher).
+pub struct Reader {
+    list: AppList,
+    origin: String,
+    line: usize,
+    errors: Vec<ListError>,
+}
+
+impl Reader {
+    pub fn new(id: &str, origin: &str) -> Reader {
+        let list = AppList {
+            id: id.to_string(),
+            name: String::new(),
+            vendor: String::new(),
+            sources: Vec::new(),
+            entries: Vec::new(),
+        };
+        Reader { list, origin: origin.to_string(), line: 0, errors: Vec::new() }
+    }
+
+    fn fail(&mut self, problem: String) {
+        self.errors.push(ListError { origin: self.origin.clone(), line: self.line, problem });
+    }
+
+    /// Reads the file's next line (its line ending may be left on); returns the entry on it, if
+    /// the line holds a well-formed one.
+    pub fn line<'t>(&mut self, raw: &'t str) -> Option<EntryRef<'t>> {
+        self.line += 1;
         let (body, comment) = raw.split_once('#').unwrap_or((raw, ""));
         let body = body.trim();
         if body.is_empty() {
-            continue;
+            return None;
         }
         if let Some(directive) = body.strip_prefix('@') {
-            let (key, value) = directive.split_once(char::is_whitespace).unwrap_or((directive, ""));
-            let value = value.trim();
-            match key {
-                "app" if list.name.is_empty() && !value.is_empty() => list.name = value.to_string(),
-                "vendor" if list.vendor.is_empty() && !value.is_empty() => list.vendor = value.to_string(),
-                "source" => match value.split_once(char::is_whitespace) {
-                    Some((sid, what)) => list.sources.push((sid.to_string(), what.trim().to_string())),
-                    None => fail(line, "@source needs an id and a description".into()),
-                },
-                "app" | "vendor" => fail(line, format!("@{key} is given twice or is empty")),
-                _ => fail(line, format!("unknown directive @{key}")),
-            }
-            continue;
+            self.directive(directive);
+            return None;
         }
         let mut words = body.split_whitespace();
-        let domain = words.next().unwrap_or_default().to_string();
-        if let Err(problem) = check_domain(&domain) {
-            fail(line, problem);
-            continue;
+        let domain = words.next().unwrap_or_default();
+        if let Err(problem) = check_domain(domain) {
+            self.fail(problem);
+            return None;
         }
-        let mut entry = Entry { domain, kind: Kind::Unspecified, exact: false, sources: Vec::new(), line };
+        let mut entry = EntryRef { domain, kind: Kind::Unspecified, exact: false, sources: "", line: self.line };
         for word in words {
             match (word, Kind::parse(word)) {
                 ("exact", _) if !entry.exact => entry.exact = true,
                 (_, Some(kind)) if entry.kind == Kind::Unspecified => entry.kind = kind,
-                _ => fail(line, format!("unexpected word {word:?} (expected a kind or `exact`)")),
+                _ => self.fail(format!("unexpected word {word:?} (expected a kind or `exact`)")),
             }
         }
         if let Some((ids, _note)) = comment.split_once(':') {
-            entry.sources = ids.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            entry.sources = ids;
         }
-        list.entries.push(entry);
+        Some(entry)
     }
-    if list.name.is_empty() {
-        fail(0, "missing @app line".into());
+
+    fn directive(&mut self, directive: &str) {
+        let (key, value) = directive.split_once(char::is_whitespace).unwrap_or((directive, ""));
+        let value = value.trim();
+        let list = &mut self.list;
+        match key {
+            "app" if list.name.is_empty() && !value.is_empty() => list.name = value.to_string(),
+            "vendor" if list.vendor.is_empty() && !value.is_empty() => list.vendor = value.to_string(),
+            "source" => match value.split_once(char::is_whitespace) {
+                Some((sid, what)) => list.sources.push((sid.to_string(), what.trim().to_string())),
+                None => self.fail("@source needs an id and a description".into()),
+            },
+            "app" | "vendor" => self.fail(format!("@{key} is given twice or is empty")),
+            _ => self.fail(format!("unknown directive @{key}")),
+        }
     }
-    if list.vendor.is_empty() {
-        fail(0, "missing @vendor line".into());
+
+    /// The list's header (id, name, vendor, sources; no entries), or every problem found.
+    pub fn finish(mut self) -> Result<AppList, Vec<ListError>> {
+        self.line = 0;
+        if self.list.name.is_empty() {
+            self.fail("missing @app line".into());
+        }
+        if self.list.vendor.is_empty() {
+            self.fail("missing @vendor line".into());
+        }
+        if self.errors.is_empty() { Ok(self.list) } else { Err(self.errors) }
     }
-    if errors.is_empty() { Ok(list) } else { Err(errors) }
+}
+
+/// Parses one list file; every problem is reported, each with its line.
+pub fn parse(id: &str, text: &str, origin: &str) -> Result<AppList, Vec<ListError>> {
+    let mut reader = Reader::new(id, origin);
+    let entries: Vec<Entry> = text.lines().filter_map(|raw| reader.line(raw)).map(EntryRef::to_entry).collect();
+    let mut list = reader.finish()?;
+    list.entries = entries;
+    Ok(list)
+}
+
+/// Reads a list file line by line through `reader`, handing each entry to `entry`. Only one
+/// line is held at a time, so a million-entry list costs no more memory than a short one.
+pub fn read_file(path: &Path, reader: &mut Reader, mut entry: impl FnMut(EntryRef<'_>)) -> std::io::Result<()> {
+    use std::io::BufRead;
+    let mut file = std::io::BufReader::with_capacity(64 << 10, std::fs::File::open(path)?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if file.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if let Some(found) = reader.line(line.trim_end_matches(['\n', '\r'])) {
+            entry(found);
+        }
+    }
+}
+
+/// The `*.txt` list files in a directory, sorted by file name, each with its id (the stem).
+pub fn list_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, ListError> {
+    let io_error = |e: std::io::Error| ListError { origin: dir.display().to_string(), line: 0, problem: e.to_string() };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io_error)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    paths.sort();
+    Ok(paths.into_iter().map(|p| (p.file_stem().unwrap_or_default().to_string_lossy().into_owned(), p)).collect())
 }
 
 /// Stricter checks for curated lists (the shipped ones): sorted, unique, a kind and a declared
@@ -219,19 +302,10 @@ fn parents(name: &str) -> impl Iterator<Item = &str> {
 
 /// Reads every `*.txt` list in a directory, sorted by file name.
 pub fn read_dir(dir: &Path) -> Result<Vec<AppList>, Vec<ListError>> {
-    let origin = dir.display().to_string();
-    let io_error = |e: std::io::Error| vec![ListError { origin: origin.clone(), line: 0, problem: e.to_string() }];
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io_error)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    paths.sort();
     let mut lists = Vec::new();
     let mut errors = Vec::new();
-    for path in paths {
+    for (id, path) in list_files(dir).map_err(|e| vec![e])? {
         let origin = path.display().to_string();
-        let id = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         match std::fs::read_to_string(&path) {
             Ok(text) => match parse(&id, &text, &origin) {
                 Ok(list) => lists.push(list),

@@ -4,7 +4,7 @@
 //! # How a query flows
 //!
 //! ```text
-//!  UDP / TCP listener (server)
+//!  UDP / TCP / DoT / DoH listener (server, tls, https)
 //!        │ packet, client address
 //!        ▼
 //!  access ── not listed ──────────────────────────────▶ dropped (no reply)
@@ -39,20 +39,36 @@
 //! - [`access`]: which clients are answered.
 //! - [`limits`]: per-client rate limits and TCP connection caps.
 //! - [`attempts`]: attempt records, off the query path.
+//! - [`devices`]: who a client is (inventory, DHCP leases, EDNS identity from trusted relays).
+//! - [`store`]: the SQLite attempt store, its writer thread, retention and pseudonyms.
+//! - [`siem`]: the JSON Lines stream of attempts.
+//! - [`report`]: `nxguard report`, read-only over the store.
 //! - [`metrics`]: outcome counters and the Prometheus/health endpoint.
 //! - [`resolver`]: the pipeline.
 //! - [`server`]: sockets and loops.
+//! - [`tls`]: the DoT/DoH certificate and TLS connections from clients.
+//! - [`https`]: DNS-over-HTTPS requests from clients.
+//! - [`selftest`]: `nxguard selftest`, asking a running instance whether each ban is in force.
+//! - [`systemd`]: readiness notifications to systemd.
 
 pub mod access;
 pub mod attempts;
 pub mod blocked;
 pub mod cache;
 pub mod config;
+pub mod devices;
 pub mod domains;
+pub mod https;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod report;
 pub mod resolver;
+pub mod selftest;
 pub mod server;
+pub mod siem;
+pub mod store;
+pub mod systemd;
+pub mod tls;
 pub mod upstream;
 pub mod wire;

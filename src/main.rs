@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nxguard::{
     config::{Config, LogFormat},
-    domains, policy, server, upstream,
+    domains, policy, report, selftest, server, store, systemd, tls, upstream,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +36,145 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Ask a running nxguard for a few listed names of every app the config enforces, over UDP
+    /// and TCP, and report per app whether the ban is in force. Exits non-zero when an app is
+    /// not blocked or the server does not answer.
+    Selftest(SelftestArgs),
+    /// Which devices tried which banned app: per device and app (default), or one device's
+    /// timeline with --device. Read-only over the attempt store.
+    Report(ReportArgs),
+    /// Pseudonyms: create a key file, or show the pseudonym of a device name, hostname, MAC or
+    /// address (to find one device in a pseudonymised store on suspicion).
+    Pseudonym {
+        /// Configuration file (TOML) naming privacy.key_file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Write a new random key to this file (refuses to overwrite).
+        #[arg(long, conflicts_with = "identity")]
+        new_key: Option<PathBuf>,
+        /// The device name, hostname, MAC or address to turn into its pseudonym.
+        identity: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Configuration file (TOML) naming the store (store.path) and privacy settings.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// The attempt store to read, instead of the config's store.path.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Start of the window: a duration back from now (7d, 24h) or a date (2026-11-01).
+    #[arg(long)]
+    since: Option<String>,
+    /// End of the window (same forms); default now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this app (id or name, e.g. tiktok or "UC Browser").
+    #[arg(long)]
+    app: Option<String>,
+    /// One device (inventory name, hostname, MAC, address or pseudonym): its timeline.
+    #[arg(long)]
+    device: Option<String>,
+    /// Only devices of this owner or department.
+    #[arg(long)]
+    owner: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    format: report::Format,
+    /// The time the report treats as now (RFC 3339), for reproducible reports.
+    #[arg(long, hide = true)]
+    now: Option<String>,
+}
+
+fn run_report(args: &ReportArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let path = args.db.clone().or(config.store.path.clone()).context("no store: give --db or set store.path")?;
+    let now = match &args.now {
+        Some(text) => report::parse_time(text, std::time::SystemTime::now())?,
+        None => std::time::SystemTime::now(),
+    };
+    let time = |text: &Option<String>| text.as_deref().map(|t| report::parse_time(t, now)).transpose();
+    let filter = report::Filter {
+        since: time(&args.since)?,
+        until: Some(time(&args.until)?.unwrap_or(now)),
+        app: args.app.clone(),
+        device: args.device.clone(),
+        owner: args.owner.clone(),
+    };
+    let pseudonymizer = pseudonymizer(&config)?;
+    let db = report::open(&path)?;
+    let text = if args.device.is_some() {
+        report::render_timeline(&report::timeline(&db, &filter, pseudonymizer.as_ref())?, args.format)?
+    } else {
+        report::render_summaries(&report::summaries(&db, &filter, pseudonymizer.as_ref())?, args.format)?
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn pseudonymizer(config: &Config) -> Result<Option<store::Pseudonymizer>> {
+    Ok(match (&config.privacy.key_file, config.privacy.pseudonymize) {
+        (Some(key), true) => Some(store::Pseudonymizer::from_file(key)?),
+        _ => None,
+    })
+}
+
+fn pseudonym(config: Option<&PathBuf>, new_key: Option<&PathBuf>, identity: Option<&String>) -> Result<()> {
+    if let Some(path) = new_key {
+        store::Pseudonymizer::create_key(path)?;
+        println!("new key written to {}; keep it apart from the database", path.display());
+        return Ok(());
+    }
+    let config = load_config(config)?;
+    let identity = identity.context("give a device name, hostname, MAC or address")?;
+    let pseudonymizer = pseudonymizer(&config)?.context("privacy.pseudonymize is off in this config")?;
+    println!("{}", pseudonymizer.pseudonym(identity));
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct SelftestArgs {
+    /// The nxguard to ask; default: the config's first UDP address (0.0.0.0 and :: as loopback).
+    #[arg(short, long)]
+    server: Option<std::net::SocketAddr>,
+    /// Configuration (TOML) whose policy and block response are expected; default: the
+    /// embedded one (every app, NXDOMAIN).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Listed names asked per app.
+    #[arg(long, default_value_t = 3)]
+    names: usize,
+    /// How long to wait for each answer.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+fn run_selftest(args: &SelftestArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let policy = policy::load(&config.policy)?;
+    let server = args.server.or_else(|| selftest::default_server(&config)).context("no server: give --server")?;
+    let timeout = Duration::from_millis(args.timeout_ms.max(1));
+    let report = selftest::run(server, &policy, config.block.response, args.names.max(1), timeout)?;
+    println!("{report}");
+    anyhow::ensure!(report.all_enforced(), "the ban is not in force for: {}", report.not_enforced().join(", "));
+    Ok(())
+}
+
+/// Tells systemd (`Type=notify`) about a state change; a failure is logged, never fatal.
+fn notify_systemd(state: &str) {
+    if let Err(error) = systemd::notify(state) {
+        tracing::warn!(%error, state, "cannot notify systemd");
+    }
+}
+
+/// Whether a `[server]` change needs a restart: everything but the certificate files, which a
+/// reload re-reads.
+fn server_needs_restart(new: &nxguard::config::ServerConfig, old: &nxguard::config::ServerConfig) -> bool {
+    let mut new = new.clone();
+    new.tls_cert_file.clone_from(&old.tls_cert_file);
+    new.tls_key_file.clone_from(&old.tls_key_file);
+    new != *old
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
@@ -58,6 +197,11 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
     let policy = policy::load(&config.policy)?;
     upstream::Upstreams::new(&config.upstream)?;
+    if !config.server.tls.is_empty() || !config.server.https.is_empty() {
+        tls::ServerTls::load(&config.server)?;
+    }
+    nxguard::devices::Devices::load(&config.devices)?;
+    pseudonymizer(&config)?;
     if let Some(dir) = &config.policy.domains_dir {
         // Curation warnings (order, kinds, sources): the first few, then a count.
         let lists = domains::read_dir(dir).map_err(policy::PolicyError::Lists)?;
@@ -81,6 +225,7 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     init_logging(&config);
     let listeners = server::Listeners::bind(&config).context("cannot open the listening sockets")?;
     let mut running = server::start(&config, listeners, Vec::new())?;
+    notify_systemd("READY=1");
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let watching = config.policy.watch_secs > 0;
@@ -90,12 +235,12 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     loop {
         tokio::select! {
             _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
-            _ = hangup.recv() => reload(path, &config, &mut current, &running),
+            _ = hangup.recv() => reload_notified(path, &config, &mut current, &running),
             _ = watch.tick(), if watching => {
                 let now = fingerprint(path, &current);
                 if now != seen {
                     tracing::info!("config or domain lists changed on disk");
-                    reload(path, &config, &mut current, &running);
+                    reload_notified(path, &config, &mut current, &running);
                     seen = fingerprint(path, &current);
                 }
             }
@@ -104,6 +249,7 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
         }
     }
     tracing::info!("shutting down");
+    notify_systemd("STOPPING=1");
     running.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }
@@ -126,6 +272,14 @@ fn fingerprint(path: Option<&PathBuf>, config: &Config) -> Vec<(PathBuf, u64, Op
         .collect()
 }
 
+/// A reload as systemd sees it: RELOADING=1, then READY=1 once the new configuration (or the
+/// previous one, when the new one is broken) is in force.
+fn reload_notified(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, running: &server::Running) {
+    notify_systemd("RELOADING=1");
+    reload(path, started_with, current, running);
+    notify_systemd("READY=1");
+}
+
 /// SIGHUP: re-read the config and the domain lists; a broken file keeps the running policy.
 /// `current` is the config in force, updated when the reload succeeds.
 fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, running: &server::Running) {
@@ -138,7 +292,7 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, r
         }
     };
     let restart_only = [
-        ("server", config.server != started_with.server),
+        ("server", server_needs_restart(&config.server, &started_with.server)),
         ("cache.max_entries", config.cache.max_entries != started_with.cache.max_entries),
         ("limits.max_in_flight", config.limits.max_in_flight != started_with.limits.max_in_flight),
         ("limits.tcp_max_connections", config.limits.tcp_max_connections != started_with.limits.tcp_max_connections),
@@ -170,6 +324,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check { config } => check(config.as_ref()),
+        Command::Selftest(args) => run_selftest(args),
+        Command::Report(args) => run_report(args),
+        Command::Pseudonym { config, new_key, identity } => {
+            pseudonym(config.as_ref(), new_key.as_ref(), identity.as_ref())
+        }
         Command::Serve { config } => load_config(config.as_ref()).and_then(|loaded| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(server::worker_count(&loaded))

@@ -79,8 +79,8 @@ impl Outcome {
 
 #[derive(Default)]
 pub struct Stats {
-    received: [AtomicU64; 2],
-    outcomes: [[AtomicU64; 10]; 2],
+    received: [AtomicU64; Transport::ALL.len()],
+    outcomes: [[AtomicU64; Outcome::ALL.len()]; Transport::ALL.len()],
     cache_misses: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
@@ -90,6 +90,8 @@ fn transport_index(t: Transport) -> usize {
     match t {
         Transport::Udp => 0,
         Transport::Tcp => 1,
+        Transport::Tls => 2,
+        Transport::Https => 3,
     }
 }
 
@@ -140,7 +142,7 @@ pub fn render(resolver: &Resolver) -> String {
     };
     metric("nxguard_queries_received_total", "counter", "Queries received, by transport.");
     let mut lines = String::new();
-    for t in [Transport::Udp, Transport::Tcp] {
+    for t in Transport::ALL {
         let n = stats.received[transport_index(t)].load(Ordering::Relaxed);
         let _ = writeln!(lines, "nxguard_queries_received_total{{transport=\"{}\"}} {n}", t.as_str());
     }
@@ -149,7 +151,7 @@ pub fn render(resolver: &Resolver) -> String {
         out,
         "# HELP nxguard_queries_total Queries by transport and outcome; the outcomes add up to the queries received.\n# TYPE nxguard_queries_total counter"
     );
-    for t in [Transport::Udp, Transport::Tcp] {
+    for t in Transport::ALL {
         for o in Outcome::ALL {
             let _ = writeln!(
                 out,
@@ -201,6 +203,61 @@ pub fn render(resolver: &Resolver) -> String {
         "Attempt records lost because the queue was full.",
         recorder.dropped().to_string(),
     );
+    if let Some(store) = &recorder.store {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        gauge(
+            &mut out,
+            "nxguard_store_written_total",
+            "counter",
+            "Attempts committed to the store.",
+            load(&store.written),
+        );
+        gauge(
+            &mut out,
+            "nxguard_store_dropped_total",
+            "counter",
+            "Attempts the store lost (queue or retry buffer full).",
+            load(&store.dropped),
+        );
+        gauge(
+            &mut out,
+            "nxguard_store_errors_total",
+            "counter",
+            "Failed store writes (kept and retried).",
+            load(&store.errors),
+        );
+        gauge(
+            &mut out,
+            "nxguard_store_pending",
+            "gauge",
+            "Attempts held by the store writer, not yet committed.",
+            load(&store.pending),
+        );
+    }
+    if let Some(siem) = &recorder.siem {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        gauge(
+            &mut out,
+            "nxguard_siem_written_total",
+            "counter",
+            "Attempt lines written to the SIEM stream.",
+            load(&siem.written),
+        );
+        gauge(
+            &mut out,
+            "nxguard_siem_dropped_total",
+            "counter",
+            "Attempt lines dropped (queue full).",
+            load(&siem.dropped),
+        );
+        gauge(
+            &mut out,
+            "nxguard_siem_errors_total",
+            "counter",
+            "Attempt lines that failed to write.",
+            load(&siem.errors),
+        );
+    }
     gauge(&mut out, "nxguard_policy_domains", "gauge", "Domains in the loaded policy.", live.policy.len().to_string());
     let _ = writeln!(
         out,

@@ -61,11 +61,40 @@ enum Rule {
     Allow,
 }
 
+/// One listed name: where it sits in the arena and its rule, packed into 8 bytes (a 1 M-entry
+/// list keeps a million of them).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     start: u32,
     len: u8,
-    rule: Rule,
+    /// Bits 0–2: the kind; bit 3: exact; bit 4: allow.
+    tag: u8,
+    app: u16,
+}
+
+const TAG_EXACT: u8 = 1 << 3;
+const TAG_ALLOW: u8 = 1 << 4;
+const KINDS: [Kind; 6] = [Kind::Api, Kind::Telemetry, Kind::Cdn, Kind::Web, Kind::Alias, Kind::Unspecified];
+
+impl Slot {
+    fn new(start: u32, len: u8, rule: Rule) -> Slot {
+        match rule {
+            Rule::Allow => Slot { start, len, tag: TAG_ALLOW, app: 0 },
+            Rule::Block { app, kind, exact } => {
+                // KINDS lists the kinds in declaration order, so `as u8` indexes it.
+                let kind = kind as u8;
+                Slot { start, len, tag: kind | if exact { TAG_EXACT } else { 0 }, app }
+            }
+        }
+    }
+
+    fn rule(self) -> Rule {
+        if self.tag & TAG_ALLOW != 0 {
+            return Rule::Allow;
+        }
+        let kind = KINDS.get(usize::from(self.tag & 7)).copied().unwrap_or_default();
+        Rule::Block { app: self.app, kind, exact: self.tag & TAG_EXACT != 0 }
+    }
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -149,7 +178,7 @@ impl PolicyBuilder {
             p.duplicates += 1;
             return;
         }
-        let slot = Slot { start: p.arena.len() as u32, len: domain.len() as u8, rule };
+        let slot = Slot::new(p.arena.len() as u32, domain.len() as u8, rule);
         p.arena.push_str(domain);
         p.slots.push(slot);
         let index = (p.slots.len() - 1) as u32;
@@ -165,7 +194,20 @@ impl PolicyBuilder {
         self.mix(&tag);
     }
 
+    /// Names an app registered before its list's header was read.
+    pub fn describe_app(&mut self, app: u16, name: &str, vendor: &str) {
+        if let Some(entry) = self.policy.apps.get_mut(usize::from(app)) {
+            let app = App::new(&entry.app.id, name, vendor);
+            let notice = app.notice();
+            *entry = Arc::new(AppEntry { app, notice });
+        }
+    }
+
     pub fn build(mut self) -> Policy {
+        // Growth left spare capacity; give it back (for large lists these are mappings of
+        // their own, so shrinking returns the memory to the system).
+        self.policy.arena.shrink_to_fit();
+        self.policy.slots.shrink_to_fit();
         self.policy.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         self.policy
     }
@@ -189,7 +231,7 @@ impl Policy {
         loop {
             let suffix = &name[start..];
             if let Some(slot) = self.find(suffix) {
-                match slot.rule {
+                match slot.rule() {
                     Rule::Allow => return None,
                     Rule::Block { exact, .. } if found.is_none() && (!exact || start == 0) => {
                         found = Some(slot);
@@ -206,7 +248,7 @@ impl Policy {
             }
         }
         let slot = found?;
-        let Rule::Block { app, kind, exact } = slot.rule else {
+        let Rule::Block { app, kind, exact } = slot.rule() else {
             return None;
         };
         let domain = &self.arena[slot.start as usize..slot.start as usize + slot.len as usize];
@@ -220,7 +262,7 @@ impl Policy {
         }
         let mut start = 0usize;
         loop {
-            if self.find(&name[start..]).is_some_and(|slot| matches!(slot.rule, Rule::Allow)) {
+            if self.find(&name[start..]).is_some_and(|slot| matches!(slot.rule(), Rule::Allow)) {
                 return true;
             }
             match name[start..].iter().position(|&b| b == b'.') {
@@ -278,12 +320,17 @@ impl Policy {
         self.duplicates
     }
 
+    /// Bytes the matcher holds on the heap (arena, slots, table), for benchmarks and metrics.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>() + self.table.allocation_size()
+    }
+
     /// A few names per app that the policy blocks, for self-tests and examples.
     pub fn sample_names(&self, per_app: usize) -> Vec<(&App, &str)> {
         let mut counts = vec![0usize; self.apps.len()];
         let mut out = Vec::new();
         for slot in &self.slots {
-            if let Rule::Block { app, .. } = slot.rule {
+            if let Rule::Block { app, .. } = slot.rule() {
                 let app = usize::from(app);
                 if counts[app] < per_app {
                     counts[app] += 1;
@@ -310,28 +357,69 @@ pub const LOCAL_APP_ID: &str = "local";
 
 /// Builds the policy the config asks for: the enforced lists (built in, or read from
 /// `domains_dir`), the extra domains and the allow exceptions.
+///
+/// Lists stream into the matcher line by line: a million-entry file never exists in memory as
+/// parsed entries, only as the matcher's arena and table. Lists not enforced are still read, so
+/// a broken file is reported whichever apps are chosen.
 pub fn load(config: &crate::config::PolicyConfig) -> Result<Policy, PolicyError> {
-    let lists = match &config.domains_dir {
-        Some(dir) => crate::domains::read_dir(dir).map_err(PolicyError::Lists)?,
-        None => crate::domains::builtin(),
-    };
-    let available: Vec<String> = lists.iter().map(|l| l.id.clone()).collect();
-    if let Some(apps) = &config.apps {
-        let unknown: Vec<String> = apps.iter().filter(|a| !available.contains(a)).cloned().collect();
-        if !unknown.is_empty() {
-            return Err(PolicyError::UnknownApps { unknown, available });
-        }
+    use crate::domains::{self, EntryRef, ListError, Reader};
+    enum Source {
+        File(std::path::PathBuf),
+        Builtin(&'static str),
     }
+    let sources: Vec<(String, Source)> = match &config.domains_dir {
+        Some(dir) => domains::list_files(dir)
+            .map_err(|e| PolicyError::Lists(vec![e]))?
+            .into_iter()
+            .map(|(id, path)| (id, Source::File(path)))
+            .collect(),
+        None => domains::BUILTIN.iter().map(|(id, text)| (id.to_string(), Source::Builtin(text))).collect(),
+    };
     let enforced = |id: &str| config.apps.as_ref().is_none_or(|apps| apps.iter().any(|a| a == id));
-    let total: usize = lists.iter().map(|l| l.entries.len()).sum();
-    let mut builder = PolicyBuilder::new().with_capacity(total + config.extra.len() + config.allow.len(), total * 24);
+    let mut builder = PolicyBuilder::new();
     for name in &config.allow {
         builder.allow(name);
     }
-    for list in lists.iter().filter(|l| enforced(&l.id)) {
-        let app = builder.app(App::new(&list.id, &list.name, &list.vendor));
-        for entry in &list.entries {
-            builder.block(&entry.domain, app, entry.kind, entry.exact);
+    let mut errors: Vec<ListError> = Vec::new();
+    for (id, source) in &sources {
+        let origin = match source {
+            Source::File(path) => path.display().to_string(),
+            Source::Builtin(_) => format!("domains/{id}.txt"),
+        };
+        let mut reader = Reader::new(id, &origin);
+        // Registered before the header is read (directives may come anywhere), named after.
+        let app = enforced(id).then(|| builder.app(App::new(id, "", "")));
+        let mut block = |e: EntryRef<'_>| {
+            if let Some(app) = app {
+                builder.block(e.domain, app, e.kind, e.exact);
+            }
+        };
+        match source {
+            Source::File(path) => {
+                if let Err(e) = domains::read_file(path, &mut reader, &mut block) {
+                    errors.push(ListError { origin, line: 0, problem: e.to_string() });
+                    continue;
+                }
+            }
+            Source::Builtin(text) => text.lines().filter_map(|raw| reader.line(raw)).for_each(&mut block),
+        }
+        match reader.finish() {
+            Ok(list) => {
+                if let Some(app) = app {
+                    builder.describe_app(app, &list.name, &list.vendor);
+                }
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PolicyError::Lists(errors));
+    }
+    if let Some(apps) = &config.apps {
+        let available: Vec<String> = sources.iter().map(|(id, _)| id.clone()).collect();
+        let unknown: Vec<String> = apps.iter().filter(|a| !available.contains(a)).cloned().collect();
+        if !unknown.is_empty() {
+            return Err(PolicyError::UnknownApps { unknown, available });
         }
     }
     if !config.extra.is_empty() {

@@ -26,6 +26,7 @@ use crate::{
     blocked,
     cache::{self, Cache, CachedAnswer},
     config::{BlockConfig, CacheConfig, Config, LimitsConfig, OverLimit, UpstreamConfig},
+    devices::{self, EdnsIdentity, Identity},
     limits::RateLimiter,
     metrics::{Outcome, Stats},
     policy::{Match, Policy},
@@ -265,10 +266,19 @@ impl Resolver {
         out: &mut Vec<u8>,
     ) -> Step {
         blocked::write(out, query, &live.block, matched.domain, live.policy.version_serial(), &matched.app.notice);
+        // Relays' identity options are read here, while the packet is at hand; the dispatcher
+        // resolves the full identity off the query path.
+        let edns = if live.access.is_relay(client.addr.ip()) {
+            devices::edns_identity(query.edns_options())
+        } else {
+            EdnsIdentity::default()
+        };
         self.recorder.record(Attempt {
             time: SystemTime::now(),
             client: client.addr,
             transport: client.transport,
+            identity: Identity::unknown(client.addr.ip()),
+            edns,
             qname: query.name.to_text(),
             qtype: RecordType::from(query.qtype).to_string(),
             app: Arc::clone(matched.app),

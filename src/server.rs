@@ -1,8 +1,9 @@
-//! Listeners: UDP and TCP sockets feeding the resolver.
+//! Listeners: UDP, TCP, DoT and DoH sockets feeding the resolver.
 //!
 //! Owns: binding (one UDP socket per worker with SO_REUSEPORT, so the kernel spreads packets
-//! across cores), the receive/answer loops, TCP framing (RFC 7766 §8) and idle timeouts, and
-//! starting a whole server from a config. Sockets can be bound by the caller and passed in (tests
+//! across cores), the receive/answer loops, TCP framing (RFC 7766 §8, also carried by DoT) and
+//! idle timeouts, and starting a whole server from a config. TLS itself is in `tls`, HTTP/2 in
+//! `https`. Sockets can be bound by the caller and passed in (tests
 //! bind 127.0.0.1:0). Does not own: what the answer is (`resolver`).
 
 use std::{
@@ -14,21 +15,25 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, UdpSocket},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, UdpSocket},
     task::JoinSet,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    attempts::{self, Sink, Transport},
+    attempts::{self, Outputs, Sink, Transport},
     config::Config,
+    devices::{Devices, DevicesError},
     limits::ConnectionLimits,
     metrics,
     policy::{self, PolicyError},
     resolver::{Client, Resolver, Step},
+    siem::{SiemError, SiemWriter},
+    store::{Pseudonymizer, StoreError, StoreWriter},
+    tls::{self, Certificates, ServerTls, TlsError},
     upstream::UpstreamError,
 };
 
@@ -39,6 +44,10 @@ const UDP_RECV_BUFFER: usize = 4096;
 pub struct Listeners {
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<std::net::TcpListener>,
+    /// DNS-over-TLS (`server.tls`).
+    pub tls: Vec<std::net::TcpListener>,
+    /// DNS-over-HTTPS (`server.https`).
+    pub https: Vec<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -54,8 +63,11 @@ impl Listeners {
                 udp.push(bind_udp(addr)?);
             }
         }
-        let tcp = config.server.tcp.iter().map(|addr| bind_tcp(*addr)).collect::<io::Result<_>>()?;
-        Ok(Listeners { udp, tcp })
+        let bind_all = |addrs: &[SocketAddr]| addrs.iter().map(|addr| bind_tcp(*addr)).collect::<io::Result<Vec<_>>>();
+        let tcp = bind_all(&config.server.tcp)?;
+        let tls = bind_all(&config.server.tls)?;
+        let https = bind_all(&config.server.https)?;
+        Ok(Listeners { udp, tcp, tls, https })
     }
 
     /// One UDP and one TCP socket on the same loopback port, chosen by the system (for tests).
@@ -66,11 +78,20 @@ impl Listeners {
             let udp = bind_udp("127.0.0.1:0".parse().expect("literal"))?;
             let port = udp.local_addr()?.port();
             match bind_tcp(SocketAddr::from(([127, 0, 0, 1], port))) {
-                Ok(tcp) => return Ok(Listeners { udp: vec![udp], tcp: vec![tcp] }),
+                Ok(tcp) => return Ok(Listeners { udp: vec![udp], tcp: vec![tcp], tls: Vec::new(), https: Vec::new() }),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| io::Error::other("no free loopback port")))
+    }
+
+    /// Adds one DoT and one DoH listener on loopback ports chosen by the system (for tests; the
+    /// config must name a certificate).
+    pub fn with_tls_loopback(mut self) -> io::Result<Listeners> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.tls.push(bind_tcp(loopback)?);
+        self.https.push(bind_tcp(loopback)?);
+        Ok(self)
     }
 }
 
@@ -115,6 +136,14 @@ pub enum StartError {
     Upstream(#[from] UpstreamError),
     #[error("cannot use listening socket: {0}")]
     Socket(#[from] io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Devices(#[from] DevicesError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Siem(#[from] SiemError),
 }
 
 /// A running server: its resolver, the addresses it listens on, and its tasks.
@@ -122,12 +151,88 @@ pub struct Running {
     pub resolver: Arc<Resolver>,
     pub udp_addrs: Vec<SocketAddr>,
     pub tcp_addrs: Vec<SocketAddr>,
+    pub tls_addrs: Vec<SocketAddr>,
+    pub https_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The DoT/DoH certificate, when those listeners run.
+    certificates: Option<Arc<Certificates>>,
     listeners: JoinSet<()>,
     /// Queries being answered by spawned tasks (upstream work, TCP connections).
     in_flight: TaskTracker,
     dispatcher: tokio::task::JoinHandle<()>,
     stop_dispatcher: CancellationToken,
+    pub records: Records,
+}
+
+/// Where attempt records end up besides the log, and the device identities they carry.
+pub struct Records {
+    pub devices: Arc<Devices>,
+    pub store: Option<StoreWriter>,
+    pub siem: Option<SiemWriter>,
+    refresh: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Records {
+    /// Opens the configured outputs; `taps` receive every record too (tests).
+    fn open(config: &Config, taps: Vec<Sink>) -> Result<(Records, Outputs), StartError> {
+        let devices = Arc::new(Devices::load(&config.devices)?);
+        let pseudonymizer = match (&config.privacy.key_file, config.privacy.pseudonymize) {
+            (Some(key), true) => Some(Arc::new(Pseudonymizer::from_file(key)?)),
+            _ => None,
+        };
+        let (store_sink, store) = match &config.store.path {
+            Some(path) => {
+                let (sink, writer) = StoreWriter::start(path, &config.store, pseudonymizer.clone());
+                (Some(sink), Some(writer))
+            }
+            None => {
+                warn!("no attempt store configured (store.path): attempts go only to the log");
+                (None, None)
+            }
+        };
+        let (siem_sink, siem) = match &config.siem.path {
+            Some(path) => {
+                let (sink, writer) = SiemWriter::start(path, config.store.queue)?;
+                (Some(sink), Some(writer))
+            }
+            None => (None, None),
+        };
+        let refresh = (!devices.files().is_empty()).then(|| {
+            let devices = Arc::clone(&devices);
+            let every = Duration::from_secs(config.devices.reread_secs);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    match devices.refresh() {
+                        Ok(true) => info!("device inventory or leases re-read"),
+                        Ok(false) => {}
+                        Err(error) => error!(%error, "device files unreadable; the previous view stays in force"),
+                    }
+                }
+            })
+        });
+        let outputs =
+            Outputs { store: store_sink, siem: siem_sink, pseudonymizer, devices: Some(Arc::clone(&devices)), taps };
+        Ok((Records { devices, store, siem, refresh }, outputs))
+    }
+
+    /// After the dispatcher has ended: lets the writers write what they hold, then stops them.
+    async fn close(self) {
+        if let Some(refresh) = self.refresh {
+            refresh.abort();
+        }
+        let (store, siem) = (self.store, self.siem);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(store) = store {
+                store.close();
+            }
+            if let Some(siem) = siem {
+                siem.close();
+            }
+        })
+        .await;
+    }
 }
 
 impl Running {
@@ -136,12 +241,25 @@ impl Running {
         let _ = self.listeners.join_next().await;
     }
 
-    /// Re-reads the config's policy and settings and swaps them in; on any problem the running
-    /// policy stays in force and the error says what is wrong.
+    /// Re-reads the config's policy and settings, and the DoT/DoH certificate files, and swaps
+    /// them in; on any problem the running policy and certificate stay in force and the error
+    /// says what is wrong.
     pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        // Read the certificate first: a broken file must leave everything as it was.
+        let certificate = match self.certificates.as_ref().map(|_| ServerTls::load(&config.server)).transpose() {
+            Ok(certificate) => certificate,
+            Err(error) => {
+                self.resolver.stats.reloaded(false);
+                return Err(error.into());
+            }
+        };
         let result = policy::load(&config.policy)
             .map_err(StartError::from)
-            .and_then(|policy| self.resolver.reload(config, policy).map_err(StartError::from));
+            .and_then(|policy| self.resolver.reload(config, policy).map_err(StartError::from))
+            .and_then(|()| self.records.devices.refresh().map(|_| ()).map_err(StartError::from));
+        if let (Ok(()), Some(current), Some(certificate)) = (&result, &self.certificates, certificate) {
+            current.replace(certificate);
+        }
         self.resolver.stats.reloaded(result.is_ok());
         result
     }
@@ -156,6 +274,7 @@ impl Running {
         }
         self.stop_dispatcher.cancel();
         let _ = self.dispatcher.await;
+        self.records.close().await;
     }
 }
 
@@ -163,7 +282,8 @@ impl Running {
 /// attempt record besides the tracing event. Must be called inside a tokio runtime.
 pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<Running, StartError> {
     let policy = policy::load(&config.policy)?;
-    let (recorder, dispatcher) = attempts::channel(config.attempts.queue, sinks);
+    let (records, outputs) = Records::open(config, sinks)?;
+    let (recorder, dispatcher) = attempts::channel(config.attempts.queue, outputs);
     let resolver = Arc::new(Resolver::new(config, policy, recorder)?);
     let stop_dispatcher = CancellationToken::new();
     let dispatcher = tokio::spawn(dispatcher.run(stop_dispatcher.clone()));
@@ -183,6 +303,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         tcp_addrs.push(listener.local_addr()?);
         tasks.spawn(serve_tcp(Arc::clone(&resolver), listener, idle, Arc::clone(&connections), in_flight.clone()));
     }
+    let encrypted = tls::start(config, listeners.tls, listeners.https, &resolver, connections, &in_flight, &mut tasks)?;
     let mut metrics_addr = None;
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
         let listener = TcpListener::from_std(listener)?;
@@ -194,6 +315,8 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     info!(
         udp = ?udp_addrs,
         tcp = ?tcp_addrs,
+        tls = ?encrypted.tls_addrs,
+        https = ?encrypted.https_addrs,
         metrics = ?metrics_addr,
         apps = live.policy.apps().len(),
         domains = live.policy.len(),
@@ -204,11 +327,15 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         resolver,
         udp_addrs,
         tcp_addrs,
+        tls_addrs: encrypted.tls_addrs,
+        https_addrs: encrypted.https_addrs,
         metrics_addr,
+        certificates: encrypted.certificates,
         listeners: tasks,
         in_flight,
         dispatcher,
         stop_dispatcher,
+        records,
     })
 }
 
@@ -267,7 +394,8 @@ async fn serve_tcp(
                 };
                 let resolver = Arc::clone(&resolver);
                 in_flight.spawn(async move {
-                    serve_connection(resolver, stream, peer, idle).await;
+                    let _ = stream.set_nodelay(true);
+                    serve_stream(resolver, stream, Client { addr: peer, transport: Transport::Tcp }, idle).await;
                     drop(slot);
                 });
             }
@@ -280,10 +408,12 @@ async fn serve_tcp(
     }
 }
 
-/// Serves queries on one TCP connection until the client closes it or stays idle too long.
-async fn serve_connection(resolver: Arc<Resolver>, mut stream: TcpStream, peer: SocketAddr, idle: Duration) {
-    let _ = stream.set_nodelay(true);
-    let client = Client { addr: peer, transport: Transport::Tcp };
+/// Serves length-framed queries (RFC 7766 §8; RFC 7858 §3.3 over TLS) on one connection until
+/// the client closes it or stays idle too long.
+pub(crate) async fn serve_stream<S>(resolver: Arc<Resolver>, mut stream: S, client: Client, idle: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut packet = Vec::new();
     let mut out = Vec::new();
     loop {
