@@ -97,7 +97,8 @@ pub struct AccessConfig {
     /// Networks inside `allow` that get REFUSED instead of an answer.
     pub refuse: Vec<IpNet>,
     /// Relays that forward many devices' queries (Wi-Fi controllers, DNS forwarders): they get
-    /// `limits.relay_qps`.
+    /// `limits.relay_qps`, and their EDNS client identity (Client Subnet, MAC options) is
+    /// believed; from anyone else those options are ignored.
     pub trusted_relays: Vec<IpNet>,
 }
 

@@ -13,7 +13,8 @@
 //!  wire::parse_query ── malformed ─────────────────────▶ FORMERR (or dropped)
 //!        ▼
 //!  policy.lookup(name) ── banned ──▶ blocked::write ───▶ NXDOMAIN + SOA + EDE 15
-//!        │                                 └──────────▶ attempts (queue → tracing, sinks)
+//!        │                                 └──────────▶ attempts queue ─▶ dispatcher:
+//!        │                                     identity (devices) ─▶ log, store, SIEM
 //!        ▼
 //!  cache.get ── hit ──▶ (policy changed? re-check CNAME chain) ──▶ cached answer, TTLs aged
 //!        │ miss

@@ -134,6 +134,13 @@ impl StoreSink {
         Arc::clone(&self.stats)
     }
 
+    /// Waits for room in the queue (benchmarks and imports; the query path uses `send`).
+    pub fn send_waiting(&self, attempt: Attempt) {
+        if self.queue.send(attempt).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Never blocks: a full queue drops the record and counts it.
     pub fn send(&self, attempt: Attempt) {
         match self.queue.try_send(attempt) {
@@ -283,6 +290,10 @@ impl Worker {
     fn purge_if_due(&mut self) {
         if self.last_purge.is_some_and(|t| t.elapsed() < PURGE_EVERY) {
             return;
+        }
+        // An idle server purges too: open the store if no write has yet.
+        if self.connection.is_none() {
+            self.connection = open(&self.path, false).ok();
         }
         if let Some(connection) = &self.connection {
             match purge(connection, SystemTime::now(), self.retention) {
