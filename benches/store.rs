@@ -21,14 +21,15 @@ use nxguard::{
 };
 
 fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
-    let apps: Vec<Arc<AppEntry>> = [("tiktok", "TikTok", "ByteDance"), ("temu", "Temu", "PDD Holdings"), ("wechat", "WeChat", "Tencent")]
-        .iter()
-        .map(|(id, name, vendor)| {
-            let app = App::new(id, name, vendor);
-            let notice = app.notice();
-            Arc::new(AppEntry { app, notice })
-        })
-        .collect();
+    let apps: Vec<Arc<AppEntry>> =
+        [("tiktok", "TikTok", "ByteDance"), ("temu", "Temu", "PDD Holdings"), ("wechat", "WeChat", "Tencent")]
+            .iter()
+            .map(|(id, name, vendor)| {
+                let app = App::new(id, name, vendor);
+                let notice = app.notice();
+                Arc::new(AppEntry { app, notice })
+            })
+            .collect();
     let span_ms = 90 * 86_400_000u64;
     (0..n).map(move |i| {
         let device = i % 5000;
@@ -58,7 +59,8 @@ fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::var("ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if bench { 10_000_000 } else { 20_000 });
+    let n: usize =
+        std::env::var("ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if bench { 10_000_000 } else { 20_000 });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("attempts.sqlite");
     let config = StoreConfig { path: Some(path.clone()), queue: 65_536, ..StoreConfig::default() };
@@ -75,7 +77,11 @@ fn main() {
     writer.close();
     assert_eq!(stats.written.load(Ordering::Relaxed), n as u64);
     let took = began.elapsed();
-    println!("store write: {n} attempts in {:.1} s = {:.0} attempts/s sustained", took.as_secs_f64(), n as f64 / took.as_secs_f64());
+    println!(
+        "store write: {n} attempts in {:.1} s = {:.0} attempts/s sustained",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
     println!("store size: {:.1} MB", std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6);
 
     let db = report::open(&path).unwrap();

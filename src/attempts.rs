@@ -230,6 +230,9 @@ pub struct Dispatcher {
     queue: mpsc::Receiver<Attempt>,
     outputs: Outputs,
     by_app: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// The query path's drop counter, and how much of it the log has been told about.
+    dropped: Arc<AtomicU64>,
+    dropped_logged: u64,
 }
 
 impl Dispatcher {
@@ -251,7 +254,16 @@ impl Dispatcher {
         }
     }
 
-    fn deliver(&self, mut attempt: Attempt) {
+    fn deliver(&mut self, mut attempt: Attempt) {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > self.dropped_logged {
+            tracing::warn!(
+                lost = dropped - self.dropped_logged,
+                total = dropped,
+                "attempt queue full; records dropped"
+            );
+            self.dropped_logged = dropped;
+        }
         attempt.identity = match &self.outputs.devices {
             Some(devices) => devices.identify(attempt.client.ip(), attempt.edns),
             None => Snapshot::default().identify(attempt.client.ip(), attempt.edns),
@@ -281,14 +293,15 @@ impl Dispatcher {
 pub fn channel(capacity: usize, outputs: Outputs) -> (Recorder, Dispatcher) {
     let (queue, rx) = mpsc::channel::<Attempt>(capacity);
     let by_app = Arc::new(Mutex::new(BTreeMap::new()));
+    let dropped = Arc::new(AtomicU64::new(0));
     let recorder = Recorder {
         queue,
-        dropped: Arc::new(AtomicU64::new(0)),
+        dropped: Arc::clone(&dropped),
         by_app: Arc::clone(&by_app),
         store: outputs.store.as_ref().map(StoreSink::stats),
         siem: outputs.siem.as_ref().map(SiemSink::stats),
     };
-    (recorder, Dispatcher { queue: rx, outputs, by_app })
+    (recorder, Dispatcher { queue: rx, outputs, by_app, dropped, dropped_logged: 0 })
 }
 
 #[cfg(test)]

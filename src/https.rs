@@ -45,6 +45,8 @@ enum RequestError {
     BadQueryParameter,
     #[error("request body: {0}")]
     Body(#[from] h2::Error),
+    #[error("the request did not arrive in time")]
+    Timeout,
 }
 
 impl RequestError {
@@ -55,6 +57,7 @@ impl RequestError {
             RequestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::BadQueryParameter | RequestError::Body(_) => StatusCode::BAD_REQUEST,
+            RequestError::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -102,7 +105,11 @@ where
 
 /// Answers one request: the DNS answer as 200, or an HTTP error saying what is wrong.
 async fn answer(service: Arc<Service>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>, client: Client) {
-    let (head, body) = match read_query(request, &service.https_path).await {
+    // A body trickling in must not hold the stream (and the connection) open forever.
+    let query = tokio::time::timeout(service.idle, read_query(request, &service.https_path))
+        .await
+        .unwrap_or(Err(RequestError::Timeout));
+    let (head, body) = match query {
         Ok(query) => {
             let mut out = Vec::new();
             service.resolver.answer(&query, client, &mut out).await;

@@ -225,9 +225,10 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     init_logging(&config);
     let listeners = server::Listeners::bind(&config).context("cannot open the listening sockets")?;
     let mut running = server::start(&config, listeners, Vec::new())?;
-    notify_systemd("READY=1");
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    // Ready only once SIGHUP is handled: `systemctl reload` right after start must not kill us.
+    notify_systemd("READY=1");
     let watching = config.policy.watch_secs > 0;
     let mut watch = tokio::time::interval(Duration::from_secs(config.policy.watch_secs.max(1)));
     let mut current = config.clone();

@@ -179,6 +179,7 @@ impl StoreWriter {
             stats: Arc::clone(&stats),
             last_purge: None,
             last_error_log: None,
+            dropped_logged: 0,
         };
         let thread = std::thread::Builder::new()
             .name("nxguard-store".into())
@@ -205,6 +206,7 @@ struct Worker {
     stats: Arc<StoreStats>,
     last_purge: Option<Instant>,
     last_error_log: Option<Instant>,
+    dropped_logged: u64,
 }
 
 impl Worker {
@@ -231,6 +233,7 @@ impl Worker {
             }
             self.write_pending();
             self.purge_if_due();
+            self.log_drops();
             deadline = Instant::now() + self.flush;
         }
     }
@@ -285,6 +288,15 @@ impl Worker {
         }
         tx.commit().map_err(wrap)?;
         Ok(self.pending.len())
+    }
+
+    /// Says so in the log when records were lost since the last flush.
+    fn log_drops(&mut self) {
+        let dropped = self.stats.dropped.load(Ordering::Relaxed);
+        if dropped > self.dropped_logged {
+            warn!(lost = dropped - self.dropped_logged, total = dropped, "attempt store queue full; records dropped");
+            self.dropped_logged = dropped;
+        }
     }
 
     fn purge_if_due(&mut self) {

@@ -29,7 +29,8 @@ fn indent(line: &str) -> usize {
 fn manifests(text: &str) -> Vec<(String, String)> {
     let mut documents = Vec::new();
     for document in text.split("\n---\n") {
-        let lines: Vec<&str> = document.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect();
+        let lines: Vec<&str> =
+            document.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect();
         if lines.is_empty() {
             continue;
         }
@@ -130,7 +131,12 @@ fn containerfile_builds_locked_and_runs_what_it_exposes() {
     let config = load(&read(config_in_image), config_in_image);
     let expose = instructions.iter().find_map(|l| l.strip_prefix("EXPOSE ")).expect("EXPOSE");
     for addr in config.server.udp.iter().map(|a| format!("{}/udp", a.port())).chain(
-        config.server.tcp.iter().map(|a| format!("{}/tcp", a.port())).chain(config.metrics.listen.map(|a| format!("{}/tcp", a.port()))),
+        config
+            .server
+            .tcp
+            .iter()
+            .map(|a| format!("{}/tcp", a.port()))
+            .chain(config.metrics.listen.map(|a| format!("{}/tcp", a.port()))),
     ) {
         assert!(expose.split_whitespace().any(|p| p == addr), "{addr} is served but not exposed");
     }

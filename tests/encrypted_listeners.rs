@@ -375,3 +375,22 @@ async fn hickory_clients_get_blocked_answers() {
     assert_eq!(stats.outcome_on(Transport::Tls, Outcome::Blocked), 1);
     assert_eq!(stats.outcome_on(Transport::Https, Outcome::Blocked), 1);
 }
+
+#[tokio::test]
+async fn a_doh_body_that_never_arrives_times_out() {
+    let upstream = FakeUpstream::start().await;
+    let certs = CertFiles::new();
+    let trusted = certs.write_new();
+    let server = start_tls_server(&certs.config(upstream.addr, "tcp_idle_timeout_ms = 200\n"));
+    let mut client = doh_connect(server.doh, &trusted).await;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://{TLS_NAME}/dns-query"))
+        .header("content-type", "application/dns-message")
+        .body(())
+        .unwrap();
+    // Headers only; the body stream stays open and empty.
+    let (response, _body) = client.send_request(request, false).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), response).await.expect("no answer").unwrap();
+    assert_eq!(response.status(), 408);
+}

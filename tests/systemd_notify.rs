@@ -7,6 +7,7 @@ mod common;
 use std::{
     net::{Ipv4Addr, SocketAddr},
     os::unix::net::UnixDatagram,
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -14,10 +15,17 @@ use std::{
 use common::*;
 use hickory_proto::rr::RecordType;
 
-fn receive(socket: &UnixDatagram) -> String {
+/// The next notification; on a timeout, fails with what nxguard logged.
+fn receive(socket: &UnixDatagram, log: &Path) -> String {
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("no notification from nxguard within 10 s");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    match socket.recv(&mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(error) => panic!("no notification within 10 s ({error}); nxguard logged:\n{}", read_log(log)),
+    }
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
 }
 
 fn signal(pid: u32, name: &str) {
@@ -40,28 +48,29 @@ async fn serve_notifies_systemd_of_readiness_reloads_and_stopping() {
         ),
     )
     .unwrap();
+    let log = dir.path().join("stderr.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_nxguard"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &notify)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
 
-    assert_eq!(receive(&systemd), "READY=1");
+    assert_eq!(receive(&systemd, &log), "READY=1");
     // Ready means answering: the first query gets its answer, without retries.
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let reply = udp_ask(server, &query("tiktok.com.", RecordType::A, true)).await;
     assert_blocked(&reply, "TikTok", 300, true);
 
     signal(child.id(), "HUP");
-    assert_eq!(receive(&systemd), "RELOADING=1");
-    assert_eq!(receive(&systemd), "READY=1");
+    assert_eq!(receive(&systemd, &log), "RELOADING=1");
+    assert_eq!(receive(&systemd, &log), "READY=1");
 
     signal(child.id(), "TERM");
-    assert_eq!(receive(&systemd), "STOPPING=1");
+    assert_eq!(receive(&systemd, &log), "STOPPING=1");
     let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
+    assert!(status.success(), "{status}: {}", read_log(&log));
 }
 
 #[test]
