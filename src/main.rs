@@ -223,10 +223,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     init_logging(&config);
-    let listeners = server::Listeners::bind(&config).context("cannot open the listening sockets")?;
-    let mut running = server::start(&config, listeners, Vec::new())?;
+    // Signals are watched before the sockets answer, so that a SIGHUP or SIGTERM sent as soon
+    // as the server responds is handled instead of killing the process.
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let listeners = server::Listeners::bind(&config).context("cannot open the listening sockets")?;
+    let mut running = server::start(&config, listeners, Vec::new())?;
     // Ready only once SIGHUP is handled: `systemctl reload` right after start must not kill us.
     notify_systemd("READY=1");
     let watching = config.policy.watch_secs > 0;
