@@ -30,6 +30,8 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// Failed records kept in memory for the next try; beyond this the oldest are dropped.
 const MAX_PENDING: usize = 200_000;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Records written in one transaction at most, when they arrive faster than the flush interval.
+const BATCH: usize = 10_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS attempts (
@@ -211,17 +213,26 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self, incoming: mpsc::Receiver<Attempt>) {
+        // Opened now so that the schema exists and a burst can be written at once; a failure
+        // here is retried (and reported) at the first flush.
+        self.connection = open(&self.path, false).ok();
         let mut deadline = Instant::now() + self.flush;
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             match incoming.recv_timeout(wait) {
                 Ok(attempt) => {
                     self.push(attempt);
-                    // Take what else is waiting without blocking.
-                    while let Ok(attempt) = incoming.try_recv() {
-                        self.push(attempt);
+                    // Take what else is waiting, up to one batch, without blocking.
+                    while self.pending.len() < BATCH {
+                        match incoming.try_recv() {
+                            Ok(attempt) => self.push(attempt),
+                            Err(_) => break,
+                        }
                     }
-                    if self.pending.len() < 10_000 && Instant::now() < deadline {
+                    // A full batch is written at once, unless the last write failed: then the
+                    // next try waits for the flush interval and records accumulate (bounded).
+                    let full = self.pending.len() >= BATCH && self.connection.is_some();
+                    if !full && Instant::now() < deadline {
                         continue;
                     }
                 }
