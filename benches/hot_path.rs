@@ -150,6 +150,7 @@ fn answers(c: &mut Criterion) {
                 &mut out,
                 black_box(&bq),
                 &config,
+                None,
                 "tiktokv.com",
                 1,
                 "TikTok (ByteDance) is banned on this network",

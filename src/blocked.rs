@@ -19,9 +19,17 @@ const SOA_RNAME_LABEL: &[u8] = b"\x0ahostmaster";
 /// Writes the blocked answer for `query` into `out`. `domain` is the listed domain that
 /// matched; when it is a suffix of the query name the SOA is owned by it, otherwise (a CNAME
 /// match) by the query name.
-pub fn write(out: &mut Vec<u8>, query: &Query<'_>, config: &BlockConfig, domain: &str, serial: u32, notice: &str) {
+pub fn write(
+    out: &mut Vec<u8>,
+    query: &Query<'_>,
+    config: &BlockConfig,
+    response: Option<BlockResponse>,
+    domain: &str,
+    serial: u32,
+    notice: &str,
+) {
     out.clear();
-    let (code, with_soa) = match config.response {
+    let (code, with_soa) = match response.unwrap_or(config.response) {
         BlockResponse::Nxdomain => (rcode::NXDOMAIN, true),
         BlockResponse::Nodata => (rcode::NOERROR, true),
         BlockResponse::Refused => (rcode::REFUSED, false),
@@ -90,7 +98,7 @@ mod tests {
         let packet = query(name, qtype, edns);
         let q = wire::parse_query(&packet).unwrap();
         let mut out = Vec::new();
-        write(&mut out, &q, config, "tiktok.com", 7, "TikTok (ByteDance) is banned on this network");
+        write(&mut out, &q, config, None, "tiktok.com", 7, "TikTok (ByteDance) is banned on this network");
         Message::from_vec(&out).unwrap()
     }
 

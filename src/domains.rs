@@ -24,6 +24,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("wechat", include_str!("../domains/wechat.txt")),
 ];
 
+/// The bypass-resistance categories (`[bypass]` in the config), compiled in: (id, list text).
+pub const BYPASS: &[(&str, &str)] = &[
+    ("firefox-canary", include_str!("../domains/bypass/firefox-canary.txt")),
+    ("private-relay", include_str!("../domains/bypass/private-relay.txt")),
+    ("ddr", include_str!("../domains/bypass/ddr.txt")),
+    ("public-resolvers", include_str!("../domains/bypass/public-resolvers.txt")),
+];
+
 /// What a domain is used for: tells the security officer how strong a hit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -26,11 +26,13 @@ pub struct App {
     pub id: String,
     pub name: String,
     pub vendor: String,
+    /// The answer this category always gets, whatever `block.response` says (bypass names).
+    pub response: Option<crate::config::BlockResponse>,
 }
 
 impl App {
     pub fn new(id: &str, name: &str, vendor: &str) -> App {
-        App { id: id.into(), name: name.into(), vendor: vendor.into() }
+        App { id: id.into(), name: name.into(), vendor: vendor.into(), response: None }
     }
 
     /// The text of the Extended DNS Error in blocked answers (RFC 8914 §2).
@@ -420,6 +422,14 @@ pub fn load(config: &crate::config::PolicyConfig) -> Result<Policy, PolicyError>
         let unknown: Vec<String> = apps.iter().filter(|a| !available.contains(a)).cloned().collect();
         if !unknown.is_empty() {
             return Err(PolicyError::UnknownApps { unknown, available });
+        }
+    }
+    for (id, response) in config.bypass.enabled() {
+        let text = domains::BYPASS.iter().find(|(bypass, _)| *bypass == id).map(|(_, text)| *text).unwrap_or_default();
+        let list = domains::parse(id, text, &format!("domains/bypass/{id}.txt")).map_err(PolicyError::Lists)?;
+        let app = builder.app(App { response, ..App::new(id, &list.name, &list.vendor) });
+        for entry in &list.entries {
+            builder.block(&entry.domain, app, entry.kind, entry.exact);
         }
     }
     if !config.extra.is_empty() {

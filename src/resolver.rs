@@ -265,7 +265,9 @@ impl Resolver {
         via: Via,
         out: &mut Vec<u8>,
     ) -> Step {
-        blocked::write(out, query, &live.block, matched.domain, live.policy.version_serial(), &matched.app.notice);
+        let response = matched.app.app.response;
+        let serial = live.policy.version_serial();
+        blocked::write(out, query, &live.block, response, matched.domain, serial, &matched.app.notice);
         // Relays' identity options are read here, while the packet is at hand; the dispatcher
         // resolves the full identity off the query path.
         let edns = if live.access.is_relay(client.addr.ip()) {

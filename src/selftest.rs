@@ -155,7 +155,7 @@ pub fn run(
         let [udp, tcp] = [Over::Udp, Over::Tcp].map(|over| {
             ask(server, name, over, timeout)
                 .map_err(|e| format!("no answer ({e})"))
-                .and_then(|reply| judge(&reply, expected, &matched.app.notice))
+                .and_then(|reply| judge(&reply, matched.app.app.response.unwrap_or(expected), &matched.app.notice))
         });
         match (udp, tcp) {
             (Err(udp), Err(tcp)) if udp == tcp => report.failures.push(format!("{name} over udp and tcp: {udp}")),

@@ -10,7 +10,7 @@ fn nxguard(args: &[&str]) -> std::process::Output {
 fn check_accepts_the_embedded_default() {
     let out = nxguard(&["check"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 11 apps"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 14 apps"));
 }
 
 #[test]

@@ -27,10 +27,11 @@ async fn every_app_is_reported_enforced() {
             stdout.lines().find(|l| l.split_whitespace().nth(1) == Some(app)).unwrap_or_else(|| panic!("{stdout}"));
         assert!(line.trim_start().starts_with("enforced"), "{line}");
     }
-    assert!(stdout.contains("summary: all 11 apps enforced"), "{stdout}");
+    assert!(stdout.contains("summary: all 14 apps enforced"), "{stdout}");
     assert_eq!(upstream.calls(), 0, "every sample name was answered by the ban, none forwarded");
     // Three names per app, over UDP and TCP.
-    assert_eq!(server.running.resolver.stats.total_received(), 1 + 11 * 3 * 2);
+    // Three names per app list; the bypass categories have 1 + 2 + 1 names.
+    assert_eq!(server.running.resolver.stats.total_received(), 1 + (11 * 3 + 4) * 2);
 }
 
 #[tokio::test]
@@ -40,7 +41,7 @@ async fn apps_the_server_does_not_enforce_are_named_and_fail_the_run() {
     let out = selftest(&["--server", &server.udp.to_string()]).await;
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
-    assert!(stdout.contains("summary: 2 of 11 apps enforced; not enforced: "), "{stdout}");
+    assert!(stdout.contains("summary: 5 of 14 apps enforced; not enforced: "), "{stdout}");
     for app in ["temu", "shein", "capcut"] {
         let line =
             stdout.lines().find(|l| l.split_whitespace().nth(2) == Some(app)).unwrap_or_else(|| panic!("{stdout}"));

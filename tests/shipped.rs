@@ -22,6 +22,18 @@ fn every_domain_list_parses_and_passes_lint() {
 }
 
 #[test]
+fn bypass_lists_parse_and_pass_lint() {
+    for (id, text) in domains::BYPASS {
+        let origin = format!("domains/bypass/{id}.txt");
+        let list = domains::parse(id, text, &origin).unwrap_or_else(|e| panic!("{e:#?}"));
+        let problems = domains::lint(&list, &origin);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let on_disk = std::fs::read_to_string(repo(&origin)).unwrap();
+        assert_eq!(&on_disk, text, "{origin} differs from the compiled-in copy; rebuild");
+    }
+}
+
+#[test]
 fn compiled_in_lists_are_the_files_on_disk() {
     let on_disk = domains::read_dir(&repo("domains")).unwrap();
     let builtin = domains::builtin();
@@ -58,7 +70,7 @@ fn do_not_block_rows_stay_out() {
 fn embedded_default_config_loads_with_every_app() {
     let config = Config::embedded();
     let policy = policy::load(&config.policy).unwrap();
-    assert_eq!(policy.apps().len(), 11);
+    assert_eq!(policy.apps().len(), 11 + 3, "the app lists and the bypass categories on by default");
     assert!(policy.len() > 250);
 }
 
