@@ -192,16 +192,39 @@ pub struct UpstreamServer {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
-    /// Tried in order; the next one is asked when one fails.
+    /// The servers everything is forwarded to (but the `zones` below).
     pub servers: Vec<UpstreamServer>,
     /// Total time for one client query across all servers; then SERVFAIL.
     pub timeout_ms: u64,
+    pub strategy: Strategy,
+    /// Conditional forwarding: names under these zones go only to their own servers.
+    pub zones: Vec<ZoneForward>,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
-        UpstreamConfig { servers: Vec::new(), timeout_ms: 1500 }
+        UpstreamConfig { servers: Vec::new(), timeout_ms: 1500, strategy: Strategy::Ordered, zones: Vec::new() }
     }
+}
+
+/// How the next server is chosen.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// In configured order; a failing server is skipped until a background probe finds it back.
+    #[default]
+    Ordered,
+    /// The healthy server with the lowest smoothed round-trip time first.
+    Fastest,
+}
+
+/// Internal zones (the municipality's AD domain, reverse zones) and the servers that answer
+/// for them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneForward {
+    pub zones: Vec<String>,
+    pub servers: Vec<UpstreamServer>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -489,8 +512,22 @@ impl Config {
         if self.upstream.servers.is_empty() {
             p.push("upstream.servers: no upstream server".to_string());
         }
-        for (i, s) in self.upstream.servers.iter().enumerate() {
-            let at = format!("upstream.servers[{i}]");
+        let zone_servers = self.upstream.zones.iter().enumerate().flat_map(|(z, zone)| {
+            zone.servers.iter().enumerate().map(move |(i, s)| (format!("upstream.zones[{z}].servers[{i}]"), s))
+        });
+        for (z, zone) in self.upstream.zones.iter().enumerate() {
+            if zone.zones.is_empty() || zone.servers.is_empty() {
+                p.push(format!("upstream.zones[{z}]: needs at least one zone and one server"));
+            }
+            for name in &zone.zones {
+                let valid = name.split('.').all(|l| !l.is_empty() && l.len() <= 63) && name.len() <= 253;
+                if !valid || name != &name.to_ascii_lowercase() {
+                    p.push(format!("upstream.zones[{z}]: {name:?} is not a lowercase zone name"));
+                }
+            }
+        }
+        let main_servers = self.upstream.servers.iter().enumerate().map(|(i, s)| (format!("upstream.servers[{i}]"), s));
+        for (at, s) in main_servers.chain(zone_servers) {
             let encrypted = matches!(s.protocol, Protocol::Tls | Protocol::Https);
             if encrypted && s.tls_name.as_deref().is_none_or(str::is_empty) {
                 p.push(format!("{at}.tls_name: required for protocol tls and https"));

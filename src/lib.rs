@@ -36,7 +36,8 @@
 //! - [`wire`]: DNS wire-format parsing and writing on the hot path.
 //! - [`blocked`]: blocked answers.
 //! - [`cache`]: the response cache, storing answers ready to serve.
-//! - [`upstream`]: forwarding to upstream resolvers (UDP/TCP/DoT/DoH).
+//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH).
+//! - [`pool`]: which upstream a query goes to: zones, health, probes, strategy.
 //! - [`access`]: which clients are answered.
 //! - [`limits`]: per-client rate limits and TCP connection caps.
 //! - [`attempts`]: attempt records, off the query path.
@@ -63,6 +64,7 @@ pub mod https;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod pool;
 pub mod report;
 pub mod resolver;
 pub mod selftest;

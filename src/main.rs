@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nxguard::{
     config::{Config, LogFormat},
-    domains, policy, report, selftest, server, store, systemd, tls, upstream,
+    domains, policy, pool, report, selftest, server, store, systemd, tls,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -196,7 +196,7 @@ fn init_logging(config: &Config) {
 fn check(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
     let policy = policy::load(&config.policy)?;
-    upstream::Upstreams::new(&config.upstream)?;
+    pool::Upstreams::new(&config.upstream)?;
     if !config.server.tls.is_empty() || !config.server.https.is_empty() {
         tls::ServerTls::load(&config.server)?;
     }

@@ -518,6 +518,37 @@ mod tests {
     }
 
     #[test]
+    fn packed_slots_keep_every_kind_and_flag() {
+        let mut b = PolicyBuilder::new();
+        let app = b.app(App::new("x", "X", "Y"));
+        for (i, kind) in KINDS.iter().enumerate() {
+            b.block(&format!("k{i}.example"), app, *kind, i % 2 == 0);
+        }
+        let p = b.build();
+        for (i, kind) in KINDS.iter().enumerate() {
+            let m = p.lookup_text(&format!("k{i}.example")).unwrap();
+            assert_eq!((m.kind, m.exact), (*kind, i % 2 == 0));
+        }
+        assert_eq!(std::mem::size_of::<Slot>(), 8);
+    }
+
+    #[test]
+    fn streamed_lists_load_like_parsed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "@app Test App\n@vendor V\na.example api\n\nb.example web exact # s: x\r\n";
+        std::fs::write(dir.path().join("t.txt"), text).unwrap();
+        let config = crate::config::PolicyConfig { domains_dir: Some(dir.path().into()), ..Default::default() };
+        let p = load(&config).unwrap();
+        let m = p.lookup_text("x.a.example").unwrap();
+        assert_eq!((m.app.app.name.as_str(), m.app.app.vendor.as_str()), ("Test App", "V"));
+        assert!(p.lookup_text("b.example").unwrap().exact);
+        assert!(p.lookup_text("x.b.example").is_none());
+        std::fs::write(dir.path().join("t.txt"), "@app T\nBAD.example\n").unwrap();
+        let Err(PolicyError::Lists(errors)) = load(&config) else { panic!("broken list loaded") };
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 0], "{errors:?}");
+    }
+
+    #[test]
     fn version_depends_on_content_and_duplicates_are_counted() {
         let a = policy();
         let b = policy();

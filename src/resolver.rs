@@ -30,7 +30,8 @@ use crate::{
     limits::RateLimiter,
     metrics::{Outcome, Stats},
     policy::{Match, Policy},
-    upstream::{UpstreamError, Upstreams},
+    pool::Upstreams,
+    upstream::UpstreamError,
     wire::{self, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
 };
 
@@ -208,12 +209,12 @@ impl Resolver {
         };
         let upstreams = Arc::clone(&self.live.load().upstreams);
         let mut asked = upstream_query(&query, true);
-        let mut result = upstreams.exchange(&asked).await;
+        let mut result = upstreams.exchange(&asked, query.name.as_bytes()).await;
         if result.as_ref().is_ok_and(|r| rcode_of(r) == rcode::FORMERR) {
             // RFC 6891 §7: a server that does not understand EDNS answers FORMERR; ask again
             // once without the OPT record.
             asked = upstream_query(&query, false);
-            result = upstreams.exchange(&asked).await;
+            result = upstreams.exchange(&asked, query.name.as_bytes()).await;
         }
         let response = match result {
             Ok(response) => response,

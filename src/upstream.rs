@@ -29,11 +29,11 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpStream, UdpSocket},
     sync::Mutex,
-    time::{Instant, timeout_at},
+    time::Instant,
 };
 
 use crate::{
-    config::{Protocol, UpstreamConfig, UpstreamServer},
+    config::{Protocol, UpstreamServer},
     wire::{self, HEADER_LEN, flag},
 };
 
@@ -62,11 +62,11 @@ pub struct ServerStats {
     buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
-    errors: AtomicU64,
+    pub errors: AtomicU64,
 }
 
 impl ServerStats {
-    fn answered(&self, took: Duration) {
+    pub fn answered(&self, took: Duration) {
         let ms = took.as_millis() as u64;
         if let Some(i) = LATENCY_BUCKETS_MS.iter().position(|&b| ms < b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -95,7 +95,8 @@ impl ServerStats {
     }
 }
 
-struct Upstream {
+/// One upstream server and its transport.
+pub struct Upstream {
     config: UpstreamServer,
     /// The open DoT/DoH connection, reconnected after a failure.
     exchange: Mutex<Option<Exchange>>,
@@ -105,67 +106,30 @@ struct Upstream {
     provider: TokioRuntimeProvider,
 }
 
-/// The configured upstream servers, asked in order.
-pub struct Upstreams {
-    servers: Vec<Upstream>,
-    timeout: Duration,
-}
-
-impl Upstreams {
-    pub fn new(config: &UpstreamConfig) -> Result<Upstreams, UpstreamError> {
-        let servers = config
-            .servers
-            .iter()
-            .map(|s| {
-                let tls = match s.protocol {
-                    Protocol::Tls | Protocol::Https => Some(Arc::new(tls_config(s)?)),
-                    Protocol::Udp | Protocol::Tcp => None,
-                };
-                Ok(Upstream {
-                    config: s.clone(),
-                    exchange: Mutex::new(None),
-                    tls,
-                    stats: ServerStats::default(),
-                    provider: TokioRuntimeProvider::new(),
-                })
-            })
-            .collect::<Result<_, UpstreamError>>()?;
-        Ok(Upstreams { servers, timeout: Duration::from_millis(config.timeout_ms) })
+impl Upstream {
+    /// One configured server; reads its CA file for tls and https.
+    pub fn new(config: &UpstreamServer) -> Result<Upstream, UpstreamError> {
+        let tls = match config.protocol {
+            Protocol::Tls | Protocol::Https => Some(Arc::new(tls_config(config)?)),
+            Protocol::Udp | Protocol::Tcp => None,
+        };
+        Ok(Upstream {
+            config: config.clone(),
+            exchange: Mutex::new(None),
+            tls,
+            stats: ServerStats::default(),
+            provider: TokioRuntimeProvider::new(),
+        })
     }
 
-    /// Sends `query` (a complete DNS message) and returns the first good answer. Each server
-    /// gets an equal share of the overall timeout, so a silent one cannot use it all.
-    pub async fn exchange(&self, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
-        let share = self.timeout / self.servers.len().max(1) as u32;
-        let mut last = None;
-        for server in &self.servers {
-            let started = Instant::now();
-            let deadline = started + share;
-            let error = match timeout_at(deadline, server.exchange(query, deadline)).await {
-                Ok(Ok(answer)) => {
-                    server.stats.answered(started.elapsed());
-                    return Ok(answer);
-                }
-                Ok(Err(e)) => e,
-                Err(_) => UpstreamError::Timeout { server: server.config.address },
-            };
-            server.stats.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, "upstream failed");
-            last = Some(error);
-        }
-        Err(last.unwrap_or(UpstreamError::Timeout { server: SocketAddr::from(([0, 0, 0, 0], 0)) }))
-    }
-}
-
-impl Upstreams {
-    /// Each server's address and counters, in configured order.
-    pub fn servers(&self) -> impl Iterator<Item = (SocketAddr, &ServerStats)> {
-        self.servers.iter().map(|s| (s.config.address, &s.stats))
+    pub fn address(&self) -> SocketAddr {
+        self.config.address
     }
 }
 
 impl Upstream {
-    async fn exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
+    /// Sends `query` to this server; the caller bounds the time.
+    pub async fn exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
         let server = self.config.address;
         match self.config.protocol {
             Protocol::Udp => {

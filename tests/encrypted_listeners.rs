@@ -366,9 +366,12 @@ async fn hickory_clients_get_blocked_answers() {
             certs.cert
         ))
         .unwrap();
-        let client = nxguard::upstream::Upstreams::new(&config.upstream).unwrap();
+        let client = nxguard::pool::Upstreams::new(&config.upstream).unwrap();
         let blocked = query("tiktok.com.", RecordType::A, true);
-        let reply = client.exchange(&blocked.to_vec().unwrap()).await.unwrap_or_else(|e| panic!("{protocol}: {e}"));
+        let reply = client
+            .exchange(&blocked.to_vec().unwrap(), b"tiktok.com")
+            .await
+            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
         assert_blocked(&Message::from_vec(&reply).unwrap(), TIKTOK, BLOCK_TTL, true);
     }
     let stats = &server.running.resolver.stats;

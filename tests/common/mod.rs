@@ -134,6 +134,11 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
+        Self::start_with_delay(Duration::ZERO).await
+    }
+
+    /// A fake upstream whose UDP answers take `delay` (a slow resolver).
+    pub async fn start_with_delay(delay: Duration) -> FakeUpstream {
         // UDP and TCP on one port; retry when another socket holds that port for TCP.
         let mut bound = None;
         for _ in 0..32 {
@@ -144,6 +149,17 @@ impl FakeUpstream {
             }
         }
         let (udp, tcp) = bound.expect("a free loopback port");
+        Self::serve(udp, tcp, delay)
+    }
+
+    /// A fake upstream on a given address (one that comes back after being down).
+    pub async fn start_on(addr: SocketAddr) -> FakeUpstream {
+        let udp = UdpSocket::bind(addr).await.unwrap();
+        let tcp = TcpListener::bind(addr).await.unwrap();
+        Self::serve(udp, tcp, Duration::ZERO)
+    }
+
+    fn serve(udp: UdpSocket, tcp: TcpListener, delay: Duration) -> FakeUpstream {
         let udp = Arc::new(udp);
         let addr = udp.local_addr().unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
@@ -157,7 +173,11 @@ impl FakeUpstream {
                     continue;
                 };
                 if let Some(reply) = respond(&query, false) {
-                    let _ = udp.send_to(&reply.to_vec().unwrap(), peer).await;
+                    let udp = Arc::clone(&udp);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = udp.send_to(&reply.to_vec().unwrap(), peer).await;
+                    });
                 }
             }
         });
@@ -193,6 +213,11 @@ impl FakeUpstream {
 
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Stops answering and closes the sockets (a dead upstream).
+    pub async fn stop(&mut self) {
+        self.tasks.shutdown().await;
     }
 }
 
