@@ -4,10 +4,11 @@
 #   bash benches/load.sh [--quick] [--scaling] [--keep]
 #
 # Installs dnsperf, unbound and dig from Debian packages when missing (needs root), builds
-# nxguard with `cargo build --release`, generates the query corpora and block lists under a
-# `mktemp -d` directory, and measures each server x list x scenario. Everything runs on
-# loopback ports above 15000 (never 53); every process the script starts is stopped by its PID
-# on exit. The table is printed and written to benches/results/latest.txt.
+# nxguard with `cargo build --release` (or takes NXGUARD_BIN), generates the query corpora and
+# block lists under a `mktemp -d` directory, and measures each server x list x scenario.
+# Everything runs on loopback ports above 15000 (never 53); every process the script starts is
+# stopped by its PID on exit. The table is printed and written to benches/results/latest.txt
+# (latest-quick.txt with --quick).
 # See benches/README.md for what each column means.
 set -eEuo pipefail
 
@@ -15,7 +16,8 @@ usage() {
     cat <<'EOF'
 usage: bash benches/load.sh [--quick] [--scaling] [--keep]
 
-  --quick    short runs (2 s per scenario, 1 s latency run) and a 100k list instead of 1M
+  --quick    short runs (2 s per scenario, 1 s latency run) and a 100k list instead of 1M;
+             the report goes to benches/results/latest-quick.txt instead of latest.txt
   --scaling  also compare nxguard with workers=1 on one core and workers=2 on two cores
   --keep     keep the temporary directory (configs, corpora, raw dnsperf output, logs)
 
@@ -28,7 +30,7 @@ Environment (defaults in brackets; --quick lowers the first three):
   CLIENTS [4]         dnsperf clients, i.e. source ports (dnsperf -c)
   CACHED_NAMES [10000]  distinct names in the cached corpus
   BLOCKED_NAMES [100000] names sampled from the generated list for its blocked corpus
-  PORT_BASE [15350]   nxguard PORT_BASE, Unbound +1, upstream +2, nxguard metrics +3
+  PORT_BASE [15350]   nxguard on PORT_BASE, Unbound +1, upstream +2, nxguard metrics +3
   SERVER_CPU [1]  CLIENT_CPU [0]   cores for the servers and for dnsperf + upstream
   NXGUARD_BIN         use this nxguard binary instead of `cargo build --release`
 EOF
@@ -391,14 +393,15 @@ start() {
 
 # wait_ready NAME PID PORT QNAME: seconds from start to the first answer, polled with dig.
 wait_ready() {
-    local name=$1 pid=$2 port=$3 qname=$4 deadline now
+    local name=$1 pid=$2 port=$3 qname=$4 deadline now answer
     deadline=$(($(date +%s) + READY_TIMEOUT_S))
     while :; do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 20 "$WORK/$name.log" >&2
             die "$name exited before answering (log above)"
         fi
-        if dig +tries=1 +time=2 -p "$port" @127.0.0.1 "$qname" A 2>/dev/null | grep -q 'status: '; then
+        answer=$(dig +tries=1 +time=2 -p "$port" @127.0.0.1 "$qname" A 2>/dev/null || true)
+        if [[ $answer == *"status: "* ]]; then
             now=$(date +%s%N)
             awk -v d=$((now - START_NS)) 'BEGIN { printf "%.2f", d / 1e9 }'
             return
@@ -639,7 +642,8 @@ log_findings() {
         count=$(grep -c -E 'WARN|ERROR|panicked' "$log" || true)
         if ((count > 0)); then
             echo "$(basename "$log"): $count warning/error line(s), first ones:"
-            grep -m 5 -E 'WARN|ERROR|panicked' "$log" | cut -c1-300 | sed 's/^/  /'
+            # Without a terminal nxguard still colours its log; strip the escapes.
+            grep -m 5 -E 'WARN|ERROR|panicked' "$log" | sed 's/\x1b\[[0-9;]*m//g; s/^/  /' | cut -c1-300
         fi
     done
 }
@@ -682,7 +686,9 @@ main() {
         run_scaling
     fi
 
+    # A --quick run does not overwrite the figures of the last full run.
     local out="$ROOT/benches/results/latest.txt" findings problems
+    ((QUICK)) && out="$ROOT/benches/results/latest-quick.txt"
     mkdir -p "$ROOT/benches/results"
     findings=$(log_findings)
     problems=$(checks)

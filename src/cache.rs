@@ -19,6 +19,11 @@ use crate::{
     wire::{self, HEADER_LEN, LowerName, Query, TYPE_CNAME, TYPE_OPT, TYPE_SOA, WireError, flag, rcode},
 };
 
+/// TTL of stale answers (RFC 8767 §4 recommends 30 s).
+const STALE_TTL: u32 = 30;
+/// Extended DNS Error 3, "Stale Answer" (RFC 8914 §4.4).
+const EDE_STALE_ANSWER: u16 = 3;
+
 /// Longest key: a 255-octet wire name, type, class and the flag byte.
 pub const MAX_KEY: usize = 255 + 5;
 
@@ -188,6 +193,16 @@ impl CachedAnswer {
 
     /// Writes the answer for `query` into `out`; `udp_limit` truncates (TC=1) over UDP.
     pub fn write(&self, query: &Query<'_>, now: Instant, udp_limit: Option<usize>, out: &mut Vec<u8>) {
+        self.write_as(query, now, udp_limit, out, false);
+    }
+
+    /// Writes the expired answer as a stale one (RFC 8767 §4): every TTL 30 and, with EDNS,
+    /// Extended DNS Error 3 "Stale Answer" (RFC 8914).
+    pub fn write_stale(&self, query: &Query<'_>, udp_limit: Option<usize>, out: &mut Vec<u8>) {
+        self.write_as(query, self.stored_at, udp_limit, out, true);
+    }
+
+    fn write_as(&self, query: &Query<'_>, now: Instant, udp_limit: Option<usize>, out: &mut Vec<u8>, stale: bool) {
         out.clear();
         let question = query.question_bytes();
         let question_end = HEADER_LEN + question.len();
@@ -200,7 +215,8 @@ impl CachedAnswer {
         let age = now.saturating_duration_since(self.stored_at).as_secs().min(u64::from(u32::MAX)) as u32;
         for &(at, ttl) in self.ttls.iter() {
             let at = usize::from(at);
-            out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+            let ttl = if stale { STALE_TTL } else { ttl.saturating_sub(age) };
+            out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
         }
         // RFC 6840 §5.8: AD only for clients that asked for it with AD or DO.
         let wants_ad = query.flags & flag::AD != 0 || query.dnssec_ok();
@@ -213,7 +229,11 @@ impl CachedAnswer {
         wire::set_u16(out, 6, an);
         wire::set_u16(out, 8, ns);
         wire::set_u16(out, 10, ar + u16::from(query.edns.is_some()));
-        let opt_len = if query.edns.is_some() { 11 } else { 0 };
+        let mut options = Vec::new();
+        if stale {
+            wire::push_ede(&mut options, EDE_STALE_ANSWER, "");
+        }
+        let opt_len = if query.edns.is_some() { 11 + options.len() } else { 0 };
         if udp_limit.is_some_and(|limit| out.len() + opt_len > limit) {
             // RFC 2181 §9: a truncated answer is cut to the question, TC set, OPT kept.
             out.truncate(question_end);
@@ -224,7 +244,7 @@ impl CachedAnswer {
             wire::set_u16(out, 10, u16::from(query.edns.is_some()));
         }
         if query.edns.is_some() {
-            wire::push_opt(out, query.dnssec_ok(), 0, &[]);
+            wire::push_opt(out, query.dnssec_ok(), 0, &options);
         }
     }
 }
@@ -260,11 +280,14 @@ fn scrub(response: &[u8], qname: &LowerName, chain: &[Box<str>]) -> Result<Vec<u
     message.to_vec().map_err(|_| WireError::Truncated("message"))
 }
 
-struct UntilExpiry;
+/// Entries stay until their TTL ran out plus the serve-stale window.
+struct UntilExpiry {
+    stale: Duration,
+}
 
 impl Expiry<Box<[u8]>, Arc<CachedAnswer>> for UntilExpiry {
     fn expire_after_create(&self, _: &Box<[u8]>, value: &Arc<CachedAnswer>, created_at: Instant) -> Option<Duration> {
-        Some(value.expires_at.saturating_duration_since(created_at))
+        Some(value.expires_at.saturating_duration_since(created_at) + self.stale)
     }
 }
 
@@ -272,19 +295,29 @@ impl Expiry<Box<[u8]>, Arc<CachedAnswer>> for UntilExpiry {
 #[derive(Clone)]
 pub struct Cache {
     inner: Option<Moka<Box<[u8]>, Arc<CachedAnswer>>>,
+    /// How long past its TTL an answer may still be served when no upstream answers.
+    stale: Duration,
 }
 
 impl Cache {
     pub fn new(config: &CacheConfig) -> Cache {
+        let stale = Duration::from_secs(u64::from(config.serve_stale_secs));
         let inner = (config.max_entries > 0)
-            .then(|| Moka::builder().max_capacity(config.max_entries).expire_after(UntilExpiry).build());
-        Cache { inner }
+            .then(|| Moka::builder().max_capacity(config.max_entries).expire_after(UntilExpiry { stale }).build());
+        Cache { inner, stale }
     }
 
     /// A live entry for `key`, or None if absent or expired at `now`.
     pub fn get(&self, key: &[u8], now: Instant) -> Option<Arc<CachedAnswer>> {
         let entry = self.inner.as_ref()?.get(key)?;
         (entry.expires_at > now).then_some(entry)
+    }
+
+    /// An expired entry for `key` still inside the serve-stale window at `now` (RFC 8767).
+    pub fn get_stale(&self, key: &[u8], now: Instant) -> Option<Arc<CachedAnswer>> {
+        let entry = self.inner.as_ref()?.get(key)?;
+        let expired_for = now.checked_duration_since(entry.expires_at)?;
+        (expired_for <= self.stale).then_some(entry)
     }
 
     pub fn insert(&self, key: &[u8], answer: Arc<CachedAnswer>) {

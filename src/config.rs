@@ -238,11 +238,20 @@ pub struct CacheConfig {
     pub max_ttl_secs: u32,
     /// Ceiling for negative answers (RFC 2308 §5 suggests 1–3 hours at most).
     pub negative_max_ttl_secs: u32,
+    /// Serve-stale (RFC 8767): when no upstream answers within 1.8 s, an answer expired at most
+    /// this long ago is served (TTL 30, EDE 3); 0 = off. RFC 8767 suggests 1 to 3 days.
+    pub serve_stale_secs: u32,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { max_entries: 100_000, min_ttl_secs: 0, max_ttl_secs: 86_400, negative_max_ttl_secs: 3_600 }
+        CacheConfig {
+            max_entries: 100_000,
+            min_ttl_secs: 0,
+            max_ttl_secs: 86_400,
+            negative_max_ttl_secs: 3_600,
+            serve_stale_secs: 86_400,
+        }
     }
 }
 

@@ -45,10 +45,12 @@ pub enum Outcome {
     RateLimited,
     /// Too many queries already waiting for upstreams: SERVFAIL.
     Overloaded,
+    /// No upstream answered in time; an expired cached answer was served (RFC 8767).
+    Stale,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Blocked,
         Outcome::Cached,
         Outcome::Forwarded,
@@ -59,6 +61,7 @@ impl Outcome {
         Outcome::Dropped,
         Outcome::RateLimited,
         Outcome::Overloaded,
+        Outcome::Stale,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Outcome {
             Outcome::Dropped => "dropped",
             Outcome::RateLimited => "rate_limited",
             Outcome::Overloaded => "overloaded",
+            Outcome::Stale => "stale",
         }
     }
 }

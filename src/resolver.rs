@@ -11,7 +11,7 @@
 use std::{
     net::SocketAddr,
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use arc_swap::ArcSwap;
@@ -38,6 +38,8 @@ use crate::{
 /// RFC 8914 info codes used in error answers.
 const EDE_PROHIBITED: u16 = 18;
 const EDE_NETWORK_ERROR: u16 = 23;
+/// RFC 8767 §5 "client response timer": how long a client waits before a stale answer.
+const STALE_AFTER: Duration = Duration::from_millis(1800);
 
 /// Who asked, and how.
 #[derive(Debug, Clone, Copy)]
@@ -208,17 +210,37 @@ impl Resolver {
             return self.finished(client, Outcome::Malformed);
         };
         let upstreams = Arc::clone(&self.live.load().upstreams);
-        let mut asked = upstream_query(&query, true);
-        let mut result = upstreams.exchange(&asked, query.name.as_bytes()).await;
-        if result.as_ref().is_ok_and(|r| rcode_of(r) == rcode::FORMERR) {
-            // RFC 6891 §7: a server that does not understand EDNS answers FORMERR; ask again
-            // once without the OPT record.
-            asked = upstream_query(&query, false);
-            result = upstreams.exchange(&asked, query.name.as_bytes()).await;
-        }
-        let response = match result {
-            Ok(response) => response,
-            Err(error) => {
+        let mut key = [0u8; cache::MAX_KEY];
+        // RFC 8767: with an expired answer at hand, the client waits at most 1.8 s for a fresh one.
+        let stale = self.cache.get_stale(cache::key(&query, &mut key), Instant::now());
+        let budget = if stale.is_some() { STALE_AFTER } else { Duration::MAX };
+        let fetch = async {
+            let asked = upstream_query(&query, true);
+            let result = upstreams.exchange(&asked, query.name.as_bytes()).await;
+            if result.as_ref().is_ok_and(|r| rcode_of(r) == rcode::FORMERR) {
+                // RFC 6891 §7: a server that does not understand EDNS answers FORMERR; ask again
+                // once without the OPT record.
+                let asked = upstream_query(&query, false);
+                return upstreams.exchange(&asked, query.name.as_bytes()).await;
+            }
+            result
+        };
+        let result = tokio::time::timeout(budget, fetch)
+            .await
+            .unwrap_or_else(|_| Err(UpstreamError::Timeout { server: std::net::SocketAddr::from(([0, 0, 0, 0], 0)) }));
+        let response = match (result, stale) {
+            (Ok(response), _) => response,
+            (Err(error), Some(entry)) => {
+                warn!(%error, qname = %query.name.to_text(), "no upstream answer; serving stale");
+                let live = self.live.load();
+                if let Some((matched, alias)) = chain_match(&live.policy, query.name.as_bytes(), &entry.chain) {
+                    self.block(&query, client, &live, matched, Via::Cname { alias }, out);
+                    return Outcome::Blocked;
+                }
+                entry.write_stale(&query, udp_limit(&query, client), out);
+                return self.finished(client, Outcome::Stale);
+            }
+            (Err(error), None) => {
                 warn!(%error, qname = %query.name.to_text(), "no upstream answer");
                 wire::write_error(out, &query, rcode::SERVFAIL.into(), Some((EDE_NETWORK_ERROR, "")));
                 return self.finished(client, Outcome::UpstreamFailed);

@@ -1,7 +1,8 @@
 //! Upstream resolvers: sending a query and getting back a matching answer.
 //!
 //! Owns: the transports (UDP with TCP fallback on truncation, TCP, DNS-over-TLS, DNS-over-HTTPS),
-//! spoofing checks on plain answers (random source port and ID, question must match), failover
+//! spoofing checks on plain answers (random source ports and IDs, 0x20, question must match;
+//! UDP goes over a few long-lived sockets per server, see `udp`), failover
 //! in configured order, and the overall time bound. Does not own: what is asked (the resolver
 //! builds the query) or what is done with the answer.
 //!
@@ -11,7 +12,7 @@
 //! would lose the upstream's answer; so it is not used here.)
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -24,13 +25,17 @@ use hickory_net::{
     xfer::{DnsExchange, DnsHandle, FirstAnswer},
 };
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
+
+mod udp;
+
 use thiserror::Error;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, UdpSocket},
+    net::TcpStream,
     sync::Mutex,
     time::Instant,
 };
+pub use udp::UdpPool;
 
 use crate::{
     config::{Protocol, UpstreamServer},
@@ -104,6 +109,8 @@ pub struct Upstream {
     pub stats: ServerStats,
     /// Owns the exchange's background task: hickory-net aborts it when the provider is dropped.
     provider: TokioRuntimeProvider,
+    /// The long-lived UDP sockets (protocol udp).
+    udp: UdpPool,
 }
 
 impl Upstream {
@@ -119,6 +126,7 @@ impl Upstream {
             tls,
             stats: ServerStats::default(),
             provider: TokioRuntimeProvider::new(),
+            udp: UdpPool::new(config.address),
         })
     }
 
@@ -133,7 +141,13 @@ impl Upstream {
         let server = self.config.address;
         match self.config.protocol {
             Protocol::Udp => {
-                let answer = udp_exchange(server, query).await?;
+                let io = |source| UpstreamError::Io { server, source };
+                let answer = match self.udp.exchange(query).await.map_err(io)? {
+                    udp::Delivery::Answer(answer) => answer,
+                    // Forged, or an upstream that ignores 0x20: TCP settles it either way.
+                    udp::Delivery::CaseMismatch => return tcp_exchange(server, query).await,
+                    udp::Delivery::Refused => return Err(io(std::io::ErrorKind::ConnectionRefused.into())),
+                };
                 if answer.get(2).is_some_and(|b| u16::from(*b) << 8 & flag::TC != 0) {
                     return tcp_exchange(server, query).await;
                 }
@@ -220,25 +234,6 @@ fn tls_config(server: &UpstreamServer) -> Result<rustls::ClientConfig, UpstreamE
         .map_err(|e| fail(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// One query over a fresh UDP socket: a random source port per query, and only an answer with
-/// our ID and question is taken (anything else is ignored as a spoofing attempt).
-async fn udp_exchange(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, UpstreamError> {
-    let io = |source| UpstreamError::Io { server, source };
-    let bind: SocketAddr =
-        if server.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-    let socket = UdpSocket::bind(bind).await.map_err(io)?;
-    socket.connect(server).await.map_err(io)?;
-    socket.send(query).await.map_err(io)?;
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let n = socket.recv(&mut buf).await.map_err(io)?;
-        if matches_query(query, &buf[..n]) {
-            buf.truncate(n);
-            return Ok(buf);
-        }
-    }
 }
 
 /// One query over a new TCP connection (RFC 7766 §8 framing: a two-byte length prefix).

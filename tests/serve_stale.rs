@@ -1,0 +1,72 @@
+//! Serve-stale (RFC 8767): when no upstream answers, an expired cached answer is served with
+//! TTL 30 and EDE 3 within 1.8 s; an uncached name gets SERVFAIL within the same bound; a name
+//! the current policy bans is blocked, never served stale.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+use nxguard::config::Config;
+
+/// Cache entries live 1 s, so the test can let them expire.
+const SHORT_TTL: &str = "[cache]\nmax_ttl_secs = 1\n";
+
+fn silent_upstream_config(silent: std::net::SocketAddr, extra: &str) -> Config {
+    Config::from_toml(&format!(
+        "[upstream]\ntimeout_ms = 3000\n[[upstream.servers]]\naddress = \"{silent}\"\n{SHORT_TTL}{extra}"
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn expired_answers_are_served_stale_when_no_upstream_answers() {
+    let upstream = FakeUpstream::start().await;
+    let server = start_server(&config_for(upstream.addr, SHORT_TTL));
+    let fresh = udp_ask(server.udp, &query("www.example.org.", RecordType::A, true)).await;
+    assert_eq!(fresh.answers[0].ttl, 1);
+    assert_forwarded(&udp_ask(server.udp, &query("www.example.net.", RecordType::A, true)).await, RecordType::A);
+
+    // The upstream goes silent (a socket that never answers; its timeout is 3 s).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    server.running.reload(&silent_upstream_config(silent.local_addr().unwrap(), "")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let started = Instant::now();
+    let stale = udp_ask(server.udp, &query("www.example.org.", RecordType::A, true)).await;
+    let took = started.elapsed();
+    assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(stale.answers[0].ttl, 30);
+    assert_eq!(extended_error(&stale).map(|e| e.0), Some(3), "EDE 3 Stale Answer");
+    assert!(took < Duration::from_millis(2500), "stale answer after {took:?}");
+
+    let started = Instant::now();
+    let uncached = udp_ask(server.udp, &query("never-seen.example.org.", RecordType::A, true)).await;
+    assert_eq!(uncached.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() < Duration::from_millis(3600), "bounded by the upstream timeout");
+
+    // The policy now bans example.net: its stale answer is never served.
+    let banned = silent_upstream_config(silent.local_addr().unwrap(), "[policy]\nextra = [\"example.net\"]\n");
+    server.running.reload(&banned).unwrap();
+    let reply = udp_ask(server.udp, &query("www.example.net.", RecordType::A, true)).await;
+    assert_blocked(&reply, "Local policy", 300, true);
+    let stats = &server.running.resolver.stats;
+    assert_eq!(stats.outcome(nxguard::metrics::Outcome::Stale), 1);
+}
+
+#[tokio::test]
+async fn uncached_names_get_servfail_within_1_8_s_with_the_default_timeout() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = Config::from_toml(&format!(
+        "[[upstream.servers]]\naddress = \"{}\"\n[[upstream.servers]]\naddress = \"{}\"\n",
+        silent.local_addr().unwrap(),
+        silent.local_addr().unwrap()
+    ))
+    .unwrap();
+    let server = start_server(&config);
+    let started = Instant::now();
+    let reply = udp_ask(server.udp, &query("www.example.org.", RecordType::A, true)).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() < Duration::from_millis(1800), "{:?}", started.elapsed());
+}
