@@ -111,8 +111,31 @@ fn time_text(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The WHERE clause and its parameters for `filter`.
-fn conditions(filter: &Filter, pseudonymizer: Option<&Pseudonymizer>) -> (String, Vec<Value>) {
+/// The device keys `device` may mean: itself or its pseudonym when rows carry that key (an
+/// index lookup), otherwise the keys of rows whose name, hostname, MAC or address is `device`.
+fn device_keys(
+    db: &Connection,
+    device: &str,
+    pseudonymizer: Option<&Pseudonymizer>,
+) -> Result<Vec<String>, ReportError> {
+    let mut keys = vec![device.to_string()];
+    keys.extend(pseudonymizer.map(|p| p.pseudonym(device)));
+    let mut exists = db.prepare("SELECT 1 FROM attempts WHERE device_key = ? LIMIT 1")?;
+    for key in &keys {
+        if exists.exists([key])? {
+            return Ok(vec![key.clone()]);
+        }
+    }
+    let mut other = db.prepare(
+        "SELECT DISTINCT device_key FROM attempts WHERE device = ?1 COLLATE NOCASE OR hostname = ?1 COLLATE NOCASE \
+         OR mac = ?1 COLLATE NOCASE OR device_ip = ?1",
+    )?;
+    let found = other.query_map([device], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(found)
+}
+
+/// The WHERE clause and its parameters for `filter`; `device_keys` from `device_keys`.
+fn conditions(filter: &Filter, device_keys: Option<&[String]>) -> (String, Vec<Value>) {
     let mut clause = String::from("ts_ms >= ? AND ts_ms < ?");
     let mut values = vec![
         Value::Integer(filter.since.map_or(i64::MIN, millis)),
@@ -122,14 +145,14 @@ fn conditions(filter: &Filter, pseudonymizer: Option<&Pseudonymizer>) -> (String
         clause.push_str(" AND (app = ? COLLATE NOCASE OR app_name = ? COLLATE NOCASE)");
         values.extend([Value::Text(app.clone()), Value::Text(app.clone())]);
     }
-    if let Some(device) = &filter.device {
-        let pseudonym = pseudonymizer.map(|p| p.pseudonym(device)).unwrap_or_else(|| device.clone());
-        clause.push_str(
-            " AND (device_key = ? OR device_key = ? OR device = ? COLLATE NOCASE OR hostname = ? COLLATE NOCASE \
-             OR mac = ? COLLATE NOCASE OR device_ip = ?)",
-        );
-        values.push(Value::Text(pseudonym));
-        values.extend(std::iter::repeat_n(Value::Text(device.clone()), 5));
+    if let Some(keys) = device_keys {
+        // Matched on the indexed device_key column; `device_keys` found which keys mean the device.
+        let marks = vec!["?"; keys.len().max(1)].join(", ");
+        let _ = write!(clause, " AND device_key IN ({marks})");
+        values.extend(keys.iter().cloned().map(Value::Text));
+        if keys.is_empty() {
+            values.push(Value::Null);
+        }
     }
     if let Some(owner) = &filter.owner {
         clause.push_str(" AND owner = ? COLLATE NOCASE");
@@ -149,7 +172,8 @@ pub fn summaries(
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
 ) -> Result<Vec<Summary>, ReportError> {
-    let (clause, values) = conditions(filter, pseudonymizer);
+    let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+    let (clause, values) = conditions(filter, keys.as_deref());
     let sql = format!(
         "SELECT device_key, COALESCE(MAX(owner), ''), MAX(app_name), COUNT(*), COUNT(DISTINCT domain), \
          COUNT(DISTINCT ts_ms / {DAY_MS}), \
@@ -182,7 +206,8 @@ pub fn timeline(
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
 ) -> Result<Vec<Event>, ReportError> {
-    let (clause, values) = conditions(filter, pseudonymizer);
+    let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+    let (clause, values) = conditions(filter, keys.as_deref());
     let sql = format!(
         "SELECT ts_ms, device_key, app_name, qname, qtype, kind, domain, matched_on, COALESCE(device_ip, '') \
          FROM attempts WHERE {clause} ORDER BY ts_ms DESC, id DESC"

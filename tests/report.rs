@@ -126,8 +126,10 @@ fn filters_and_timeline() {
     golden("app-tiktok-last-2d.csv", &report(&db, &["--app", "TikTok", "--since", "2d", "--format", "csv"]));
     let until = report(&db, &["--until", "2026-11-21", "--format", "csv"]);
     assert!(until.lines().skip(1).all(|l| l.contains("2026-11-20")), "{until}");
+    // An address finds the device that used it, and shows that device's whole timeline.
     let by_address = report(&db, &["--device", "10.20.1.7", "--format", "csv"]);
-    assert_eq!(by_address.lines().count(), 3, "{by_address}");
+    assert_eq!(by_address.lines().count(), 6, "{by_address}");
+    assert!(by_address.lines().skip(1).all(|l| l.contains("LT-0001")));
 }
 
 #[test]
