@@ -1,6 +1,7 @@
 //! Hot-path benchmarks: the matcher (shipped list, 100 k and 1 M synthetic domains; deep hit,
 //! apex hit, miss), list loading, the cache, answer encoding, and the whole synchronous pipeline
-//! (`answer_locally`) for blocked and cached queries.
+//! (`answer_locally`) for blocked and cached queries, and whether a decision cache in front of
+//! the matcher would pay.
 //!
 //! `cargo bench --bench hot_path`; under `cargo test` each benchmark runs once on small sizes.
 
@@ -239,5 +240,40 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matcher, list_load, answers, cache, pipeline);
+/// Whether a cache of decisions in front of the matcher would pay: a hit in a quick_cache
+/// (name → blocked or not) against the matcher itself, over 10 k names a busy network asks
+/// again and again (half under listed domains, half not), on the 1 M-domain list.
+fn decision_cache(c: &mut Criterion) {
+    let size = if bench_mode() { 1_000_000 } else { 10_000 };
+    let domains = synthetic_domains(size);
+    let policy = synthetic_policy(&domains);
+    let names: Vec<Vec<u8>> = (0..10_000)
+        .map(|i| match i % 2 {
+            0 => format!("www.{}", domains[i * 7 % size]),
+            _ => format!("host{i}.cdn.example.org"),
+        })
+        .map(String::into_bytes)
+        .collect();
+    let decisions: quick_cache::sync::Cache<Vec<u8>, bool> = quick_cache::sync::Cache::new(names.len() * 2);
+    for name in &names {
+        decisions.insert(name.clone(), policy.lookup(name).is_some());
+    }
+    let mut group = c.benchmark_group("decision_cache");
+    let mut i = 0usize;
+    group.bench_function("matcher", |b| {
+        b.iter(|| {
+            i = (i + 7919) % names.len();
+            policy.lookup(black_box(&names[i])).is_some()
+        })
+    });
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| {
+            i = (i + 7919) % names.len();
+            decisions.get(black_box(names[i].as_slice()))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, matcher, list_load, answers, cache, pipeline, decision_cache);
 criterion_main!(benches);

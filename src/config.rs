@@ -232,6 +232,11 @@ pub struct ZoneForward {
 pub struct CacheConfig {
     /// Maximum cached answers; 0 disables the cache.
     pub max_entries: u64,
+    /// Memory the cached answers may take, in bytes (answer, key and bookkeeping counted); the
+    /// cache holds at most `max_entries` answers and at most this many bytes. Default 96 MiB:
+    /// room for the 100 000 default entries of typical size (about 700 bytes each), while large
+    /// answers (DNSSEC, long TXT) cannot grow the cache past it. 0 also disables the cache.
+    pub max_bytes: u64,
     /// Floor for record TTLs (0 keeps the authoritative TTLs).
     pub min_ttl_secs: u32,
     /// Ceiling for record TTLs: bounds how long a changed record stays wrong.
@@ -247,6 +252,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             max_entries: 100_000,
+            max_bytes: 96 << 20,
             min_ttl_secs: 0,
             max_ttl_secs: 86_400,
             negative_max_ttl_secs: 3_600,

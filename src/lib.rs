@@ -48,6 +48,7 @@
 //! - [`metrics`]: outcome counters and the Prometheus/health endpoint.
 //! - [`resolver`]: the pipeline.
 //! - [`server`]: sockets and loops.
+//! - [`datagrams`]: batched UDP receive and send (recvmmsg/sendmmsg) for the listeners.
 //! - [`tls`]: the DoT/DoH certificate and TLS connections from clients.
 //! - [`https`]: DNS-over-HTTPS requests from clients.
 //! - [`selftest`]: `nxguard selftest`, asking a running instance whether each ban is in force.
@@ -58,6 +59,7 @@ pub mod attempts;
 pub mod blocked;
 pub mod cache;
 pub mod config;
+pub mod datagrams;
 pub mod devices;
 pub mod domains;
 pub mod https;

@@ -297,6 +297,7 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, r
     let restart_only = [
         ("server", server_needs_restart(&config.server, &started_with.server)),
         ("cache.max_entries", config.cache.max_entries != started_with.cache.max_entries),
+        ("cache.max_bytes", config.cache.max_bytes != started_with.cache.max_bytes),
         ("limits.max_in_flight", config.limits.max_in_flight != started_with.limits.max_in_flight),
         ("limits.tcp_max_connections", config.limits.tcp_max_connections != started_with.limits.tcp_max_connections),
         (

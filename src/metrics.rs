@@ -195,6 +195,13 @@ pub fn render(resolver: &Resolver) -> String {
     gauge(&mut out, "nxguard_cache_entries", "gauge", "Answers in the cache.", resolver.cache().len().to_string());
     gauge(
         &mut out,
+        "nxguard_cache_bytes",
+        "gauge",
+        "Memory the cached answers take, as cache.max_bytes counts it.",
+        resolver.cache().bytes().to_string(),
+    );
+    gauge(
+        &mut out,
         "nxguard_attempts_queue_depth",
         "gauge",
         "Attempt records waiting for the dispatcher.",

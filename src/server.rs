@@ -26,6 +26,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     attempts::{self, Outputs, Sink, Transport},
     config::Config,
+    datagrams::Batch,
     devices::{Devices, DevicesError},
     limits::ConnectionLimits,
     metrics,
@@ -339,11 +340,12 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     })
 }
 
+/// Answers every query queued on the socket as one batch (see `datagrams`): blocked and cached
+/// answers go out together at the end of the batch, upstream work is spawned.
 async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: TaskTracker) {
-    let mut buf = vec![0u8; UDP_RECV_BUFFER];
-    let mut out = Vec::with_capacity(1232);
+    let mut batch = Batch::new(UDP_RECV_BUFFER);
     loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
+        let received = match batch.recv(&socket).await {
             Ok(received) => received,
             Err(error) => {
                 // ICMP errors from earlier sends surface here on some systems; keep serving.
@@ -351,11 +353,12 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: T
                 continue;
             }
         };
-        let client = Client { addr: peer, transport: Transport::Udp };
-        match resolver.answer_locally(&buf[..n], client, &mut out, Instant::now()) {
-            Step::Done(_) => send_udp(&socket, &out, peer).await,
-            Step::Upstream(permit) => {
-                let packet = buf[..n].to_vec();
+        let now = Instant::now();
+        for i in 0..received {
+            let (packet, peer, out) = batch.query(i);
+            let client = Client { addr: peer, transport: Transport::Udp };
+            if let Step::Upstream(permit) = resolver.answer_locally(packet, client, out, now) {
+                let packet = packet.to_vec();
                 let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
                 in_flight.spawn(async move {
                     let mut out = Vec::new();
@@ -364,6 +367,9 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: T
                     send_udp(&socket, &out, peer).await;
                 });
             }
+        }
+        if let Err(error) = batch.send(&socket).await {
+            debug!(%error, "udp send failed");
         }
     }
 }

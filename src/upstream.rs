@@ -155,7 +155,9 @@ impl Upstream {
             }
             Protocol::Tcp => tcp_exchange(server, query).await,
             Protocol::Tls | Protocol::Https => {
-                let result = self.encrypted_exchange(query, deadline).await;
+                // Boxed: hickory's exchange future is over 6 KB, and every spawned query that
+                // reaches an upstream would otherwise carry (and copy) it, UDP ones included.
+                let result = Box::pin(self.encrypted_exchange(query, deadline)).await;
                 if result.is_err() {
                     *self.exchange.lock().await = None;
                 }

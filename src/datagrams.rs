@@ -1,0 +1,219 @@
+//! Batches of UDP datagrams for the listeners: up to [`BATCH`] queries read with one
+//! `recvmmsg(2)` and their answers sent with one `sendmmsg(2)`.
+//!
+//! Owns: the batch buffers and the two system calls (Linux; elsewhere one datagram per call
+//! through tokio). Does not own: what is answered (`resolver`) or the loop (`server`).
+//!
+//! Why: on a busy listener every query costs a receive and a send system call, and on loopback
+//! each send also wakes the client. Under load the socket holds many queries at once; taking
+//! them together and answering them together halves the calls per query and wakes the client
+//! once per batch. An idle listener still answers each query as soon as it arrives: a batch is
+//! whatever is queued, never waited for.
+
+use std::{io, net::SocketAddr};
+
+use tokio::{io::Interest, net::UdpSocket};
+
+/// Datagrams per batch (the kernel's own UIO_MAXIOV limit is 1024; 32 is what DNS servers that
+/// batch typically use).
+pub const BATCH: usize = 32;
+
+/// Received queries and their answers, reused from batch to batch.
+pub struct Batch {
+    buffers: Vec<Box<[u8]>>,
+    lens: [usize; BATCH],
+    peers: [SocketAddr; BATCH],
+    answers: Vec<Vec<u8>>,
+    received: usize,
+    /// Answers already handed to the kernel (a send may stop part way).
+    sent: usize,
+}
+
+impl Batch {
+    /// Buffers for [`BATCH`] datagrams of up to `max_len` bytes each.
+    pub fn new(max_len: usize) -> Batch {
+        Batch {
+            buffers: (0..BATCH).map(|_| vec![0u8; max_len].into_boxed_slice()).collect(),
+            lens: [0; BATCH],
+            peers: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
+            answers: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
+            received: 0,
+            sent: 0,
+        }
+    }
+
+    /// Waits for queries and reads every one queued, up to [`BATCH`]; returns how many.
+    pub async fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        loop {
+            socket.readable().await?;
+            match socket.try_io(Interest::READABLE, || self.recv_now(socket)) {
+                Ok(n) => {
+                    self.received = n;
+                    self.sent = 0;
+                    for answer in &mut self.answers[..n] {
+                        answer.clear();
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Query `i` of the batch, who sent it, and the buffer for its answer (left empty: none).
+    pub fn query(&mut self, i: usize) -> (&[u8], SocketAddr, &mut Vec<u8>) {
+        (&self.buffers[i][..self.lens[i]], self.peers[i], &mut self.answers[i])
+    }
+
+    /// Sends every non-empty answer of the batch to its client, waiting while the socket's
+    /// send buffer is full. An answer the kernel refuses is skipped (and returned as the error
+    /// once the rest went out), so one bad address cannot hold up the others.
+    pub async fn send(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        let mut failed = None;
+        while self.sent < self.received {
+            if self.answers[self.sent].is_empty() {
+                self.sent += 1;
+                continue;
+            }
+            match socket.try_io(Interest::WRITABLE, || self.send_now(socket)) {
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+                Err(e) => {
+                    self.sent += 1;
+                    failed = Some(e);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: every pointer handed to recvmmsg points into `iovecs`, `names` or
+        // `self.buffers`, all alive and unmoved for the duration of the call, with their true
+        // lengths; the kernel writes at most that much into each. mmsghdr, iovec and
+        // sockaddr_storage are plain C structs for which all-zero is a valid value.
+        unsafe {
+            let mut names: [libc::sockaddr_storage; BATCH] = std::mem::zeroed();
+            let mut iovecs: [libc::iovec; BATCH] = std::mem::zeroed();
+            let mut headers: [libc::mmsghdr; BATCH] = std::mem::zeroed();
+            for i in 0..BATCH {
+                iovecs[i] =
+                    libc::iovec { iov_base: self.buffers[i].as_mut_ptr().cast(), iov_len: self.buffers[i].len() };
+                let header = &mut headers[i].msg_hdr;
+                header.msg_name = (&raw mut names[i]).cast();
+                header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                header.msg_iov = &raw mut iovecs[i];
+                header.msg_iovlen = 1;
+            }
+            let n = libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            );
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n as usize;
+            for i in 0..n {
+                // A datagram longer than the buffer is cut (MSG_TRUNC) and then fails to parse.
+                self.lens[i] = (headers[i].msg_len as usize).min(self.buffers[i].len());
+                let name = socket2::SockAddr::new(names[i], headers[i].msg_hdr.msg_namelen);
+                self.peers[i] = name.as_socket().unwrap_or(self.peers[i]);
+            }
+            Ok(n)
+        }
+    }
+
+    /// Sends the consecutive non-empty answers from `self.sent` on; returns how many went out.
+    #[cfg(target_os = "linux")]
+    fn send_now(&self, socket: &UdpSocket) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let run = self.answers[self.sent..self.received].iter().take_while(|a| !a.is_empty()).count();
+        let names: Vec<socket2::SockAddr> =
+            self.peers[self.sent..self.sent + run].iter().map(|&peer| peer.into()).collect();
+        // SAFETY: as in `recv_now`: the headers point into `iovecs`, `names` and the answer
+        // buffers, all alive and unmoved during the call; the kernel only reads through them.
+        unsafe {
+            let mut iovecs: [libc::iovec; BATCH] = std::mem::zeroed();
+            let mut headers: [libc::mmsghdr; BATCH] = std::mem::zeroed();
+            for (i, name) in names.iter().enumerate() {
+                let answer = &self.answers[self.sent + i];
+                iovecs[i] = libc::iovec { iov_base: answer.as_ptr().cast_mut().cast(), iov_len: answer.len() };
+                let header = &mut headers[i].msg_hdr;
+                header.msg_name = name.as_ptr().cast_mut().cast();
+                header.msg_namelen = name.len();
+                header.msg_iov = &raw mut iovecs[i];
+                header.msg_iovlen = 1;
+            }
+            let n = libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), run as libc::c_uint, libc::MSG_DONTWAIT);
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(n as usize)
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let (len, peer) = socket.try_recv_from(&mut self.buffers[0])?;
+        self.lens[0] = len;
+        self.peers[0] = peer;
+        Ok(1)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_now(&self, socket: &UdpSocket) -> io::Result<usize> {
+        socket.try_send_to(&self.answers[self.sent], self.peers[self.sent]).map(|_| 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_is_everything_queued_and_answers_go_to_their_senders() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        }
+        for (i, client) in clients.iter().enumerate() {
+            for k in 0..15u8 {
+                client.send_to(&[i as u8, k], addr).await.unwrap();
+            }
+        }
+        let mut batch = Batch::new(512);
+        let mut total = 0;
+        while total < 45 {
+            let n = batch.recv(&server).await.unwrap();
+            assert!((1..=BATCH).contains(&n));
+            for i in 0..n {
+                let (query, _, answer) = batch.query(i);
+                // Every other query goes unanswered, as a dropped one would.
+                if query[1] % 2 == 0 {
+                    answer.extend_from_slice(&[query[0], query[1], 0xaa]);
+                }
+            }
+            batch.send(&server).await.unwrap();
+            total += n;
+        }
+        for (i, client) in clients.iter().enumerate() {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 16];
+            for _ in 0..8 {
+                let n = client.recv(&mut buf).await.unwrap();
+                assert_eq!((n, buf[0], buf[2]), (3, i as u8, 0xaa));
+                seen.push(buf[1]);
+            }
+            seen.sort();
+            assert_eq!(seen, (0..15).step_by(2).collect::<Vec<u8>>());
+        }
+    }
+}
