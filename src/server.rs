@@ -371,6 +371,11 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: T
         if let Err(error) = batch.send(&socket).await {
             debug!(%error, "udp send failed");
         }
+        // Each query spends one unit of the task's scheduling budget, as with one receive per
+        // query, so the attempt dispatcher on the same worker keeps pace with the listener.
+        for _ in 0..received {
+            tokio::task::consume_budget().await;
+        }
     }
 }
 

@@ -52,7 +52,9 @@ pub enum Delivery {
 struct Waiter {
     /// The query as sent (ID and case included), for matching the answer.
     query: Box<[u8]>,
-    reply: oneshot::Sender<Delivery>,
+    /// Taken when the answer is delivered. The entry itself stays until its `Registration` is
+    /// dropped, so its ID cannot be handed to another query while this one still owns it.
+    reply: Option<oneshot::Sender<Delivery>>,
 }
 
 struct Shared {
@@ -198,7 +200,7 @@ impl<'s> Registration<'s> {
             let id: u16 = rand::random();
             if let hashbrown::hash_map::Entry::Vacant(slot) = waiting.entry(id) {
                 query[..2].copy_from_slice(&id.to_be_bytes());
-                slot.insert(Waiter { query: query.into(), reply });
+                slot.insert(Waiter { query: query.into(), reply: Some(reply) });
                 return Ok(Registration { shared, id });
             }
         }
@@ -221,8 +223,10 @@ async fn receive(shared: Arc<Shared>) {
             Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
                 // An earlier send drew an ICMP port unreachable: nothing listens there, so no
                 // query waiting here will be answered; let them fail over now.
-                for (_, waiter) in shared.waiting().drain() {
-                    let _ = waiter.reply.send(Delivery::Refused);
+                for waiter in shared.waiting().values_mut() {
+                    if let Some(reply) = waiter.reply.take() {
+                        let _ = reply.send(Delivery::Refused);
+                    }
                 }
             }
             Err(error) => tracing::debug!(%error, "upstream udp receive failed"),
@@ -231,12 +235,10 @@ async fn receive(shared: Arc<Shared>) {
 }
 
 fn deliver(shared: &Shared, answer: &[u8]) {
-    let Some(id) = answer.get(..2).map(|id| u16::from_be_bytes([id[0], id[1]])) else {
-        shared.counters.unmatched.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
+    let id = answer.get(..2).map(|id| u16::from_be_bytes([id[0], id[1]]));
     let mut waiting = shared.waiting();
-    let Some(waiter) = waiting.get(&id) else {
+    // Unknown ID, already answered (a duplicate or a late forgery), or another question.
+    let Some(waiter) = id.and_then(|id| waiting.get_mut(&id)).filter(|w| w.reply.is_some()) else {
         drop(waiting);
         shared.counters.unmatched.fetch_add(1, Ordering::Relaxed);
         return;
@@ -251,9 +253,9 @@ fn deliver(shared: &Shared, answer: &[u8]) {
         shared.counters.unmatched.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    if let Some(waiter) = waiting.remove(&id) {
+    if let Some(reply) = waiter.reply.take() {
         drop(waiting);
-        let _ = waiter.reply.send(delivery);
+        let _ = reply.send(delivery);
     }
 }
 
@@ -407,6 +409,27 @@ mod tests {
         let q = query("abcdefghijklmnopqrstuvwxyz.example");
         assert!(matches!(ask(&pool, &q).await, Delivery::CaseMismatch));
         assert_eq!(pool.case_mismatches(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answered_id_stays_taken_until_its_query_lets_go() {
+        // Regression: delivering used to free the ID at once, so a new query could take it and
+        // then lose its own entry when the answered query cleaned up after itself.
+        let shared = Shared {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            waiting: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
+        };
+        let mut q = query("a.example");
+        let (reply, answered) = oneshot::channel();
+        let registration = Registration::new(&shared, &mut q, reply).unwrap();
+        deliver(&shared, &echo(&q));
+        assert!(matches!(answered.await, Ok(Delivery::Answer(_))));
+        assert!(shared.waiting().contains_key(&registration.id), "ID still owned");
+        deliver(&shared, &echo(&q));
+        assert_eq!(shared.counters.unmatched.load(Ordering::Relaxed), 1, "a duplicate is dropped");
+        drop(registration);
+        assert!(shared.waiting().is_empty());
     }
 
     #[tokio::test]
