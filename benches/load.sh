@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # Load benchmark: nxguard against Unbound, both forwarding to a local authoritative upstream.
 #
-#   bash benches/load.sh [--quick] [--scaling] [--keep]
+#   bash benches/load.sh [--quick] [--scaling] [--busy | --busy-only] [--keep]
 #
 # Installs dnsperf, unbound and dig from Debian packages when missing (needs root), builds
 # nxguard with `cargo build --release` (or takes NXGUARD_BIN), generates the query corpora and
 # block lists under a `mktemp -d` directory, and measures each server x list x scenario.
 # Everything runs on loopback ports above 15000 (never 53); every process the script starts is
 # stopped by its PID on exit. The table is printed and written to benches/results/latest.txt
-# (latest-quick.txt with --quick).
+# (latest-quick.txt with --quick). --busy adds fixed-rate latency runs against nxguard while its
+# attempt store is written and read, and while it reloads the big list.
 # See benches/README.md for what each column means.
 set -eEuo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bash benches/load.sh [--quick] [--scaling] [--keep]
+usage: bash benches/load.sh [--quick] [--scaling] [--busy | --busy-only] [--keep]
 
-  --quick    short runs (2 s per scenario, 1 s latency run) and a 100k list instead of 1M;
-             the report goes to benches/results/latest-quick.txt instead of latest.txt
-  --scaling  also compare nxguard with workers=1 on one core and workers=2 on two cores
-  --keep     keep the temporary directory (configs, corpora, raw dnsperf output, logs)
+  --quick      short runs (2 s per scenario, 1 s latency run) and a 100k list instead of 1M;
+               the report goes to benches/results/latest-quick.txt instead of latest.txt
+  --scaling    also compare nxguard with workers=1 on one core and workers=2 on two cores
+  --busy       after the other runs, the busy section: nxguard alone on the generated list with
+               an attempt store, fixed-rate latency (LAT_QPS for LAT_SECONDS) with the store
+               idle, with every query blocked, while `nxguard report` reads the store in a loop,
+               and while a SIGHUP reloads the list every second; plus the time of one reload
+  --busy-only  only the busy section: no nxguard/Unbound table (not with --scaling)
+  --keep       keep the temporary directory (configs, corpora, raw dnsperf output, logs)
 
 Environment (defaults in brackets; --quick lowers the first three):
   DURATION [10]       seconds per throughput run (dnsperf -l)
@@ -38,16 +44,24 @@ EOF
 
 QUICK=0
 SCALING=0
+BUSY=0
+BUSY_ONLY=0
 KEEP=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         --scaling) SCALING=1 ;;
+        --busy) BUSY=1 ;;
+        --busy-only) BUSY=1 BUSY_ONLY=1 ;;
         --keep) KEEP=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "load.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
     esac
 done
+if ((SCALING && BUSY_ONLY)); then
+    echo "load.sh: --busy-only skips the nxguard/Unbound runs, --scaling among them; use --busy" >&2
+    exit 2
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if ((QUICK)); then
@@ -429,23 +443,37 @@ dnsperf_stats() {
     ' "$1"
 }
 
-# percentiles FILE: "p50_us p99_us" from dnsperf -v lines ("> RCODE name type seconds").
+# percentiles FILE: "p50_us p99_us p99.9_us max_us answers_over_1ms" from dnsperf -v lines
+# ("> RCODE name type seconds").
 percentiles() {
     awk '/^> / { print $NF * 1e6 }' "$1" | LC_ALL=C sort -g |
-        awk '{ v[NR] = $1 } END {
-            if (NR == 0) { print "- -"; exit }
-            i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999)
-            printf "%.0f %.0f\n", v[i50], v[i99] }'
+        awk '{ v[NR] = $1; if ($1 > 1000) over++ } END {
+            if (NR == 0) { print "- - - - -"; exit }
+            i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999); i999 = int(NR * 0.999 + 0.999)
+            printf "%.0f %.0f %.0f %.0f %d\n", v[i50], v[i99], v[i999], v[NR], over }'
 }
 
 CLIENT_PIN=()
 ROWS=""
 OUTCOMES=""
 
+# nx_metrics: the text of nxguard's metrics endpoint (empty when it does not answer).
+nx_metrics() {
+    timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$METRICS_PORT && \
+        printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null || true
+}
+
+# metric TEXT NAME [LABEL]: the sum of NAME's samples in TEXT (nx_metrics output), only those
+# whose labels contain LABEL when it is given; 0 when there are none.
+metric() {
+    awk -v n="$2" -v l="${3:-}" '
+        ($1 == n && l == "") || (index($1, n "{") == 1 && index($1, l) > 0) { s += $2 }
+        END { printf "%.0f\n", s }' <<<"$1"
+}
+
 # nx_outcomes: nxguard's query counters by outcome ("outcome count" lines, both transports).
 nx_outcomes() {
-    timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$METRICS_PORT && \
-        printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null |
+    nx_metrics |
         awk -F'[{}]' '/^nxguard_queries_total[{]/ {
             o = $2; sub(/.*outcome="/, "", o); sub(/".*/, "", o); n[o] += $3 }
             END { for (o in n) print o, n[o] }' | LC_ALL=C sort || true
@@ -490,7 +518,7 @@ measure() {
         -c "$CLIENTS" -Q "$LAT_QPS" -l "$LAT_SECONDS" "${once[@]}" -v >"$raw.lat" 2>&1 || true
     local completed lost qps avg noerror nxdomain runtime resp p50 p99
     read -r completed lost qps avg noerror nxdomain runtime resp <<<"$(dnsperf_stats "$raw.out")"
-    read -r p50 p99 <<<"$(percentiles "$raw.lat")"
+    read -r p50 p99 _ <<<"$(percentiles "$raw.lat")"
     awk -v OFS='\t' -v s="$server" -v l="$list" -v sc="$scenario" -v q="$qps" -v c="$completed" \
         -v lost="$lost" -v avg="$avg" -v p50="$p50" -v p99="$p99" -v rss0="${READY_RSS[$pid]:--}" -v rss="$rss" -v load="$load_s" \
         -v ok="$noerror" -v nx="$nxdomain" -v resp="$resp" -v ticks=$((u1 + s1 - u0 - s0)) -v uticks=$((u1 - u0)) -v hz="$CLK_TCK" \
@@ -605,20 +633,224 @@ run_scaling() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Busy section (--busy, --busy-only): fixed-rate latency of one nxguard with an attempt store,
+# while the store is written and read and while the big list reloads.
+
+BUSY_PID=0
+BUSY_CONF=""
+BUSY_LOG=""
+BUSY_ROWS=""
+BUSY_NOTES=""
+
+# report_loop: `nxguard report` over the busy server's store, again and again; one line per run
+# in BUSY_LOG: "exit_status milliseconds".
+report_loop() {
+    local child=0 t0 status
+    trap '((child)) && kill -TERM "$child" 2>/dev/null; wait 2>/dev/null; exit 0' TERM
+    while :; do
+        t0=$(date +%s%N)
+        "$NXGUARD" report --config "$BUSY_CONF" --format json >/dev/null 2>>"$BUSY_LOG.err" &
+        child=$!
+        status=0
+        wait "$child" || status=$?
+        child=0
+        echo "$status $((($(date +%s%N) - t0) / 1000000))" >>"$BUSY_LOG"
+    done
+}
+
+# hup_loop: SIGHUP to the busy server 0.5 s from now, then every second; one line per signal in
+# BUSY_LOG.
+hup_loop() {
+    local nap=0
+    trap '((nap)) && kill -TERM "$nap" 2>/dev/null; wait 2>/dev/null; exit 0' TERM
+    sleep 0.5 &
+    nap=$!
+    wait "$nap"
+    while kill -HUP "$BUSY_PID" 2>/dev/null; do
+        echo hup >>"$BUSY_LOG"
+        sleep 1 &
+        nap=$!
+        wait "$nap"
+    done
+}
+
+# reloads_done: successful plus failed reloads so far.
+reloads_done() {
+    local text
+    text=$(nx_metrics)
+    echo $(($(metric "$text" nxguard_reloads_total 'result="ok"') + $(metric "$text" nxguard_reloads_total 'result="failed"')))
+}
+
+# reload_seconds: seconds from a SIGHUP to the reload counter moving, polled every 10 ms.
+reload_seconds() {
+    local before t0 deadline
+    before=$(reloads_done)
+    t0=$(date +%s%N)
+    kill -HUP "$BUSY_PID"
+    deadline=$((t0 + 60 * 1000000000))
+    while (($(reloads_done) == before)); do
+        kill -0 "$BUSY_PID" 2>/dev/null || die "nxguard died during a reload; see $WORK/nxguard.busy.log"
+        (($(date +%s%N) < deadline)) || die "nxguard did not finish a reload within 60 s"
+        sleep 0.01
+    done
+    awk -v d=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.3f", d / 1e9 }'
+}
+
+# settle SIGNALS_SENT RELOADS_BEFORE: waits (at most 10 s) until the store has committed what it
+# holds and every SIGHUP sent has been handled, so that the counters read next are complete.
+settle() {
+    local deadline=$(($(date +%s) + 10)) text
+    while (($(date +%s) < deadline)); do
+        text=$(nx_metrics)
+        (($(metric "$text" nxguard_store_pending) == 0 && $(metric "$text" nxguard_attempts_queue_depth) == 0)) &&
+            (($(metric "$text" nxguard_reloads_total) - $2 >= $1)) && return
+        sleep 0.1
+    done
+}
+
+# busy_run CONDITION QUERY_FILE [LOAD]: one fixed-rate latency run against the busy server,
+# with the function LOAD running in the background on CLIENT_CPU meanwhile; one row in BUSY_ROWS.
+busy_run() {
+    local condition=$1 qfile=$2 load=${3:-} raw="$WORK/raw/busy.$1" before after load_pid=""
+    if ! kill -0 "$BUSY_PID" 2>/dev/null; then
+        printf '%s\tDIED\n' "$condition" >>"$BUSY_ROWS"
+        return
+    fi
+    BUSY_LOG="$raw.load"
+    : >"$BUSY_LOG"
+    before=$(nx_metrics)
+    if [[ -n $load ]]; then
+        (
+            taskset -pc "$CLIENT_CPU" "$BASHPID" >/dev/null
+            "$load"
+        ) &
+        load_pid=$!
+        PIDS+=("$load_pid")
+    fi
+    run_tracked "${CLIENT_PIN[@]}" dnsperf -s 127.0.0.1 -p "$NX_PORT" -d "$qfile" -q "$IN_FLIGHT" \
+        -c "$CLIENTS" -Q "$LAT_QPS" -l "$LAT_SECONDS" -v >"$raw.lat" 2>&1 || true
+    if [[ -n $load_pid ]]; then stop_pid "$load_pid"; fi
+    if ! kill -0 "$BUSY_PID" 2>/dev/null; then
+        printf '%s\tDIED\n' "$condition" >>"$BUSY_ROWS"
+        note "nxguard died during busy/$condition; log tail:"
+        tail -n 20 "$WORK/nxguard.busy.log" >&2 || true
+        return
+    fi
+    local hups
+    hups=$(grep -c hup "$BUSY_LOG" || true)
+    settle "$hups" "$(metric "$before" nxguard_reloads_total)"
+    after=$(nx_metrics)
+    local completed lost noerror nxdomain p50 p99 p999 max over stored dropped errors
+    read -r completed lost _ _ noerror nxdomain _ _ <<<"$(dnsperf_stats "$raw.lat")"
+    read -r p50 p99 p999 max over <<<"$(percentiles "$raw.lat")"
+    stored=$(($(metric "$after" nxguard_store_written_total) - $(metric "$before" nxguard_store_written_total)))
+    dropped=$(($(metric "$after" nxguard_store_dropped_total) + $(metric "$after" nxguard_attempts_dropped_total) -
+        $(metric "$before" nxguard_store_dropped_total) - $(metric "$before" nxguard_attempts_dropped_total)))
+    errors=$(($(metric "$after" nxguard_store_errors_total) - $(metric "$before" nxguard_store_errors_total)))
+    awk -v OFS='\t' -v cond="$condition" -v c="$completed" -v lost="$lost" -v ok="$noerror" -v nx="$nxdomain" \
+        -v p50="$p50" -v p99="$p99" -v p999="$p999" -v max="$max" -v over="$over" -v stored="$stored" \
+        -v dropped="$dropped" -v errors="$errors" 'BEGIN {
+            print cond, c, lost, (c > 0 ? sprintf("%.0f", 100 * nx / c) : "-"), c - ok - nx,
+                p50, p99, p999, max, over, stored, dropped, errors }' >>"$BUSY_ROWS"
+    note "busy: $(tail -n 1 "$BUSY_ROWS" | tr '\t' ' ')"
+    case $condition in
+        store-report)
+            LC_ALL=C sort -k2,2n "$BUSY_LOG" | awk '{ n++; if ($1 != 0) failed++; ms[n] = $2 } END {
+                if (n == 0) { print "store-report: no report finished during the run"; exit }
+                printf "store-report: %d reports ran during the run (%d failed), %d ms each (median)\n",
+                    n, failed, ms[int((n + 1) / 2)] }' >>"$BUSY_NOTES"
+            if [[ -s $BUSY_LOG.err ]]; then
+                echo "  first report error: $(head -n 1 "$BUSY_LOG.err" | cut -c1-200)" >>"$BUSY_NOTES"
+            fi
+            ;;
+        reload)
+            echo "reload: $hups SIGHUP sent during the run, $(($(metric "$after" nxguard_reloads_total 'result="ok"') -
+                $(metric "$before" nxguard_reloads_total 'result="ok"'))) reloads ok, $(($(metric "$after" nxguard_reloads_total 'result="failed"') -
+                $(metric "$before" nxguard_reloads_total 'result="failed"'))) failed (nxguard_reloads_total)" >>"$BUSY_NOTES"
+            ;;
+    esac
+}
+
+# run_busy LIST_LABEL: one nxguard (workers = 1, pinned) on the generated list with an attempt
+# store, under each busy condition in turn.
+run_busy() {
+    local label=$1 conf="$WORK/nxguard.busy.toml" probe load i times=""
+    BUSY_CONF=$conf
+    probe=$(awk 'NR == 1 { print $1; exit }' "$WORK/q/blocked_big.txt")
+    write_nxguard_conf "$conf" 1 "$WORK/big"
+    cat >>"$conf" <<EOC
+
+[store]
+# Every blocked query writes an attempt record (SQLite, WAL, one writer thread).
+path = "$WORK/attempts.sqlite"
+EOC
+    timeout "$READY_TIMEOUT_S" "$NXGUARD" check --config "$conf" >&2 ||
+        die "nxguard check failed (or ran over ${READY_TIMEOUT_S}s) for $conf"
+    note "starting nxguard ($label, attempt store) on core $SERVER_CPU for the busy section"
+    start nxguard.busy "$SERVER_CPU" "$NXGUARD" serve --config "$conf"
+    BUSY_PID=$LAST_PID
+    load=$(wait_ready nxguard.busy "$BUSY_PID" "$NX_PORT" "$probe")
+    note "ready in ${load}s"
+    sanity nxguard "$NX_PORT" "$probe"
+    prime "$NX_PORT" "$WORK/q/cached.txt"
+
+    busy_run idle-store "$WORK/q/mixed_big.txt"
+    busy_run store-blocked "$WORK/q/blocked_big.txt"
+    busy_run store-report "$WORK/q/mixed_big.txt" report_loop
+    if kill -0 "$BUSY_PID" 2>/dev/null; then
+        for i in 1 2 3; do
+            times+=" $(reload_seconds)"
+            sleep 0.2
+        done
+        echo "reload of the $label list on the idle server (SIGHUP until nxguard_reloads_total moves, polled every 10 ms), 3 times:$times s" >>"$BUSY_NOTES"
+        note "reload times:$times s"
+    fi
+    busy_run reload "$WORK/q/mixed_big.txt" hup_loop
+    stop_pid "$BUSY_PID"
+}
+
+# busy_checks: rows with lost or failed answers, unexpected NXDOMAIN shares, attempt records
+# the store lost or could not write, or a p99 above the 0.15 ms target.
+busy_checks() {
+    awk -F'\t' '
+        $2 == "DIED" { print $1 ": the server died"; next }
+        { want = ($1 == "store-blocked" ? 100 : 10)
+          if ($4 != "-" && ($4 < want - 1 || $4 > want + 1)) print $1 ": " $4 "% NXDOMAIN, expected " want "%"
+          if ($3 > 0) print $1 ": " $3 " queries lost"
+          if ($5 > 0) print $1 ": " $5 " answers neither NOERROR nor NXDOMAIN"
+          if ($12 > 0) print $1 ": " $12 " attempt records dropped"
+          if ($13 > 0) print $1 ": " $13 " failed store writes"
+          if ($7 != "-" && $7 > 150) print $1 ": p99 " $7 " us, above the 150 us target" }
+    ' "$BUSY_ROWS"
+}
+
+print_busy() {
+    {
+        printf 'condition\tanswered\tlost\tnx%%\tfail\tp50_us\tp99_us\tp99.9_us\tmax_us\tover_1ms\tstored\tdropped\tst_err\n'
+        cat "$BUSY_ROWS"
+    } | align 1
+}
+
+# ---------------------------------------------------------------------------------------------
 # Report
 
-print_table() {
-    {
-        printf 'server\tlist\tscenario\tq/s\tcpu%%\tcpu_us/q\tusr_us/q\tavg_us\tp50_us\tp99_us\trss0_MB\trss_MB\tload_s\tlost\tnx%%\tfail\tresp_B\n'
-        cat "$ROWS"
-    } | awk -F'\t' '
+# align LEFT: tab-separated lines as a table, the first LEFT columns left-aligned, the rest right.
+align() {
+    awk -F'\t' -v left="$1" '
         { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
           if (NF > nf) nf = NF }
         END { for (r = 1; r <= NR; r++) { line = ""
                 for (i = 1; i <= nf; i++) {
                     v = cell[r, i]
-                    line = line (i <= 3 ? sprintf("%-" w[i] "s", v) : sprintf("%" w[i] "s", v)) (i < nf ? "  " : "") }
+                    line = line (i <= left ? sprintf("%-" w[i] "s", v) : sprintf("%" w[i] "s", v)) (i < nf ? "  " : "") }
                 sub(/ +$/, "", line); print line } }'
+}
+
+print_table() {
+    {
+        printf 'server\tlist\tscenario\tq/s\tcpu%%\tcpu_us/q\tusr_us/q\tavg_us\tp50_us\tp99_us\trss0_MB\trss_MB\tload_s\tlost\tnx%%\tfail\tresp_B\n'
+        cat "$ROWS"
+    } | align 3
 }
 
 # checks: rows whose answers are not what the scenario expects (blocked: all NXDOMAIN, mixed:
@@ -654,9 +886,13 @@ main() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/nxguard-load.XXXXXX")
     ROWS="$WORK/rows.tsv"
     OUTCOMES="$WORK/outcomes.txt"
+    BUSY_ROWS="$WORK/busy_rows.tsv"
+    BUSY_NOTES="$WORK/busy_notes.txt"
     mkdir -p "$WORK/raw"
     : >"$ROWS"
     : >"$OUTCOMES"
+    : >"$BUSY_ROWS"
+    : >"$BUSY_NOTES"
     CLK_TCK=$(getconf CLK_TCK)
     CLIENT_PIN=(taskset -c "$CLIENT_CPU")
     local size_label
@@ -675,8 +911,10 @@ main() {
     local up_pid=$LAST_PID
     wait_ready upstream "$up_pid" "$AUTH_PORT" host1.bench.test >/dev/null
 
-    run_pair apps apps
-    run_pair big "$size_label"
+    if ((!BUSY_ONLY)); then
+        run_pair apps apps
+        run_pair big "$size_label"
+    fi
     if ((SCALING)); then
         # Both cores for nxguard: the upstream must not stay pinned to the client core.
         stop_pid "$up_pid"
@@ -684,31 +922,59 @@ main() {
         up_pid=$LAST_PID
         wait_ready upstream "$up_pid" "$AUTH_PORT" host1.bench.test >/dev/null
         run_scaling
+        if ((BUSY)); then
+            stop_pid "$up_pid"
+            start upstream "$CLIENT_CPU" unbound -d -c "$WORK/upstream.conf"
+            up_pid=$LAST_PID
+            wait_ready upstream "$up_pid" "$AUTH_PORT" host1.bench.test >/dev/null
+        fi
+    fi
+    if ((BUSY)); then
+        run_busy "$size_label"
     fi
 
-    # A --quick run does not overwrite the figures of the last full run.
-    local out="$ROOT/benches/results/latest.txt" findings problems
-    ((QUICK)) && out="$ROOT/benches/results/latest-quick.txt"
+    # A --quick run does not overwrite the figures of the last full run, nor does a --busy-only
+    # run, which has no main table.
+    local out="$ROOT/benches/results/latest" findings problems busy_problems
+    ((BUSY_ONLY)) && out+="-busy"
+    ((QUICK)) && out+="-quick"
+    out+=".txt"
     mkdir -p "$ROOT/benches/results"
     findings=$(log_findings)
     problems=$(checks)
+    busy_problems=$(busy_checks)
     {
         echo "nxguard load benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "command: bash benches/load.sh $*"
         echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
         echo "nxguard: $NXGUARD_ORIGIN; $(unbound -V | awk 'NR == 1 { print "unbound " $2 }'), $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }')"
         echo "runs: ${DURATION}s at -q $IN_FLIGHT -c $CLIENTS; latency: ${LAT_SECONDS}s at -Q $LAT_QPS; servers on core $SERVER_CPU, dnsperf and upstream on core $CLIENT_CPU (nxguard-w2: all unpinned)"
-        echo
-        print_table
-        echo
-        echo "nxguard outcome counters per throughput run (from /metrics):"
-        sed 's/^/  /' "$OUTCOMES"
-        echo
-        if [[ -n $problems ]]; then
-            echo "checks: PROBLEMS"
-            echo "$problems" | sed 's/^/  /'
-        else
-            echo "checks: every run got the expected answers, nothing lost or failed, every pinned server used its core"
+        if ((!BUSY_ONLY)); then
+            echo
+            print_table
+            echo
+            echo "nxguard outcome counters per throughput run (from /metrics):"
+            sed 's/^/  /' "$OUTCOMES"
+            echo
+            if [[ -n $problems ]]; then
+                echo "checks: PROBLEMS"
+                echo "$problems" | sed 's/^/  /'
+            else
+                echo "checks: every run got the expected answers, nothing lost or failed, every pinned server used its core"
+            fi
+        fi
+        if ((BUSY)); then
+            echo
+            echo "busy: nxguard (workers = 1) on the $size_label list with the attempt store, ${LAT_SECONDS}s per condition at -Q $LAT_QPS, one server process throughout"
+            print_busy
+            echo
+            cat "$BUSY_NOTES"
+            if [[ -n $busy_problems ]]; then
+                echo "busy checks: PROBLEMS"
+                echo "$busy_problems" | sed 's/^/  /'
+            else
+                echo "busy checks: expected answers, nothing lost, failed or dropped, every p99 within 150 us"
+            fi
         fi
         if [[ -n $findings ]]; then
             echo

@@ -24,7 +24,7 @@ use crate::{
     access::{Access, Verdict},
     attempts::{Attempt, Recorder, Transport, Via},
     blocked,
-    cache::{self, Cache, CachedAnswer},
+    cache::{self, Cache, CachedAnswer, Lookup},
     config::{BlockConfig, CacheConfig, Config, LimitsConfig, OverLimit, UpstreamConfig},
     devices::{self, EdnsIdentity, Identity},
     limits::RateLimiter,
@@ -50,12 +50,19 @@ pub struct Client {
 
 /// The result of the synchronous half.
 #[derive(Debug)]
+/// A query on its way upstream: its place among `limits.max_in_flight`, and the expired answer
+/// the cache still holds for it (RFC 8767), if any.
+pub struct Forward {
+    _permit: OwnedSemaphorePermit,
+    stale: Option<Arc<CachedAnswer>>,
+}
+
 pub enum Step {
     /// Finished; `out` holds the answer (empty: send nothing).
     Done(Outcome),
     /// The upstream must be asked: call `answer_from_upstream` with the same packet, holding
     /// the permit (one of `limits.max_in_flight`) until it returns.
-    Upstream(OwnedSemaphorePermit),
+    Upstream(Forward),
 }
 
 impl Step {
@@ -131,7 +138,7 @@ impl Resolver {
     pub async fn answer(&self, packet: &[u8], client: Client, out: &mut Vec<u8>) -> Outcome {
         match self.answer_locally(packet, client, out, Instant::now()) {
             Step::Done(outcome) => outcome,
-            Step::Upstream(_permit) => self.answer_from_upstream(packet, client, out).await,
+            Step::Upstream(forward) => self.answer_from_upstream(packet, client, forward, out).await,
         }
     }
 
@@ -177,7 +184,15 @@ impl Resolver {
             return self.block(&query, client, &live, matched, Via::Query, out);
         }
         let mut key = [0u8; cache::MAX_KEY];
-        if let Some(entry) = self.cache.get(cache::key(&query, &mut key), now) {
+        let mut stale = None;
+        if let Some(entry) = match self.cache.lookup(cache::key(&query, &mut key), now) {
+            Lookup::Fresh(entry) => Some(entry),
+            Lookup::Stale(entry) => {
+                stale = Some(entry);
+                None
+            }
+            Lookup::Absent => None,
+        } {
             let recheck = entry.generation != policy.generation() || entry.chain_blocked;
             if let Some((matched, alias)) =
                 recheck.then(|| chain_match(policy, query.name.as_bytes(), &entry.chain)).flatten()
@@ -195,7 +210,7 @@ impl Resolver {
         }
         self.stats.cache_miss();
         match Arc::clone(&self.in_flight).try_acquire_owned() {
-            Ok(permit) => Step::Upstream(permit),
+            Ok(permit) => Step::Upstream(Forward { _permit: permit, stale }),
             Err(_) => {
                 wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
                 self.finish(client, Outcome::Overloaded)
@@ -204,15 +219,20 @@ impl Resolver {
     }
 
     /// The upstream half: forward, inspect the CNAME chain, cache, answer.
-    pub async fn answer_from_upstream(&self, packet: &[u8], client: Client, out: &mut Vec<u8>) -> Outcome {
+    pub async fn answer_from_upstream(
+        &self,
+        packet: &[u8],
+        client: Client,
+        forward: Forward,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         out.clear();
         let Ok(query) = wire::parse_query(packet) else {
             return self.finished(client, Outcome::Malformed);
         };
         let upstreams = Arc::clone(&self.live.load().upstreams);
-        let mut key = [0u8; cache::MAX_KEY];
         // RFC 8767: with an expired answer at hand, the client waits at most 1.8 s for a fresh one.
-        let stale = self.cache.get_stale(cache::key(&query, &mut key), Instant::now());
+        let Forward { _permit, stale } = forward;
         let budget = if stale.is_some() { STALE_AFTER } else { Duration::MAX };
         let fetch = async {
             let asked = upstream_query(&query, true);

@@ -357,13 +357,12 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: T
         for i in 0..received {
             let (packet, peer, out) = batch.query(i);
             let client = Client { addr: peer, transport: Transport::Udp };
-            if let Step::Upstream(permit) = resolver.answer_locally(packet, client, out, now) {
+            if let Step::Upstream(forward) = resolver.answer_locally(packet, client, out, now) {
                 let packet = packet.to_vec();
                 let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
                 in_flight.spawn(async move {
                     let mut out = Vec::new();
-                    resolver.answer_from_upstream(&packet, client, &mut out).await;
-                    drop(permit);
+                    resolver.answer_from_upstream(&packet, client, forward, &mut out).await;
                     send_udp(&socket, &out, peer).await;
                 });
             }
