@@ -10,7 +10,9 @@
 # system, RSS, lost queries and how busy each core was. Binaries alternate within a round, so
 # a noisy neighbour hits both; repeat rounds (ROUNDS, default 2) and compare like with like.
 # Needs dnsperf, unbound and dig (see load.sh). Ports PORT_BASE (nxguard) and PORT_BASE + 2
-# (upstream), default 25350; everything it starts is stopped by PID on exit.
+# (upstream), default 25350; everything it starts is stopped by PID on exit. SYSCALLS=1 also
+# counts the server's system calls per query with perf stat (needs linux-perf): a figure that,
+# unlike CPU time, hardly moves with a noisy neighbour.
 set -euo pipefail
 
 if (($# < 3)); then
@@ -24,10 +26,10 @@ PORT_BASE=${PORT_BASE:-25350}
 NX=$PORT_BASE AUTH=$((PORT_BASE + 2))
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nxguard-ab.XXXXXX")
-UPSTREAM_PID="" SERVER_PID=""
+UPSTREAM_PID="" SERVER_PID="" STAT_PID=""
 cleanup() {
     local pid
-    for pid in $SERVER_PID $UPSTREAM_PID; do
+    for pid in $STAT_PID $SERVER_PID $UPSTREAM_PID; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -109,19 +111,32 @@ for round in $(seq "$ROUNDS"); do
         read -r u0 s0 < <(ticks "$pid")
         read -r b0 i0 < <(busy 0)
         read -r b1 i1 < <(busy 1)
+        if [[ ${SYSCALLS:-0} == 1 ]]; then
+            perf stat -x, -e "${SYSCALL_EVENTS:-raw_syscalls:sys_enter}" -p "$pid" -o "$WORK/syscalls.csv" &
+            STAT_PID=$!
+        fi
         taskset -c 0 dnsperf -s 127.0.0.1 -p "$NX" -d "$queries" -q 100 -c 4 -l "$SECONDS_PER_RUN" "${once[@]}" \
             >"$WORK/dnsperf.out" 2>&1 || true
+        calls=""
+        if [[ -n $STAT_PID ]]; then
+            kill -INT "$STAT_PID"
+            wait "$STAT_PID" 2>/dev/null || true
+            STAT_PID=""
+            calls=$(awk -F, '/sys_enter/ { n += $1 } END { print n }' "$WORK/syscalls.csv"); cp "$WORK/syscalls.csv" "/tmp/syscalls.$(basename "$bin").csv"
+        fi
         read -r u1 s1 < <(ticks "$pid")
         read -r b0b i0b < <(busy 0)
         read -r b1b i1b < <(busy 1)
         rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
         awk -v bin="$(basename "$bin")" -v sc="$SCENARIO" -v hz="$(getconf CLK_TCK)" -v u=$((u1 - u0)) \
             -v s=$((s1 - s0)) -v rss="$rss" -v c0=$((b0b - b0)) -v i0=$((i0b - i0)) -v c1=$((b1b - b1)) \
-            -v i1=$((i1b - i1)) '
+            -v i1=$((i1b - i1)) -v calls="$calls" '
             /Queries completed:/ { c = $3 } /Queries lost:/ { l = $3 } /Queries per second:/ { q = $4 }
-            END { printf "%-24s %-7s q/s %7.0f  cpu_us/q %5.1f  usr %4.1f  sys %4.1f  rss %4d MB  lost %d  core0 %3.0f%%  core1 %3.0f%%\n",
+            END { printf "%-24s %-7s q/s %7.0f  cpu_us/q %5.1f  usr %4.1f  sys %4.1f  rss %4d MB  lost %d  core0 %3.0f%%  core1 %3.0f%%",
                 bin, sc, q, (u + s) / hz * 1e6 / c, u / hz * 1e6 / c, s / hz * 1e6 / c, rss, l,
-                100 * c0 / (c0 + i0), 100 * c1 / (c1 + i1) }' "$WORK/dnsperf.out"
+                100 * c0 / (c0 + i0), 100 * c1 / (c1 + i1)
+                if (calls != "") printf "  syscalls/q %.2f", calls / c
+                printf "\n" }' "$WORK/dnsperf.out"
         kill "$pid"
         wait "$pid" 2>/dev/null || true
         SERVER_PID=""

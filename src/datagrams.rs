@@ -1,5 +1,6 @@
-//! Batches of UDP datagrams for the listeners: up to [`BATCH`] queries read with one
-//! `recvmmsg(2)` and their answers sent with one `sendmmsg(2)`.
+//! Batches of UDP datagrams: for the listeners, up to [`BATCH`] queries read with one
+//! `recvmmsg(2)` and their answers sent with one `sendmmsg(2)`; for the upstream sockets, every
+//! queued answer read with one `recvmmsg(2)`.
 //!
 //! Owns: the batch buffers and the two system calls (Linux; elsewhere one datagram per call
 //! through tokio). Does not own: what is answered (`resolver`) or the loop (`server`).
@@ -10,9 +11,9 @@
 //! once per batch. An idle listener still answers each query as soon as it arrives: a batch is
 //! whatever is queued, never waited for.
 
-use std::{io, net::SocketAddr};
+use std::{io, net::SocketAddr, sync::Arc};
 
-use tokio::{io::Interest, net::UdpSocket};
+use tokio::{io::Interest, net::UdpSocket, sync::mpsc};
 
 /// Datagrams per batch (the kernel's own UIO_MAXIOV limit is 1024; 32 is what DNS servers that
 /// batch typically use).
@@ -22,6 +23,8 @@ pub const BATCH: usize = 32;
 pub struct Batch {
     buffers: Vec<Box<[u8]>>,
     lens: [usize; BATCH],
+    /// Datagrams longer than their buffer (cut by the kernel, MSG_TRUNC).
+    truncated: [bool; BATCH],
     peers: [SocketAddr; BATCH],
     answers: Vec<Vec<u8>>,
     received: usize,
@@ -32,14 +35,25 @@ pub struct Batch {
 impl Batch {
     /// Buffers for [`BATCH`] datagrams of up to `max_len` bytes each.
     pub fn new(max_len: usize) -> Batch {
+        Batch { answers: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(), ..Batch::receive_only(max_len) }
+    }
+
+    /// Buffers for receiving only (no answer buffers): an upstream socket's receive loop.
+    pub fn receive_only(max_len: usize) -> Batch {
         Batch {
             buffers: (0..BATCH).map(|_| vec![0u8; max_len].into_boxed_slice()).collect(),
             lens: [0; BATCH],
+            truncated: [false; BATCH],
             peers: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
-            answers: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
+            answers: (0..BATCH).map(|_| Vec::new()).collect(),
             received: 0,
             sent: 0,
         }
+    }
+
+    /// Datagram `i` of the batch and whether it was longer than its buffer (and so cut).
+    pub fn datagram(&self, i: usize) -> (&[u8], bool) {
+        (&self.buffers[i][..self.lens[i]], self.truncated[i])
     }
 
     /// Waits for queries and reads every one queued, up to [`BATCH`]; returns how many.
@@ -120,8 +134,10 @@ impl Batch {
             }
             let n = n as usize;
             for i in 0..n {
-                // A datagram longer than the buffer is cut (MSG_TRUNC) and then fails to parse.
+                // A datagram longer than the buffer is cut (MSG_TRUNC): a query then fails to
+                // parse; an upstream answer is asked for again over TCP.
                 self.lens[i] = (headers[i].msg_len as usize).min(self.buffers[i].len());
+                self.truncated[i] = headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
                 let name = socket2::SockAddr::new(names[i], headers[i].msg_hdr.msg_namelen);
                 self.peers[i] = name.as_socket().unwrap_or(self.peers[i]);
             }
@@ -130,46 +146,145 @@ impl Batch {
     }
 
     /// Sends the consecutive non-empty answers from `self.sent` on; returns how many went out.
-    #[cfg(target_os = "linux")]
     fn send_now(&self, socket: &UdpSocket) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
         let run = self.answers[self.sent..self.received].iter().take_while(|a| !a.is_empty()).count();
-        let names: Vec<socket2::SockAddr> =
-            self.peers[self.sent..self.sent + run].iter().map(|&peer| peer.into()).collect();
-        // SAFETY: as in `recv_now`: the headers point into `iovecs`, `names` and the answer
-        // buffers, all alive and unmoved during the call; the kernel only reads through them.
-        unsafe {
-            let mut iovecs: [libc::iovec; BATCH] = std::mem::zeroed();
-            let mut headers: [libc::mmsghdr; BATCH] = std::mem::zeroed();
-            for (i, name) in names.iter().enumerate() {
-                let answer = &self.answers[self.sent + i];
-                iovecs[i] = libc::iovec { iov_base: answer.as_ptr().cast_mut().cast(), iov_len: answer.len() };
-                let header = &mut headers[i].msg_hdr;
-                header.msg_name = name.as_ptr().cast_mut().cast();
-                header.msg_namelen = name.len();
-                header.msg_iov = &raw mut iovecs[i];
-                header.msg_iovlen = 1;
-            }
-            let n = libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), run as libc::c_uint, libc::MSG_DONTWAIT);
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(n as usize)
-        }
+        send_many(socket, &self.answers[self.sent..self.sent + run], Some(&self.peers[self.sent..self.sent + run]))
     }
 
     #[cfg(not(target_os = "linux"))]
     fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         let (len, peer) = socket.try_recv_from(&mut self.buffers[0])?;
-        self.lens[0] = len;
+        self.lens[0] = len.min(self.buffers[0].len());
+        self.truncated[0] = len > self.buffers[0].len();
         self.peers[0] = peer;
         Ok(1)
     }
+}
 
-    #[cfg(not(target_os = "linux"))]
-    fn send_now(&self, socket: &UdpSocket) -> io::Result<usize> {
-        socket.try_send_to(&self.answers[self.sent], self.peers[self.sent]).map(|_| 1)
+/// Answers that finished one by one (forwarded queries), queued for a sender task that sends
+/// whatever has piled up with one `sendmmsg(2)`: under load the answers of many forwarded
+/// queries leave together; an idle listener's answer leaves at once.
+#[derive(Clone)]
+pub struct Outbox {
+    queue: mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>,
+}
+
+impl Outbox {
+    /// An outbox for `socket` and the task that empties it; the task ends when every `Outbox`
+    /// clone is dropped and the queue is empty.
+    pub fn new(socket: Arc<UdpSocket>) -> (Outbox, impl Future<Output = ()> + Send + 'static) {
+        let (queue, mut queued) = mpsc::unbounded_channel::<(Vec<u8>, SocketAddr)>();
+        let sender = async move {
+            let mut pending = Vec::with_capacity(BATCH);
+            let (mut answers, mut peers) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+            while next_batch(&mut queued, &mut pending).await {
+                answers.clear();
+                peers.clear();
+                for (answer, peer) in pending.drain(..) {
+                    answers.push(answer);
+                    peers.push(peer);
+                }
+                if let Err(error) = send_all(&socket, &answers, &peers).await {
+                    tracing::debug!(%error, "udp send failed");
+                }
+            }
+        };
+        (Outbox { queue }, sender)
     }
+
+    /// Queues `answer` for `peer` (nothing when it is empty).
+    pub fn send(&self, answer: Vec<u8>, peer: SocketAddr) {
+        if !answer.is_empty() {
+            // Fails only once the sender task is gone, at shutdown: the answer is dropped.
+            let _ = self.queue.send((answer, peer));
+        }
+    }
+}
+
+/// Sends every answer to its peer, waiting while the socket's send buffer is full; an answer
+/// the kernel refuses is skipped and reported once the rest went out.
+async fn send_all(socket: &UdpSocket, answers: &[Vec<u8>], peers: &[SocketAddr]) -> io::Result<()> {
+    let (mut sent, mut failed) = (0, None);
+    while sent < answers.len() {
+        match socket.try_io(Interest::WRITABLE, || send_many(socket, &answers[sent..], Some(&peers[sent..]))) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) => {
+                sent += 1;
+                failed = Some(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// Sends up to [`BATCH`] of `datagrams` (none empty), each to its peer (`None`: a connected
+/// socket's own peer), with one system call; returns how many went out.
+#[cfg(target_os = "linux")]
+pub fn send_many<D: AsRef<[u8]>>(
+    socket: &UdpSocket,
+    datagrams: &[D],
+    peers: Option<&[SocketAddr]>,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let run = datagrams.len().min(peers.map_or(BATCH, <[SocketAddr]>::len)).min(BATCH);
+    let names: Vec<socket2::SockAddr> = peers.map_or(Vec::new(), |p| p[..run].iter().map(|&a| a.into()).collect());
+    // SAFETY: the headers point into `iovecs`, `names` and the datagrams, all alive and unmoved
+    // during the call; the kernel only reads through them. mmsghdr and iovec are plain C
+    // structs for which all-zero is a valid value (a null name: the connected peer).
+    unsafe {
+        let mut iovecs: [libc::iovec; BATCH] = std::mem::zeroed();
+        let mut headers: [libc::mmsghdr; BATCH] = std::mem::zeroed();
+        for i in 0..run {
+            let datagram = datagrams[i].as_ref();
+            iovecs[i] = libc::iovec { iov_base: datagram.as_ptr().cast_mut().cast(), iov_len: datagram.len() };
+            let header = &mut headers[i].msg_hdr;
+            if let Some(name) = names.get(i) {
+                header.msg_name = name.as_ptr().cast_mut().cast();
+                header.msg_namelen = name.len();
+            }
+            header.msg_iov = &raw mut iovecs[i];
+            header.msg_iovlen = 1;
+        }
+        let n = libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), run as libc::c_uint, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn send_many<D: AsRef<[u8]>>(
+    socket: &UdpSocket,
+    datagrams: &[D],
+    peers: Option<&[SocketAddr]>,
+) -> io::Result<usize> {
+    match peers {
+        Some(peers) => socket.try_send_to(datagrams[0].as_ref(), peers[0]),
+        None => socket.try_send(datagrams[0].as_ref()),
+    }
+    .map(|_| 1)
+}
+
+/// Waits for the next items of `queue` and takes every one queued, up to [`BATCH`]; false once
+/// the queue is closed and empty. After the first item it lets the other ready tasks of this
+/// worker run once, so that items they queue in the meantime join the batch instead of each
+/// costing a system call of its own.
+pub async fn next_batch<T>(queue: &mut mpsc::UnboundedReceiver<T>, batch: &mut Vec<T>) -> bool {
+    if queue.recv_many(batch, BATCH).await == 0 {
+        return false;
+    }
+    if batch.len() < BATCH {
+        tokio::task::yield_now().await;
+        while batch.len() < BATCH {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -214,6 +329,34 @@ mod tests {
             }
             seen.sort();
             assert_eq!(seen, (0..15).step_by(2).collect::<Vec<u8>>());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_outbox_delivers_every_queued_answer_and_ends_with_its_last_handle() {
+        let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let clients = [UdpSocket::bind("127.0.0.1:0").await.unwrap(), UdpSocket::bind("127.0.0.1:0").await.unwrap()];
+        let (outbox, sender) = Outbox::new(Arc::clone(&server));
+        let sender = tokio::spawn(sender);
+        // More than a batch at once, as forwarded answers arrive together; an empty answer
+        // (a query dropped on purpose) sends nothing.
+        for k in 0..100u8 {
+            let client = &clients[usize::from(k % 2)];
+            outbox.send(vec![k % 2, k], client.local_addr().unwrap());
+        }
+        outbox.send(Vec::new(), clients[0].local_addr().unwrap());
+        drop(outbox);
+        sender.await.unwrap();
+        for (i, client) in clients.iter().enumerate() {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 16];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), client.recv(&mut buf)).await
+            {
+                assert_eq!((n, usize::from(buf[0])), (2, i));
+                seen.push(buf[1]);
+            }
+            assert_eq!(seen, (0..100).filter(|k| usize::from(k % 2) == i).collect::<Vec<u8>>());
         }
     }
 }

@@ -26,7 +26,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     attempts::{self, Outputs, Sink, Transport},
     config::Config,
-    datagrams::Batch,
+    datagrams::{Batch, Outbox},
     devices::{Devices, DevicesError},
     limits::ConnectionLimits,
     metrics,
@@ -344,6 +344,9 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
 /// answers go out together at the end of the batch, upstream work is spawned.
 async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: TaskTracker) {
     let mut batch = Batch::new(UDP_RECV_BUFFER);
+    // Answers of forwarded queries, sent together by their own task.
+    let (outbox, sender) = Outbox::new(Arc::clone(&socket));
+    in_flight.spawn(sender);
     loop {
         let received = match batch.recv(&socket).await {
             Ok(received) => received,
@@ -359,11 +362,11 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: T
             let client = Client { addr: peer, transport: Transport::Udp };
             if let Step::Upstream(forward) = resolver.answer_locally(packet, client, out, now) {
                 let packet = packet.to_vec();
-                let (resolver, socket) = (Arc::clone(&resolver), Arc::clone(&socket));
+                let (resolver, outbox) = (Arc::clone(&resolver), outbox.clone());
                 in_flight.spawn(async move {
                     let mut out = Vec::new();
                     resolver.answer_from_upstream(&packet, client, forward, &mut out).await;
-                    send_udp(&socket, &out, peer).await;
+                    outbox.send(out, peer);
                 });
             }
         }
@@ -375,15 +378,6 @@ async fn serve_udp(resolver: Arc<Resolver>, socket: Arc<UdpSocket>, in_flight: T
         for _ in 0..received {
             tokio::task::consume_budget().await;
         }
-    }
-}
-
-async fn send_udp(socket: &UdpSocket, out: &[u8], peer: SocketAddr) {
-    if out.is_empty() {
-        return;
-    }
-    if let Err(error) = socket.send_to(out, peer).await {
-        debug!(%error, "udp send failed");
     }
 }
 

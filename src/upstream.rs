@@ -145,8 +145,9 @@ impl Upstream {
                 let answer = match self.udp.exchange(query).await.map_err(io)? {
                     udp::Delivery::Answer(answer) => answer,
                     // Forged, or an upstream that ignores 0x20: TCP settles it either way.
-                    udp::Delivery::CaseMismatch => return tcp_exchange(server, query).await,
+                    udp::Delivery::CaseMismatch | udp::Delivery::Oversize => return tcp_exchange(server, query).await,
                     udp::Delivery::Refused => return Err(io(std::io::ErrorKind::ConnectionRefused.into())),
+                    udp::Delivery::SendFailed(error) => return Err(io(error)),
                 };
                 if answer.get(2).is_some_and(|b| u16::from(*b) << 8 & flag::TC != 0) {
                     return tcp_exchange(server, query).await;

@@ -217,6 +217,17 @@ async fn truncated_upstream_answer_is_retried_over_tcp() {
 }
 
 #[tokio::test]
+async fn oversized_upstream_datagram_is_asked_again_over_tcp() {
+    // An upstream that ignores the advertised 1232 bytes and sends 6 KB over UDP: the answer
+    // does not fit the receive buffer, so it is not trusted cut short but fetched over TCP.
+    let upstream = FakeUpstream::start().await;
+    let server = start_server(&config_for(upstream.addr, ""));
+    let reply = tcp_ask(server.tcp, &query("huge.example.org.", RecordType::A, true)).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(reply.answers.len(), 3, "the TCP answer, not a cut UDP one");
+}
+
+#[tokio::test]
 async fn malformed_packets_get_formerr_or_nothing_and_serving_goes_on() {
     let upstream = FakeUpstream::start().await;
     let server = start_server(&config_for(upstream.addr, ""));

@@ -23,9 +23,17 @@ use std::{
 };
 
 use hashbrown::HashMap;
-use tokio::{net::UdpSocket, sync::oneshot, task::AbortHandle};
+use tokio::{
+    io::Interest,
+    net::UdpSocket,
+    sync::{mpsc, oneshot},
+    task::AbortHandle,
+};
 
-use crate::wire::{self, HEADER_LEN};
+use crate::{
+    datagrams::{self, BATCH, Batch},
+    wire::{self, HEADER_LEN},
+};
 
 /// Sockets kept open per upstream: enough that one socket's receive loop is not a bottleneck,
 /// few enough that they stay a handful of file descriptors.
@@ -34,8 +42,9 @@ pub const SOCKETS: usize = 8;
 const ROTATE_AFTER_QUERIES: u32 = 2_000;
 /// …or when it is this old, whichever comes first.
 const ROTATE_AFTER: Duration = Duration::from_secs(10);
-/// Largest answer read over UDP (a full datagram).
-const MAX_ANSWER: usize = 65_535;
+/// Largest answer read over UDP. Queries advertise an EDNS size of 1232; an upstream that
+/// sends more than this anyway has its answer asked for again over TCP.
+const MAX_ANSWER: usize = 4096;
 
 /// What the receive loop hands to a waiting query.
 #[derive(Debug)]
@@ -47,11 +56,15 @@ pub enum Delivery {
     CaseMismatch,
     /// The upstream's port is closed (ICMP port unreachable).
     Refused,
+    /// The answer was larger than [`MAX_ANSWER`]: the caller asks again over TCP.
+    Oversize,
+    /// The query could not be sent.
+    SendFailed(io::Error),
 }
 
 struct Waiter {
     /// The query as sent (ID and case included), for matching the answer.
-    query: Box<[u8]>,
+    query: Arc<[u8]>,
     /// Taken when the answer is delivered. The entry itself stays until its `Registration` is
     /// dropped, so its ID cannot be handed to another query while this one still owns it.
     reply: Option<oneshot::Sender<Delivery>>,
@@ -70,9 +83,12 @@ impl Shared {
     }
 }
 
-/// One pooled socket; its receive loop ends when the last user drops it.
+/// One pooled socket; its send and receive loops end when the last user drops it.
 struct PooledSocket {
     shared: Arc<Shared>,
+    /// Queries to send, by the send loop, as many at a time as are queued.
+    outgoing: mpsc::UnboundedSender<(u16, Arc<[u8]>)>,
+    sender: AbortHandle,
     receiver: AbortHandle,
     opened: Instant,
     queries: AtomicU32,
@@ -80,6 +96,7 @@ struct PooledSocket {
 
 impl Drop for PooledSocket {
     fn drop(&mut self) {
+        self.sender.abort();
         self.receiver.abort();
     }
 }
@@ -119,8 +136,8 @@ impl UdpPool {
         let mut sent = query.to_vec();
         randomize_case(&mut sent);
         let (reply, answer) = oneshot::channel();
-        let registration = Registration::new(&socket.shared, &mut sent, reply)?;
-        socket.shared.socket.send(&sent).await?;
+        let (registration, sent) = Registration::new(&socket.shared, sent, reply)?;
+        socket.outgoing.send((registration.id, sent)).map_err(|_| io::Error::other("send loop ended"))?;
         let delivery = answer.await.map_err(|_| io::Error::other("receive loop ended"))?;
         drop(registration);
         Ok(match delivery {
@@ -164,8 +181,10 @@ impl UdpPool {
             counters: Arc::clone(&self.counters),
         });
         let receiver = tokio::spawn(receive(Arc::clone(&shared))).abort_handle();
+        let (outgoing, queued) = mpsc::unbounded_channel();
+        let sender = tokio::spawn(transmit(Arc::clone(&shared), queued)).abort_handle();
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(PooledSocket { shared, receiver, opened: Instant::now(), queries: AtomicU32::new(1) })
+        Ok(PooledSocket { shared, outgoing, sender, receiver, opened: Instant::now(), queries: AtomicU32::new(1) })
     }
 
     /// Answers dropped because they matched no waiting query.
@@ -191,8 +210,13 @@ struct Registration<'s> {
 }
 
 impl<'s> Registration<'s> {
-    /// Picks a random ID not waiting on this socket, writes it into `query` and registers it.
-    fn new(shared: &'s Shared, query: &mut [u8], reply: oneshot::Sender<Delivery>) -> io::Result<Registration<'s>> {
+    /// Picks a random ID not waiting on this socket, writes it into `query` and registers it;
+    /// returns the query as it is to be sent.
+    fn new(
+        shared: &'s Shared,
+        mut query: Vec<u8>,
+        reply: oneshot::Sender<Delivery>,
+    ) -> io::Result<(Registration<'s>, Arc<[u8]>)> {
         let mut waiting = shared.waiting();
         // The in-flight cap keeps far fewer than 65 536 queries on one socket; a few tries find
         // a free ID, and a socket that somehow is full fails the query rather than spin.
@@ -200,8 +224,9 @@ impl<'s> Registration<'s> {
             let id: u16 = rand::random();
             if let hashbrown::hash_map::Entry::Vacant(slot) = waiting.entry(id) {
                 query[..2].copy_from_slice(&id.to_be_bytes());
-                slot.insert(Waiter { query: query.into(), reply: Some(reply) });
-                return Ok(Registration { shared, id });
+                let query: Arc<[u8]> = query.into();
+                slot.insert(Waiter { query: Arc::clone(&query), reply: Some(reply) });
+                return Ok((Registration { shared, id }, query));
             }
         }
         Err(io::Error::other("no free query ID on the upstream socket"))
@@ -214,12 +239,60 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// The receive loop of one socket: hands each answer to the query it belongs to.
+/// The send loop of one socket: sends the queries queued by `exchange`, every one queued with
+/// one system call; a query the kernel refuses is failed at once.
+async fn transmit(shared: Arc<Shared>, mut queued: mpsc::UnboundedReceiver<(u16, Arc<[u8]>)>) {
+    let mut pending = Vec::with_capacity(BATCH);
+    let (mut ids, mut queries) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+    while datagrams::next_batch(&mut queued, &mut pending).await {
+        ids.clear();
+        queries.clear();
+        for (id, query) in pending.drain(..) {
+            ids.push(id);
+            queries.push(query);
+        }
+        let mut sent = 0;
+        while sent < queries.len() {
+            let socket = &shared.socket;
+            match socket.try_io(Interest::WRITABLE, || datagrams::send_many(socket, &queries[sent..], None)) {
+                Ok(n) => sent += n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(error) = socket.writable().await {
+                        for &id in &ids[sent..] {
+                            fail(&shared, id, io::Error::new(error.kind(), error.to_string()));
+                        }
+                        break;
+                    }
+                }
+                Err(error) => {
+                    fail(&shared, ids[sent], error);
+                    sent += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Tells the query with `id` that it could not be sent.
+fn fail(shared: &Shared, id: u16, error: io::Error) {
+    let reply = shared.waiting().get_mut(&id).and_then(|waiter| waiter.reply.take());
+    if let Some(reply) = reply {
+        let _ = reply.send(Delivery::SendFailed(error));
+    }
+}
+
+/// The receive loop of one socket: hands each answer to the query it belongs to, reading every
+/// answer queued on the socket with one system call.
 async fn receive(shared: Arc<Shared>) {
-    let mut buf = vec![0u8; MAX_ANSWER];
+    let mut batch = Batch::receive_only(MAX_ANSWER);
     loop {
-        match shared.socket.recv(&mut buf).await {
-            Ok(n) => deliver(&shared, &buf[..n]),
+        match batch.recv(&shared.socket).await {
+            Ok(n) => {
+                for i in 0..n {
+                    let (answer, truncated) = batch.datagram(i);
+                    deliver(&shared, answer, truncated);
+                }
+            }
             Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
                 // An earlier send drew an ICMP port unreachable: nothing listens there, so no
                 // query waiting here will be answered; let them fail over now.
@@ -234,7 +307,7 @@ async fn receive(shared: Arc<Shared>) {
     }
 }
 
-fn deliver(shared: &Shared, answer: &[u8]) {
+fn deliver(shared: &Shared, answer: &[u8], truncated: bool) {
     let id = answer.get(..2).map(|id| u16::from_be_bytes([id[0], id[1]]));
     let mut waiting = shared.waiting();
     // Unknown ID, already answered (a duplicate or a late forgery), or another question.
@@ -243,7 +316,9 @@ fn deliver(shared: &Shared, answer: &[u8]) {
         shared.counters.unmatched.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let delivery = if matches_exactly(&waiter.query, answer) {
+    let delivery = if truncated && matches_exactly(&waiter.query, answer) {
+        Delivery::Oversize
+    } else if matches_exactly(&waiter.query, answer) {
         Delivery::Answer(answer.to_vec())
     } else if super::matches_query(&waiter.query, answer) {
         shared.counters.case_mismatch.fetch_add(1, Ordering::Relaxed);
@@ -420,13 +495,12 @@ mod tests {
             waiting: Mutex::new(HashMap::new()),
             counters: Arc::default(),
         };
-        let mut q = query("a.example");
         let (reply, answered) = oneshot::channel();
-        let registration = Registration::new(&shared, &mut q, reply).unwrap();
-        deliver(&shared, &echo(&q));
+        let (registration, q) = Registration::new(&shared, query("a.example"), reply).unwrap();
+        deliver(&shared, &echo(&q), false);
         assert!(matches!(answered.await, Ok(Delivery::Answer(_))));
         assert!(shared.waiting().contains_key(&registration.id), "ID still owned");
-        deliver(&shared, &echo(&q));
+        deliver(&shared, &echo(&q), false);
         assert_eq!(shared.counters.unmatched.load(Ordering::Relaxed), 1, "a duplicate is dropped");
         drop(registration);
         assert!(shared.waiting().is_empty());

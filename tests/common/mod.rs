@@ -40,6 +40,8 @@ pub const UPSTREAM_TTL: u32 = 300;
 /// - `inject…`: its A record plus an A record for victim.example.com (answer and additional).
 /// - `loop…`: CNAME to loop-b.example.org, which CNAMEs back.
 /// - `big…`: 100 A records over UDP (truncated, TC=1), all of them over TCP.
+/// - `huge…`: 400 A records over UDP without TC (a 6 KB datagram, more than the 1232 bytes
+///   asked for), 3 over TCP.
 /// - anything else: one record of the asked type (A, AAAA, MX), TTL 300; NODATA otherwise.
 pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
     let q = query.queries.first()?.clone();
@@ -95,6 +97,14 @@ pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
         }
         for i in 0..100 {
             m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, i)))));
+        }
+        return Some(m);
+    }
+    if first.starts_with("huge") {
+        let count = if over_tcp { 3 } else { 400 };
+        for i in 0..count {
+            let address = Ipv4Addr::new(192, 0, 2, (i % 250) as u8);
+            m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(address))));
         }
         return Some(m);
     }
