@@ -20,7 +20,12 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use crate::{attempts::Transport, resolver::Resolver, upstream::LATENCY_BUCKETS_MS};
+use crate::{
+    attempts::Transport,
+    config::Protocol,
+    resolver::Resolver,
+    upstream::{LATENCY_BUCKETS_MS, UdpPool},
+};
 
 /// How a query ended. The DNS answer, the attempt record and these counters all derive from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +309,29 @@ pub fn render(resolver: &Resolver) -> String {
         "# HELP nxguard_upstream_errors_total Failed or timed-out upstream exchanges.\n# TYPE nxguard_upstream_errors_total counter"
     );
     out.push_str(&errors);
+    let udp = [
+        (
+            "nxguard_upstream_udp_unmatched_total",
+            "UDP datagrams from an upstream dropped because they answer no query waiting on that socket (unknown ID or another question): late duplicates, or spoofing attempts.",
+            UdpPool::unmatched as fn(&UdpPool) -> u64,
+        ),
+        (
+            "nxguard_upstream_udp_case_mismatch_total",
+            "UDP answers whose question differed from the query only in letter case (0x20), asked again over TCP: spoofing attempts, or an upstream that does not echo the case.",
+            UdpPool::case_mismatches,
+        ),
+        (
+            "nxguard_upstream_udp_sockets_opened_total",
+            "UDP sockets opened to an upstream (each is replaced after 2000 queries or 10 s, so the source ports keep changing).",
+            UdpPool::sockets_opened,
+        ),
+    ];
+    for (name, help, counter) in udp {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for upstream in live.upstreams.upstreams().filter(|u| u.protocol() == Protocol::Udp) {
+            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", upstream.address(), counter(upstream.udp()));
+        }
+    }
     out
 }
 

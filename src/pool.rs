@@ -189,7 +189,12 @@ impl Upstreams {
 
     /// Each server's address and counters, default group last.
     pub fn servers(&self) -> impl Iterator<Item = (SocketAddr, &ServerStats)> {
-        self.groups.iter().flat_map(|g| g.members.iter().map(|m| (m.upstream.address(), &m.upstream.stats)))
+        self.upstreams().map(|upstream| (upstream.address(), &upstream.stats))
+    }
+
+    /// Each server, default group last.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        self.groups.iter().flat_map(|g| g.members.iter().map(|m| &m.upstream))
     }
 }
 

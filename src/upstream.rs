@@ -133,6 +133,15 @@ impl Upstream {
     pub fn address(&self) -> SocketAddr {
         self.config.address
     }
+
+    pub fn protocol(&self) -> Protocol {
+        self.config.protocol
+    }
+
+    /// The pooled UDP sockets (used only with protocol udp), for their counters.
+    pub fn udp(&self) -> &UdpPool {
+        &self.udp
+    }
 }
 
 impl Upstream {

@@ -60,6 +60,10 @@ async fn scraped_counters_match_the_queries_sent() {
     let upstream_label = format!("upstream=\"{}\"", upstream.addr);
     assert_eq!(value(body, &format!("nxguard_upstream_latency_seconds_count{{{upstream_label}}}")), 1);
     assert_eq!(value(body, &format!("nxguard_upstream_errors_total{{{upstream_label}}}")), 1);
+    assert_eq!(value(body, &format!("nxguard_upstream_udp_unmatched_total{{{upstream_label}}}")), 0);
+    assert_eq!(value(body, &format!("nxguard_upstream_udp_case_mismatch_total{{{upstream_label}}}")), 0);
+    // Two forwarded queries, round robin over the pool: each opened its socket.
+    assert!(value(body, &format!("nxguard_upstream_udp_sockets_opened_total{{{upstream_label}}}")) >= 1);
     let version = server.running.resolver.live().policy.version();
     assert!(body.contains(&format!("nxguard_policy_info{{version=\"{version}\"}} 1")));
 
