@@ -312,7 +312,7 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, r
     for (key, _) in restart_only.iter().filter(|(_, changed)| *changed) {
         tracing::warn!(key, "changed in the config file; takes effect only after a restart");
     }
-    match running.reload(&config) {
+    match in_background(|| running.reload(&config)) {
         Ok(()) => {
             let live = running.resolver.live();
             tracing::info!(domains = live.policy.len(), policy_version = %live.policy.version(), "reloaded");
@@ -320,6 +320,44 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, r
         }
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "reload failed; the previous configuration stays in force");
+        }
+    }
+}
+
+/// Runs `work` (a reload) on a thread of its own at a lower CPU priority (nice 10), inside the
+/// async runtime. Rebuilding a 1M-domain list takes a few hundred milliseconds of CPU; where a
+/// query worker shares the core (a small VM, or `workers` = all cores), the worker must win.
+/// Without a thread to spare (out of resources), the work runs on the calling thread.
+fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let runtime = tokio::runtime::Handle::current();
+    let work = std::sync::Mutex::new(Some(work));
+    let take = || work.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new().name("nxguard-reload".into()).spawn_scoped(scope, || {
+            let _runtime = runtime.enter();
+            lower_priority();
+            take().map(|work| work())
+        });
+        let done = match thread {
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start a reload thread; reloading on the main thread");
+                None
+            }
+        };
+        done.or_else(|| take().map(|work| work())).expect("the reload ran on one of the two threads")
+    })
+}
+
+/// Lowers the calling thread's CPU priority to nice 10 (Linux keeps a nice value per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on integers; setpriority only changes this thread's nice
+        // value, and a failure (reported by its return value) leaves it as it was.
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        if result != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the reload thread's priority");
         }
     }
 }
