@@ -20,11 +20,12 @@ usage: bash benches/load.sh [--quick] [--scaling] [--busy | --busy-only] [--keep
   --quick      short runs (2 s per scenario, 1 s latency run) and a 100k list instead of 1M;
                the report goes to benches/results/latest-quick.txt instead of latest.txt
   --scaling    also compare nxguard with workers=1 on one core and workers=2 on two cores
-  --busy       after the other runs, the busy section: nxguard alone on the generated list with
-               an attempt store, fixed-rate latency (LAT_QPS for LAT_SECONDS) with the store
-               idle, with every query blocked, while `nxguard report` reads the store in a loop,
-               and while a SIGHUP reloads the list every second; plus the time of one reload
-  --busy-only  only the busy section: no nxguard/Unbound table (not with --scaling)
+  --busy       after the other runs, the busy section: fixed-rate latency (LAT_QPS for
+               LAT_SECONDS) of nxguard on the generated list, without and with an attempt store:
+               store idle, every query blocked, `nxguard report` reading the store in a loop,
+               a SIGHUP reloading the list every second; and the time of one reload
+  --busy-only  only the busy section, no nxguard/Unbound table (not with --scaling); the report
+               goes to latest-busy.txt (latest-busy-quick.txt with --quick)
   --keep       keep the temporary directory (configs, corpora, raw dnsperf output, logs)
 
 Environment (defaults in brackets; --quick lowers the first three):
@@ -1010,7 +1011,7 @@ main() {
         fi
         if ((BUSY)); then
             echo
-            echo "busy: nxguard (workers = 1) on the $size_label list with the attempt store, ${LAT_SECONDS}s per condition at -Q $LAT_QPS, one server process throughout"
+            echo "busy: nxguard (workers = 1) on the $size_label list, ${LAT_SECONDS}s per condition at -Q $LAT_QPS; no-store on a server of its own, the rest on one server with the attempt store"
             print_busy
             echo
             cat "$BUSY_NOTES"
