@@ -324,7 +324,7 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, r
     }
 }
 
-/// Runs `work` (a reload) on a thread of its own at a lower CPU priority (nice 10), inside the
+/// Runs `work` (a reload) on a thread of its own at the lowest CPU priority, inside the
 /// async runtime. Rebuilding a 1M-domain list takes a few hundred milliseconds of CPU; where a
 /// query worker shares the core (a small VM, or `workers` = all cores), the worker must win.
 /// Without a thread to spare (out of resources), the work runs on the calling thread.
@@ -349,13 +349,16 @@ fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-/// Lowers the calling thread's CPU priority to nice 10 (Linux keeps a nice value per thread).
+/// Moves the calling thread to the SCHED_IDLE policy (Linux schedules each thread on its own):
+/// it runs only when no query worker wants the core, and a query arriving preempts it at once.
+/// Under sustained full load a reload therefore waits for the first idle moments.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain system calls on integers; setpriority only changes this thread's nice
-        // value, and a failure (reported by its return value) leaves it as it was.
-        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a plain system call on this thread's ID and a valid sched_param; a failure
+        // (reported by its return value) leaves the thread's policy as it was.
+        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
         if result != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the reload thread's priority");
         }
