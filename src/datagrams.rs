@@ -28,8 +28,6 @@ pub struct Batch {
     peers: [SocketAddr; BATCH],
     answers: Vec<Vec<u8>>,
     received: usize,
-    /// Answers already handed to the kernel (a send may stop part way).
-    sent: usize,
 }
 
 impl Batch {
@@ -47,7 +45,6 @@ impl Batch {
             peers: [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
             answers: (0..BATCH).map(|_| Vec::new()).collect(),
             received: 0,
-            sent: 0,
         }
     }
 
@@ -63,7 +60,6 @@ impl Batch {
             match socket.try_io(Interest::READABLE, || self.recv_now(socket)) {
                 Ok(n) => {
                     self.received = n;
-                    self.sent = 0;
                     for answer in &mut self.answers[..n] {
                         answer.clear();
                     }
@@ -83,21 +79,15 @@ impl Batch {
     /// Sends every non-empty answer of the batch to its client, waiting while the socket's
     /// send buffer is full. An answer the kernel refuses is skipped (and returned as the error
     /// once the rest went out), so one bad address cannot hold up the others.
-    pub async fn send(&mut self, socket: &UdpSocket) -> io::Result<()> {
+    pub async fn send(&self, socket: &UdpSocket) -> io::Result<()> {
         let mut failed = None;
-        while self.sent < self.received {
-            if self.answers[self.sent].is_empty() {
-                self.sent += 1;
-                continue;
-            }
-            match socket.try_io(Interest::WRITABLE, || self.send_now(socket)) {
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
-                Err(e) => {
-                    self.sent += 1;
-                    failed = Some(e);
-                }
-            }
+        let mut start = 0;
+        while start < self.received {
+            // The next run of answers with no unanswered query among them.
+            let run = self.answers[start..self.received].iter().take_while(|a| !a.is_empty()).count();
+            let (answers, peers) = (&self.answers[start..start + run], &self.peers[start..start + run]);
+            send_all(socket, answers, Some(peers), |_, error| failed = Some(error)).await;
+            start += run + 1;
         }
         failed.map_or(Ok(()), Err)
     }
@@ -145,12 +135,6 @@ impl Batch {
         }
     }
 
-    /// Sends the consecutive non-empty answers from `self.sent` on; returns how many went out.
-    fn send_now(&self, socket: &UdpSocket) -> io::Result<usize> {
-        let run = self.answers[self.sent..self.received].iter().take_while(|a| !a.is_empty()).count();
-        send_many(socket, &self.answers[self.sent..self.sent + run], Some(&self.peers[self.sent..self.sent + run]))
-    }
-
     #[cfg(not(target_os = "linux"))]
     fn recv_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         let (len, peer) = socket.try_recv_from(&mut self.buffers[0])?;
@@ -184,9 +168,7 @@ impl Outbox {
                     answers.push(answer);
                     peers.push(peer);
                 }
-                if let Err(error) = send_all(&socket, &answers, &peers).await {
-                    tracing::debug!(%error, "udp send failed");
-                }
+                send_all(&socket, &answers, Some(&peers), |_, error| tracing::debug!(%error, "udp send failed")).await;
             }
         };
         (Outbox { queue }, sender)
@@ -201,21 +183,34 @@ impl Outbox {
     }
 }
 
-/// Sends every answer to its peer, waiting while the socket's send buffer is full; an answer
-/// the kernel refuses is skipped and reported once the rest went out.
-async fn send_all(socket: &UdpSocket, answers: &[Vec<u8>], peers: &[SocketAddr]) -> io::Result<()> {
-    let (mut sent, mut failed) = (0, None);
-    while sent < answers.len() {
-        match socket.try_io(Interest::WRITABLE, || send_many(socket, &answers[sent..], Some(&peers[sent..]))) {
+/// Sends every datagram, each to its peer (`None`: a connected socket's own peer), waiting
+/// while the socket's send buffer is full. A datagram that cannot be sent is skipped and handed
+/// to `failed` by its index, so one bad address cannot hold up the others.
+pub async fn send_all<D: AsRef<[u8]>>(
+    socket: &UdpSocket,
+    datagrams: &[D],
+    peers: Option<&[SocketAddr]>,
+    mut failed: impl FnMut(usize, io::Error),
+) {
+    let mut sent = 0;
+    while sent < datagrams.len() {
+        let rest = peers.map(|peers| &peers[sent..]);
+        match socket.try_io(Interest::WRITABLE, || send_many(socket, &datagrams[sent..], rest)) {
             Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = socket.writable().await {
+                    for i in sent..datagrams.len() {
+                        failed(i, io::Error::new(e.kind(), e.to_string()));
+                    }
+                    return;
+                }
+            }
             Err(e) => {
+                failed(sent, e);
                 sent += 1;
-                failed = Some(e);
             }
         }
     }
-    failed.map_or(Ok(()), Err)
 }
 
 /// Sends up to [`BATCH`] of `datagrams` (none empty), each to its peer (`None`: a connected

@@ -48,20 +48,21 @@ pub struct Client {
     pub transport: Transport,
 }
 
-/// The result of the synchronous half.
-#[derive(Debug)]
 /// A query on its way upstream: its place among `limits.max_in_flight`, and the expired answer
 /// the cache still holds for it (RFC 8767), if any.
+#[derive(Debug)]
 pub struct Forward {
     _permit: OwnedSemaphorePermit,
     stale: Option<Arc<CachedAnswer>>,
 }
 
+/// The result of the synchronous half.
+#[derive(Debug)]
 pub enum Step {
     /// Finished; `out` holds the answer (empty: send nothing).
     Done(Outcome),
-    /// The upstream must be asked: call `answer_from_upstream` with the same packet, holding
-    /// the permit (one of `limits.max_in_flight`) until it returns.
+    /// The upstream must be asked: call `answer_from_upstream` with the same packet and this
+    /// `Forward`, which holds the query's in-flight permit until it returns.
     Upstream(Forward),
 }
 
@@ -184,15 +185,12 @@ impl Resolver {
             return self.block(&query, client, &live, matched, Via::Query, out);
         }
         let mut key = [0u8; cache::MAX_KEY];
-        let mut stale = None;
-        if let Some(entry) = match self.cache.lookup(cache::key(&query, &mut key), now) {
-            Lookup::Fresh(entry) => Some(entry),
-            Lookup::Stale(entry) => {
-                stale = Some(entry);
-                None
-            }
-            Lookup::Absent => None,
-        } {
+        let (fresh, stale) = match self.cache.lookup(cache::key(&query, &mut key), now) {
+            Lookup::Fresh(entry) => (Some(entry), None),
+            Lookup::Stale(entry) => (None, Some(entry)),
+            Lookup::Absent => (None, None),
+        };
+        if let Some(entry) = fresh {
             let recheck = entry.generation != policy.generation() || entry.chain_blocked;
             if let Some((matched, alias)) =
                 recheck.then(|| chain_match(policy, query.name.as_bytes(), &entry.chain)).flatten()

@@ -24,7 +24,6 @@ use std::{
 
 use hashbrown::HashMap;
 use tokio::{
-    io::Interest,
     net::UdpSocket,
     sync::{mpsc, oneshot},
     task::AbortHandle,
@@ -251,25 +250,7 @@ async fn transmit(shared: Arc<Shared>, mut queued: mpsc::UnboundedReceiver<(u16,
             ids.push(id);
             queries.push(query);
         }
-        let mut sent = 0;
-        while sent < queries.len() {
-            let socket = &shared.socket;
-            match socket.try_io(Interest::WRITABLE, || datagrams::send_many(socket, &queries[sent..], None)) {
-                Ok(n) => sent += n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(error) = socket.writable().await {
-                        for &id in &ids[sent..] {
-                            fail(&shared, id, io::Error::new(error.kind(), error.to_string()));
-                        }
-                        break;
-                    }
-                }
-                Err(error) => {
-                    fail(&shared, ids[sent], error);
-                    sent += 1;
-                }
-            }
-        }
+        datagrams::send_all(&shared.socket, &queries, None, |i, error| fail(&shared, ids[i], error)).await;
     }
 }
 
