@@ -25,6 +25,8 @@ ROUNDS=${ROUNDS:-2}
 PORT_BASE=${PORT_BASE:-25350}
 NX=$PORT_BASE AUTH=$((PORT_BASE + 2))
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/unbound.sh
+source "$ROOT/benches/unbound.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nxguard-ab.XXXXXX")
 UPSTREAM_PID="" SERVER_PID="" STAT_PID=""
 cleanup() {
@@ -39,29 +41,7 @@ trap cleanup EXIT
 
 case $SCENARIO in cached | blocked | miss) ;; *) echo "ab.sh: unknown scenario $SCENARIO" >&2; exit 2 ;; esac
 
-cat >"$WORK/upstream.conf" <<EOF
-server:
-  interface: 127.0.0.1@$AUTH
-  port: $AUTH
-  interface-automatic: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$WORK"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  num-threads: 1
-  module-config: "iterator"
-  access-control: 127.0.0.0/8 allow
-  local-zone: "." static
-  local-zone: "test." nodefault
-  local-zone: "bench.test." redirect
-  local-data: "bench.test. 3600 IN A 192.0.2.1"
-remote-control:
-  control-enable: no
-EOF
+write_upstream_conf "$WORK/upstream.conf" "$AUTH" "$WORK"
 cat >"$WORK/nxguard.toml" <<EOF
 [server]
 udp = ["127.0.0.1:$NX"]

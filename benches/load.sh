@@ -65,6 +65,8 @@ if ((SCALING && BUSY_ONLY)); then
 fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/unbound.sh
+source "$ROOT/benches/unbound.sh"
 if ((QUICK)); then
     DURATION=${DURATION:-2}
     LAT_SECONDS=${LAT_SECONDS:-1}
@@ -284,35 +286,6 @@ make_corpora() {
 # ---------------------------------------------------------------------------------------------
 # Configs
 
-write_upstream_conf() {
-    # The local authoritative upstream: every name under bench.test answers A 192.0.2.1 with
-    # TTL 3600 (a redirect zone works like a wildcard); everything else is NXDOMAIN, so nothing
-    # ever leaves the machine.
-    cat >"$WORK/upstream.conf" <<EOF
-server:
-  interface: 127.0.0.1@$AUTH_PORT
-  port: $AUTH_PORT
-  interface-automatic: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$WORK"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  num-threads: 1
-  module-config: "iterator"
-  access-control: 127.0.0.0/8 allow
-  local-zone: "." static
-  local-zone: "test." nodefault
-  local-zone: "bench.test." redirect
-  local-data: "bench.test. 3600 IN A 192.0.2.1"
-remote-control:
-  control-enable: no
-EOF
-}
-
 # write_nxguard_conf FILE WORKERS DOMAINS_DIR
 write_nxguard_conf() {
     cat >"$1" <<EOF
@@ -352,20 +325,9 @@ EOF
 
 # write_unbound_conf FILE ZONES_FILE
 write_unbound_conf() {
-    cat >"$1" <<EOF
-server:
-  interface: 127.0.0.1@$UB_PORT
-  port: $UB_PORT
-  interface-automatic: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$WORK"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  num-threads: 1
+    {
+        unbound_server "$UB_PORT" "$WORK"
+        cat <<EOF
   so-reuseport: yes
   module-config: "iterator"
   access-control: 127.0.0.0/8 allow
@@ -384,6 +346,7 @@ forward-zone:
   name: "."
   forward-addr: 127.0.0.1@$AUTH_PORT
 EOF
+    } >"$1"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -950,7 +913,7 @@ main() {
     esac
     make_corpora "$size_label"
 
-    write_upstream_conf
+    write_upstream_conf "$WORK/upstream.conf" "$AUTH_PORT" "$WORK"
     unbound-checkconf "$WORK/upstream.conf" >/dev/null || die "unbound-checkconf failed for the upstream"
     note "starting the upstream (unbound authoritative for bench.test) on port $AUTH_PORT"
     start upstream "$CLIENT_CPU" unbound -d -c "$WORK/upstream.conf"
