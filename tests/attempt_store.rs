@@ -7,7 +7,7 @@ mod common;
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
@@ -269,10 +269,6 @@ async fn pseudonymised_store_holds_no_identity_and_the_officer_can_find_one_devi
     assert!(report.contains("tiktok.com") && !report.contains("temu.com"));
 }
 
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn kill_9_keeps_every_committed_record_and_the_store_reopens_cleanly() {
     let upstream = FakeUpstream::start().await;
@@ -280,27 +276,10 @@ async fn kill_9_keeps_every_committed_record_and_the_store_reopens_cleanly() {
     let db: PathBuf = dir.path().join("attempts.sqlite");
     let port = free_port();
     let config = dir.path().join("nxguard.toml");
-    let write_config = |port: u16| {
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\nworkers = 1\n\
-                 [store]\npath = {db:?}\nflush_interval_ms = 100\n[[upstream.servers]]\naddress = \"{}\"\n",
-                upstream.addr
-            ),
-        )
-        .unwrap();
-    };
+    let store = format!("[store]\npath = {db:?}\nflush_interval_ms = 100");
+    let write_config = |port: u16| std::fs::write(&config, serve_config(port, upstream.addr, &store)).unwrap();
     write_config(port);
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_nxguard"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut child = spawn();
+    let mut child = spawn_serve(&config);
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     let probe = raw_query("tiktok.com", 1, false, false);
     let mut answered = 0;
@@ -314,17 +293,17 @@ async fn kill_9_keeps_every_committed_record_and_the_store_reopens_cleanly() {
     }
     assert_eq!(answered, 20, "the server answered 20 blocked queries");
     let committed = rows(&db, 20).len();
-    assert_eq!(Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap().code(), Some(0));
+    send_signal(child.id(), "9");
     child.wait().unwrap();
 
     write_config(free_port());
-    let mut child = spawn();
+    let mut child = spawn_serve(&config);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rows(&db, 20).len(), committed, "every committed record survived");
     let report =
         Command::new(env!("CARGO_BIN_EXE_nxguard")).args(["report", "--db", db.to_str().unwrap()]).output().unwrap();
     assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
     assert!(String::from_utf8_lossy(&report.stdout).contains("127.0.0.1"));
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    send_signal(child.id(), "TERM");
     child.wait().unwrap();
 }

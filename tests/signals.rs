@@ -3,44 +3,10 @@
 
 mod common;
 
-use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use common::*;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-}
-
-/// Polls until the server answers (it is starting up), for at most ~10 s.
-async fn wait_until_serving(server: SocketAddr) {
-    let probe = query("probe.tiktok.com.", RecordType::A, false).to_vec().unwrap();
-    for _ in 0..100 {
-        if udp_exchange_raw(server, IpAddr::V4(Ipv4Addr::LOCALHOST), &probe, Duration::from_millis(100)).await.is_some()
-        {
-            return;
-        }
-    }
-    panic!("nxguard did not start serving");
-}
-
-fn spawn_server(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_nxguard"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
 
 /// Asks until `name` is blocked (a reload is asynchronous), for at most ~5 s.
 async fn until_blocked(server: SocketAddr, name: &str) -> bool {
@@ -62,22 +28,14 @@ async fn watched_list_files_reload_on_change() {
     std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\n").unwrap();
     let port = free_port();
     let config = dir.path().join("nxguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\nworkers = 1\n\
-             [policy]\nwatch_secs = 1\ndomains_dir = {:?}\n[[upstream.servers]]\naddress = \"{}\"\n",
-            dir.path(),
-            upstream.addr
-        ),
-    )
-    .unwrap();
-    let mut child = spawn_server(&config);
+    let policy = format!("[policy]\nwatch_secs = 1\ndomains_dir = {:?}", dir.path());
+    std::fs::write(&config, serve_config(port, upstream.addr, &policy)).unwrap();
+    let mut child = spawn_serve(&config);
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     wait_until_serving(server).await;
     std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\nsecond-longer.example api\n").unwrap();
     assert!(until_blocked(server, "second-longer.example.").await, "the change on disk was not picked up");
-    signal(&child, "TERM");
+    send_signal(child.id(), "TERM");
     assert!(child.wait().unwrap().success());
 }
 
@@ -89,24 +47,15 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\n").unwrap();
     let port = free_port();
     let config = dir.path().join("nxguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\nworkers = 1\n\
-             [policy]\ndomains_dir = {:?}\n[upstream]\ntimeout_ms = 400\n\
-             [[upstream.servers]]\naddress = \"{}\"\n",
-            dir.path(),
-            upstream.addr
-        ),
-    )
-    .unwrap();
-    let mut child = spawn_server(&config);
+    let policy = format!("[policy]\ndomains_dir = {:?}\n[upstream]\ntimeout_ms = 400", dir.path());
+    std::fs::write(&config, serve_config(port, upstream.addr, &policy)).unwrap();
+    let mut child = spawn_serve(&config);
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     wait_until_serving(server).await;
     assert_blocked(&udp_ask(server, &query("first.example.", RecordType::A, true)).await, "Test App", 300, true);
 
     std::fs::write(&list, "@app Test App\n@vendor V\nsecond.example api\n").unwrap();
-    signal(&child, "HUP");
+    send_signal(child.id(), "HUP");
     assert!(until_blocked(server, "second.example.").await, "SIGHUP did not load the new list");
     assert_forwarded(&udp_ask(server, &query("first.example.", RecordType::A, false)).await, RecordType::A);
 
@@ -119,7 +68,7 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    signal(&child, "TERM");
+    send_signal(child.id(), "TERM");
     for task in in_flight {
         assert_eq!(task.await.unwrap().metadata.response_code, ResponseCode::ServFail);
     }

@@ -28,10 +28,6 @@ fn read_log(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()
 }
 
-fn signal(pid: u32, name: &str) {
-    assert!(Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap().success());
-}
-
 #[tokio::test]
 async fn serve_notifies_systemd_of_readiness_reloads_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,11 +59,11 @@ async fn serve_notifies_systemd_of_readiness_reloads_and_stopping() {
     let reply = udp_ask(server, &query("tiktok.com.", RecordType::A, true)).await;
     assert_blocked(&reply, "TikTok", 300, true);
 
-    signal(child.id(), "HUP");
+    send_signal(child.id(), "HUP");
     assert_eq!(receive(&systemd, &log), "RELOADING=1");
     assert_eq!(receive(&systemd, &log), "READY=1");
 
-    signal(child.id(), "TERM");
+    send_signal(child.id(), "TERM");
     assert_eq!(receive(&systemd, &log), "STOPPING=1");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}: {}", read_log(&log));

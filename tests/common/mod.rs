@@ -371,3 +371,45 @@ pub fn assert_forwarded(reply: &Message, qtype: RecordType) {
     assert_eq!(reply.answers.len(), 1, "{reply:?}");
     assert_eq!(reply.answers[0].record_type(), qtype);
 }
+
+/// A free UDP port on 127.0.0.1 (for a spawned `nxguard serve`, which binds it itself).
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the `nxguard serve` binary on `config`, its output discarded.
+pub fn spawn_serve(config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends signal `name` (HUP, TERM, KILL…) to the process `pid`, which this test started.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// A config for a spawned server on 127.0.0.1:`port` (UDP and TCP, one worker) forwarding to
+/// `upstream`; `extra` is TOML for further sections (not `[server]` or `[[upstream.servers]]`).
+pub fn serve_config(port: u16, upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\nworkers = 1\n{extra}\n\
+         [[upstream.servers]]\naddress = \"{upstream}\"\n"
+    )
+}
+
+/// Polls until a spawned server answers (it is starting up), for at most ~10 s.
+pub async fn wait_until_serving(server: SocketAddr) {
+    let probe = query("probe.tiktok.com.", RecordType::A, false).to_vec().unwrap();
+    for _ in 0..100 {
+        if udp_exchange_raw(server, IpAddr::V4(Ipv4Addr::LOCALHOST), &probe, Duration::from_millis(100)).await.is_some()
+        {
+            return;
+        }
+    }
+    panic!("nxguard did not start serving");
+}
