@@ -13,14 +13,17 @@ use std::{
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nxguard::{
-    attempts::{self, Transport},
-    blocked,
-    cache::{self, Cache, CachedAnswer},
     config::{BlockConfig, CacheConfig, Config},
-    domains::{self, Kind},
-    policy::{self, App, Policy, PolicyBuilder},
-    resolver::{Client, Resolver, Step},
-    wire,
+    dns::{blocked, wire},
+    evidence::{attempt::Transport, dispatch},
+    policy::{
+        self, App, Policy, PolicyBuilder,
+        domains::{self, Kind},
+    },
+    resolve::{
+        Client, Resolver, Step,
+        cache::{self, Cache, CachedAnswer},
+    },
 };
 
 fn bench_mode() -> bool {
@@ -210,7 +213,7 @@ fn pipeline(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let _guard = runtime.enter();
     let config = Config::from_toml("[[upstream.servers]]\naddress = \"127.0.0.1:9\"\n").unwrap();
-    let (recorder, dispatcher) = attempts::channel(1 << 20, attempts::Outputs::default());
+    let (recorder, dispatcher) = dispatch::channel(1 << 20, dispatch::Outputs::default());
     runtime.spawn(dispatcher.run(tokio_util::sync::CancellationToken::new()));
     let resolver = Resolver::new(&config, policy::load(&config.policy).unwrap(), recorder).unwrap();
     let client = Client { addr: "127.0.0.1:40000".parse().unwrap(), transport: Transport::Udp };

@@ -11,13 +11,14 @@ use std::{
 };
 
 use nxguard::{
-    attempts::{Attempt, Transport, Via},
     config::StoreConfig,
-    devices::{EdnsIdentity, Identity, Source},
-    domains::Kind,
-    policy::{App, AppEntry},
-    report::{self, Filter},
-    store::{self, StoreWriter},
+    evidence::{
+        attempt::{Attempt, Transport, Via},
+        devices::{EdnsIdentity, Identity, Source},
+        store::{self, StoreWriter},
+    },
+    policy::{App, AppEntry, domains::Kind},
+    review::report::{self, Filter},
 };
 
 fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {

@@ -4,7 +4,7 @@
 //! # How a query flows
 //!
 //! ```text
-//!  UDP / TCP / DoT / DoH listener (server, tls, https)
+//!  UDP / TCP / DoT / DoH listener (listen)
 //!        │ packet, client address
 //!        ▼
 //!  access ── not listed ──────────────────────────────▶ dropped (no reply)
@@ -26,54 +26,36 @@
 //!  cache.insert, answer written from the stored bytes ──▶ forwarded answer
 //! ```
 //!
-//! Every query ends in one [`metrics::Outcome`]; the reply, the attempt record and the counters
-//! all follow from it. The pipeline itself is [`resolver::Resolver`].
+//! Every query ends in one [`resolve::Outcome`]; the reply, the attempt record and the counters
+//! all follow from it. The pipeline itself is [`resolve::Resolver`].
 //!
-//! # Modules
-//! - [`config`]: the TOML configuration, defaults and validation.
-//! - [`domains`]: the domain list files of the banned apps.
-//! - [`policy`]: the compiled matcher (which app a name belongs to).
-//! - [`wire`]: DNS wire-format parsing and writing on the hot path.
-//! - [`blocked`]: blocked answers.
-//! - [`cache`]: the response cache, storing answers ready to serve.
-//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH).
-//! - [`pool`]: which upstream a query goes to: zones, health, probes, strategy.
-//! - [`access`]: which clients are answered.
-//! - [`limits`]: per-client rate limits and TCP connection caps.
-//! - [`attempts`]: attempt records, off the query path.
-//! - [`devices`]: who a client is (inventory, DHCP leases, EDNS identity from trusted relays).
-//! - [`store`]: the SQLite attempt store, its writer thread, retention and pseudonyms.
-//! - [`siem`]: the JSON Lines stream of attempts.
-//! - [`report`]: `nxguard report`, read-only over the store.
-//! - [`metrics`]: outcome counters and the Prometheus/health endpoint.
-//! - [`resolver`]: the pipeline.
-//! - [`server`]: sockets and loops.
-//! - [`datagrams`]: batched UDP receive and send (recvmmsg/sendmmsg) for the listeners.
-//! - [`tls`]: the DoT/DoH certificate and TLS connections from clients.
-//! - [`https`]: DNS-over-HTTPS requests from clients.
-//! - [`selftest`]: `nxguard selftest`, asking a running instance whether each ban is in force.
-//! - [`systemd`]: readiness notifications to systemd.
+//! # Rooms
+//! Each folder owns one concern; its `mod.rs` says what it owns and what it must not touch.
+//! Imports go one way, down this list's dependencies: `dns` and `config` import nothing of the
+//! others' rooms, `policy` and `upstream` build on `dns`, `evidence` on `policy`, `resolve` on all
+//! of those, `listen` on `resolve`, and `server` assembles the lot.
+//! - [`config`]: the TOML configuration, defaults and validation, one file per room's tables.
+//! - [`dns`]: the wire format on the hot path (`wire`), blocked answers written by hand
+//!   (`blocked`), batched UDP receive and send (`datagrams`).
+//! - [`policy`]: what is banned: the list files (`domains`) and the compiled matcher (`matcher`).
+//! - [`resolve`]: answering one query: the pipeline (`pipeline`, owning `Outcome`), the response
+//!   cache (`cache`), which clients are answered (`access`), rate limits and caps (`limits`).
+//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH) and the pool that picks
+//!   the upstream for a query: zones, health, probes, strategy (`pool`).
+//! - [`listen`]: the UDP, TCP, DoT and DoH listeners and binding their sockets.
+//! - [`evidence`]: the attempt record (`attempt`), moving it off the query path (`dispatch`), who
+//!   a client is (`devices`), the durable store (`store`), the SIEM stream (`siem`).
+//! - [`review`]: reading the evidence for people: `nxguard report`.
+//! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
+//! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.
 
-pub mod access;
-pub mod attempts;
-pub mod blocked;
-pub mod cache;
 pub mod config;
-pub mod datagrams;
-pub mod devices;
-pub mod domains;
-pub mod https;
-pub mod limits;
-pub mod metrics;
+pub mod dns;
+pub mod evidence;
+pub mod listen;
+pub mod ops;
 pub mod policy;
-pub mod pool;
-pub mod report;
-pub mod resolver;
-pub mod selftest;
+pub mod resolve;
+pub mod review;
 pub mod server;
-pub mod siem;
-pub mod store;
-pub mod systemd;
-pub mod tls;
 pub mod upstream;
-pub mod wire;

@@ -6,7 +6,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nxguard::{
     config::{Config, LogFormat},
-    domains, policy, pool, report, selftest, server, store, systemd, tls,
+    evidence::{devices::Devices, store},
+    listen::{self, tls},
+    ops::{selftest, systemd},
+    policy::{self, domains},
+    review::report,
+    server,
+    upstream::pool,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -200,7 +206,7 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     if !config.server.tls.is_empty() || !config.server.https.is_empty() {
         tls::ServerTls::load(&config.server)?;
     }
-    nxguard::devices::Devices::load(&config.devices)?;
+    Devices::load(&config.devices)?;
     pseudonymizer(&config)?;
     if let Some(dir) = &config.policy.domains_dir {
         // Curation warnings (order, kinds, sources): the first few, then a count.
@@ -227,7 +233,7 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     // as the server responds is handled instead of killing the process.
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let listeners = server::Listeners::bind(&config).context("cannot open the listening sockets")?;
+    let listeners = listen::Listeners::bind(&config).context("cannot open the listening sockets")?;
     let mut running = server::start(&config, listeners, Vec::new())?;
     // Ready only once SIGHUP is handled: `systemctl reload` right after start must not kill us.
     notify_systemd("READY=1");
@@ -376,7 +382,7 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => load_config(config.as_ref()).and_then(|loaded| {
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(server::worker_count(&loaded))
+                .worker_threads(listen::worker_count(&loaded))
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?

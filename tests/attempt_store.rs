@@ -13,7 +13,7 @@ use std::{
 
 use common::*;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
-use nxguard::{config::Config, store};
+use nxguard::{config::Config, evidence::store};
 
 const INVENTORY: &str = r#"
 [[device]]
@@ -80,7 +80,7 @@ fn query_with_options(name: &str, options: &[(u16, &[u8])]) -> Vec<u8> {
         data.extend_from_slice(&(value.len() as u16).to_be_bytes());
         data.extend_from_slice(value);
     }
-    nxguard::wire::push_opt(&mut packet, false, 0, &data);
+    nxguard::dns::wire::push_opt(&mut packet, false, 0, &data);
     packet
 }
 
@@ -179,7 +179,7 @@ async fn hostile_query_names_cannot_break_the_siem_stream_or_the_report() {
     let mut server = start_server(&config);
     // Labels with a newline, a quote, a backslash and an escape sequence.
     let mut packet = Vec::new();
-    nxguard::wire::push_header(&mut packet, 7, nxguard::wire::flag::RD, [1, 0, 0, 0]);
+    nxguard::dns::wire::push_header(&mut packet, 7, nxguard::dns::wire::flag::RD, [1, 0, 0, 0]);
     for label in [&b"x\n{\"app\":\"fake\"}"[..], b"\\\x1b[2J", b"tiktok", b"com"] {
         packet.push(label.len() as u8);
         packet.extend_from_slice(label);

@@ -10,10 +10,11 @@ use bytes::Bytes;
 use common::*;
 use hickory_proto::{op::Message, rr::RecordType};
 use nxguard::{
-    attempts::{Attempt, Transport},
     config::Config,
-    metrics::Outcome,
-    server::{self, Listeners, Running},
+    evidence::attempt::{Attempt, Transport},
+    listen::Listeners,
+    resolve::Outcome,
+    server::{self, Running},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -244,7 +245,7 @@ async fn doh_answers_post_and_get_with_cache_lifetimes() {
     assert_eq!(stats.outcome_on(Transport::Https, Outcome::Cached), 1);
     let outcomes: u64 = Outcome::ALL.iter().map(|o| stats.outcome(*o)).sum();
     assert_eq!(outcomes, stats.total_received());
-    let metrics = nxguard::metrics::render(&server.running.resolver);
+    let metrics = nxguard::ops::metrics::render(&server.running.resolver);
     assert!(metrics.contains("nxguard_queries_total{transport=\"https\",outcome=\"blocked\"} 2"), "{metrics}");
 }
 
@@ -366,7 +367,7 @@ async fn hickory_clients_get_blocked_answers() {
             certs.cert
         ))
         .unwrap();
-        let client = nxguard::pool::Upstreams::new(&config.upstream).unwrap();
+        let client = nxguard::upstream::pool::Upstreams::new(&config.upstream).unwrap();
         let blocked = query("tiktok.com.", RecordType::A, true);
         let reply = client
             .exchange(&blocked.to_vec().unwrap(), b"tiktok.com")

@@ -10,11 +10,12 @@ use std::{
 };
 
 use nxguard::{
-    attempts::{Attempt, Transport, Via},
-    devices::{EdnsIdentity, Identity, Source},
-    domains::Kind,
-    policy::{App, AppEntry},
-    store,
+    evidence::{
+        attempt::{Attempt, Transport, Via},
+        devices::{EdnsIdentity, Identity, Source},
+        store,
+    },
+    policy::{App, AppEntry, domains::Kind},
 };
 
 /// 2026-11-20T00:00:00Z.

@@ -14,9 +14,8 @@ use hickory_proto::{
     rr::RecordType,
 };
 use nxguard::{
-    attempts::{Transport, Via},
-    metrics::Outcome,
-    resolver::{Client, Step},
+    evidence::attempt::{Transport, Via},
+    resolve::{Client, Outcome, Step},
 };
 
 const BLOCK_TTL: u32 = 300;

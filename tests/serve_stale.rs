@@ -52,7 +52,7 @@ async fn expired_answers_are_served_stale_when_no_upstream_answers() {
     let reply = udp_ask(server.udp, &query("www.example.net.", RecordType::A, true)).await;
     assert_blocked(&reply, "Local policy", 300, true);
     let stats = &server.running.resolver.stats;
-    assert_eq!(stats.outcome(nxguard::metrics::Outcome::Stale), 1);
+    assert_eq!(stats.outcome(nxguard::resolve::Outcome::Stale), 1);
 }
 
 #[tokio::test]

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use nxguard::{config::Config, domains, policy};
+use nxguard::{
+    config::Config,
+    policy::{self, domains},
+};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

@@ -73,6 +73,6 @@ async fn serve_notifies_systemd_of_readiness_reloads_and_stopping() {
 fn without_notify_socket_nothing_is_sent() {
     // The test process has no NOTIFY_SOCKET unless systemd runs the tests.
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
-        assert!(!nxguard::systemd::notify("READY=1").unwrap());
+        assert!(!nxguard::ops::systemd::notify("READY=1").unwrap());
     }
 }

@@ -188,7 +188,7 @@ async fn a_client_over_its_rate_gets_tc_while_others_are_answered() {
     assert_eq!(Message::from_vec(&other).unwrap().metadata.response_code, ResponseCode::NXDomain);
     // Over TCP (where a truncated client goes) the same client is answered.
     assert_blocked(&tcp_ask(server.tcp, &query("tiktok.com.", RecordType::A, false)).await, "TikTok", 300, false);
-    assert!(server.running.resolver.stats.outcome(nxguard::metrics::Outcome::RateLimited) >= 13);
+    assert!(server.running.resolver.stats.outcome(nxguard::resolve::Outcome::RateLimited) >= 13);
 }
 
 #[tokio::test]

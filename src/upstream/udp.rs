@@ -30,8 +30,8 @@ use tokio::{
 };
 
 use crate::{
-    datagrams::{self, BATCH, Batch},
-    wire::{self, HEADER_LEN},
+    dns::datagrams::{self, BATCH, Batch},
+    dns::wire::{self, HEADER_LEN},
 };
 
 /// Sockets kept open per upstream: enough that one socket's receive loop is not a bottleneck,
@@ -301,7 +301,7 @@ fn deliver(shared: &Shared, answer: &[u8], truncated: bool) {
         Delivery::Oversize
     } else if matches_exactly(&waiter.query, answer) {
         Delivery::Answer(answer.to_vec())
-    } else if super::matches_query(&waiter.query, answer) {
+    } else if wire::matches_query(&waiter.query, answer) {
         shared.counters.case_mismatch.fetch_add(1, Ordering::Relaxed);
         Delivery::CaseMismatch
     } else {
@@ -359,7 +359,7 @@ fn randomize_case(query: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::flag;
+    use crate::dns::wire::flag;
 
     fn query(name: &str) -> Vec<u8> {
         let mut out = Vec::new();
@@ -392,7 +392,7 @@ mod tests {
         assert!(matches_exactly(&q, &answer));
         answer[HEADER_LEN + 1] = b'A';
         assert!(!matches_exactly(&q, &answer));
-        assert!(super::super::matches_query(&q, &answer));
+        assert!(wire::matches_query(&q, &answer));
         assert!(!matches_exactly(&q, &q), "a query is not an answer");
     }
 

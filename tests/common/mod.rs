@@ -20,9 +20,10 @@ use hickory_proto::{
     },
 };
 use nxguard::{
-    attempts::Attempt,
     config::Config,
-    server::{self, Listeners, Running},
+    evidence::attempt::Attempt,
+    listen::Listeners,
+    server::{self, Running},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -270,7 +271,7 @@ pub fn query(name: &str, qtype: RecordType, edns: bool) -> Message {
 
 /// A query built byte by byte, keeping the name's case exactly (for 0x20 checks).
 pub fn raw_query(name: &str, qtype: u16, edns: bool, dnssec_ok: bool) -> Vec<u8> {
-    use nxguard::wire;
+    use nxguard::dns::wire;
     let mut out = Vec::new();
     wire::push_header(&mut out, rand::random(), wire::flag::RD, [1, 0, 0, u16::from(edns)]);
     wire::push_name(&mut out, name);
@@ -332,7 +333,7 @@ pub async fn tcp_ask(server: SocketAddr, message: &Message) -> Message {
 /// The Extended DNS Error (info code, text) of a reply, if any (RFC 8914).
 pub fn extended_error(reply: &Message) -> Option<(u16, String)> {
     let raw = reply.to_vec().unwrap();
-    let parsed = nxguard::wire::parse_query(&raw).ok()?;
+    let parsed = nxguard::dns::wire::parse_query(&raw).ok()?;
     let mut options = parsed.edns_options();
     while options.len() >= 4 {
         let code = u16::from_be_bytes([options[0], options[1]]);

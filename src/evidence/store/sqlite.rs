@@ -5,7 +5,7 @@
 //! least every `flush_interval_ms`), keeping failed batches to retry when the disk recovers,
 //! the retention purge, and pseudonymisation of the client identity. The query path never
 //! waits for disk: a full queue drops the record and counts it.
-//! Does not own: what a record contains (`attempts`), or reading for reports (`report`).
+//! Does not own: what a record contains (`evidence::attempt`), or reading for reports (`review`).
 
 use std::{
     collections::VecDeque,
@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
-use crate::{attempts::Attempt, config::StoreConfig};
+use crate::{config::StoreConfig, evidence::attempt::Attempt};
 
 /// Schema version written to `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -359,8 +359,8 @@ impl<'a> Row<'a> {
             _ => Value::Null,
         };
         let (matched_on, alias) = match &a.via {
-            crate::attempts::Via::Query => ("query", Value::Null),
-            crate::attempts::Via::Cname { alias } => ("cname", text(alias)),
+            crate::evidence::attempt::Via::Query => ("query", Value::Null),
+            crate::evidence::attempt::Via::Cname { alias } => ("cname", text(alias)),
         };
         [
             Value::Integer(millis(a.time)),

@@ -455,6 +455,20 @@ pub fn push_name(out: &mut Vec<u8>, name: &str) {
     out.push(0);
 }
 
+/// An answer belongs to a query when it is a response with the same ID and the same question
+/// (names compared without regard to case).
+pub fn matches_query(query: &[u8], answer: &[u8]) -> bool {
+    if answer.len() < HEADER_LEN || answer[..2] != query[..2] || answer[2] & 0x80 == 0 {
+        return false;
+    }
+    let Ok(end) = skip_name(query, HEADER_LEN) else {
+        return false;
+    };
+    let question = &query[HEADER_LEN..end + 4];
+    answer.get(4..6) == Some(&[0, 1])
+        && answer.get(HEADER_LEN..end + 4).is_some_and(|q| q.eq_ignore_ascii_case(question))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

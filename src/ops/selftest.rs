@@ -4,7 +4,7 @@
 //! server for each over UDP and TCP (with EDNS, every wait bounded), judging each answer against
 //! the configured block response (with Extended DNS Error 15 and the app's notice, RFC 8914), and
 //! the per-app report. Plain blocking sockets: it is a short command, not part of the server.
-//! Does not own: the policy (`policy`) or the answers (`resolver`).
+//! Does not own: the policy (`policy`) or the answers (`resolve`).
 
 use std::{
     fmt,
@@ -17,8 +17,8 @@ use thiserror::Error;
 
 use crate::{
     config::{BlockResponse, Config},
+    dns::wire::{self, TYPE_SOA, rcode},
     policy::Policy,
-    wire::{self, TYPE_SOA, rcode},
 };
 
 /// RFC 8914 §5.2 info code 15, "Blocked".

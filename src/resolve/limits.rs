@@ -4,7 +4,7 @@
 //! address or an IPv6 /64 (one host usually owns a whole /64). Trusted relays (Wi-Fi controllers,
 //! forwarders) carry many devices and get their own, higher rate. Buckets are sharded to keep
 //! lock contention low across workers, and idle buckets are swept so memory stays bounded under
-//! a spoofed flood. Does not own: the global cap on queries in flight (`server`).
+//! a spoofed flood. Does not own: the global cap on queries in flight (`pipeline`).
 
 use std::{
     collections::HashMap,

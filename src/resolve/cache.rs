@@ -5,7 +5,7 @@
 //! TTLs, and appends the client's OPT record. Nothing is re-encoded. Negative answers are
 //! cached per RFC 2308 §5 (for min(SOA TTL, SOA MINIMUM)); errors are not cached.
 //! Does not own: deciding whether a cached answer may still be served under the current policy
-//! (`resolver` re-checks the stored CNAME chain when the policy changed).
+//! (`pipeline` re-checks the stored CNAME chain when the policy changed).
 
 use std::{
     sync::Arc,
@@ -16,7 +16,7 @@ use moka::{Expiry, sync::Cache as Moka};
 
 use crate::{
     config::CacheConfig,
-    wire::{self, HEADER_LEN, LowerName, Query, TYPE_CNAME, TYPE_OPT, TYPE_SOA, WireError, flag, rcode},
+    dns::wire::{self, HEADER_LEN, LowerName, Query, TYPE_CNAME, TYPE_OPT, TYPE_SOA, WireError, flag, rcode},
 };
 
 /// TTL of stale answers (RFC 8767 §4 recommends 30 s).
@@ -405,7 +405,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{push_header, push_name, push_opt};
+    use crate::dns::wire::{push_header, push_name, push_opt};
 
     fn query(name: &str, edns: bool) -> Vec<u8> {
         let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! domains. See `domains/README.md` for the format.
 //!
 //! Owns: parsing and checking list files, and the copies of the shipped lists compiled into
-//! the binary. Does not own: matching (see `policy`).
+//! the binary. Does not own: matching (see `matcher`).
 
 use std::{collections::HashSet, fmt, path::Path};
 
@@ -11,25 +11,25 @@ use thiserror::Error;
 
 /// The shipped lists, compiled in so that `nxguard serve` works without any file on disk.
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("camscanner", include_str!("../domains/camscanner.txt")),
-    ("capcut", include_str!("../domains/capcut.txt")),
-    ("lemon8", include_str!("../domains/lemon8.txt")),
-    ("pinduoduo", include_str!("../domains/pinduoduo.txt")),
-    ("shareit", include_str!("../domains/shareit.txt")),
-    ("shein", include_str!("../domains/shein.txt")),
-    ("temu", include_str!("../domains/temu.txt")),
-    ("tiktok", include_str!("../domains/tiktok.txt")),
-    ("turbovpn", include_str!("../domains/turbovpn.txt")),
-    ("ucbrowser", include_str!("../domains/ucbrowser.txt")),
-    ("wechat", include_str!("../domains/wechat.txt")),
+    ("camscanner", include_str!("../../domains/camscanner.txt")),
+    ("capcut", include_str!("../../domains/capcut.txt")),
+    ("lemon8", include_str!("../../domains/lemon8.txt")),
+    ("pinduoduo", include_str!("../../domains/pinduoduo.txt")),
+    ("shareit", include_str!("../../domains/shareit.txt")),
+    ("shein", include_str!("../../domains/shein.txt")),
+    ("temu", include_str!("../../domains/temu.txt")),
+    ("tiktok", include_str!("../../domains/tiktok.txt")),
+    ("turbovpn", include_str!("../../domains/turbovpn.txt")),
+    ("ucbrowser", include_str!("../../domains/ucbrowser.txt")),
+    ("wechat", include_str!("../../domains/wechat.txt")),
 ];
 
 /// The bypass-resistance categories (`[bypass]` in the config), compiled in: (id, list text).
 pub const BYPASS: &[(&str, &str)] = &[
-    ("firefox-canary", include_str!("../domains/bypass/firefox-canary.txt")),
-    ("private-relay", include_str!("../domains/bypass/private-relay.txt")),
-    ("ddr", include_str!("../domains/bypass/ddr.txt")),
-    ("public-resolvers", include_str!("../domains/bypass/public-resolvers.txt")),
+    ("firefox-canary", include_str!("../../domains/bypass/firefox-canary.txt")),
+    ("private-relay", include_str!("../../domains/bypass/private-relay.txt")),
+    ("ddr", include_str!("../../domains/bypass/ddr.txt")),
+    ("public-resolvers", include_str!("../../domains/bypass/public-resolvers.txt")),
 ];
 
 /// What a domain is used for: tells the security officer how strong a hit is.
@@ -112,7 +112,7 @@ pub struct ListError {
 /// Checks a domain in presentation form: lowercase letters, digits, '-' and '_', labels of
 /// 1–63 octets not starting or ending with '-', at most 253 octets, at least two labels.
 pub fn check_domain(name: &str) -> Result<(), String> {
-    if name.len() > crate::wire::MAX_NAME_TEXT {
+    if name.len() > crate::dns::wire::MAX_NAME_TEXT {
         return Err(format!("{name:?} is longer than 253 characters"));
     }
     if !name.contains('.') {

@@ -5,9 +5,10 @@
 //! `server.tls_key_file`), the two TLS configurations built from them (no ALPN for DoT; "h2" for
 //! DoH, RFC 8484 §5.2), swapping them on reload (new connections get the new certificate, open
 //! ones keep theirs), and the accept loop: access check before the handshake, connection caps
-//! shared with plain TCP, handshake timeout. A DoT connection then carries the 2-byte length
-//! framing of RFC 7766 (served by `server`), a DoH connection HTTP/2 (`https`).
-//! Does not own: the answer (`resolver`) or binding the sockets (`server`).
+//! shared with plain TCP, handshake timeout. The accept loop hands each established stream to
+//! the handler it is given: a DoT connection then carries the 2-byte length framing of RFC 7766
+//! (`tcp`), a DoH connection HTTP/2 (`https`). Nothing here imports either.
+//! Does not own: the answer (`resolve`) or binding the sockets (`listen`).
 
 use std::{
     net::SocketAddr,
@@ -19,22 +20,15 @@ use std::{
 use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use thiserror::Error;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    task::JoinSet,
-};
-use tokio_rustls::TlsAcceptor;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::{
-    access::Verdict,
-    attempts::Transport,
-    config::{Config, ServerConfig},
-    https,
-    limits::ConnectionLimits,
-    resolver::{Client, Resolver},
-    server::{self, StartError},
+    config::ServerConfig,
+    evidence::attempt::Transport,
+    resolve::{Client, Resolver, access::Verdict, limits::ConnectionLimits},
 };
 
 #[derive(Debug, Error)]
@@ -105,7 +99,7 @@ impl Certificates {
         self.current.store(Arc::new(tls));
     }
 
-    fn acceptor(&self, transport: Transport) -> TlsAcceptor {
+    pub(crate) fn acceptor(&self, transport: Transport) -> TlsAcceptor {
         let current = self.current.load();
         if transport == Transport::Https { current.doh.clone() } else { current.dot.clone() }
     }
@@ -123,51 +117,16 @@ pub(crate) struct Service {
     pub https_path: Arc<str>,
 }
 
-/// The running DoT and DoH listeners.
-pub(crate) struct Started {
-    pub tls_addrs: Vec<SocketAddr>,
-    pub https_addrs: Vec<SocketAddr>,
-    /// None when there are no such listeners.
-    pub certificates: Option<Arc<Certificates>>,
-}
-
-/// Starts a task per DoT (`dot`) and DoH (`doh`) listener in `tasks`, if there are any; they
-/// need `server.tls_cert_file` and `server.tls_key_file`.
-pub(crate) fn start(
-    config: &Config,
-    dot: Vec<std::net::TcpListener>,
-    doh: Vec<std::net::TcpListener>,
-    resolver: &Arc<Resolver>,
-    connections: Arc<ConnectionLimits>,
-    in_flight: &TaskTracker,
-    tasks: &mut JoinSet<()>,
-) -> Result<Started, StartError> {
-    let mut started = Started { tls_addrs: Vec::new(), https_addrs: Vec::new(), certificates: None };
-    if dot.is_empty() && doh.is_empty() {
-        return Ok(started);
-    }
-    let certificates = Arc::new(Certificates::new(ServerTls::load(&config.server)?));
-    let service = Arc::new(Service {
-        resolver: Arc::clone(resolver),
-        certificates: Arc::clone(&certificates),
-        connections,
-        in_flight: in_flight.clone(),
-        idle: Duration::from_millis(config.server.tcp_idle_timeout_ms),
-        https_path: config.server.https_path.as_str().into(),
-    });
-    let listeners = dot.into_iter().map(|l| (l, Transport::Tls)).chain(doh.into_iter().map(|l| (l, Transport::Https)));
-    for (listener, transport) in listeners {
-        let listener = TcpListener::from_std(listener)?;
-        let addrs = if transport == Transport::Tls { &mut started.tls_addrs } else { &mut started.https_addrs };
-        addrs.push(listener.local_addr()?);
-        tasks.spawn(serve(listener, transport, Arc::clone(&service)));
-    }
-    started.certificates = Some(certificates);
-    Ok(started)
-}
-
-/// Accepts connections on `listener` and serves `transport` (`Tls` or `Https`) on each.
-async fn serve(listener: TcpListener, transport: Transport, service: Arc<Service>) {
+/// Accepts connections on `listener`, checks access and the connection caps before the
+/// handshake, completes the TLS handshake within the idle timeout, and hands each established
+/// stream to `serve`, the listener that speaks the protocol inside (DoT framing or HTTP/2).
+/// This is the one way the TLS layer reaches a listener.
+pub(crate) async fn accept_loop<F, Fut>(listener: TcpListener, transport: Transport, service: Arc<Service>, serve: F)
+where
+    F: Fn(TlsStream<TcpStream>, Client) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -187,32 +146,35 @@ async fn serve(listener: TcpListener, transport: Transport, service: Arc<Service
             debug!(client = %peer.ip(), transport = transport.as_str(), "connection refused: too many open");
             continue;
         };
-        let connection = serve_connection(Arc::clone(&service), stream, peer, transport);
+        let acceptor = service.certificates.acceptor(transport);
+        let idle = service.idle;
+        let serve = Arc::clone(&serve);
         service.in_flight.spawn(async move {
-            connection.await;
+            if let Some(stream) = handshake(acceptor, stream, peer, transport, idle).await {
+                serve(stream, Client { addr: peer, transport }).await;
+            }
             drop(slot);
         });
     }
 }
 
-async fn serve_connection(service: Arc<Service>, stream: TcpStream, peer: SocketAddr, transport: Transport) {
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    idle: Duration,
+) -> Option<TlsStream<TcpStream>> {
     let _ = stream.set_nodelay(true);
-    let acceptor = service.certificates.acceptor(transport);
-    let stream = match tokio::time::timeout(service.idle, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => stream,
+    match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
         Ok(Err(error)) => {
             debug!(client = %peer.ip(), %error, transport = transport.as_str(), "tls handshake failed");
-            return;
+            None
         }
         Err(_) => {
             debug!(client = %peer.ip(), transport = transport.as_str(), "tls handshake timed out");
-            return;
+            None
         }
-    };
-    let client = Client { addr: peer, transport };
-    if transport == Transport::Https {
-        https::serve_connection(service, stream, client).await;
-    } else {
-        server::serve_stream(Arc::clone(&service.resolver), stream, client, service.idle).await;
     }
 }

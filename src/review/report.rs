@@ -19,7 +19,7 @@ use rusqlite::{Connection, params_from_iter, types::Value};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::store::{self, Pseudonymizer, StoreError, millis};
+use crate::evidence::store::{self, Pseudonymizer, StoreError, millis};
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -21,18 +21,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::{
-    access::{Access, Verdict},
-    attempts::{Attempt, Recorder, Transport, Via},
-    blocked,
-    cache::{self, Cache, CachedAnswer, Lookup},
     config::{BlockConfig, CacheConfig, Config, LimitsConfig, OverLimit, UpstreamConfig},
-    devices::{self, EdnsIdentity, Identity},
-    limits::RateLimiter,
-    metrics::{Outcome, Stats},
+    dns::blocked,
+    dns::wire::{self, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
+    evidence::devices::{self, EdnsIdentity, Identity},
+    evidence::{
+        attempt::{Attempt, Transport, Via},
+        dispatch::Recorder,
+    },
     policy::{Match, Policy},
-    pool::Upstreams,
+    resolve::access::{Access, Verdict},
+    resolve::cache::{self, Cache, CachedAnswer, Lookup},
+    resolve::limits::RateLimiter,
+    resolve::outcome::{Outcome, Stats},
     upstream::UpstreamError,
-    wire::{self, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
+    upstream::pool::Upstreams,
 };
 
 /// RFC 8914 info codes used in error answers.

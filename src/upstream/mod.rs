@@ -3,8 +3,10 @@
 //! Owns: the transports (UDP with TCP fallback on truncation, TCP, DNS-over-TLS, DNS-over-HTTPS),
 //! spoofing checks on plain answers (random source ports and IDs, 0x20, question must match;
 //! UDP goes over a few long-lived sockets per server, see `udp`), failover
-//! in configured order, and the overall time bound. Does not own: what is asked (the resolver
-//! builds the query) or what is done with the answer.
+//! in configured order, and the overall time bound; which upstream a query goes to (`pool`:
+//! zones, health, probes, strategy).
+//! Must not touch: what is asked (the pipeline builds the query) or what is done with the answer;
+//! nothing here imports `resolve`.
 //!
 //! Plain UDP/TCP are written here on bare sockets: the answer's bytes pass through untouched,
 //! negative answers included. DoT and DoH use hickory-net's multiplexed exchanges. (hickory-
@@ -26,6 +28,7 @@ use hickory_net::{
 };
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 
+pub mod pool;
 mod udp;
 
 use thiserror::Error;
@@ -39,7 +42,7 @@ pub use udp::UdpPool;
 
 use crate::{
     config::{Protocol, UpstreamServer},
-    wire::{self, HEADER_LEN, flag},
+    dns::wire::{self, HEADER_LEN, flag},
 };
 
 #[derive(Debug, Error)]
@@ -260,24 +263,10 @@ async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, Upstr
     let len = stream.read_u16().await.map_err(io)?;
     let mut answer = vec![0u8; usize::from(len)];
     stream.read_exact(&mut answer).await.map_err(io)?;
-    if !matches_query(query, &answer) {
+    if !wire::matches_query(query, &answer) {
         return Err(UpstreamError::Malformed { server });
     }
     Ok(answer)
-}
-
-/// An answer belongs to a query when it is a response with the same ID and the same question
-/// (names compared without regard to case).
-pub fn matches_query(query: &[u8], answer: &[u8]) -> bool {
-    if answer.len() < HEADER_LEN || answer[..2] != query[..2] || answer[2] & 0x80 == 0 {
-        return false;
-    }
-    let Ok(end) = wire::skip_name(query, HEADER_LEN) else {
-        return false;
-    };
-    let question = &query[HEADER_LEN..end + 4];
-    answer.get(4..6) == Some(&[0, 1])
-        && answer.get(HEADER_LEN..end + 4).is_some_and(|q| q.eq_ignore_ascii_case(question))
 }
 
 #[cfg(test)]
@@ -292,15 +281,15 @@ mod tests {
         query.extend_from_slice(&[0, 1, 0, 1]);
         let mut answer = query.clone();
         answer[2] |= 0x80;
-        assert!(matches_query(&query, &answer));
+        assert!(wire::matches_query(&query, &answer));
         answer[HEADER_LEN + 1] = b'A';
-        assert!(matches_query(&query, &answer), "case differences are allowed");
+        assert!(wire::matches_query(&query, &answer), "case differences are allowed");
         let mut wrong_id = answer.clone();
         wrong_id[1] ^= 1;
-        assert!(!matches_query(&query, &wrong_id));
+        assert!(!wire::matches_query(&query, &wrong_id));
         let mut wrong_name = answer.clone();
         wrong_name[HEADER_LEN + 1] = b'b';
-        assert!(!matches_query(&query, &wrong_name));
-        assert!(!matches_query(&query, &query), "a query is not an answer");
+        assert!(!wire::matches_query(&query, &wrong_name));
+        assert!(!wire::matches_query(&query, &query), "a query is not an answer");
     }
 }

@@ -3,7 +3,7 @@
 //! queued answer read with one `recvmmsg(2)`.
 //!
 //! Owns: the batch buffers and the two system calls (Linux; elsewhere one datagram per call
-//! through tokio). Does not own: what is answered (`resolver`) or the loop (`server`).
+//! through tokio). Does not own: what is answered (`resolve`) or the loops (`listen`).
 //!
 //! Why: on a busy listener every query costs a receive and a send system call, and on loopback
 //! each send also wakes the client. Under load the socket holds many queries at once; taking

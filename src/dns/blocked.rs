@@ -8,7 +8,7 @@
 
 use crate::{
     config::{BlockConfig, BlockResponse},
-    wire::{self, HEADER_LEN, Query, TYPE_SOA, rcode},
+    dns::wire::{self, HEADER_LEN, Query, TYPE_SOA, rcode},
 };
 
 const EDE_BLOCKED: u16 = 15;
@@ -80,7 +80,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::wire::{flag, push_header, push_name, push_opt};
+    use crate::dns::wire::{flag, push_header, push_name, push_opt};
 
     fn query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
         let mut out = Vec::new();

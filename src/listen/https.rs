@@ -5,7 +5,7 @@
 //! HTTP response: the DNS answer as `application/dns-message`, with `cache-control: max-age` no
 //! longer than the answer's smallest TTL (§5.1). Every DNS answer, NXDOMAIN and SERVFAIL
 //! included, is a 200 (§4.2.1); HTTP errors are only for requests that carry no DNS query.
-//! Does not own: TLS (`tls`) or the answer (`resolver`).
+//! Does not own: TLS (`tls`) or the answer (`resolve`).
 
 use std::sync::Arc;
 
@@ -17,9 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::{
-    resolver::Client,
-    tls::Service,
-    wire::{self, HEADER_LEN, TYPE_SOA, rcode},
+    dns::wire::{self, HEADER_LEN, TYPE_SOA, rcode},
+    listen::tls::Service,
+    resolve::pipeline::Client,
 };
 
 /// Requests a client may have open at once on one connection.

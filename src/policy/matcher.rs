@@ -2,7 +2,7 @@
 //!
 //! Owns: the compiled matcher (every enforced app's domains, the operator's extra blocks and
 //! allow exceptions) and the policy's identity (generation, version hash).
-//! Does not own: reading config or list files (`config`, `domains`), or answering (`resolver`).
+//! Does not own: reading config or list files (`config`, `domains`), or answering (`resolve`).
 //!
 //! Matching walks the name's suffixes at label boundaries and looks each up in one hash table
 //! over an arena of names: no depth limit, no allocation per lookup, one probe per label. The
@@ -18,7 +18,7 @@ use std::{
 
 use hashbrown::HashTable;
 
-use crate::{domains::Kind, wire::MAX_NAME_TEXT};
+use crate::{dns::wire::MAX_NAME_TEXT, policy::domains::Kind};
 
 /// A banned app (or the operator's own category) as named in the attempt log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,7 +349,7 @@ impl Policy {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("domain lists have {} problem(s):\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
-    Lists(Vec<crate::domains::ListError>),
+    Lists(Vec<crate::policy::domains::ListError>),
     #[error("policy.apps names unknown list(s) {unknown:?}; available: {available:?}")]
     UnknownApps { unknown: Vec<String>, available: Vec<String> },
 }
@@ -364,7 +364,7 @@ pub const LOCAL_APP_ID: &str = "local";
 /// parsed entries, only as the matcher's arena and table. Lists not enforced are still read, so
 /// a broken file is reported whichever apps are chosen.
 pub fn load(config: &crate::config::PolicyConfig) -> Result<Policy, PolicyError> {
-    use crate::domains::{self, EntryRef, ListError, Reader};
+    use crate::policy::domains::{self, EntryRef, ListError, Reader};
     enum Source {
         File(std::path::PathBuf),
         Builtin(&'static str),

@@ -18,7 +18,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::attempts::Flat;
+use crate::evidence::attempt::Flat;
 
 #[derive(Debug, Error)]
 pub enum SiemError {

@@ -1,0 +1,46 @@
+//! The listeners: `[server]`.
+
+use serde::Deserialize;
+use std::{net::SocketAddr, path::PathBuf};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// UDP listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// UDP sockets per address (SO_REUSEPORT) and runtime worker threads; 0 = one per CPU core.
+    pub workers: usize,
+    /// A TCP connection idle this long is closed (RFC 7766 §6.2.3 suggests seconds, not minutes).
+    /// Also bounds TLS handshakes and idle DoT and DoH connections.
+    pub tcp_idle_timeout_ms: u64,
+    /// DNS-over-TLS listen addresses for clients (RFC 7858), e.g. "0.0.0.0:853". Default none:
+    /// encrypted listeners need a certificate the clients trust.
+    pub tls: Vec<SocketAddr>,
+    /// DNS-over-HTTPS listen addresses for clients (RFC 8484, HTTP/2), e.g. "0.0.0.0:443".
+    pub https: Vec<SocketAddr>,
+    /// PEM certificate chain for the `tls` and `https` listeners; re-read on reload.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_key_file: Option<PathBuf>,
+    /// URL path of DNS-over-HTTPS queries (RFC 8484 §3 suggests "/dns-query").
+    pub https_path: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let addr: SocketAddr = "127.0.0.1:5300".parse().expect("literal");
+        ServerConfig {
+            udp: vec![addr],
+            tcp: vec![addr],
+            workers: 0,
+            tcp_idle_timeout_ms: 10_000,
+            tls: Vec::new(),
+            https: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            https_path: "/dns-query".into(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The DNS wire format as the hot path needs it.
+//!
+//! Owns: parsing a query's header, question and OPT record without allocating (`wire`), the
+//! blocked answers written by hand (`blocked`), and batched UDP receive and send with
+//! recvmmsg/sendmmsg (`datagrams`).
+//! Must not touch: policy, the cache, upstreams or attempt records. This room imports only
+//! `config` (the shape of a blocked answer); every other room may import it.
+
+pub mod blocked;
+pub mod datagrams;
+pub mod wire;

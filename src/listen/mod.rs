@@ -1,0 +1,179 @@
+//! Listeners: UDP, TCP, DoT and DoH sockets feeding the resolver.
+//!
+//! Owns: binding (one UDP socket per worker with SO_REUSEPORT, so the kernel spreads packets
+//! across cores), one file per listener (`udp`, `tcp`, `tls` for the DoT/DoH certificate and
+//! accept loop, `https` for HTTP/2), and starting them on a running resolver. Sockets can be bound
+//! by the caller and passed in (tests bind 127.0.0.1:0). The TLS accept loop hands each accepted
+//! stream to the listener that serves it through one function (`tls::accept_loop` takes the
+//! handler); it never calls back into `tcp` or `https`.
+//! Must not touch: what the answer is (`resolve`), or attempt records beyond the client's
+//! transport.
+
+pub mod https;
+pub mod tcp;
+pub mod tls;
+pub mod udp;
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::task::TaskTracker;
+
+use crate::{
+    config::Config,
+    evidence::attempt::Transport,
+    resolve::{Resolver, limits::ConnectionLimits},
+};
+
+use self::tls::{Certificates, ServerTls, Service, TlsError};
+
+/// Bound sockets, ready to serve.
+pub struct Listeners {
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: Vec<std::net::TcpListener>,
+    /// DNS-over-TLS (`server.tls`).
+    pub tls: Vec<std::net::TcpListener>,
+    /// DNS-over-HTTPS (`server.https`).
+    pub https: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the configured addresses: `workers` UDP sockets per address sharing the port.
+    pub fn bind(config: &Config) -> io::Result<Listeners> {
+        let workers = worker_count(config);
+        let mut udp = Vec::new();
+        for addr in &config.server.udp {
+            let first = bind_udp(*addr)?;
+            let addr = first.local_addr()?;
+            udp.push(first);
+            for _ in 1..workers {
+                udp.push(bind_udp(addr)?);
+            }
+        }
+        let bind_all = |addrs: &[SocketAddr]| addrs.iter().map(|addr| bind_tcp(*addr)).collect::<io::Result<Vec<_>>>();
+        let tcp = bind_all(&config.server.tcp)?;
+        let tls = bind_all(&config.server.tls)?;
+        let https = bind_all(&config.server.https)?;
+        Ok(Listeners { udp, tcp, tls, https })
+    }
+
+    /// One UDP and one TCP socket on the same loopback port, chosen by the system (for tests).
+    /// The UDP port may be taken for TCP by another socket; then another port is tried.
+    pub fn bind_loopback() -> io::Result<Listeners> {
+        let mut last = None;
+        for _ in 0..32 {
+            let udp = bind_udp("127.0.0.1:0".parse().expect("literal"))?;
+            let port = udp.local_addr()?.port();
+            match bind_tcp(SocketAddr::from(([127, 0, 0, 1], port))) {
+                Ok(tcp) => return Ok(Listeners { udp: vec![udp], tcp: vec![tcp], tls: Vec::new(), https: Vec::new() }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free loopback port")))
+    }
+
+    /// Adds one DoT and one DoH listener on loopback ports chosen by the system (for tests; the
+    /// config must name a certificate).
+    pub fn with_tls_loopback(mut self) -> io::Result<Listeners> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.tls.push(bind_tcp(loopback)?);
+        self.https.push(bind_tcp(loopback)?);
+        Ok(self)
+    }
+}
+
+/// Why the encrypted listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot use listening socket: {0}")]
+    Socket(#[from] io::Error),
+}
+
+pub fn worker_count(config: &Config) -> usize {
+    match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+pub(crate) fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    // Room for bursts while a worker is busy: 4 MiB, as large resolvers configure.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    Ok(socket.into())
+}
+
+pub(crate) fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// The running DoT and DoH listeners.
+pub(crate) struct Started {
+    pub tls_addrs: Vec<SocketAddr>,
+    pub https_addrs: Vec<SocketAddr>,
+    /// None when there are no such listeners.
+    pub certificates: Option<Arc<Certificates>>,
+}
+
+/// Starts a task per DoT (`dot`) and DoH (`doh`) listener in `tasks`, if there are any; they
+/// need `server.tls_cert_file` and `server.tls_key_file`.
+pub(crate) fn start_encrypted(
+    config: &Config,
+    dot: Vec<std::net::TcpListener>,
+    doh: Vec<std::net::TcpListener>,
+    resolver: &Arc<Resolver>,
+    connections: Arc<ConnectionLimits>,
+    in_flight: &TaskTracker,
+    tasks: &mut JoinSet<()>,
+) -> Result<Started, ListenError> {
+    let mut started = Started { tls_addrs: Vec::new(), https_addrs: Vec::new(), certificates: None };
+    if dot.is_empty() && doh.is_empty() {
+        return Ok(started);
+    }
+    let certificates = Arc::new(Certificates::new(ServerTls::load(&config.server)?));
+    let service = Arc::new(Service {
+        resolver: Arc::clone(resolver),
+        certificates: Arc::clone(&certificates),
+        connections,
+        in_flight: in_flight.clone(),
+        idle: Duration::from_millis(config.server.tcp_idle_timeout_ms),
+        https_path: config.server.https_path.as_str().into(),
+    });
+    for listener in dot {
+        let listener = TcpListener::from_std(listener)?;
+        started.tls_addrs.push(listener.local_addr()?);
+        let resolver = Arc::clone(resolver);
+        let idle = service.idle;
+        tasks.spawn(tls::accept_loop(listener, Transport::Tls, Arc::clone(&service), move |stream, client| {
+            tcp::serve_stream(Arc::clone(&resolver), stream, client, idle)
+        }));
+    }
+    for listener in doh {
+        let listener = TcpListener::from_std(listener)?;
+        started.https_addrs.push(listener.local_addr()?);
+        let doh = Arc::clone(&service);
+        tasks.spawn(tls::accept_loop(listener, Transport::Https, Arc::clone(&service), move |stream, client| {
+            https::serve_connection(Arc::clone(&doh), stream, client)
+        }));
+    }
+    started.certificates = Some(certificates);
+    Ok(started)
+}
