@@ -13,7 +13,7 @@ use std::{
 use nxguard::{
     config::StoreConfig,
     evidence::{
-        attempt::{Attempt, Transport, Via},
+        attempt::{Attempt, Stamp, Transport, Via},
         devices::{EdnsIdentity, Identity, Source},
         store::{self, StoreWriter},
     },
@@ -54,6 +54,7 @@ fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
             domain: "tiktokv.com".into(),
             kind: if i % 4 == 0 { Kind::Web } else { Kind::Api },
             via: Via::Query,
+            stamp: Stamp::enforced("bench", "tiktok"),
         }
     })
 }

@@ -11,7 +11,7 @@ use std::{
 
 use nxguard::{
     evidence::{
-        attempt::{Attempt, Transport, Via},
+        attempt::{Attempt, Stamp, Transport, Via},
         devices::{EdnsIdentity, Identity, Source},
         store,
     },
@@ -60,6 +60,7 @@ fn attempt(
         domain: domain.into(),
         kind,
         via: Via::Query,
+        stamp: Stamp::enforced("test", "tiktok"),
     }
 }
 

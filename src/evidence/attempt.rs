@@ -69,6 +69,50 @@ pub struct Attempt {
     pub domain: String,
     pub kind: Kind,
     pub via: Via,
+    /// What was in force when the name matched.
+    pub stamp: Stamp,
+}
+
+/// Whether a matched query was blocked or only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Blocked answer, attempt recorded.
+    Enforce,
+    /// Answered normally, recorded as an attempt with `enforced = false` (shadow lists, log-only
+    /// groups).
+    LogOnly,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::LogOnly => "log-only",
+        }
+    }
+
+    pub fn enforced(self) -> bool {
+        self == Mode::Enforce
+    }
+}
+
+/// The evidence stamp: which policy and which rule decided, so a report can prove which rule
+/// blocked what and two nodes can be checked for drift.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub mode: Mode,
+    /// `Policy::version` of the policy in force.
+    pub policy_version: Arc<str>,
+    /// The list or feed whose entry matched (its name, and its version where it has one).
+    pub rule: Arc<str>,
+}
+
+impl Stamp {
+    /// An enforced match of `rule` under policy `policy_version`.
+    pub fn enforced(policy_version: &str, rule: &str) -> Stamp {
+        Stamp { mode: Mode::Enforce, policy_version: policy_version.into(), rule: rule.into() }
+    }
 }
 
 /// The flat form of a record, as one JSON object (SIEM stream) — every field escaped by the
@@ -95,6 +139,9 @@ pub struct Flat<'a> {
     pub kind: &'static str,
     pub matched_on: &'static str,
     pub cname_alias: Option<&'a str>,
+    pub mode: &'static str,
+    pub policy_version: &'a str,
+    pub rule: &'a str,
 }
 
 impl Attempt {
@@ -132,6 +179,9 @@ impl Attempt {
             kind: self.kind.as_str(),
             matched_on,
             cname_alias,
+            mode: self.stamp.mode.as_str(),
+            policy_version: &self.stamp.policy_version,
+            rule: &self.stamp.rule,
         }
     }
 
@@ -164,6 +214,9 @@ impl Attempt {
             kind = f.kind,
             matched_on = f.matched_on,
             cname_alias = f.cname_alias.unwrap_or(""),
+            mode = f.mode,
+            policy_version = f.policy_version,
+            rule = %f.rule,
             "blocked"
         );
     }

@@ -164,7 +164,7 @@ mod tests {
     use super::*;
     use crate::{
         evidence::{
-            attempt::{Transport, Via},
+            attempt::{Stamp, Transport, Via},
             devices::{EdnsIdentity, Identity},
         },
         policy::{App, AppEntry, domains::Kind},
@@ -185,6 +185,7 @@ mod tests {
             domain: "tiktok.com".into(),
             kind: Kind::Web,
             via: Via::Cname { alias: "x.tiktok.com".into() },
+            stamp: Stamp::enforced("test", "tiktok"),
         }
     }
 

@@ -26,7 +26,7 @@ use crate::{
     dns::wire::{self, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
     evidence::devices::{self, EdnsIdentity, Identity},
     evidence::{
-        attempt::{Attempt, Transport, Via},
+        attempt::{Attempt, Mode, Stamp, Transport, Via},
         dispatch::Recorder,
     },
     policy::{Match, Policy},
@@ -331,6 +331,11 @@ impl Resolver {
             domain: matched.domain.to_string(),
             kind: matched.kind,
             via,
+            stamp: Stamp {
+                mode: Mode::Enforce,
+                policy_version: live.policy.version().into(),
+                rule: Arc::from(matched.app.app.id.as_str()),
+            },
         });
         self.finish(client, Outcome::Blocked)
     }
