@@ -190,9 +190,15 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     })
 }
 
+/// Logs go to stderr; colour codes only when stderr is a terminal, never into a file or the
+/// journal. Query names in log events are in presentation form (`dns::wire::name_text`).
 fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.log.filter()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),

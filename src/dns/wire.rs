@@ -18,6 +18,8 @@ pub const TYPE_OPT: u16 = 41;
 pub const TYPE_HINFO: u16 = 13;
 pub const TYPE_ANY: u16 = 255;
 pub const CLASS_IN: u16 = 1;
+/// The QCLASS "any class" (RFC 1035 §3.2.5).
+pub const CLASS_ANY: u16 = 255;
 /// Longest name in presentation form without the trailing dot (RFC 1035 §2.3.4: 255 octets in
 /// wire form).
 pub const MAX_NAME_TEXT: usize = 253;
@@ -63,6 +65,8 @@ pub enum WireError {
     BadLabelType(u8),
     #[error("compression pointer does not point backwards")]
     BadPointer,
+    #[error("question name holds a compression pointer")]
+    CompressedQuestion,
     #[error("name longer than 255 octets")]
     NameTooLong,
     #[error("query must have exactly one question, has {0}")]
@@ -161,6 +165,11 @@ impl<'a> Query<'a> {
         &self.packet[HEADER_LEN..self.qname_end]
     }
 
+    /// The question name for logs and records: lowercase, in presentation form (`name_text`).
+    pub fn name_text(&self) -> String {
+        name_text(self.qname_wire())
+    }
+
     pub fn dnssec_ok(&self) -> bool {
         self.edns.is_some_and(|e| e.dnssec_ok)
     }
@@ -210,7 +219,7 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, WireError> {
         return Err(WireError::QuestionCount(qd));
     }
     let mut name = LowerName::new();
-    let qname_end = read_name(packet, HEADER_LEN, &mut name)?;
+    let qname_end = read_question_name(packet, &mut name)?;
     let qtype = read_u16(packet, qname_end)?;
     let qclass = read_u16(packet, qname_end + 2)?;
     let mut pos = qname_end + 4;
@@ -252,6 +261,75 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, WireError> {
         qclass,
         edns,
     })
+}
+
+/// Reads the question name. Only the header precedes it, so a compression pointer there points
+/// at nothing a name can be made of: FORMERR, as Unbound answers (RFC 1035 §4.1.4).
+fn read_question_name(packet: &[u8], out: &mut LowerName) -> Result<usize, WireError> {
+    let mut pos = HEADER_LEN;
+    while let Some(&len) = packet.get(pos) {
+        if len & 0xc0 == 0xc0 {
+            return Err(WireError::CompressedQuestion);
+        }
+        if len == 0 || len & 0xc0 != 0 {
+            break;
+        }
+        pos += 1 + usize::from(len);
+    }
+    read_name(packet, HEADER_LEN, out)
+}
+
+/// The presentation form (RFC 1035 §5.1) of an uncompressed wire name, lowercased and without
+/// the trailing dot ("." for the root): a byte outside printable ASCII becomes `\DDD`, and `.`
+/// inside a label, `\`, `"`, `(`, `)`, `;`, `@` and `$` are escaped with a backslash. Whatever
+/// a client puts in a label, the text has no control byte, space or quote, so it cannot break
+/// or forge a log line.
+pub fn name_text(wire_name: &[u8]) -> String {
+    let mut out = String::with_capacity(wire_name.len());
+    let mut pos = 0;
+    while let Some(&len) = wire_name.get(pos) {
+        if len == 0 || len & 0xc0 != 0 {
+            break;
+        }
+        let label = wire_name.get(pos + 1..pos + 1 + usize::from(len)).unwrap_or_default();
+        if !out.is_empty() {
+            out.push('.');
+        }
+        for &byte in label {
+            push_escaped(&mut out, byte.to_ascii_lowercase(), true);
+        }
+        pos += 1 + usize::from(len);
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+/// `name_text` for a name already joined with dots (a `LowerName`'s text, a CNAME target in the
+/// cache), where a dot inside a label can no longer be told from a separator: every byte but
+/// the dots is escaped as `name_text` does.
+pub fn escape_name(text: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &byte in text {
+        push_escaped(&mut out, byte, false);
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, byte: u8, escape_dot: bool) {
+    use std::fmt::Write as _;
+    match byte {
+        b'.' if !escape_dot => out.push('.'),
+        b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
+            out.push('\\');
+            out.push(char::from(byte));
+        }
+        0x21..=0x7e => out.push(char::from(byte)),
+        _ => {
+            let _ = write!(out, "\\{byte:03}");
+        }
+    }
 }
 
 /// Reads a possibly compressed name starting at `pos` into `out`; returns the offset just after
@@ -524,6 +602,31 @@ mod tests {
         let mut p = query_packet("a.example", 1, false);
         p.push(0);
         assert_eq!(parse_query(&p).err(), Some(WireError::TrailingBytes));
+    }
+
+    #[test]
+    fn rejects_a_compression_pointer_in_the_question() {
+        let mut p = query_packet("", 1, false);
+        p.splice(12..13, [0xc0, 0x00]); // the whole name points into the header
+        assert_eq!(parse_query(&p).err(), Some(WireError::CompressedQuestion));
+        let mut p = query_packet("www", 1, false);
+        p.splice(16..17, [0xc0, 0x02]); // a label, then a pointer into the header
+        assert_eq!(parse_query(&p).err(), Some(WireError::CompressedQuestion));
+    }
+
+    #[test]
+    fn names_in_presentation_form_escape_every_odd_byte() {
+        let mut wire = Vec::new();
+        for label in [&b"Evil\n\x1b[2J\0x"[..], b"a.b", b"\",\"client\":\" x", b"tiktok", b"com"] {
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label);
+        }
+        wire.push(0);
+        let text = name_text(&wire);
+        assert_eq!(text, r#"evil\010\027[2j\000x.a\.b.\",\"client\":\"\032x.tiktok.com"#);
+        assert!(text.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{text}");
+        assert_eq!(name_text(&[0]), ".");
+        assert_eq!(escape_name(b"a\nb.tiktok.com"), r"a\010b.tiktok.com");
     }
 
     #[test]

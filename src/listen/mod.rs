@@ -155,15 +155,16 @@ pub(crate) fn start_encrypted(
         connections,
         in_flight: in_flight.clone(),
         idle: Duration::from_millis(config.server.tcp_idle_timeout_ms),
+        stream: tcp::StreamLimits::of(config),
         https_path: config.server.https_path.as_str().into(),
     });
     for listener in dot {
         let listener = TcpListener::from_std(listener)?;
         started.tls_addrs.push(listener.local_addr()?);
         let resolver = Arc::clone(resolver);
-        let idle = service.idle;
+        let limits = service.stream;
         tasks.spawn(tls::accept_loop(listener, Transport::Tls, Arc::clone(&service), move |stream, client| {
-            tcp::serve_stream(Arc::clone(&resolver), stream, client, idle)
+            tcp::serve_stream(Arc::clone(&resolver), stream, client, limits)
         }));
     }
     for listener in doh {

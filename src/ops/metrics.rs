@@ -166,6 +166,11 @@ pub fn render(resolver: &Resolver) -> String {
         "# HELP nxguard_policy_info The loaded policy; version is a hash of the domain data.\n# TYPE nxguard_policy_info gauge\nnxguard_policy_info{{version=\"{}\"}} 1",
         live.policy.version()
     );
+    let (recorded, skipped) = stats.over_limit_attempts();
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_rate_limited_attempts_total Banned queries over the client's rate: recorded as attempts (one per client, listed domain and second), or skipped as repeats.\n# TYPE nxguard_rate_limited_attempts_total counter\nnxguard_rate_limited_attempts_total{{result=\"recorded\"}} {recorded}\nnxguard_rate_limited_attempts_total{{result=\"skipped\"}} {skipped}"
+    );
     let (ok, failed) = stats.reloads();
     let _ = writeln!(
         out,
