@@ -61,7 +61,8 @@ async fn denied_sources_are_closed_at_accept_and_hold_no_slot() {
     // Four connection slots in all; 127.0.0.2 is outside access.allow.
     let config = config_for(
         upstream.addr,
-        "[access]\nallow = [\"127.0.0.1/32\"]\n[limits]\ntcp_max_connections = 4\ntcp_max_connections_per_client = 64\n",
+        "[server]\ntcp_idle_timeout_ms = 60000\n[access]\nallow = [\"127.0.0.1/32\"]\n\
+         [limits]\ntcp_max_connections = 4\ntcp_max_connections_per_client = 64\n",
     );
     let server = start_server(&config);
     let mut denied = Vec::new();
