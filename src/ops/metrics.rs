@@ -130,6 +130,13 @@ pub fn render(resolver: &Resolver) -> String {
         );
         gauge(
             &mut out,
+            "nxguard_store_reopened_total",
+            "counter",
+            "Times the store file was found deleted or replaced at a flush, and reopened.",
+            load(&store.reopened),
+        );
+        gauge(
+            &mut out,
             "nxguard_store_pending",
             "gauge",
             "Attempts held by the store writer, not yet committed.",
