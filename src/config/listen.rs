@@ -12,8 +12,9 @@ pub struct ServerConfig {
     pub tcp: Vec<SocketAddr>,
     /// UDP sockets per address (SO_REUSEPORT) and runtime worker threads; 0 = one per CPU core.
     pub workers: usize,
-    /// A TCP connection idle this long is closed (RFC 7766 §6.2.3 suggests seconds, not minutes).
-    /// Also bounds TLS handshakes and idle DoT and DoH connections.
+    /// A TCP connection without an answered query this long is closed (RFC 7766 §6.2.3 suggests
+    /// seconds, not minutes); dropped, refused and malformed queries don't renew it. Also
+    /// bounds writing an answer, TLS handshakes and idle DoT and DoH connections.
     pub tcp_idle_timeout_ms: u64,
     /// Queries one TCP or DoT connection may have waiting for an upstream at once; they are
     /// answered out of order as each is ready (RFC 7766 §6.2.1.1), and the connection is not

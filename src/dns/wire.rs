@@ -595,7 +595,10 @@ mod tests {
         let mut p = query_packet("a.example", 1, false);
         p[12] = 0xc0;
         p[13] = 12; // points at itself
-        assert_eq!(parse_query(&p).err(), Some(WireError::BadPointer));
+        assert_eq!(parse_query(&p).err(), Some(WireError::CompressedQuestion));
+        // In an answer's records, a pointer that does not point backwards is still refused.
+        let mut name = LowerName::new();
+        assert_eq!(read_name(&p, 12, &mut name).err(), Some(WireError::BadPointer));
         let mut p = query_packet("a.example", 1, false);
         p[5] = 2;
         assert!(parse_query(&p).is_err());

@@ -5,7 +5,8 @@
 //! accept loop, `https` for HTTP/2), and starting them on a running resolver. Sockets can be bound
 //! by the caller and passed in (tests bind 127.0.0.1:0). The TLS accept loop hands each accepted
 //! stream to the listener that serves it through one function (`tls::accept_loop` takes the
-//! handler); it never calls back into `tcp` or `https`.
+//! handler); it never calls back into `tcp` or `https`. Every stream listener closes a source
+//! outside `access.allow` at accept, before it takes a connection slot.
 //! Must not touch: what the answer is (`resolve`), or attempt records beyond the client's
 //! transport.
 
