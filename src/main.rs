@@ -192,7 +192,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 }
 
 /// Logs go to stderr; colour codes only when stderr is a terminal, never into a file or the
-/// journal. Query names in log events are in presentation form (`dns::wire::name_text`).
+/// journal. Query names in log events are in presentation form (`dns::presentation::name_text`).
 fn init_logging(config: &Config) {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.log.filter()));

@@ -22,8 +22,8 @@ use tracing::{debug, warn};
 
 use crate::{
     config::{BlockConfig, CacheConfig, Config, LimitsConfig, OverLimit, UpstreamConfig},
-    dns::blocked,
     dns::wire::{self, CLASS_ANY, CLASS_IN, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
+    dns::{blocked, presentation},
     evidence::devices::{self, EdnsIdentity, Identity},
     evidence::{
         attempt::{Attempt, Mode, Stamp, Transport, Via},
@@ -410,7 +410,7 @@ impl Resolver {
 fn chain_match<'p>(policy: &'p Policy, qname: &[u8], chain: &[Box<str>]) -> Option<(Match<'p>, String)> {
     let found = chain
         .iter()
-        .find_map(|alias| policy.lookup(alias.as_bytes()).map(|m| (m, wire::escape_name(alias.as_bytes()))))?;
+        .find_map(|alias| policy.lookup(alias.as_bytes()).map(|m| (m, presentation::escape_name(alias.as_bytes()))))?;
     (!policy.allows(qname)).then_some(found)
 }
 
