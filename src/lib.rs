@@ -11,6 +11,7 @@
 //!        │ listed                └─ refuse list ─────▶ REFUSED
 //!        ▼
 //!  wire::parse_query ── malformed ─────────────────────▶ FORMERR (or dropped)
+//!        │                 └─ class not IN/ANY ────────▶ REFUSED (never forwarded)
 //!        ▼
 //!  policy.lookup(name) ── banned ──▶ blocked::write ───▶ NXDOMAIN + SOA + EDE 15
 //!        │                                 └──────────▶ attempts queue ─▶ dispatcher:

@@ -36,7 +36,8 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
-    /// Validate a configuration and the domain lists it loads; exits non-zero on any problem.
+    /// Validate a configuration and the domain lists it loads, and that the attempt store can
+    /// be written (run it as the service's user); exits non-zero on any problem.
     Check {
         /// Configuration file (TOML); without it, the embedded default is checked.
         #[arg(short, long)]
@@ -190,9 +191,15 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     })
 }
 
+/// Logs go to stderr; colour codes only when stderr is a terminal, never into a file or the
+/// journal. Query names in log events are in presentation form (`dns::presentation::name_text`).
 fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.log.filter()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -208,6 +215,10 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     }
     Devices::load(&config.devices)?;
     pseudonymizer(&config)?;
+    if let Some(path) = &config.store.path {
+        // Run as the service's user (the unit's ExecStartPre does): root may write where it can't.
+        store::check_writable(path)?;
+    }
     if let Some(dir) = &config.policy.domains_dir {
         // Curation warnings (order, kinds, sources): the first few, then a count.
         let lists = domains::read_dir(dir).map_err(policy::PolicyError::Lists)?;

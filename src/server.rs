@@ -124,7 +124,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         udp_addrs.push(socket.local_addr()?);
         tasks.spawn(listen::udp::serve_udp(Arc::clone(&resolver), socket, in_flight.clone()));
     }
-    let idle = Duration::from_millis(config.server.tcp_idle_timeout_ms);
+    let limits = listen::tcp::StreamLimits::of(config);
     let connections = Arc::new(ConnectionLimits::new(&config.limits));
     for listener in listeners.tcp {
         let listener = TcpListener::from_std(listener)?;
@@ -132,7 +132,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         tasks.spawn(listen::tcp::serve_tcp(
             Arc::clone(&resolver),
             listener,
-            idle,
+            limits,
             Arc::clone(&connections),
             in_flight.clone(),
         ));

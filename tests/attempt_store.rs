@@ -197,7 +197,8 @@ async fn hostile_query_names_cannot_break_the_siem_stream_or_the_report() {
     let text = std::fs::read_to_string(&siem).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert_eq!(lines[0]["qname"], "x\n{\"app\":\"fake\"}.\\\u{1b}[2j.tiktok.com");
+    // The name in presentation form (RFC 1035 §5.1), as in the log, and then JSON-escaped.
+    assert_eq!(lines[0]["qname"], r#"x\010{\"app\":\"fake\"}.\\\027[2j.tiktok.com"#);
     assert_eq!(lines[0]["app"], "tiktok");
     assert!(!text.contains('\u{1b}'));
 

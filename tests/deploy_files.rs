@@ -194,8 +194,15 @@ fn systemd_unit_is_hardened_and_runs_commands_the_binary_accepts() {
         let args: Vec<&str> = command.split_whitespace().skip(1).collect();
         assert_eq!(args[1..], ["--config", "/etc/nxguard/nxguard.toml"]);
         if args[0] == "check" {
+            // check tests that the store can be written: the state directory systemd creates
+            // (StateDirectory) is a temporary one here.
+            let state = tempfile::tempdir().unwrap();
+            let example = std::fs::read_to_string(repo("deploy/nxguard.toml")).unwrap();
+            let config = state.path().join("nxguard.toml");
+            std::fs::write(&config, example.replace("/var/lib/nxguard/", &format!("{}/", state.path().display())))
+                .unwrap();
             let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
-                .args(["check", "--config", repo("deploy/nxguard.toml").to_str().unwrap()])
+                .args(["check", "--config", config.to_str().unwrap()])
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

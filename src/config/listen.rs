@@ -12,9 +12,14 @@ pub struct ServerConfig {
     pub tcp: Vec<SocketAddr>,
     /// UDP sockets per address (SO_REUSEPORT) and runtime worker threads; 0 = one per CPU core.
     pub workers: usize,
-    /// A TCP connection idle this long is closed (RFC 7766 §6.2.3 suggests seconds, not minutes).
-    /// Also bounds TLS handshakes and idle DoT and DoH connections.
+    /// A TCP connection without an answered query this long is closed (RFC 7766 §6.2.3 suggests
+    /// seconds, not minutes); dropped, refused and malformed queries don't renew it. Also
+    /// bounds writing an answer, TLS handshakes and idle DoT and DoH connections.
     pub tcp_idle_timeout_ms: u64,
+    /// Queries one TCP or DoT connection may have waiting for an upstream at once; they are
+    /// answered out of order as each is ready (RFC 7766 §6.2.1.1), and the connection is not
+    /// read further while this many are pending. Blocked and cached answers never wait.
+    pub tcp_max_in_flight_per_connection: usize,
     /// DNS-over-TLS listen addresses for clients (RFC 7858), e.g. "0.0.0.0:853". Default none:
     /// encrypted listeners need a certificate the clients trust.
     pub tls: Vec<SocketAddr>,
@@ -36,6 +41,7 @@ impl Default for ServerConfig {
             tcp: vec![addr],
             workers: 0,
             tcp_idle_timeout_ms: 10_000,
+            tcp_max_in_flight_per_connection: 16,
             tls: Vec::new(),
             https: Vec::new(),
             tls_cert_file: None,

@@ -97,6 +97,9 @@ impl Config {
         if self.server.tcp_idle_timeout_ms == 0 {
             p.push("server.tcp_idle_timeout_ms: must be above 0".to_string());
         }
+        if self.server.tcp_max_in_flight_per_connection == 0 {
+            p.push("server.tcp_max_in_flight_per_connection: must be above 0".to_string());
+        }
         let encrypted = !self.server.tls.is_empty() || !self.server.https.is_empty();
         for (key, file) in [("tls_cert_file", &self.server.tls_cert_file), ("tls_key_file", &self.server.tls_key_file)]
         {

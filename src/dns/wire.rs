@@ -11,6 +11,8 @@ use std::ops::Range;
 
 use thiserror::Error;
 
+use crate::dns::presentation;
+
 pub const HEADER_LEN: usize = 12;
 pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_SOA: u16 = 6;
@@ -18,6 +20,8 @@ pub const TYPE_OPT: u16 = 41;
 pub const TYPE_HINFO: u16 = 13;
 pub const TYPE_ANY: u16 = 255;
 pub const CLASS_IN: u16 = 1;
+/// The QCLASS "any class" (RFC 1035 §3.2.5).
+pub const CLASS_ANY: u16 = 255;
 /// Longest name in presentation form without the trailing dot (RFC 1035 §2.3.4: 255 octets in
 /// wire form).
 pub const MAX_NAME_TEXT: usize = 253;
@@ -63,6 +67,8 @@ pub enum WireError {
     BadLabelType(u8),
     #[error("compression pointer does not point backwards")]
     BadPointer,
+    #[error("question name holds a compression pointer")]
+    CompressedQuestion,
     #[error("name longer than 255 octets")]
     NameTooLong,
     #[error("query must have exactly one question, has {0}")]
@@ -161,6 +167,11 @@ impl<'a> Query<'a> {
         &self.packet[HEADER_LEN..self.qname_end]
     }
 
+    /// The question name for logs and records: lowercase, in presentation form (`presentation::name_text`).
+    pub fn name_text(&self) -> String {
+        presentation::name_text(self.qname_wire())
+    }
+
     pub fn dnssec_ok(&self) -> bool {
         self.edns.is_some_and(|e| e.dnssec_ok)
     }
@@ -210,7 +221,7 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, WireError> {
         return Err(WireError::QuestionCount(qd));
     }
     let mut name = LowerName::new();
-    let qname_end = read_name(packet, HEADER_LEN, &mut name)?;
+    let qname_end = read_question_name(packet, &mut name)?;
     let qtype = read_u16(packet, qname_end)?;
     let qclass = read_u16(packet, qname_end + 2)?;
     let mut pos = qname_end + 4;
@@ -252,6 +263,22 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, WireError> {
         qclass,
         edns,
     })
+}
+
+/// Reads the question name. Only the header precedes it, so a compression pointer there points
+/// at nothing a name can be made of: FORMERR, as Unbound answers (RFC 1035 §4.1.4).
+fn read_question_name(packet: &[u8], out: &mut LowerName) -> Result<usize, WireError> {
+    let mut pos = HEADER_LEN;
+    while let Some(&len) = packet.get(pos) {
+        if len & 0xc0 == 0xc0 {
+            return Err(WireError::CompressedQuestion);
+        }
+        if len == 0 || len & 0xc0 != 0 {
+            break;
+        }
+        pos += 1 + usize::from(len);
+    }
+    read_name(packet, HEADER_LEN, out)
 }
 
 /// Reads a possibly compressed name starting at `pos` into `out`; returns the offset just after
@@ -517,13 +544,26 @@ mod tests {
         let mut p = query_packet("a.example", 1, false);
         p[12] = 0xc0;
         p[13] = 12; // points at itself
-        assert_eq!(parse_query(&p).err(), Some(WireError::BadPointer));
+        assert_eq!(parse_query(&p).err(), Some(WireError::CompressedQuestion));
+        // In an answer's records, a pointer that does not point backwards is still refused.
+        let mut name = LowerName::new();
+        assert_eq!(read_name(&p, 12, &mut name).err(), Some(WireError::BadPointer));
         let mut p = query_packet("a.example", 1, false);
         p[5] = 2;
         assert!(parse_query(&p).is_err());
         let mut p = query_packet("a.example", 1, false);
         p.push(0);
         assert_eq!(parse_query(&p).err(), Some(WireError::TrailingBytes));
+    }
+
+    #[test]
+    fn rejects_a_compression_pointer_in_the_question() {
+        let mut p = query_packet("", 1, false);
+        p.splice(12..13, [0xc0, 0x00]); // the whole name points into the header
+        assert_eq!(parse_query(&p).err(), Some(WireError::CompressedQuestion));
+        let mut p = query_packet("www", 1, false);
+        p.splice(16..17, [0xc0, 0x02]); // a label, then a pointer into the header
+        assert_eq!(parse_query(&p).err(), Some(WireError::CompressedQuestion));
     }
 
     #[test]

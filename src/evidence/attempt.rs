@@ -62,6 +62,8 @@ pub struct Attempt {
     pub identity: Identity,
     /// What a trusted relay said about the device (empty for other clients).
     pub edns: EdnsIdentity,
+    /// Lowercased, in presentation form (`dns::presentation::name_text`): no control byte, space or
+    /// quote, so it cannot break a log line whatever the client put in a label.
     pub qname: String,
     pub qtype: String,
     pub app: Arc<AppEntry>,

@@ -5,7 +5,8 @@
 //! accept loop, `https` for HTTP/2), and starting them on a running resolver. Sockets can be bound
 //! by the caller and passed in (tests bind 127.0.0.1:0). The TLS accept loop hands each accepted
 //! stream to the listener that serves it through one function (`tls::accept_loop` takes the
-//! handler); it never calls back into `tcp` or `https`.
+//! handler); it never calls back into `tcp` or `https`. Every stream listener closes a source
+//! outside `access.allow` at accept, before it takes a connection slot.
 //! Must not touch: what the answer is (`resolve`), or attempt records beyond the client's
 //! transport.
 
@@ -155,15 +156,16 @@ pub(crate) fn start_encrypted(
         connections,
         in_flight: in_flight.clone(),
         idle: Duration::from_millis(config.server.tcp_idle_timeout_ms),
+        stream: tcp::StreamLimits::of(config),
         https_path: config.server.https_path.as_str().into(),
     });
     for listener in dot {
         let listener = TcpListener::from_std(listener)?;
         started.tls_addrs.push(listener.local_addr()?);
         let resolver = Arc::clone(resolver);
-        let idle = service.idle;
+        let limits = service.stream;
         tasks.spawn(tls::accept_loop(listener, Transport::Tls, Arc::clone(&service), move |stream, client| {
-            tcp::serve_stream(Arc::clone(&resolver), stream, client, idle)
+            tcp::serve_stream(Arc::clone(&resolver), stream, client, limits)
         }));
     }
     for listener in doh {

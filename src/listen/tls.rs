@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 use crate::{
     config::ServerConfig,
     evidence::attempt::Transport,
+    listen::tcp,
     resolve::{Client, Resolver, access::Verdict, limits::ConnectionLimits},
 };
 
@@ -114,6 +115,8 @@ pub(crate) struct Service {
     pub in_flight: TaskTracker,
     /// `server.tcp_idle_timeout_ms`: bounds the handshake and idle connections.
     pub idle: Duration,
+    /// How a DoT connection is served (idle timeout, queries in flight per connection).
+    pub stream: tcp::StreamLimits,
     pub https_path: Arc<str>,
 }
 

@@ -130,6 +130,13 @@ pub fn render(resolver: &Resolver) -> String {
         );
         gauge(
             &mut out,
+            "nxguard_store_reopened_total",
+            "counter",
+            "Times the store file was found deleted or replaced at a flush, and reopened.",
+            load(&store.reopened),
+        );
+        gauge(
+            &mut out,
             "nxguard_store_pending",
             "gauge",
             "Attempts held by the store writer, not yet committed.",
@@ -165,6 +172,11 @@ pub fn render(resolver: &Resolver) -> String {
         out,
         "# HELP nxguard_policy_info The loaded policy; version is a hash of the domain data.\n# TYPE nxguard_policy_info gauge\nnxguard_policy_info{{version=\"{}\"}} 1",
         live.policy.version()
+    );
+    let (recorded, skipped) = stats.over_limit_attempts();
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_rate_limited_attempts_total Banned queries over the client's rate: recorded as attempts (one per client, listed domain and second), or skipped as repeats.\n# TYPE nxguard_rate_limited_attempts_total counter\nnxguard_rate_limited_attempts_total{{result=\"recorded\"}} {recorded}\nnxguard_rate_limited_attempts_total{{result=\"skipped\"}} {skipped}"
     );
     let (ok, failed) = stats.reloads();
     let _ = writeln!(

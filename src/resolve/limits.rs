@@ -4,10 +4,12 @@
 //! address or an IPv6 /64 (one host usually owns a whole /64). Trusted relays (Wi-Fi controllers,
 //! forwarders) carry many devices and get their own, higher rate. Buckets are sharded to keep
 //! lock contention low across workers, and idle buckets are swept so memory stays bounded under
-//! a spoofed flood. Does not own: the global cap on queries in flight (`pipeline`).
+//! a spoofed flood. Also which banned queries over the rate still get an attempt record
+//! (`OverLimitRecords`: one per client, listed domain and second). Does not own: the global cap
+//! on queries in flight (`pipeline`).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     hash::{BuildHasher, Hash},
     net::IpAddr,
     sync::{Arc, Mutex},
@@ -95,6 +97,45 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+/// Pairs remembered per shard and second at most: beyond it (a spoofed flood of many sources)
+/// no further record is made in that second.
+const RECORDS_PER_SHARD: usize = 4096;
+
+/// Which (client, listed domain) pairs over the rate got an attempt record in the current
+/// second. Each shard forgets its pairs when the second changes, so memory stays bounded.
+pub struct OverLimitRecords {
+    shards: Vec<Mutex<(u64, HashSet<u64>)>>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl OverLimitRecords {
+    pub fn new() -> OverLimitRecords {
+        OverLimitRecords {
+            shards: (0..SHARDS).map(|_| Mutex::new((0, HashSet::new()))).collect(),
+            hasher: foldhash::fast::FixedState::with_seed(0x6f76_6572),
+        }
+    }
+
+    /// True the first time `ip` asks for a name under `domain` in `second` (Unix time): that
+    /// query gets its record.
+    pub fn first_in_second(&self, ip: IpAddr, domain: &str, second: u64) -> bool {
+        let pair = self.hasher.hash_one((ip, domain));
+        let Ok(mut shard) = self.shards[(pair as usize) % SHARDS].lock() else { return false };
+        let (current, seen) = &mut *shard;
+        if *current != second {
+            *current = second;
+            seen.clear();
+        }
+        seen.len() < RECORDS_PER_SHARD && seen.insert(pair)
+    }
+}
+
+impl Default for OverLimitRecords {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -196,6 +237,18 @@ mod tests {
         assert_eq!((0..50).filter(|_| limiter.allow("10.9.0.1".parse().unwrap(), now)).count(), 50);
         let off = RateLimiter::new(&limits(0, 1), &[]);
         assert!((0..1000).all(|_| off.allow("10.0.0.1".parse().unwrap(), now)));
+    }
+
+    #[test]
+    fn one_over_limit_record_per_client_domain_and_second() {
+        let records = OverLimitRecords::new();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert!(records.first_in_second(a, "tiktok.com", 100));
+        assert!(!records.first_in_second(a, "tiktok.com", 100));
+        assert!(records.first_in_second(a, "wechat.com", 100), "another domain");
+        assert!(records.first_in_second(b, "tiktok.com", 100), "another client");
+        assert!(records.first_in_second(a, "tiktok.com", 101), "the next second");
+        assert!(!records.first_in_second(a, "tiktok.com", 101));
     }
 
     #[test]

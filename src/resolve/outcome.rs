@@ -21,7 +21,8 @@ pub enum Outcome {
     UpstreamFailed,
     /// Unparseable: FORMERR, or dropped when not even the header could be read.
     Malformed,
-    /// Not a query we serve: an unknown opcode (NOTIMP) or EDNS version (BADVERS).
+    /// Not a query we serve: an unknown opcode (NOTIMP), EDNS version (BADVERS), or a class
+    /// other than IN and ANY (REFUSED, as Unbound answers).
     Unsupported,
     /// From a client network listed under `access.refuse`: REFUSED.
     Refused,
@@ -72,6 +73,10 @@ pub struct Stats {
     received: [AtomicU64; Transport::ALL.len()],
     outcomes: [[AtomicU64; Outcome::ALL.len()]; Transport::ALL.len()],
     cache_misses: AtomicU64,
+    /// Banned queries over the client's rate: recorded, or skipped as not the first of their
+    /// client, domain and second.
+    over_limit_recorded: AtomicU64,
+    over_limit_skipped: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
 }
@@ -120,6 +125,17 @@ impl Stats {
 
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A banned query over the client's rate: `recorded` when it got an attempt record.
+    pub fn over_limit_attempt(&self, recorded: bool) {
+        let counter = if recorded { &self.over_limit_recorded } else { &self.over_limit_skipped };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (recorded, skipped) banned queries over the client's rate.
+    pub fn over_limit_attempts(&self) -> (u64, u64) {
+        (self.over_limit_recorded.load(Ordering::Relaxed), self.over_limit_skipped.load(Ordering::Relaxed))
     }
 
     pub fn reloaded(&self, ok: bool) {

@@ -22,8 +22,8 @@ use tracing::{debug, warn};
 
 use crate::{
     config::{BlockConfig, CacheConfig, Config, LimitsConfig, OverLimit, UpstreamConfig},
-    dns::blocked,
-    dns::wire::{self, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
+    dns::wire::{self, CLASS_ANY, CLASS_IN, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
+    dns::{blocked, presentation},
     evidence::devices::{self, EdnsIdentity, Identity},
     evidence::{
         attempt::{Attempt, Mode, Stamp, Transport, Via},
@@ -32,7 +32,7 @@ use crate::{
     policy::{Match, Policy},
     resolve::access::{Access, Verdict},
     resolve::cache::{self, Cache, CachedAnswer, Lookup},
-    resolve::limits::RateLimiter,
+    resolve::limits::{OverLimitRecords, RateLimiter},
     resolve::outcome::{Outcome, Stats},
     upstream::UpstreamError,
     upstream::pool::Upstreams,
@@ -124,6 +124,7 @@ pub struct Resolver {
     in_flight: Arc<Semaphore>,
     cache: Cache,
     recorder: Recorder,
+    over_limit_records: OverLimitRecords,
     pub stats: Stats,
 }
 
@@ -134,6 +135,7 @@ impl Resolver {
             in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
             cache: Cache::new(&config.cache),
             recorder,
+            over_limit_records: OverLimitRecords::new(),
             stats: Stats::default(),
         })
     }
@@ -169,6 +171,9 @@ impl Resolver {
             if live.over_limit == OverLimit::Truncate {
                 wire::write_truncated(out, &query);
             }
+            if verdict == Verdict::Allow {
+                self.record_over_limit(&query, client, &live);
+            }
             return self.finish(client, Outcome::RateLimited);
         }
         if verdict == Verdict::Refuse {
@@ -181,6 +186,12 @@ impl Resolver {
         }
         if query.edns.is_some_and(|e| e.version > 0) {
             wire::write_error(out, &query, rcode::BADVERS, None);
+            return self.finish(client, Outcome::Unsupported);
+        }
+        if !class_served(&query) {
+            // HS, NONE, CHAOS, 0…: answered here as Unbound answers them, never forwarded, so
+            // an upstream's odd reply to them can never count against its health.
+            wire::write_error(out, &query, rcode::REFUSED.into(), None);
             return self.finish(client, Outcome::Unsupported);
         }
         let policy = &live.policy;
@@ -252,7 +263,7 @@ impl Resolver {
         let response = match (result, stale) {
             (Ok(response), _) => response,
             (Err(error), Some(entry)) => {
-                warn!(%error, qname = %query.name.to_text(), "no upstream answer; serving stale");
+                warn!(%error, qname = %query.name_text(), "no upstream answer; serving stale");
                 let live = self.live.load();
                 if let Some((matched, alias)) = chain_match(&live.policy, query.name.as_bytes(), &entry.chain) {
                     self.block(&query, client, &live, matched, Via::Cname { alias }, out);
@@ -262,7 +273,7 @@ impl Resolver {
                 return self.finished(client, Outcome::Stale);
             }
             (Err(error), None) => {
-                warn!(%error, qname = %query.name.to_text(), "no upstream answer");
+                warn!(%error, qname = %query.name_text(), "no upstream answer");
                 wire::write_error(out, &query, rcode::SERVFAIL.into(), Some((EDE_NETWORK_ERROR, "")));
                 return self.finished(client, Outcome::UpstreamFailed);
             }
@@ -274,13 +285,13 @@ impl Resolver {
             match CachedAnswer::from_upstream(&query, &response, &live.cache_limits, now, live.policy.generation()) {
                 Ok(inspected) => inspected,
                 Err(error) => {
-                    warn!(%error, qname = %query.name.to_text(), "malformed upstream answer");
+                    warn!(%error, qname = %query.name_text(), "malformed upstream answer");
                     wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
                     return self.finished(client, Outcome::UpstreamFailed);
                 }
             };
         if inspected.chain_loop {
-            warn!(qname = %query.name.to_text(), "upstream answer has a CNAME loop");
+            warn!(qname = %query.name_text(), "upstream answer has a CNAME loop");
             wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
             return self.finished(client, Outcome::UpstreamFailed);
         }
@@ -312,6 +323,12 @@ impl Resolver {
         let response = matched.app.app.response;
         let serial = live.policy.version_serial();
         blocked::write(out, query, &live.block, response, matched.domain, serial, &matched.app.notice);
+        self.record(query, client, live, matched, via);
+        self.finish(client, Outcome::Blocked)
+    }
+
+    /// The attempt record of a query the policy bans, handed to the dispatcher.
+    fn record(&self, query: &Query<'_>, client: Client, live: &Live, matched: Match<'_>, via: Via) {
         // Relays' identity options are read here, while the packet is at hand; the dispatcher
         // resolves the full identity off the query path.
         let edns = if live.access.is_relay(client.addr.ip()) {
@@ -325,7 +342,7 @@ impl Resolver {
             transport: client.transport,
             identity: Identity::unknown(client.addr.ip()),
             edns,
-            qname: query.name.to_text(),
+            qname: query.name_text(),
             qtype: RecordType::from(query.qtype).to_string(),
             app: Arc::clone(matched.app),
             domain: matched.domain.to_string(),
@@ -337,7 +354,24 @@ impl Resolver {
                 rule: Arc::from(matched.app.app.id.as_str()),
             },
         });
-        self.finish(client, Outcome::Blocked)
+    }
+
+    /// A query over the client's rate gets no answer from the policy, but a banned name is
+    /// still evidence: one record per client, listed domain and second, so a flood cannot flood
+    /// the store (the rate limit protects the network, not the app).
+    fn record_over_limit(&self, query: &Query<'_>, client: Client, live: &Live) {
+        if query.opcode() != 0 || !class_served(query) {
+            return;
+        }
+        let Some(matched) = live.policy.lookup(query.name.as_bytes()) else {
+            return;
+        };
+        let second = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let first = self.over_limit_records.first_in_second(client.addr.ip(), matched.domain, second);
+        self.stats.over_limit_attempt(first);
+        if first {
+            self.record(query, client, live, matched, Via::Query);
+        }
     }
 
     fn finish(&self, client: Client, outcome: Outcome) -> Step {
@@ -374,8 +408,16 @@ impl Resolver {
 /// The first name in a CNAME chain that the policy blocks, with that name. A query name the
 /// operator explicitly allowed is answered whatever its chain passes through.
 fn chain_match<'p>(policy: &'p Policy, qname: &[u8], chain: &[Box<str>]) -> Option<(Match<'p>, String)> {
-    let found = chain.iter().find_map(|alias| policy.lookup(alias.as_bytes()).map(|m| (m, alias.to_string())))?;
+    let found = chain
+        .iter()
+        .find_map(|alias| policy.lookup(alias.as_bytes()).map(|m| (m, presentation::escape_name(alias.as_bytes()))))?;
     (!policy.allows(qname)).then_some(found)
+}
+
+/// IN and ANY are resolved; every other class is answered REFUSED (as Unbound 1.17 answers
+/// HS, NONE, CHAOS and class 0).
+fn class_served(query: &Query<'_>) -> bool {
+    query.qclass == CLASS_IN || query.qclass == CLASS_ANY
 }
 
 fn udp_limit(query: &Query<'_>, client: Client) -> Option<usize> {

@@ -388,6 +388,31 @@ pub fn spawn_serve(config: &std::path::Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Starts the `nxguard serve` binary on `config`, its log (stderr) written to `log`.
+pub fn spawn_serve_logging(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// A query whose name is given as raw label bytes (any byte a label may hold), of `qtype` and
+/// `qclass`.
+pub fn raw_labels_query(labels: &[&[u8]], qtype: u16, qclass: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    nxguard::dns::wire::push_header(&mut out, rand::random(), nxguard::dns::wire::flag::RD, [1, 0, 0, 0]);
+    for label in labels {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&qclass.to_be_bytes());
+    out
+}
+
 /// Sends signal `name` (HUP, TERM, KILL…) to the process `pid`, which this test started.
 pub fn send_signal(pid: u32, name: &str) {
     let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap();

@@ -9,5 +9,6 @@
 pub mod sqlite;
 
 pub use sqlite::{
-    Pseudonymizer, SCHEMA_VERSION, StoreError, StoreSink, StoreStats, StoreWriter, insert_all, millis, open, purge,
+    Pseudonymizer, SCHEMA_VERSION, StoreError, StoreSink, StoreStats, StoreWriter, check_writable, insert_all, millis,
+    open, purge,
 };

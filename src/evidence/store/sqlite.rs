@@ -3,6 +3,7 @@
 //! Owns: the schema (versioned with `PRAGMA user_version`, indexed for the report queries), the
 //! writer thread (one, fed through a bounded queue, writing batched transactions in WAL mode at
 //! least every `flush_interval_ms`), keeping failed batches to retry when the disk recovers,
+//! reopening the file when it was deleted or replaced under the writer (checked at each flush),
 //! the retention purge, and pseudonymisation of the client identity. The query path never
 //! waits for disk: a full queue drops the record and counts it.
 //! Does not own: what a record contains (`evidence::attempt`), or reading for reports (`review`).
@@ -69,6 +70,8 @@ pub enum StoreError {
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("attempt store {path} has schema version {found}; this nxguard knows {SCHEMA_VERSION}")]
     Version { path: PathBuf, found: i64 },
+    #[error("attempt store {path} cannot be written: {message}")]
+    NotWritable { path: PathBuf, message: String },
     #[error("pseudonymisation key {path}: {message}")]
     Key { path: PathBuf, message: String },
 }
@@ -122,6 +125,8 @@ pub struct StoreStats {
     pub dropped: AtomicU64,
     pub errors: AtomicU64,
     pub pending: AtomicU64,
+    /// Times the database file was found deleted or replaced at a flush, and reopened.
+    pub reopened: AtomicU64,
 }
 
 /// The query side of the store: hands records to the writer thread.
@@ -284,6 +289,9 @@ impl Worker {
     fn write_batch(&mut self) -> Result<usize, StoreError> {
         let path = self.path.clone();
         let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        if self.connection.as_ref().is_some_and(file_moved) {
+            self.reopen_moved();
+        }
         if self.connection.is_none() {
             self.connection = Some(open(&self.path, false)?);
             info!(path = %self.path.display(), "attempt store open");
@@ -299,6 +307,24 @@ impl Worker {
         }
         tx.commit().map_err(wrap)?;
         Ok(self.pending.len())
+    }
+
+    /// The open database file was deleted or replaced (a cleanup script, the directory removed):
+    /// rows written now would vanish with it. Drop the connection so the next open creates the
+    /// file at its path again, recreating a removed directory (0700: it holds personal data).
+    fn reopen_moved(&mut self) {
+        self.connection = None;
+        self.stats.reopened.fetch_add(1, Ordering::Relaxed);
+        warn!(path = %self.path.display(), "attempt store file deleted or replaced while open; reopening it");
+        if let Some(dir) = self.path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            if let Err(error) = builder.create(dir) {
+                warn!(dir = %dir.display(), %error, "cannot recreate the attempt store directory");
+            }
+        }
     }
 
     /// Says so in the log when records were lost since the last flush.
@@ -387,6 +413,20 @@ impl<'a> Row<'a> {
     }
 }
 
+/// Whether the store at `path` can be written (for `nxguard check`): an existing file is opened
+/// for writing, and a file is created and removed beside it (SQLite's journal goes there too).
+/// Both fail on a read-only mount, even for root, and where the user may not write.
+pub fn check_writable(path: &Path) -> Result<(), StoreError> {
+    let fail = |e: std::io::Error| StoreError::NotWritable { path: path.into(), message: e.to_string() };
+    if path.exists() {
+        std::fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
+    }
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".nxguard-check-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe).map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
 /// Opens (creating when `read_only` is false) the database and checks its schema version.
 pub fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let wrap = |source| StoreError::Sqlite { path: path.into(), source };
@@ -417,6 +457,25 @@ pub fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
         found => return Err(StoreError::Version { path: path.into(), found }),
     }
     Ok(connection)
+}
+
+/// Whether the database file `connection` has open was unlinked or replaced since: SQLite's
+/// unix VFS compares the open file's inode with the one now at its path
+/// (`SQLITE_FCNTL_HAS_MOVED`). Rows written to an unlinked file are lost when it is closed.
+fn file_moved(connection: &Connection) -> bool {
+    let mut moved: std::ffi::c_int = 0;
+    // SAFETY: `handle` is the live connection's database handle, borrowed for this call only;
+    // "main" is a NUL-terminated schema name; HAS_MOVED writes one int through the pointer,
+    // which points at a local that outlives the call.
+    let result = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            connection.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_HAS_MOVED,
+            (&raw mut moved).cast(),
+        )
+    };
+    result == rusqlite::ffi::SQLITE_OK && moved != 0
 }
 
 /// Deletes attempts older than `retention` before `now`; returns how many.
