@@ -201,7 +201,11 @@ pub fn render(resolver: &Resolver) -> String {
     );
     for upstream in live.upstreams.upstreams() {
         for (rcode, n) in upstream.stats.fallbacks.rcodes() {
-            let _ = writeln!(out, "nxguard_upstream_error_rcodes_total{{upstream=\"{}\",rcode=\"{rcode}\"}} {n}", upstream.address());
+            let _ = writeln!(
+                out,
+                "nxguard_upstream_error_rcodes_total{{upstream=\"{}\",rcode=\"{rcode}\"}} {n}",
+                upstream.address()
+            );
         }
     }
     let _ = writeln!(
@@ -210,7 +214,11 @@ pub fn render(resolver: &Resolver) -> String {
     );
     for upstream in live.upstreams.upstreams() {
         for (kind, n) in upstream.stats.fallbacks.kinds() {
-            let _ = writeln!(out, "nxguard_upstream_fallbacks_total{{upstream=\"{}\",kind=\"{kind}\"}} {n}", upstream.address());
+            let _ = writeln!(
+                out,
+                "nxguard_upstream_fallbacks_total{{upstream=\"{}\",kind=\"{kind}\"}} {n}",
+                upstream.address()
+            );
         }
     }
     let udp = [
