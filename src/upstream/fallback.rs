@@ -9,12 +9,13 @@
 //!   without EDNS, are [`UpstreamError::Rcode`]: this server failed this query, and the pool asks
 //!   the next one. NXDOMAIN, NOERROR and every other rcode are answers.
 //! - **EDNS fallback.** A FORMERR to a query with our OPT record is asked again without it
-//!   (RFC 6891 §7). A query with OPT that has no answer after half of the attempt's time is
-//!   also sent without OPT, unless this server answered a query with OPT within [`REMEMBER`]
-//!   (then the silence is loss, not an EDNS-dropping firewall); whichever answer comes first
-//!   is used. When the plain query is the one answered, the server is noted as needing plain
-//!   DNS and gets no OPT for [`REMEMBER`]. Without OPT there is no DO bit: such answers carry
-//!   no OPT record, and the cache does not echo DO for them.
+//!   (RFC 6891 §7), per query. A query with OPT that has no answer after half of the attempt's
+//!   time is also sent without OPT, unless this server answered a query with OPT within
+//!   [`REMEMBER`] (then the silence is loss or a slow name, not an EDNS-dropping firewall);
+//!   whichever answer comes first is used. When the plain query is the one answered, the
+//!   server is noted as needing plain DNS and gets no OPT for [`REMEMBER`], so the silence
+//!   costs only the first query. Without OPT there is no DO bit: such answers carry no OPT
+//!   record, and the cache does not echo DO for them (`resolve::cache`).
 //! - **Case-folding servers (UDP).** See [`Upstream::udp_exchange`] for the fallback and why it
 //!   keeps the spoofing protection.
 
@@ -160,16 +161,17 @@ impl Upstream {
         let answer = if plain_transport && !self.memory.holds(&self.memory.edns_works, now) {
             match self.race(query, &plain, deadline).await? {
                 Raced::Edns(answer) => answer,
-                Raced::Plain(answer) => return self.answered_plain(answer),
+                Raced::Plain(answer) => return self.answered_plain(answer, true),
             }
         } else {
             self.exchange(query, deadline).await?
         };
         if rcode_of(&answer) == rcode::FORMERR {
             // RFC 6891 §7: a server that does not know EDNS answers FORMERR; ask once more
-            // without the OPT record.
+            // without the OPT record. Not noted: a FORMERR is quick to retry per query, and may
+            // be about this one query only.
             let answer = self.exchange(&plain, deadline).await?;
-            return self.answered_plain(answer);
+            return self.answered_plain(answer, false);
         }
         self.memory.set(&self.memory.edns_works, now);
         self.usable(answer)
@@ -200,16 +202,19 @@ impl Upstream {
         }
     }
 
-    /// An answer to the query without OPT, after the one with OPT failed: unless it is FORMERR
-    /// too, the server needs plain DNS, and is noted so.
-    fn answered_plain(&self, answer: Vec<u8>) -> Result<Vec<u8>, UpstreamError> {
+    /// An answer to the query without OPT, after the one with OPT failed. Unless it is FORMERR
+    /// too, it counts as a fallback, and with `remember` the server is noted as needing plain
+    /// DNS.
+    fn answered_plain(&self, answer: Vec<u8>, remember: bool) -> Result<Vec<u8>, UpstreamError> {
+        let now = std::time::Instant::now();
         if rcode_of(&answer) != rcode::FORMERR {
-            let now = std::time::Instant::now();
-            if !self.memory.needs_plain(now) {
-                info!(upstream = %self.address(), remember_secs = REMEMBER.as_secs(), "upstream answers only without EDNS");
-            }
-            self.memory.set(&self.memory.needs_plain, now);
             bump(&self.stats.fallbacks.edns_plain);
+            if remember {
+                if !self.memory.needs_plain(now) {
+                    info!(upstream = %self.address(), remember_secs = REMEMBER.as_secs(), "upstream answers only without EDNS");
+                }
+                self.memory.set(&self.memory.needs_plain, now);
+            }
         }
         self.usable(answer)
     }

@@ -4,9 +4,11 @@
 //! spoofing checks on plain answers (random source ports and IDs, 0x20, question must match;
 //! UDP goes over a few long-lived sockets per server, see `udp`), failover
 //! in configured order, and the overall time bound; which upstream a query goes to (`pool`:
-//! zones, health, probes, strategy).
-//! Must not touch: what is asked (the pipeline builds the query) or what is done with the answer;
-//! nothing here imports `resolve`.
+//! zones, health, probes, strategy); what one attempt does when a server misbehaves and what
+//! is remembered about it (`fallback`: error rcodes, EDNS fallback, case-folding servers).
+//! Must not touch: what is asked (the pipeline builds the query; `fallback` only drops our own
+//! OPT record for servers that need plain DNS) or what is done with the answer; nothing here
+//! imports `resolve`.
 //!
 //! Plain UDP/TCP are written here on bare sockets: the answer's bytes pass through untouched,
 //! negative answers included. DoT and DoH use hickory-net's multiplexed exchanges. (hickory-
