@@ -21,6 +21,13 @@ fn counted(server: &TestServer, index: usize, label: &str) -> u64 {
     fallbacks.kinds().into_iter().chain(fallbacks.rcodes()).find(|(l, _)| *l == label).expect("a known label").1
 }
 
+/// The value of one series on the metrics page.
+fn metric(server: &TestServer, series: &str) -> String {
+    let page = nxguard::ops::metrics::render(&server.running.resolver);
+    let line = page.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series} missing"));
+    line[series.len()..].trim().to_string()
+}
+
 fn transport_errors(server: &TestServer, index: usize) -> u64 {
     server.running.resolver.live().upstreams.servers().nth(index).expect("that upstream").1.errors()
 }
@@ -100,6 +107,8 @@ async fn refused_by_one_upstream_is_answered_by_the_next() {
     }
     assert_eq!(counted(&server, 0, "REFUSED"), 2);
     assert_eq!(transport_errors(&server, 0), 0);
+    let series = format!("nxguard_upstream_error_rcodes_total{{upstream=\"{}\",rcode=\"REFUSED\"}}", refusing.addr);
+    assert_eq!(metric(&server, &series), "2");
 }
 
 #[tokio::test]
@@ -168,6 +177,9 @@ async fn a_case_folding_upstream_without_tcp_is_answered_when_two_queries_agree(
     }
     assert_eq!(counted(&server, 0, "case_double_query"), 2);
     assert_eq!(counted(&server, 0, "case_tcp"), 0);
+    let series =
+        format!("nxguard_upstream_fallbacks_total{{upstream=\"{}\",kind=\"case_double_query\"}}", upstream.addr);
+    assert_eq!(metric(&server, &series), "2");
     assert_eq!(server.running.resolver.live().upstreams.upstreams().next().unwrap().udp().case_mismatches(), 4);
 }
 
