@@ -137,6 +137,13 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Where a UDP exchange goes next.
+enum Next {
+    Answer(Vec<u8>),
+    /// Truncated or oversized: ask over TCP.
+    Tcp,
+}
+
 /// Which of the two raced queries answered.
 enum Raced {
     Edns(Vec<u8>),
@@ -159,7 +166,8 @@ impl Upstream {
         }
         let plain_transport = matches!(self.protocol(), Protocol::Udp | Protocol::Tcp);
         let answer = if plain_transport && !self.memory.holds(&self.memory.edns_works, now) {
-            match self.race(query, &plain, deadline).await? {
+            // Boxed: taken only while the server's EDNS support is unknown.
+            match Box::pin(self.race(query, &plain, deadline)).await? {
                 Raced::Edns(answer) => answer,
                 Raced::Plain(answer) => return self.answered_plain(answer, true),
             }
@@ -255,13 +263,15 @@ impl Upstream {
     /// throws away itself.
     pub(super) async fn udp_exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
         let server = self.address();
-        let io = |source| UpstreamError::Io { server, source };
-        let first = match self.udp.exchange(query).await.map_err(io)? {
-            udp::Delivery::CaseMismatch(answer) => answer,
-            other => return self.delivered(query, other).await,
+        let next = match self.udp.exchange(query).await.map_err(|source| UpstreamError::Io { server, source })? {
+            // Boxed: the rare path should not grow every query's future.
+            udp::Delivery::CaseMismatch(first) => Box::pin(self.after_case_mismatch(query, first, deadline)).await?,
+            other => self.settled(other)?,
         };
-        // Boxed: the rare path should not grow every query's future.
-        Box::pin(self.after_case_mismatch(query, first, deadline)).await
+        match next {
+            Next::Answer(answer) => Ok(answer),
+            Next::Tcp => tcp_exchange(server, query).await,
+        }
     }
 
     async fn after_case_mismatch(
@@ -269,24 +279,24 @@ impl Upstream {
         query: &[u8],
         first: Vec<u8>,
         deadline: Instant,
-    ) -> Result<Vec<u8>, UpstreamError> {
+    ) -> Result<Next, UpstreamError> {
         let server = self.address();
-        let io = |source| UpstreamError::Io { server, source };
         let now = std::time::Instant::now();
         if !self.memory.folds_case(now) {
             let left = deadline.saturating_duration_since(Instant::now());
             match timeout_at(Instant::now() + left / 2, self.tcp_checking_case(query)).await {
                 Ok(Ok(answer)) => {
                     bump(&self.stats.fallbacks.case_tcp);
-                    return Ok(answer);
+                    return Ok(Next::Answer(answer));
                 }
                 Ok(Err(error)) => debug!(%error, "tcp after a case mismatch failed; asking over udp again"),
                 Err(_) => debug!(upstream = %server, "tcp after a case mismatch timed out; asking over udp again"),
             }
         }
-        let second = match self.udp.exchange_on_fresh_socket(query).await.map_err(io)? {
-            udp::Delivery::CaseMismatch(answer) => answer,
-            other => return self.delivered(query, other).await,
+        let delivery =
+            self.udp.exchange_on_fresh_socket(query).await.map_err(|source| UpstreamError::Io { server, source })?;
+        let udp::Delivery::CaseMismatch(second) = delivery else {
+            return self.settled(delivery);
         };
         if !same_answer(&first, &second) {
             bump(&self.stats.fallbacks.case_rejected);
@@ -297,16 +307,16 @@ impl Upstream {
         }
         self.memory.set(&self.memory.folds_case, now);
         bump(&self.stats.fallbacks.case_double_query);
-        self.delivered(query, udp::Delivery::Answer(second)).await
+        self.settled(udp::Delivery::Answer(second))
     }
 
     /// What one UDP delivery comes to: the answer, or TCP for truncated and oversized ones.
-    async fn delivered(&self, query: &[u8], delivery: udp::Delivery) -> Result<Vec<u8>, UpstreamError> {
+    fn settled(&self, delivery: udp::Delivery) -> Result<Next, UpstreamError> {
         let server = self.address();
         let io = |source| UpstreamError::Io { server, source };
         match delivery {
-            udp::Delivery::Answer(answer) if !truncated(&answer) => Ok(answer),
-            udp::Delivery::Answer(_) | udp::Delivery::Oversize => tcp_exchange(server, query).await,
+            udp::Delivery::Answer(answer) if !truncated(&answer) => Ok(Next::Answer(answer)),
+            udp::Delivery::Answer(_) | udp::Delivery::Oversize => Ok(Next::Tcp),
             udp::Delivery::CaseMismatch(_) => Err(UpstreamError::CaseMismatch { server }),
             udp::Delivery::Refused => Err(io(std::io::ErrorKind::ConnectionRefused.into())),
             udp::Delivery::SendFailed(error) => Err(io(error)),
