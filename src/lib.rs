@@ -20,7 +20,8 @@
 //!  cache.get ── hit ──▶ (policy changed? re-check CNAME chain) ──▶ cached answer, TTLs aged
 //!        │ miss
 //!        ▼
-//!  upstream.exchange ── failed / timed out ────────────▶ SERVFAIL
+//!  upstream.exchange ── every server silent, failed ───▶ stale answer + EDE 3, or
+//!        │              or answered SERVFAIL/REFUSED/…      SERVFAIL + EDE 23 / 22
 //!        ▼
 //!  cache::CachedAnswer::from_upstream ─▶ CNAME chain banned? ─▶ blocked answer + attempt
 //!        ▼
@@ -41,7 +42,8 @@
 //! - [`policy`]: what is banned: the list files (`domains`) and the compiled matcher (`matcher`).
 //! - [`resolve`]: answering one query: the pipeline (`pipeline`, owning `Outcome`), the response
 //!   cache (`cache`), which clients are answered (`access`), rate limits and caps (`limits`).
-//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH) and the pool that picks
+//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH), what is done when one
+//!   misbehaves (`fallback`: error rcodes, EDNS fallback, case folding) and the pool that picks
 //!   the upstream for a query: zones, health, probes, strategy (`pool`).
 //! - [`listen`]: the UDP, TCP, DoT and DoH listeners and binding their sockets.
 //! - [`evidence`]: the attempt record (`attempt`), moving it off the query path (`dispatch`), who

@@ -207,6 +207,32 @@ pub fn render(resolver: &Resolver) -> String {
         "# HELP nxguard_upstream_errors_total Failed or timed-out upstream exchanges.\n# TYPE nxguard_upstream_errors_total counter"
     );
     out.push_str(&errors);
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_upstream_error_rcodes_total Upstream answers with an error rcode (SERVFAIL, REFUSED, NOTIMP, FORMERR after the retry without EDNS), counted as that upstream failing the query; the next upstream is asked.\n# TYPE nxguard_upstream_error_rcodes_total counter"
+    );
+    for upstream in live.upstreams.upstreams() {
+        for (rcode, n) in upstream.stats.fallbacks.rcodes() {
+            let _ = writeln!(
+                out,
+                "nxguard_upstream_error_rcodes_total{{upstream=\"{}\",rcode=\"{rcode}\"}} {n}",
+                upstream.address()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP nxguard_upstream_fallbacks_total Fallbacks taken for a misbehaving upstream: edns_plain (answered only without EDNS), case_tcp (answer in another letter case settled over TCP), case_double_query (accepted because a second UDP query agreed), case_rejected (the second query disagreed).\n# TYPE nxguard_upstream_fallbacks_total counter"
+    );
+    for upstream in live.upstreams.upstreams() {
+        for (kind, n) in upstream.stats.fallbacks.kinds() {
+            let _ = writeln!(
+                out,
+                "nxguard_upstream_fallbacks_total{{upstream=\"{}\",kind=\"{kind}\"}} {n}",
+                upstream.address()
+            );
+        }
+    }
     let udp = [
         (
             "nxguard_upstream_udp_unmatched_total",
@@ -215,7 +241,7 @@ pub fn render(resolver: &Resolver) -> String {
         ),
         (
             "nxguard_upstream_udp_case_mismatch_total",
-            "UDP answers whose question differed from the query only in letter case (0x20), asked again over TCP: spoofing attempts, or an upstream that does not echo the case.",
+            "UDP answers whose question differed from the query only in letter case (0x20), settled over TCP or by a second query (see nxguard_upstream_fallbacks_total): spoofing attempts, or an upstream that does not echo the case.",
             UdpPool::case_mismatches,
         ),
         (

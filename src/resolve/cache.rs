@@ -49,6 +49,9 @@ pub struct CachedAnswer {
     body: Box<[u8]>,
     /// Upstream header flags (we keep rcode and AD from them).
     flags: u16,
+    /// The upstream's OPT record had DO set. Without it (an upstream asked without EDNS, or
+    /// one that ignored DO) the answer carries no DNSSEC records, so DO is not echoed.
+    dnssec_ok: bool,
     /// Answer, authority and additional counts without the OPT record.
     counts: [u16; 3],
     /// Where each record's TTL sits, and its value when stored.
@@ -108,12 +111,15 @@ impl CachedAnswer {
         let mut cnames: Vec<(LowerName, LowerName)> = Vec::new();
         let mut answer_owners: Vec<LowerName> = Vec::new();
         let mut opt: Option<(usize, usize)> = None;
+        let mut dnssec_ok = false;
         for index in 0..usize::from(an) + usize::from(ns) + usize::from(ar) {
             let rec = wire::skip_record(response, pos)?;
             pos = rec.end;
             let rtype = rec.rtype(response);
             if rtype == TYPE_OPT {
                 opt = Some((rec.name_at, rec.end));
+                // The OPT "TTL" holds extended rcode, version and flags; DO is the flags' top bit.
+                dnssec_ok = rec.ttl(response) & 0x8000 != 0;
                 counts[2] -= 1;
                 continue;
             }
@@ -150,7 +156,10 @@ impl CachedAnswer {
         let foreign = answer_owners.iter().any(|owner| !on_chain(owner)) || counts[2] > 0 || opt_not_last;
         if foreign && !scrubbed && !chain_loop {
             let clean = scrub(response, &query.name, &chain)?;
-            return Self::inspect(query, &clean, limits, now, generation, true);
+            let mut inspected = Self::inspect(query, &clean, limits, now, generation, true)?;
+            // Scrubbing drops the OPT record; what it said about DO still holds.
+            inspected.answer.dnssec_ok = dnssec_ok;
+            return Ok(inspected);
         }
         if let Some((start, _)) = opt {
             // Last in the message (scrubbing made sure), so nothing points past it.
@@ -173,6 +182,7 @@ impl CachedAnswer {
             answer: CachedAnswer {
                 body: body.into_boxed_slice(),
                 flags,
+                dnssec_ok,
                 counts,
                 ttls: ttls.into_boxed_slice(),
                 stored_at: now,
@@ -252,7 +262,8 @@ impl CachedAnswer {
             wire::set_u16(out, 10, u16::from(query.edns.is_some()));
         }
         if query.edns.is_some() {
-            wire::push_opt(out, query.dnssec_ok(), 0, &options);
+            // RFC 3225 §3 copies DO into the answer; only when the upstream's answer had it too.
+            wire::push_opt(out, query.dnssec_ok() && self.dnssec_ok, 0, &options);
         }
     }
 }

@@ -32,7 +32,8 @@ pub enum Outcome {
     RateLimited,
     /// Too many queries already waiting for upstreams: SERVFAIL.
     Overloaded,
-    /// No upstream answered in time; an expired cached answer was served (RFC 8767).
+    /// No upstream answered usably in time (silence, failures, error rcodes); an expired cached
+    /// answer was served (RFC 8767).
     Stale,
 }
 

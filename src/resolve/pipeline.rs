@@ -40,6 +40,7 @@ use crate::{
 
 /// RFC 8914 info codes used in error answers.
 const EDE_PROHIBITED: u16 = 18;
+const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
 const EDE_NETWORK_ERROR: u16 = 23;
 /// RFC 8767 §5 "client response timer": how long a client waits before a stale answer.
 const STALE_AFTER: Duration = Duration::from_millis(1800);
@@ -246,17 +247,10 @@ impl Resolver {
         // RFC 8767: with an expired answer at hand, the client waits at most 1.8 s for a fresh one.
         let Forward { _permit, stale } = forward;
         let budget = if stale.is_some() { STALE_AFTER } else { Duration::MAX };
-        let fetch = async {
-            let asked = upstream_query(&query, true);
-            let result = upstreams.exchange(&asked, query.name.as_bytes()).await;
-            if result.as_ref().is_ok_and(|r| rcode_of(r) == rcode::FORMERR) {
-                // RFC 6891 §7: a server that does not understand EDNS answers FORMERR; ask again
-                // once without the OPT record.
-                let asked = upstream_query(&query, false);
-                return upstreams.exchange(&asked, query.name.as_bytes()).await;
-            }
-            result
-        };
+        // The pool tries the next server on an error rcode or silence, and falls back to plain
+        // DNS for servers that do not take EDNS (`upstream::fallback`).
+        let asked = upstream_query(&query);
+        let fetch = upstreams.exchange(&asked, query.name.as_bytes());
         let result = tokio::time::timeout(budget, fetch)
             .await
             .unwrap_or_else(|_| Err(UpstreamError::Timeout { server: std::net::SocketAddr::from(([0, 0, 0, 0], 0)) }));
@@ -274,7 +268,7 @@ impl Resolver {
             }
             (Err(error), None) => {
                 warn!(%error, qname = %query.name_text(), "no upstream answer");
-                wire::write_error(out, &query, rcode::SERVFAIL.into(), Some((EDE_NETWORK_ERROR, "")));
+                wire::write_error(out, &query, rcode::SERVFAIL.into(), Some((failure_ede(&error), "")));
                 return self.finished(client, Outcome::UpstreamFailed);
             }
         };
@@ -425,18 +419,23 @@ fn udp_limit(query: &Query<'_>, client: Client) -> Option<usize> {
 }
 
 /// The query sent upstream: a fresh random ID, RD, AD (RFC 6840 §5.7: ask for AD), the client's
-/// CD, its question, and (with `edns`) our own OPT record carrying the client's DO bit.
-fn upstream_query(query: &Query<'_>, edns: bool) -> Vec<u8> {
+/// CD, its question, and our own OPT record carrying the client's DO bit (the upstream drops it
+/// for servers that need plain DNS).
+fn upstream_query(query: &Query<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + query.question_bytes().len() + 11);
     let flags = flag::RD | flag::AD | (query.flags & flag::CD);
-    wire::push_header(&mut out, rand::random(), flags, [1, 0, 0, u16::from(edns)]);
+    wire::push_header(&mut out, rand::random(), flags, [1, 0, 0, 1]);
     out.extend_from_slice(query.question_bytes());
-    if edns {
-        wire::push_opt(&mut out, query.dnssec_ok(), 0, &[]);
-    }
+    wire::push_opt(&mut out, query.dnssec_ok(), 0, &[]);
     out
 }
 
-fn rcode_of(response: &[u8]) -> u8 {
-    response.get(3).map_or(0, |b| b & 0x0f)
+/// RFC 8914 for a SERVFAIL when no upstream answered usably: 22 "No Reachable Authority" when an
+/// upstream answered but refused or failed the query (RFC 8914: "or they potentially refused to
+/// reply"), 23 "Network Error" when none could be talked to (silence, I/O, garbage).
+fn failure_ede(error: &UpstreamError) -> u16 {
+    match error {
+        UpstreamError::Rcode { .. } => EDE_NO_REACHABLE_AUTHORITY,
+        _ => EDE_NETWORK_ERROR,
+    }
 }

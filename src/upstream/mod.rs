@@ -4,9 +4,11 @@
 //! spoofing checks on plain answers (random source ports and IDs, 0x20, question must match;
 //! UDP goes over a few long-lived sockets per server, see `udp`), failover
 //! in configured order, and the overall time bound; which upstream a query goes to (`pool`:
-//! zones, health, probes, strategy).
-//! Must not touch: what is asked (the pipeline builds the query) or what is done with the answer;
-//! nothing here imports `resolve`.
+//! zones, health, probes, strategy); what one attempt does when a server misbehaves and what
+//! is remembered about it (`fallback`: error rcodes, EDNS fallback, case-folding servers).
+//! Must not touch: what is asked (the pipeline builds the query; `fallback` only drops our own
+//! OPT record for servers that need plain DNS) or what is done with the answer; nothing here
+//! imports `resolve`.
 //!
 //! Plain UDP/TCP are written here on bare sockets: the answer's bytes pass through untouched,
 //! negative answers included. DoT and DoH use hickory-net's multiplexed exchanges. (hickory-
@@ -28,6 +30,7 @@ use hickory_net::{
 };
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 
+pub mod fallback;
 pub mod pool;
 mod udp;
 
@@ -42,7 +45,7 @@ pub use udp::UdpPool;
 
 use crate::{
     config::{Protocol, UpstreamServer},
-    dns::wire::{self, HEADER_LEN, flag},
+    dns::wire::{self, HEADER_LEN},
 };
 
 #[derive(Debug, Error)]
@@ -57,6 +60,21 @@ pub enum UpstreamError {
     Malformed { server: SocketAddr },
     #[error("cannot set up TLS for upstream {server}: {message}")]
     Tls { server: SocketAddr, message: String },
+    /// SERVFAIL, REFUSED, NOTIMP, or FORMERR after the retry without EDNS (see `fallback`).
+    #[error("upstream {server} answered {}", rcode_name(*rcode))]
+    Rcode { server: SocketAddr, rcode: u8 },
+    #[error("upstream {server} answered in another letter case, and neither TCP nor a second query confirmed it")]
+    CaseMismatch { server: SocketAddr },
+}
+
+fn rcode_name(rcode: u8) -> String {
+    match rcode {
+        wire::rcode::FORMERR => "FORMERR".into(),
+        wire::rcode::SERVFAIL => "SERVFAIL".into(),
+        wire::rcode::NOTIMP => "NOTIMP".into(),
+        wire::rcode::REFUSED => "REFUSED".into(),
+        other => format!("rcode {other}"),
+    }
 }
 
 type Exchange = DnsExchange<TokioRuntimeProvider>;
@@ -71,6 +89,8 @@ pub struct ServerStats {
     count: AtomicU64,
     sum_us: AtomicU64,
     pub errors: AtomicU64,
+    /// Error answers and the fallbacks taken (see `fallback`).
+    pub fallbacks: fallback::Fallbacks,
 }
 
 impl ServerStats {
@@ -114,6 +134,8 @@ pub struct Upstream {
     provider: TokioRuntimeProvider,
     /// The long-lived UDP sockets (protocol udp).
     udp: UdpPool,
+    /// What has been learnt about this server: EDNS, case folding (see `fallback`).
+    pub memory: fallback::Memory,
 }
 
 impl Upstream {
@@ -130,6 +152,7 @@ impl Upstream {
             stats: ServerStats::default(),
             provider: TokioRuntimeProvider::new(),
             udp: UdpPool::new(config.address),
+            memory: fallback::Memory::new(),
         })
     }
 
@@ -152,20 +175,7 @@ impl Upstream {
     pub async fn exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
         let server = self.config.address;
         match self.config.protocol {
-            Protocol::Udp => {
-                let io = |source| UpstreamError::Io { server, source };
-                let answer = match self.udp.exchange(query).await.map_err(io)? {
-                    udp::Delivery::Answer(answer) => answer,
-                    // Forged, or an upstream that ignores 0x20: TCP settles it either way.
-                    udp::Delivery::CaseMismatch | udp::Delivery::Oversize => return tcp_exchange(server, query).await,
-                    udp::Delivery::Refused => return Err(io(std::io::ErrorKind::ConnectionRefused.into())),
-                    udp::Delivery::SendFailed(error) => return Err(io(error)),
-                };
-                if answer.get(2).is_some_and(|b| u16::from(*b) << 8 & flag::TC != 0) {
-                    return tcp_exchange(server, query).await;
-                }
-                Ok(answer)
-            }
+            Protocol::Udp => self.udp_exchange(query, deadline).await,
             Protocol::Tcp => tcp_exchange(server, query).await,
             Protocol::Tls | Protocol::Https => {
                 // Boxed: hickory's exchange future is over 6 KB, and every spawned query that
@@ -272,6 +282,7 @@ async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, Upstr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::wire::flag;
 
     #[test]
     fn answer_must_echo_id_and_question() {

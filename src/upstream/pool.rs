@@ -5,7 +5,16 @@
 //! probes (a skipped server is retried at most every two seconds with a copy of a real query,
 //! in a task the client does not wait for), the strategy (configured order, or the lowest
 //! smoothed round-trip time first) and the overall time bound. Does not own the transports
-//! (`upstream`).
+//! (`upstream`) or what one attempt at one server does (`fallback`).
+//!
+//! Error rcodes and health: an answer with SERVFAIL, REFUSED, NOTIMP (or a lasting FORMERR)
+//! fails the query at that server, and the next server is asked. It does not count towards
+//! marking the server down: health here means reachability, and a server that answers is
+//! reachable; a REFUSED or SERVFAIL is usually about one zone (an ACL, a broken delegation, a
+//! DNSSEC failure), and marking the server down would take it away from every other zone.
+//! Such an answer therefore resets the count of consecutive failures, like any answer, but is
+//! no latency sample (a fast REFUSED must not make a server look fastest). It costs the query
+//! one quick round trip to that server; the metrics count these answers per rcode.
 
 use std::{
     net::SocketAddr,
@@ -17,7 +26,7 @@ use std::{
 };
 
 use tokio::time::{Instant, timeout_at};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     config::{Strategy, UpstreamConfig},
@@ -53,6 +62,13 @@ impl Member {
         let new = if old == 0 { sample } else { old - old / 8 + sample / 8 };
         self.srtt_us.store(new.max(1), Ordering::Relaxed);
         self.upstream.stats.answered(took);
+    }
+
+    /// It answered, with an error rcode: reachable, but this query failed there.
+    fn answered_with_error(&self) {
+        if self.failures.swap(0, Ordering::Relaxed) >= DOWN_AFTER {
+            info!(upstream = %self.upstream.address(), "upstream answers again");
+        }
     }
 
     fn failed(&self, error: &UpstreamError) {
@@ -122,7 +138,8 @@ impl Upstreams {
 
     /// Sends `query` (a complete DNS message for `qname`) and returns the first good answer
     /// within the overall timeout. Healthy servers are asked first, by the strategy; each
-    /// attempt gets an equal share of the time left.
+    /// attempt gets an equal share of the time left. When none answers usably, the error is an
+    /// [`UpstreamError::Rcode`] if any server answered with one (it says most), else the last.
     pub async fn exchange(&self, query: &[u8], qname: &[u8]) -> Result<Vec<u8>, UpstreamError> {
         let group = self.group(qname);
         let deadline = Instant::now() + self.timeout;
@@ -145,17 +162,25 @@ impl Upstreams {
                 break;
             }
             let attempt_deadline = now + left / (order.len() - i) as u32;
-            let result = timeout_at(attempt_deadline, member.upstream.exchange(query, attempt_deadline)).await;
-            match result.unwrap_or(Err(UpstreamError::Timeout { server: member.upstream.address() })) {
+            let result = timeout_at(attempt_deadline, member.upstream.ask(query, attempt_deadline)).await;
+            let error = match result.unwrap_or(Err(UpstreamError::Timeout { server: member.upstream.address() })) {
                 Ok(answer) => {
                     member.succeeded(now.elapsed());
                     return Ok(answer);
                 }
+                Err(error @ UpstreamError::Rcode { .. }) => {
+                    member.answered_with_error();
+                    debug!(%error, "upstream answered with an error; trying the next");
+                    error
+                }
                 Err(error) => {
                     member.failed(&error);
                     warn!(%error, "upstream failed");
-                    last = Some(error);
+                    error
                 }
+            };
+            if !matches!(last, Some(UpstreamError::Rcode { .. })) || matches!(error, UpstreamError::Rcode { .. }) {
+                last = Some(error);
             }
         }
         Err(last.unwrap_or(UpstreamError::Timeout { server: SocketAddr::from(([0, 0, 0, 0], 0)) }))
@@ -180,8 +205,10 @@ impl Upstreams {
             tokio::spawn(async move {
                 let started = Instant::now();
                 let deadline = started + timeout;
-                if let Ok(Ok(_)) = timeout_at(deadline, member.upstream.exchange(&query, deadline)).await {
-                    member.succeeded(started.elapsed());
+                match timeout_at(deadline, member.upstream.ask(&query, deadline)).await {
+                    Ok(Ok(_)) => member.succeeded(started.elapsed()),
+                    Ok(Err(UpstreamError::Rcode { .. })) => member.answered_with_error(),
+                    _ => {}
                 }
             });
         }

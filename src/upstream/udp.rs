@@ -49,10 +49,11 @@ const MAX_ANSWER: usize = 4096;
 #[derive(Debug)]
 pub enum Delivery {
     Answer(Vec<u8>),
-    /// An answer with the right ID and question but not the case we asked with: either a forgery
-    /// that guessed ID and port, or an upstream that does not echo the name as asked. Either way
-    /// the caller asks again over TCP, which cannot be spoofed blindly.
-    CaseMismatch,
+    /// An answer with the right ID and question but not the case we asked with (given back with
+    /// the caller's ID and case): either a forgery that guessed ID and port, or an upstream that
+    /// does not echo the name as asked. Not to be used as it is: the caller settles it over TCP
+    /// or with a second query (see `fallback`).
+    CaseMismatch(Vec<u8>),
     /// The upstream's port is closed (ICMP port unreachable).
     Refused,
     /// The answer was larger than [`MAX_ANSWER`]: the caller asks again over TCP.
@@ -132,6 +133,17 @@ impl UdpPool {
     /// The caller bounds the wait; dropping the future forgets the query.
     pub async fn exchange(&self, query: &[u8]) -> io::Result<Delivery> {
         let socket = self.socket()?;
+        self.exchange_on(&socket, query).await
+    }
+
+    /// As `exchange`, on a new socket of its own (a fresh source port, open only for this
+    /// query), for the second query that confirms an answer in another case.
+    pub async fn exchange_on_fresh_socket(&self, query: &[u8]) -> io::Result<Delivery> {
+        let socket = self.open()?;
+        self.exchange_on(&socket, query).await
+    }
+
+    async fn exchange_on(&self, socket: &PooledSocket, query: &[u8]) -> io::Result<Delivery> {
         let mut sent = query.to_vec();
         randomize_case(&mut sent);
         let (reply, answer) = oneshot::channel();
@@ -139,14 +151,17 @@ impl UdpPool {
         socket.outgoing.send((registration.id, sent)).map_err(|_| io::Error::other("send loop ended"))?;
         let delivery = answer.await.map_err(|_| io::Error::other("receive loop ended"))?;
         drop(registration);
+        // The client sees its own ID and case (the question is answered as it asked); the
+        // question matched up to case, so it has the same length.
+        let restore = |mut answer: Vec<u8>| {
+            answer[..2].copy_from_slice(&query[..2]);
+            let question = HEADER_LEN..question_end(query).unwrap_or(HEADER_LEN);
+            answer[question.clone()].copy_from_slice(&query[question]);
+            answer
+        };
         Ok(match delivery {
-            Delivery::Answer(mut answer) => {
-                // The client sees its own ID and case (the question is answered as it asked).
-                answer[..2].copy_from_slice(&query[..2]);
-                let question = HEADER_LEN..question_end(query).unwrap_or(HEADER_LEN);
-                answer[question.clone()].copy_from_slice(&query[question]);
-                Delivery::Answer(answer)
-            }
+            Delivery::Answer(answer) => Delivery::Answer(restore(answer)),
+            Delivery::CaseMismatch(answer) => Delivery::CaseMismatch(restore(answer)),
             other => other,
         })
     }
@@ -191,7 +206,7 @@ impl UdpPool {
         self.counters.unmatched.load(Ordering::Relaxed)
     }
 
-    /// Answers whose question differed from the query only in case (retried over TCP).
+    /// Answers whose question differed from the query only in case (settled by `fallback`).
     pub fn case_mismatches(&self) -> u64 {
         self.counters.case_mismatch.load(Ordering::Relaxed)
     }
@@ -303,7 +318,7 @@ fn deliver(shared: &Shared, answer: &[u8], truncated: bool) {
         Delivery::Answer(answer.to_vec())
     } else if wire::matches_query(&waiter.query, answer) {
         shared.counters.case_mismatch.fetch_add(1, Ordering::Relaxed);
-        Delivery::CaseMismatch
+        Delivery::CaseMismatch(answer.to_vec())
     } else {
         drop(waiting);
         shared.counters.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -316,7 +331,7 @@ fn deliver(shared: &Shared, answer: &[u8], truncated: bool) {
 }
 
 /// The end of the question section (after QTYPE and QCLASS).
-fn question_end(query: &[u8]) -> Option<usize> {
+pub(super) fn question_end(query: &[u8]) -> Option<usize> {
     let end = wire::skip_name(query, HEADER_LEN).ok()? + 4;
     (end <= query.len()).then_some(end)
 }
@@ -335,7 +350,7 @@ fn matches_exactly(query: &[u8], answer: &[u8]) -> bool {
 
 /// 0x20 (draft-vixie-dnsext-dns0x20): flips the case of each letter of the question name at
 /// random, one more bit a forger must guess per letter.
-fn randomize_case(query: &mut [u8]) {
+pub(super) fn randomize_case(query: &mut [u8]) {
     let Some(end) = question_end(query) else {
         return;
     };
@@ -463,7 +478,7 @@ mod tests {
             .await,
         );
         let q = query("abcdefghijklmnopqrstuvwxyz.example");
-        assert!(matches!(ask(&pool, &q).await, Delivery::CaseMismatch));
+        assert!(matches!(ask(&pool, &q).await, Delivery::CaseMismatch(a) if a[HEADER_LEN..] == q[HEADER_LEN..]));
         assert_eq!(pool.case_mismatches(), 1);
     }
 

@@ -38,6 +38,7 @@ pub const UPSTREAM_TTL: u32 = 300;
 /// - `nx…`: NXDOMAIN with an SOA (negative TTL 60).
 /// - `alias-to-tiktok…`: CNAME to v16.tiktokcdn.com, then an A record for it.
 /// - `noedns…`: FORMERR to queries with EDNS, the normal answer without.
+/// - `refused…`, `servfail…`, `notimp…`, `formerr…`: that rcode, with or without EDNS.
 /// - `inject…`: its A record plus an A record for victim.example.com (answer and additional).
 /// - `loop…`: CNAME to loop-b.example.org, which CNAMEs back.
 /// - `big…`: 100 A records over UDP (truncated, TC=1), all of them over TCP.
@@ -66,6 +67,17 @@ pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
         m.metadata.response_code = ResponseCode::FormErr;
         m.edns = None;
         return Some(m);
+    }
+    for (prefix, code) in [
+        ("refused", ResponseCode::Refused),
+        ("servfail", ResponseCode::ServFail),
+        ("notimp", ResponseCode::NotImp),
+        ("formerr", ResponseCode::FormErr),
+    ] {
+        if first.starts_with(prefix) {
+            m.metadata.response_code = code;
+            return Some(m);
+        }
     }
     if first.starts_with("inject") {
         let victim = Name::from_ascii("victim.example.com.").unwrap();
@@ -136,10 +148,61 @@ fn soa_record(zone: &str, minimum: u32) -> Record {
     Record::from_rdata(zone, 3600, RData::SOA(soa))
 }
 
+/// Ways a fake upstream misbehaves for every query, on top of what `respond` does by name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Never answers a query that carries an OPT record (an old firewall).
+    pub drop_edns: bool,
+    /// Answers with the question name lowercased (a case-folding forwarder or middlebox).
+    pub fold_case: bool,
+    /// Answers every query with this rcode instead.
+    pub rcode: Option<ResponseCode>,
+    /// Gives every answer a different address (so two answers never agree).
+    pub vary_answers: bool,
+    /// Nothing listens on TCP.
+    pub no_tcp: bool,
+}
+
+impl Faults {
+    /// The reply to `query` with these faults, as bytes; None = no reply.
+    fn reply(&self, query: &Message, over_tcp: bool, serial: usize) -> Option<Vec<u8>> {
+        if self.drop_edns && query.edns.is_some() {
+            return None;
+        }
+        let mut reply = respond(query, over_tcp)?;
+        if let Some(code) = self.rcode {
+            reply.metadata.response_code = code;
+            reply.answers.clear();
+            reply.authorities.clear();
+        }
+        if self.vary_answers {
+            for record in &mut reply.answers {
+                if let RData::A(a) = &mut record.data {
+                    *a = A(Ipv4Addr::new(198, 51, 100, (serial % 250) as u8));
+                }
+            }
+        }
+        let mut bytes = reply.to_vec().ok()?;
+        if self.fold_case {
+            // The question name: labels from offset 12 to the root; length octets are < 64,
+            // never letters, so the whole span can be lowercased. Compressed owner names
+            // point here and fold with it.
+            let mut end = 12;
+            while end < bytes.len() && bytes[end] != 0 {
+                end += 1 + usize::from(bytes[end]);
+            }
+            let end = end.min(bytes.len());
+            bytes[12..end].make_ascii_lowercase();
+        }
+        Some(bytes)
+    }
+}
+
 /// A fake upstream DNS server on 127.0.0.1 (UDP and TCP on one port) that counts its calls.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     calls: Arc<AtomicUsize>,
+    udp_calls: Arc<AtomicUsize>,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -150,6 +213,19 @@ impl FakeUpstream {
 
     /// A fake upstream whose UDP answers take `delay` (a slow resolver).
     pub async fn start_with_delay(delay: Duration) -> FakeUpstream {
+        Self::start_with(delay, Faults::default()).await
+    }
+
+    /// A fake upstream with `faults` (a misbehaving resolver).
+    pub async fn start_faulty(faults: Faults) -> FakeUpstream {
+        Self::start_with(Duration::ZERO, faults).await
+    }
+
+    async fn start_with(delay: Duration, faults: Faults) -> FakeUpstream {
+        if faults.no_tcp {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            return Self::serve(udp, None, delay, faults);
+        }
         // UDP and TCP on one port; retry when another socket holds that port for TCP.
         let mut bound = None;
         for _ in 0..32 {
@@ -160,38 +236,43 @@ impl FakeUpstream {
             }
         }
         let (udp, tcp) = bound.expect("a free loopback port");
-        Self::serve(udp, tcp, delay)
+        Self::serve(udp, Some(tcp), delay, faults)
     }
 
     /// A fake upstream on a given address (one that comes back after being down).
     pub async fn start_on(addr: SocketAddr) -> FakeUpstream {
         let udp = UdpSocket::bind(addr).await.unwrap();
         let tcp = TcpListener::bind(addr).await.unwrap();
-        Self::serve(udp, tcp, Duration::ZERO)
+        Self::serve(udp, Some(tcp), Duration::ZERO, Faults::default())
     }
 
-    fn serve(udp: UdpSocket, tcp: TcpListener, delay: Duration) -> FakeUpstream {
+    fn serve(udp: UdpSocket, tcp: Option<TcpListener>, delay: Duration, faults: Faults) -> FakeUpstream {
         let udp = Arc::new(udp);
         let addr = udp.local_addr().unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
+        let udp_calls = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
-        let udp_calls = Arc::clone(&calls);
+        let (all, only_udp) = (Arc::clone(&calls), Arc::clone(&udp_calls));
         tasks.spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
-                udp_calls.fetch_add(1, Ordering::SeqCst);
+                let serial = all.fetch_add(1, Ordering::SeqCst);
+                only_udp.fetch_add(1, Ordering::SeqCst);
                 let Ok(query) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
-                if let Some(reply) = respond(&query, false) {
+                if let Some(reply) = faults.reply(&query, false, serial) {
                     let udp = Arc::clone(&udp);
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = udp.send_to(&reply.to_vec().unwrap(), peer).await;
+                        let _ = udp.send_to(&reply, peer).await;
                     });
                 }
             }
         });
+        let Some(tcp) = tcp else {
+            return FakeUpstream { addr, calls, udp_calls, tasks };
+        };
         let tcp_calls = Arc::clone(&calls);
         tasks.spawn(async move {
             while let Ok((mut stream, _)) = tcp.accept().await {
@@ -202,14 +283,13 @@ impl FakeUpstream {
                         if stream.read_exact(&mut buf).await.is_err() {
                             return;
                         }
-                        calls.fetch_add(1, Ordering::SeqCst);
+                        let serial = calls.fetch_add(1, Ordering::SeqCst);
                         let Ok(query) = Message::from_vec(&buf) else {
                             return;
                         };
-                        let Some(reply) = respond(&query, true) else {
+                        let Some(bytes) = faults.reply(&query, true, serial) else {
                             continue;
                         };
-                        let bytes = reply.to_vec().unwrap();
                         let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
                         framed.extend_from_slice(&bytes);
                         if stream.write_all(&framed).await.is_err() {
@@ -219,11 +299,22 @@ impl FakeUpstream {
                 });
             }
         });
-        FakeUpstream { addr, calls, tasks }
+        FakeUpstream { addr, calls, udp_calls, tasks }
     }
 
+    /// Queries received over UDP and TCP.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Queries received over UDP.
+    pub fn udp_calls(&self) -> usize {
+        self.udp_calls.load(Ordering::SeqCst)
+    }
+
+    /// Queries received over TCP.
+    pub fn tcp_calls(&self) -> usize {
+        self.calls() - self.udp_calls()
     }
 
     /// Stops answering and closes the sockets (a dead upstream).
