@@ -112,6 +112,30 @@ async fn refused_by_one_upstream_is_answered_by_the_next() {
 }
 
 #[tokio::test]
+async fn an_error_answer_without_its_question_fails_over_at_once() {
+    // Some servers answer REFUSED with the header alone (QDCOUNT 0). Such a reply used to be
+    // dropped as unmatched: the query waited for the timeout and the upstream counted as down.
+    let refusing = FakeUpstream::start_faulty(Faults {
+        rcode: Some(ResponseCode::Refused),
+        no_question: true,
+        ..Faults::default()
+    })
+    .await;
+    let second = FakeUpstream::start().await;
+    let server = start_server(&two_servers(&refusing, &second));
+    for i in 1..=2 {
+        let reply = udp_ask(server.udp, &query(&format!("bare{i}.example.org."), RecordType::A, true)).await;
+        assert_forwarded(&reply, RecordType::A);
+        assert_eq!((refusing.calls(), second.calls()), (i, i), "one bare REFUSED, then the next upstream");
+    }
+    assert_eq!(counted(&server, 0, "REFUSED"), 2, "read as the REFUSED it is");
+    assert_eq!(transport_errors(&server, 0), 0, "not a timeout");
+    // Alone, the same upstream gives SERVFAIL with EDE 22 (an upstream answered with an error).
+    let alone = start_server(&config_for(refusing.addr, ""));
+    assert_servfail(&udp_ask(alone.udp, &query("bare3.example.org.", RecordType::A, true)).await, 22);
+}
+
+#[tokio::test]
 async fn an_upstream_that_drops_queries_with_edns_is_asked_without() {
     let upstream = FakeUpstream::start_faulty(Faults { drop_edns: true, ..Faults::default() }).await;
     let server = start_server(&config_for(upstream.addr, ""));

@@ -496,6 +496,32 @@ pub fn matches_query(query: &[u8], answer: &[u8]) -> bool {
         && answer.get(HEADER_LEN..end + 4).is_some_and(|q| q.eq_ignore_ascii_case(question))
 }
 
+/// An error answer without its question: some servers answer FORMERR, SERVFAIL, NOTIMP or
+/// REFUSED with QDCOUNT 0 (RFC 1035 does not require the question in a response). Such a reply
+/// to `query` (same ID, QR set) is returned with the query's question put back and any other
+/// records left out, so that it reads as the error answer it is; anything else gives None.
+/// Accepting it costs no spoofing protection worth having: an error rcode only makes the
+/// resolver try the next upstream, and the ID (and the source port, over UDP) still had to match.
+pub fn error_without_question(query: &[u8], answer: &[u8]) -> Option<Vec<u8>> {
+    let is_error = |code: u8| matches!(code, rcode::FORMERR | rcode::SERVFAIL | rcode::NOTIMP | rcode::REFUSED);
+    if answer.len() < HEADER_LEN
+        || query.len() < HEADER_LEN
+        || answer[..2] != query[..2]
+        || answer[2] & 0x80 == 0
+        || answer[4..6] != [0, 0]
+        || !is_error(answer[3] & 0x0f)
+    {
+        return None;
+    }
+    let end = skip_name(query, HEADER_LEN).ok()? + 4;
+    let question = query.get(HEADER_LEN..end)?;
+    let mut fixed = Vec::with_capacity(end);
+    fixed.extend_from_slice(&answer[..4]);
+    fixed.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    fixed.extend_from_slice(question);
+    Some(fixed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,5 +617,25 @@ mod tests {
         assert_eq!(suffix_offset_in_wire(&wire, 15, 10), Some(5));
         assert_eq!(suffix_offset_in_wire(&wire, 15, 15), Some(0));
         assert_eq!(suffix_offset_in_wire(&wire, 15, 9), None);
+    }
+
+    #[test]
+    fn an_error_answer_without_question_gets_the_query_question_back() {
+        let mut query = Vec::new();
+        push_header(&mut query, 0x1234, flag::RD, [1, 0, 0, 0]);
+        push_name(&mut query, "refused.example");
+        query.extend_from_slice(&[0, 1, 0, 1]);
+        let mut refused = Vec::new();
+        push_header(&mut refused, 0x1234, 0x8000 | u16::from(rcode::REFUSED), [0, 0, 0, 0]);
+        let fixed = error_without_question(&query, &refused).expect("a questionless REFUSED is accepted");
+        assert!(matches_query(&query, &fixed));
+        assert_eq!(fixed[3] & 0x0f, rcode::REFUSED);
+        let mut other_id = refused.clone();
+        other_id[1] ^= 1;
+        assert!(error_without_question(&query, &other_id).is_none(), "the ID must match");
+        let mut nxdomain = refused.clone();
+        nxdomain[3] = (nxdomain[3] & 0xf0) | rcode::NXDOMAIN;
+        assert!(error_without_question(&query, &nxdomain).is_none(), "only error rcodes");
+        assert!(error_without_question(&query, &query).is_none(), "a query is not an answer");
     }
 }

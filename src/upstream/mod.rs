@@ -273,10 +273,10 @@ async fn tcp_exchange(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>, Upstr
     let len = stream.read_u16().await.map_err(io)?;
     let mut answer = vec![0u8; usize::from(len)];
     stream.read_exact(&mut answer).await.map_err(io)?;
-    if !wire::matches_query(query, &answer) {
-        return Err(UpstreamError::Malformed { server });
+    if wire::matches_query(query, &answer) {
+        return Ok(answer);
     }
-    Ok(answer)
+    wire::error_without_question(query, &answer).ok_or(UpstreamError::Malformed { server })
 }
 
 #[cfg(test)]

@@ -319,6 +319,8 @@ fn deliver(shared: &Shared, answer: &[u8], truncated: bool) {
     } else if wire::matches_query(&waiter.query, answer) {
         shared.counters.case_mismatch.fetch_add(1, Ordering::Relaxed);
         Delivery::CaseMismatch(answer.to_vec())
+    } else if let Some(error) = wire::error_without_question(&waiter.query, answer) {
+        Delivery::Answer(error)
     } else {
         drop(waiting);
         shared.counters.unmatched.fetch_add(1, Ordering::Relaxed);

@@ -161,6 +161,8 @@ pub struct Faults {
     pub vary_answers: bool,
     /// Nothing listens on TCP.
     pub no_tcp: bool,
+    /// Error answers (with `rcode`) leave the question out: header only, QDCOUNT 0.
+    pub no_question: bool,
 }
 
 impl Faults {
@@ -183,6 +185,10 @@ impl Faults {
             }
         }
         let mut bytes = reply.to_vec().ok()?;
+        if self.no_question && self.rcode.is_some() {
+            bytes.truncate(12);
+            bytes[4..12].fill(0);
+        }
         if self.fold_case {
             // The question name: labels from offset 12 to the root; length octets are < 64,
             // never letters, so the whole span can be lowercased. Compressed owner names
