@@ -83,6 +83,13 @@ pub fn render(resolver: &Resolver) -> String {
         "Queries that had to ask an upstream.",
         stats.cache_misses().to_string(),
     );
+    gauge(
+        &mut out,
+        "nxguard_prefetches_total",
+        "counter",
+        "Popular cache entries refreshed in the background near their expiry.",
+        stats.prefetches().to_string(),
+    );
     gauge(&mut out, "nxguard_cache_entries", "gauge", "Answers in the cache.", resolver.cache().len().to_string());
     gauge(
         &mut out,

@@ -72,6 +72,7 @@ pub struct Stats {
     received: [AtomicU64; Transport::ALL.len()],
     outcomes: [[AtomicU64; Outcome::ALL.len()]; Transport::ALL.len()],
     cache_misses: AtomicU64,
+    prefetches: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
 }
@@ -120,6 +121,16 @@ impl Stats {
 
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A cache entry near expiry was refreshed in the background.
+    pub fn prefetched(&self) {
+        self.prefetches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prefetches started.
+    pub fn prefetches(&self) -> u64 {
+        self.prefetches.load(Ordering::Relaxed)
     }
 
     pub fn reloaded(&self, ok: bool) {
