@@ -25,6 +25,38 @@ pub use policy::*;
 pub use resolve::*;
 pub use upstream::*;
 
+/// Servers nxguard asks for its own lookups (PTR names, upstream host names): a list of
+/// addresses (port 53 unless given), or the system's resolver configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameServers {
+    /// /etc/resolv.conf, via hickory-resolver's system configuration.
+    System,
+    /// These servers, asked in this order.
+    Listed(Vec<std::net::SocketAddr>),
+}
+
+impl NameServers {
+    /// Reads a config list; None when it is empty (the feature is off).
+    pub fn parse(list: &[String]) -> Result<Option<NameServers>, String> {
+        if list.is_empty() {
+            return Ok(None);
+        }
+        if list.iter().any(|s| s == "system") {
+            return if list.len() == 1 {
+                Ok(Some(NameServers::System))
+            } else {
+                Err("\"system\" cannot be combined with addresses".to_string())
+            };
+        }
+        let parse = |text: &String| {
+            text.parse::<std::net::SocketAddr>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                .map_err(|_| format!("{text:?} is not an address, address:port or \"system\""))
+        };
+        Ok(Some(NameServers::Listed(list.iter().map(parse).collect::<Result<_, _>>()?)))
+    }
+}
+
 /// The embedded default: loopback only, forwarding to Quad9 over DNS-over-TLS.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -179,6 +211,15 @@ impl Config {
         }
         if self.devices.reread_secs == 0 {
             p.push("devices.reread_secs: must be above 0".to_string());
+        }
+        if let Err(problem) = NameServers::parse(&self.devices.reverse_dns) {
+            p.push(format!("devices.reverse_dns: {problem}"));
+        }
+        if !(10..=5_000).contains(&self.devices.reverse_dns_timeout_ms) {
+            p.push(format!(
+                "devices.reverse_dns_timeout_ms: {} is outside 10..=5000",
+                self.devices.reverse_dns_timeout_ms
+            ));
         }
         if self.attempts.queue == 0 {
             p.push("attempts.queue: must be above 0".to_string());
