@@ -4,7 +4,7 @@
 //! # How a query flows
 //!
 //! ```text
-//!  UDP / TCP / DoT / DoH listener (listen)
+//!  UDP / TCP / DoT / DoH / DoQ / DoH3 listener (listen)
 //!        │ packet, client address
 //!        ▼
 //!  access ── not listed ──────────────────────────────▶ dropped (no reply)
@@ -42,7 +42,7 @@
 //!   cache (`cache`), which clients are answered (`access`), rate limits and caps (`limits`).
 //! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH) and the pool that picks
 //!   the upstream for a query: zones, health, probes, strategy (`pool`).
-//! - [`listen`]: the UDP, TCP, DoT and DoH listeners and binding their sockets.
+//! - [`listen`]: the UDP, TCP, DoT, DoH, DoQ and DoH3 listeners and binding their sockets.
 //! - [`evidence`]: the attempt record (`attempt`), moving it off the query path (`dispatch`), who
 //!   a client is (`devices`), the durable store (`store`), the SIEM stream (`siem`).
 //! - [`review`]: reading the evidence for people: `nxguard report`.

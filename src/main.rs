@@ -203,7 +203,8 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
     let policy = policy::load(&config.policy)?;
     pool::Upstreams::new(&config.upstream)?;
-    if !config.server.tls.is_empty() || !config.server.https.is_empty() {
+    let server = &config.server;
+    if !server.tls.is_empty() || !server.https.is_empty() || !server.quic.is_empty() || !server.h3.is_empty() {
         tls::ServerTls::load(&config.server)?;
     }
     Devices::load(&config.devices)?;

@@ -129,11 +129,14 @@ impl Config {
         if self.server.tcp_idle_timeout_ms == 0 {
             p.push("server.tcp_idle_timeout_ms: must be above 0".to_string());
         }
-        let encrypted = !self.server.tls.is_empty() || !self.server.https.is_empty();
+        let encrypted = !self.server.tls.is_empty()
+            || !self.server.https.is_empty()
+            || !self.server.quic.is_empty()
+            || !self.server.h3.is_empty();
         for (key, file) in [("tls_cert_file", &self.server.tls_cert_file), ("tls_key_file", &self.server.tls_key_file)]
         {
             if encrypted && file.is_none() {
-                p.push(format!("server.{key}: required when server.tls or server.https lists an address"));
+                p.push(format!("server.{key}: required when server.tls, https, quic or h3 lists an address"));
             }
         }
         if !self.server.https_path.starts_with('/') {

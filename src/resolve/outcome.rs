@@ -83,6 +83,8 @@ fn transport_index(t: Transport) -> usize {
         Transport::Tcp => 1,
         Transport::Tls => 2,
         Transport::Https => 3,
+        Transport::Quic => 4,
+        Transport::H3 => 5,
     }
 }
 
