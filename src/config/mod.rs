@@ -170,12 +170,12 @@ impl Config {
         }
         let main_servers = self.upstream.servers.iter().enumerate().map(|(i, s)| (format!("upstream.servers[{i}]"), s));
         for (at, s) in main_servers.chain(zone_servers) {
-            let encrypted = matches!(s.protocol, Protocol::Tls | Protocol::Https);
+            let encrypted = matches!(s.protocol, Protocol::Tls | Protocol::Https | Protocol::Quic);
             if encrypted && s.tls_name.as_deref().is_none_or(str::is_empty) {
-                p.push(format!("{at}.tls_name: required for protocol tls and https"));
+                p.push(format!("{at}.tls_name: required for protocol tls, https and quic"));
             }
             if !encrypted && (s.tls_name.is_some() || s.ca_file.is_some()) {
-                p.push(format!("{at}: tls_name and ca_file apply only to tls and https"));
+                p.push(format!("{at}: tls_name and ca_file apply only to tls, https and quic"));
             }
             if s.path.is_some() && s.protocol != Protocol::Https {
                 p.push(format!("{at}.path: applies only to https"));

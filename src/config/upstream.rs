@@ -14,6 +14,8 @@ pub enum Protocol {
     Tls,
     /// DNS-over-HTTPS (RFC 8484).
     Https,
+    /// DNS-over-QUIC (RFC 9250).
+    Quic,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -22,7 +24,7 @@ pub struct UpstreamServer {
     pub address: SocketAddr,
     #[serde(default)]
     pub protocol: Protocol,
-    /// Name in the server's certificate (tls, https).
+    /// Name in the server's certificate (tls, https, quic).
     #[serde(default)]
     pub tls_name: Option<String>,
     /// URL path for https (default /dns-query).

@@ -1,6 +1,7 @@
 //! Upstream resolvers: sending a query and getting back a matching answer.
 //!
-//! Owns: the transports (UDP with TCP fallback on truncation, TCP, DNS-over-TLS, DNS-over-HTTPS),
+//! Owns: the transports (UDP with TCP fallback on truncation, TCP, DNS-over-TLS, DNS-over-HTTPS,
+//! DNS-over-QUIC),
 //! spoofing checks on plain answers (random source ports and IDs, 0x20, question must match;
 //! UDP goes over a few long-lived sockets per server, see `udp`), failover
 //! in configured order, and the overall time bound; which upstream a query goes to (`pool`:
@@ -9,7 +10,8 @@
 //! nothing here imports `resolve`.
 //!
 //! Plain UDP/TCP are written here on bare sockets: the answer's bytes pass through untouched,
-//! negative answers included. DoT and DoH use hickory-net's multiplexed exchanges. (hickory-
+//! negative answers included. DoT, DoH and DoQ use hickory-net's multiplexed exchanges (DoQ: one
+//! QUIC connection per server, a stream per query). (hickory-
 //! resolver's name-server pool turns NXDOMAIN, NODATA and SERVFAIL answers into errors, which
 //! would lose the upstream's answer; so it is not used here.)
 
@@ -23,7 +25,7 @@ use std::{
 };
 
 use hickory_net::{
-    runtime::TokioRuntimeProvider,
+    runtime::{RuntimeProvider, Spawn, TokioRuntimeProvider},
     xfer::{DnsExchange, DnsHandle, FirstAnswer},
 };
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
@@ -106,7 +108,7 @@ impl ServerStats {
 /// One upstream server and its transport.
 pub struct Upstream {
     config: UpstreamServer,
-    /// The open DoT/DoH connection, reconnected after a failure.
+    /// The open DoT/DoH/DoQ connection, reconnected after a failure.
     exchange: Mutex<Option<Exchange>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     pub stats: ServerStats,
@@ -120,7 +122,7 @@ impl Upstream {
     /// One configured server; reads its CA file for tls and https.
     pub fn new(config: &UpstreamServer) -> Result<Upstream, UpstreamError> {
         let tls = match config.protocol {
-            Protocol::Tls | Protocol::Https => Some(Arc::new(tls_config(config)?)),
+            Protocol::Tls | Protocol::Https | Protocol::Quic => Some(Arc::new(tls_config(config)?)),
             Protocol::Udp | Protocol::Tcp => None,
         };
         Ok(Upstream {
@@ -167,7 +169,7 @@ impl Upstream {
                 Ok(answer)
             }
             Protocol::Tcp => tcp_exchange(server, query).await,
-            Protocol::Tls | Protocol::Https => {
+            Protocol::Tls | Protocol::Https | Protocol::Quic => {
                 // Boxed: hickory's exchange future is over 6 KB, and every spawned query that
                 // reaches an upstream would otherwise carry (and copy) it, UDP ones included.
                 let result = Box::pin(self.encrypted_exchange(query, deadline)).await;
@@ -216,6 +218,19 @@ impl Upstream {
                 builder.request_timeout(timeout);
                 let path = self.config.path.clone().unwrap_or_else(|| "/dns-query".into());
                 builder.exchange(server, name.into(), path.into()).await.map_err(connect_error)?
+            }
+            Protocol::Quic => {
+                let connect = hickory_net::quic::QuicClientStream::builder()
+                    .crypto_config((*tls).clone())
+                    .request_timeout(timeout)
+                    .build(server, name.into());
+                let stream = tokio::time::timeout(timeout, connect)
+                    .await
+                    .map_err(|_| UpstreamError::Timeout { server })?
+                    .map_err(connect_error)?;
+                let (exchange, background) = DnsExchange::from_stream(stream);
+                provider.create_handle().spawn_bg(background);
+                exchange
             }
             _ => {
                 let server_name = rustls::pki_types::ServerName::try_from(name)
