@@ -120,6 +120,12 @@ impl Config {
         }
     }
 
+    /// Upstream servers given by host name, in any group.
+    fn upstream_hosts(&self) -> impl Iterator<Item = &str> {
+        let zoned = self.upstream.zones.iter().flat_map(|z| &z.servers);
+        self.upstream.servers.iter().chain(zoned).filter_map(|s| s.host.as_deref())
+    }
+
     /// Every problem, each with the key it concerns.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -183,6 +189,13 @@ impl Config {
             if s.path.as_deref().is_some_and(|path| !path.starts_with('/')) {
                 p.push(format!("{at}.path: must start with '/'"));
             }
+        }
+        match NameServers::parse(&self.upstream.bootstrap) {
+            Err(problem) => p.push(format!("upstream.bootstrap: {problem}")),
+            Ok(None) if self.upstream_hosts().next().is_some() => {
+                p.push("upstream.bootstrap: required when an upstream address is a host name".to_string());
+            }
+            Ok(_) => {}
         }
         if !(100..=30_000).contains(&self.upstream.timeout_ms) {
             p.push(format!("upstream.timeout_ms: {} is outside 100..=30000", self.upstream.timeout_ms));

@@ -222,7 +222,7 @@ pub fn render(resolver: &Resolver) -> String {
     for (name, help, counter) in udp {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for upstream in live.upstreams.upstreams().filter(|u| u.protocol() == Protocol::Udp) {
-            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", upstream.address(), counter(upstream.udp()));
+            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", upstream.address(), counter(&upstream.udp()));
         }
     }
     out

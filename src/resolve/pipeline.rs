@@ -97,7 +97,11 @@ impl Live {
     /// connections) when their configuration did not change.
     pub fn new(config: &Config, policy: Policy, previous: Option<&Live>) -> Result<Live, UpstreamError> {
         let upstreams = match previous {
-            Some(live) if live.upstream_config == config.upstream => Arc::clone(&live.upstreams),
+            Some(live) if live.upstream_config == config.upstream => {
+                // Kept with their connections; names given by host are asked again (a reload).
+                live.upstreams.resolve_names_again();
+                Arc::clone(&live.upstreams)
+            }
             _ => Arc::new(Upstreams::new(&config.upstream)?),
         };
         // Keep the rate buckets (and what clients have used of them) when the limits are unchanged.

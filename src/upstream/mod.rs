@@ -30,6 +30,7 @@ use hickory_net::{
 };
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 
+pub mod bootstrap;
 pub mod pool;
 mod udp;
 
@@ -59,6 +60,10 @@ pub enum UpstreamError {
     Malformed { server: SocketAddr },
     #[error("cannot set up TLS for upstream {server}: {message}")]
     Tls { server: SocketAddr, message: String },
+    #[error("upstream {name}: the name has not resolved yet (upstream.bootstrap)")]
+    Unresolved { name: String, server: SocketAddr },
+    #[error(transparent)]
+    Bootstrap(#[from] crate::dns::lookup::LookupError),
 }
 
 type Exchange = DnsExchange<TokioRuntimeProvider>;
@@ -108,19 +113,34 @@ impl ServerStats {
 /// One upstream server and its transport.
 pub struct Upstream {
     config: UpstreamServer,
-    /// The open DoT/DoH/DoQ connection, reconnected after a failure.
-    exchange: Mutex<Option<Exchange>>,
+    /// The open DoT/DoH/DoQ connection and the address it goes to, reconnected after a failure
+    /// or when the server's name resolves to another address.
+    exchange: Mutex<Option<(Exchange, SocketAddr)>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     pub stats: ServerStats,
     /// Owns the exchange's background task: hickory-net aborts it when the provider is dropped.
     provider: TokioRuntimeProvider,
-    /// The long-lived UDP sockets (protocol udp).
-    udp: UdpPool,
+    /// The long-lived UDP sockets (protocol udp), replaced when the server's name resolves to
+    /// another address.
+    udp: arc_swap::ArcSwap<UdpPool>,
+    /// The server's host name when it was given as `host:port`.
+    host: Option<Arc<bootstrap::Host>>,
 }
 
 impl Upstream {
-    /// One configured server; reads its CA file for tls and https.
-    pub fn new(config: &UpstreamServer) -> Result<Upstream, UpstreamError> {
+    /// One configured server; reads its CA file for tls, https and quic. A server named by host
+    /// is resolved through `bootstrap` (the config's validation makes sure there is one).
+    pub fn new(
+        config: &UpstreamServer,
+        bootstrap: Option<&hickory_resolver::TokioResolver>,
+    ) -> Result<Upstream, UpstreamError> {
+        let host = match (&config.host, bootstrap) {
+            (Some(name), Some(resolver)) => Some(bootstrap::Host::new(name, config.address.port(), resolver.clone())),
+            (Some(name), None) => {
+                return Err(UpstreamError::Unresolved { name: name.clone(), server: config.address });
+            }
+            (None, _) => None,
+        };
         let tls = match config.protocol {
             Protocol::Tls | Protocol::Https | Protocol::Quic => Some(Arc::new(tls_config(config)?)),
             Protocol::Udp | Protocol::Tcp => None,
@@ -131,12 +151,34 @@ impl Upstream {
             tls,
             stats: ServerStats::default(),
             provider: TokioRuntimeProvider::new(),
-            udp: UdpPool::new(config.address),
+            udp: arc_swap::ArcSwap::from_pointee(UdpPool::new(config.address)),
+            host,
         })
     }
 
+    /// The server's address (for a server named by host: the last one its name resolved to).
     pub fn address(&self) -> SocketAddr {
-        self.config.address
+        self.host.as_ref().and_then(|host| host.current()).unwrap_or(self.config.address)
+    }
+
+    /// Resolves the server's name again now, in the background, if it has one (a reload).
+    pub fn resolve_again(&self) {
+        if let Some(host) = &self.host {
+            host.resolve_again();
+        }
+    }
+
+    /// The address to send to now, resolving the server's name first when it has one.
+    async fn target(&self) -> Result<SocketAddr, UpstreamError> {
+        let Some(host) = &self.host else {
+            return Ok(self.config.address);
+        };
+        let name = self.config.host.clone().unwrap_or_default();
+        let address = host.address().await.ok_or(UpstreamError::Unresolved { name, server: self.config.address })?;
+        if self.config.protocol == Protocol::Udp && self.udp.load().server() != address {
+            self.udp.store(Arc::new(UdpPool::new(address)));
+        }
+        Ok(address)
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -144,19 +186,19 @@ impl Upstream {
     }
 
     /// The pooled UDP sockets (used only with protocol udp), for their counters.
-    pub fn udp(&self) -> &UdpPool {
-        &self.udp
+    pub fn udp(&self) -> Arc<UdpPool> {
+        self.udp.load_full()
     }
 }
 
 impl Upstream {
     /// Sends `query` to this server; the caller bounds the time.
     pub async fn exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
-        let server = self.config.address;
+        let server = self.target().await?;
         match self.config.protocol {
             Protocol::Udp => {
                 let io = |source| UpstreamError::Io { server, source };
-                let answer = match self.udp.exchange(query).await.map_err(io)? {
+                let answer = match self.udp.load().exchange(query).await.map_err(io)? {
                     udp::Delivery::Answer(answer) => answer,
                     // Forged, or an upstream that ignores 0x20: TCP settles it either way.
                     udp::Delivery::CaseMismatch | udp::Delivery::Oversize => return tcp_exchange(server, query).await,
@@ -172,7 +214,7 @@ impl Upstream {
             Protocol::Tls | Protocol::Https | Protocol::Quic => {
                 // Boxed: hickory's exchange future is over 6 KB, and every spawned query that
                 // reaches an upstream would otherwise carry (and copy) it, UDP ones included.
-                let result = Box::pin(self.encrypted_exchange(query, deadline)).await;
+                let result = Box::pin(self.encrypted_exchange(server, query, deadline)).await;
                 if result.is_err() {
                     *self.exchange.lock().await = None;
                 }
@@ -181,9 +223,13 @@ impl Upstream {
         }
     }
 
-    async fn encrypted_exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
-        let server = self.config.address;
-        let exchange = self.connected(deadline).await?;
+    async fn encrypted_exchange(
+        &self,
+        server: SocketAddr,
+        query: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let exchange = self.connected(server, deadline).await?;
         let message = Message::from_vec(query).map_err(|_| UpstreamError::Malformed { server })?;
         let mut options = DnsRequestOptions::default();
         options.use_edns = message.edns.is_some();
@@ -201,12 +247,11 @@ impl Upstream {
         Ok(answer)
     }
 
-    async fn connected(&self, deadline: Instant) -> Result<Exchange, UpstreamError> {
+    async fn connected(&self, server: SocketAddr, deadline: Instant) -> Result<Exchange, UpstreamError> {
         let mut slot = self.exchange.lock().await;
-        if let Some(exchange) = slot.as_ref() {
+        if let Some((exchange, _)) = slot.as_ref().filter(|(_, to)| *to == server) {
             return Ok(exchange.clone());
         }
-        let server = self.config.address;
         let tls = self.tls.clone().ok_or_else(|| UpstreamError::Tls { server, message: "no TLS config".into() })?;
         let name = self.config.tls_name.clone().unwrap_or_default();
         let timeout = deadline.saturating_duration_since(Instant::now());
@@ -240,7 +285,7 @@ impl Upstream {
                     .map_err(connect_error)?
             }
         };
-        *slot = Some(exchange.clone());
+        *slot = Some((exchange.clone(), server));
         Ok(exchange)
     }
 }
