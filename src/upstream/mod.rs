@@ -5,7 +5,8 @@
 //! spoofing checks on plain answers (random source ports and IDs, 0x20, question must match;
 //! UDP goes over a few long-lived sockets per server, see `udp`), failover
 //! in configured order, and the overall time bound; which upstream a query goes to (`pool`:
-//! zones, health, probes, strategy).
+//! zones, health, probes, strategy); the addresses of upstreams given by host name
+//! (`bootstrap`).
 //! Must not touch: what is asked (the pipeline builds the query) or what is done with the answer;
 //! nothing here imports `resolve`.
 //!
@@ -13,7 +14,8 @@
 //! negative answers included. DoT, DoH and DoQ use hickory-net's multiplexed exchanges (DoQ: one
 //! QUIC connection per server, a stream per query). (hickory-
 //! resolver's name-server pool turns NXDOMAIN, NODATA and SERVFAIL answers into errors, which
-//! would lose the upstream's answer; so it is not used here.)
+//! would lose the upstream's answer; so it is not used here for queries, only to resolve
+//! upstreams given by host name in `bootstrap`.)
 
 use std::{
     net::SocketAddr,
