@@ -12,15 +12,21 @@
 //!
 //! Where hickory-server 0.26 sets the limits (see the README for the measurements): handshakes
 //! are completed one at a time in the accept loop (5 s bound each); a DoQ connection's streams
-//! are read one at a time (the bridge answers each in a task of its own, so a slow upstream
-//! answer holds up no later stream on the connection); DoH3 reads only the POST body and ignores
+//! are read one at a time (the bridge answers each in a task of its own, up to `PER_CONNECTION`
+//! at once per connection, so a slow upstream answer holds up no later stream on the
+//! connection); DoH3 reads only the POST body and ignores
 //! method and path; a connection is closed after 100 requests; the idle bound is
 //! `server.tcp_idle_timeout_ms`. Access: hickory-server checks nothing before our handler (its
 //! own access list would answer REFUSED); the pipeline drops a query from outside `access.allow`
 //! as on every transport, and the client gets no answer: the earliest point the crate offers is
 //! after the QUIC handshake, per request.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use hickory_proto::{
     op::{Header, HeaderCounts, Message, MessageType, Metadata, OpCode},
@@ -32,7 +38,10 @@ use hickory_server::{
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::{MessageResponseBuilder, Queries},
 };
-use tokio::task::JoinSet;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
@@ -42,10 +51,44 @@ use crate::{
     resolve::{Client, Resolver},
 };
 
+/// Queries of one connection answered at once; the next waits for one of them. Over DoQ the
+/// wait holds up hickory-server's reading of that connection's further streams, so a client
+/// cannot queue unbounded work.
+pub const PER_CONNECTION: usize = 16;
+
 /// Hands hickory-server's requests to the pipeline and its answers back.
 pub(crate) struct Bridge {
     resolver: Arc<Resolver>,
     in_flight: TaskTracker,
+    connections: Connections,
+}
+
+/// The queries being answered per connection (by the client's address and port, which name a
+/// QUIC connection here), `PER_CONNECTION` at most.
+#[derive(Default)]
+struct Connections {
+    open: Mutex<HashMap<SocketAddr, Weak<Semaphore>>>,
+}
+
+impl Connections {
+    fn slots(&self, client: SocketAddr) -> Arc<Semaphore> {
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(slots) = open.get(&client).and_then(Weak::upgrade) {
+            return slots;
+        }
+        if open.len() >= 1_024 {
+            // Forget connections with nothing in flight.
+            open.retain(|_, slots| slots.strong_count() > 0);
+        }
+        let slots = Arc::new(Semaphore::new(PER_CONNECTION));
+        open.insert(client, Arc::downgrade(&slots));
+        slots
+    }
+
+    /// Waits for a slot of `client`'s connection.
+    async fn admit(&self, client: SocketAddr) -> Option<OwnedSemaphorePermit> {
+        self.slots(client).acquire_owned().await.ok()
+    }
 }
 
 #[async_trait::async_trait]
@@ -54,10 +97,20 @@ impl RequestHandler for Bridge {
         let transport = if request.protocol() == Protocol::H3 { Transport::H3 } else { Transport::Quic };
         let client = Client { addr: request.src(), transport };
         let packet = request.as_slice().to_vec();
+        let Some(slot) = self.connections.admit(client.addr).await else {
+            return ResponseInfo::from(Header {
+                metadata: Metadata::new(0, MessageType::Response, OpCode::Query),
+                counts: HeaderCounts::default(),
+            });
+        };
         // Answered in a task: hickory-server awaits this handler before it reads the
         // connection's next DoQ stream, so a slow upstream answer would hold up every later
         // query on the connection.
-        self.in_flight.spawn(answer(Arc::clone(&self.resolver), packet, client, response));
+        let resolver = Arc::clone(&self.resolver);
+        self.in_flight.spawn(async move {
+            answer(resolver, packet, client, response).await;
+            drop(slot);
+        });
         // hickory-server only logs this value; the real answer is sent by the task.
         ResponseInfo::from(Header {
             metadata: Metadata::new(0, MessageType::Response, OpCode::Query),
@@ -133,7 +186,8 @@ pub(crate) fn start(
     if quic.is_empty() && h3.is_empty() {
         return Ok(started);
     }
-    let bridge = Bridge { resolver: Arc::clone(resolver), in_flight: in_flight.clone() };
+    let bridge =
+        Bridge { resolver: Arc::clone(resolver), in_flight: in_flight.clone(), connections: Connections::default() };
     let mut server = Server::new(bridge);
     let resolves: Arc<dyn rustls::server::ResolvesServerCert> = certificates.clone();
     for socket in quic {
@@ -152,4 +206,21 @@ pub(crate) fn start(
         }
     });
     Ok(started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_connection_gets_its_own_slots() {
+        let connections = Connections::default();
+        let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.1:1000".parse().unwrap(), "127.0.0.1:1001".parse().unwrap());
+        let slots = connections.slots(a);
+        let held: Vec<_> = (0..PER_CONNECTION).map(|_| Arc::clone(&slots).try_acquire_owned().unwrap()).collect();
+        assert!(connections.slots(a).try_acquire_owned().is_err(), "the 17th query waits");
+        assert!(connections.slots(b).try_acquire_owned().is_ok(), "another connection does not");
+        drop(held);
+        assert!(connections.slots(a).try_acquire_owned().is_ok());
+    }
 }
