@@ -43,7 +43,8 @@ struct QuicServer {
     attempts: mpsc::UnboundedReceiver<Attempt>,
     /// The certificate's PEM, which the clients trust.
     trusted: String,
-    _dir: tempfile::TempDir,
+    config: Config,
+    dir: tempfile::TempDir,
 }
 
 /// A server with a fresh self-signed certificate for `TLS_NAME`, DoQ and DoH3 on loopback.
@@ -59,7 +60,7 @@ fn start_quic_server(upstream: SocketAddr, extra: &str) -> QuicServer {
     let (tx, attempts) = mpsc::unbounded_channel();
     let running = server::start(&config, listeners, vec![tx]).unwrap();
     let (udp, quic, h3) = (running.udp_addrs[0], running.quic_addrs[0], running.h3_addrs[0]);
-    QuicServer { running, udp, quic, h3, attempts, trusted: generated.cert.pem(), _dir: dir }
+    QuicServer { running, udp, quic, h3, attempts, trusted: generated.cert.pem(), config, dir }
 }
 
 fn client_tls(trusted_pem: &str) -> rustls::ClientConfig {
@@ -278,4 +279,23 @@ async fn doh3_answers_on_any_path() {
     let mut message = query("www.example.org.", RecordType::A, true);
     message.metadata.id = 0;
     assert_forwarded(&ask(&exchange, &message).await.expect("an answer"), RecordType::A);
+}
+
+/// The DoT certificate's reload reaches the QUIC listeners: new connections get the new one.
+#[tokio::test]
+async fn a_reload_swaps_the_certificate_for_new_quic_connections() {
+    let upstream = FakeUpstream::start().await;
+    let mut server = start_quic_server(upstream.addr, "");
+    let old = server.trusted.clone();
+    let generated = rcgen::generate_simple_self_signed(vec![TLS_NAME.to_string()]).unwrap();
+    std::fs::write(server.dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
+    std::fs::write(server.dir.path().join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
+    server.running.reload(&server.config).unwrap();
+    server.trusted = generated.cert.pem();
+    let mut message = query("www.example.org.", RecordType::A, true);
+    message.metadata.id = 0;
+    assert_forwarded(&ask(&doq_connect(&server).await, &message).await.expect("an answer"), RecordType::A);
+    assert_forwarded(&ask(&h3_connect(&server).await, &message).await.expect("an answer"), RecordType::A);
+    let stale = QuicClientStream::builder().crypto_config(client_tls(&old)).build(server.quic, TLS_NAME.into()).await;
+    assert!(stale.is_err(), "a client trusting only the old certificate must fail");
 }
