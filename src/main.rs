@@ -312,6 +312,11 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, r
             config.limits.tcp_max_connections_per_client != started_with.limits.tcp_max_connections_per_client,
         ),
         ("policy.watch_secs", config.policy.watch_secs != started_with.policy.watch_secs),
+        (
+            "devices.reverse_dns",
+            (&config.devices.reverse_dns, config.devices.reverse_dns_timeout_ms)
+                != (&started_with.devices.reverse_dns, started_with.devices.reverse_dns_timeout_ms),
+        ),
         ("attempts", config.attempts != started_with.attempts),
         ("metrics", config.metrics != started_with.metrics),
         ("log", config.log != started_with.log),
