@@ -134,6 +134,23 @@ async fn report_names_devices_by_their_ptr_name_with_rdns_as_source() {
     let unknown = next_attempt(&mut server).await.identity;
     assert_eq!((unknown.key().as_str(), unknown.source), ("10.20.1.5", Source::Edns));
 
+    // A relay that reports only the device's MAC: the address at hand is the relay's, so its
+    // PTR name ("localhost" here) must not name the device.
+    let mac_only = || {
+        let mut packet = raw_query("www.tiktok.com", 1, false, false);
+        packet[11] = 1;
+        nxguard::dns::wire::push_opt(&mut packet, false, 0, &[0xfd, 0xe9, 0, 6, 2, 0, 0, 0, 0, 7]);
+        packet
+    };
+    for _ in 0..2 {
+        udp_exchange_raw(server.udp, IpAddr::V4(Ipv4Addr::LOCALHOST), &mac_only(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let identity = next_attempt(&mut server).await.identity;
+        assert_eq!((identity.key().as_str(), identity.source), ("02:00:00:00:00:07", Source::Edns));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     let report = || {
         let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
             .args(["report", "--db", db.to_str().unwrap()])

@@ -121,7 +121,7 @@ impl Dispatcher {
             None => Snapshot::default().identify(attempt.client.ip(), attempt.edns),
         };
         if let Some(reverse) = &self.outputs.reverse {
-            reverse.name_identity(&mut attempt.identity);
+            reverse.name_identity(&mut attempt.identity, attempt.edns);
         }
         let key = attempt.identity.key();
         let (device, identifying) = match &self.outputs.pseudonymizer {

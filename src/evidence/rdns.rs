@@ -25,7 +25,7 @@ use tracing::debug;
 use crate::{
     config::{DevicesConfig, NameServers},
     dns::lookup::{self, LookupError},
-    evidence::devices::{Identity, Source},
+    evidence::devices::{EdnsIdentity, Identity, Source},
 };
 
 /// How long "this address has no PTR name" (or the lookup failed) is remembered.
@@ -112,10 +112,12 @@ impl ReverseNames {
     }
 
     /// Names a device that has no name from the inventory or a lease, when its PTR name is
-    /// known: the name becomes its hostname and `rdns` its source.
-    pub fn name_identity(&self, identity: &mut Identity) {
+    /// known: the name becomes its hostname and `rdns` its source. Not when a relay reported the
+    /// device's MAC but not its address: the address at hand is then the relay's.
+    pub fn name_identity(&self, identity: &mut Identity, edns: EdnsIdentity) {
         let unnamed = matches!(identity.source, Source::Unknown | Source::Edns) && identity.hostname.is_none();
-        if !unnamed {
+        let own_address = edns.ip.is_some() || edns == EdnsIdentity::default();
+        if !unnamed || !own_address {
             return;
         }
         if let Some(name) = self.name(identity.ip) {
