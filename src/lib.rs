@@ -36,15 +36,19 @@
 //! of those, `listen` on `resolve`, and `server` assembles the lot.
 //! - [`config`]: the TOML configuration, defaults and validation, one file per room's tables.
 //! - [`dns`]: the wire format on the hot path (`wire`), blocked answers written by hand
-//!   (`blocked`), batched UDP receive and send (`datagrams`).
+//!   (`blocked`), batched UDP receive and send (`datagrams`), hickory-resolver set up for
+//!   nxguard's own lookups (`lookup`).
 //! - [`policy`]: what is banned: the list files (`domains`) and the compiled matcher (`matcher`).
 //! - [`resolve`]: answering one query: the pipeline (`pipeline`, owning `Outcome`), the response
-//!   cache (`cache`), which clients are answered (`access`), rate limits and caps (`limits`).
-//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH) and the pool that picks
-//!   the upstream for a query: zones, health, probes, strategy (`pool`).
+//!   cache (`cache`) and its prefetch (`prefetch`), which clients are answered (`access`), rate
+//!   limits and caps (`limits`).
+//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH/DoQ), the addresses of
+//!   upstreams named by host (`bootstrap`), and the pool that picks the upstream for a query:
+//!   zones, health, probes, strategy (`pool`).
 //! - [`listen`]: the UDP, TCP, DoT, DoH, DoQ and DoH3 listeners and binding their sockets.
 //! - [`evidence`]: the attempt record (`attempt`), moving it off the query path (`dispatch`), who
-//!   a client is (`devices`), the durable store (`store`), the SIEM stream (`siem`).
+//!   a client is (`devices`, with PTR names in `rdns`), the durable store (`store`), the SIEM
+//!   stream (`siem`).
 //! - [`review`]: reading the evidence for people: `nxguard report`.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
 //! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.
