@@ -4,7 +4,7 @@
 //! # How a query flows
 //!
 //! ```text
-//!  UDP / TCP / DoT / DoH listener (listen)
+//!  UDP / TCP / DoT / DoH / DoQ / DoH3 listener (listen)
 //!        │ packet, client address
 //!        ▼
 //!  access ── not listed ──────────────────────────────▶ dropped (no reply)
@@ -38,16 +38,20 @@
 //! of those, `listen` on `resolve`, and `server` assembles the lot.
 //! - [`config`]: the TOML configuration, defaults and validation, one file per room's tables.
 //! - [`dns`]: the wire format on the hot path (`wire`), blocked answers written by hand
-//!   (`blocked`), batched UDP receive and send (`datagrams`).
+//!   (`blocked`), batched UDP receive and send (`datagrams`), hickory-resolver set up for
+//!   nxguard's own lookups (`lookup`).
 //! - [`policy`]: what is banned: the list files (`domains`) and the compiled matcher (`matcher`).
 //! - [`resolve`]: answering one query: the pipeline (`pipeline`, owning `Outcome`), the response
-//!   cache (`cache`), which clients are answered (`access`), rate limits and caps (`limits`).
-//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH), what is done when one
-//!   misbehaves (`fallback`: error rcodes, EDNS fallback, case folding) and the pool that picks
-//!   the upstream for a query: zones, health, probes, strategy (`pool`).
-//! - [`listen`]: the UDP, TCP, DoT and DoH listeners and binding their sockets.
+//!   cache (`cache`) and its prefetch (`prefetch`), which clients are answered (`access`), rate
+//!   limits and caps (`limits`).
+//! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH/DoQ), what is done when one
+//!   misbehaves (`fallback`: error rcodes, EDNS fallback, case folding), the addresses of
+//!   upstreams named by host (`bootstrap`), and the pool that picks the upstream for a query:
+//!   zones, health, probes, strategy (`pool`).
+//! - [`listen`]: the UDP, TCP, DoT, DoH, DoQ and DoH3 listeners and binding their sockets.
 //! - [`evidence`]: the attempt record (`attempt`), moving it off the query path (`dispatch`), who
-//!   a client is (`devices`), the durable store (`store`), the SIEM stream (`siem`).
+//!   a client is (`devices`, with PTR names in `rdns`), the durable store (`store`), the SIEM
+//!   stream (`siem`).
 //! - [`review`]: reading the evidence for people: `nxguard report`.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
 //! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.

@@ -210,7 +210,8 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
     let policy = policy::load(&config.policy)?;
     pool::Upstreams::new(&config.upstream)?;
-    if !config.server.tls.is_empty() || !config.server.https.is_empty() {
+    let server = &config.server;
+    if !server.tls.is_empty() || !server.https.is_empty() || !server.quic.is_empty() || !server.h3.is_empty() {
         tls::ServerTls::load(&config.server)?;
     }
     Devices::load(&config.devices)?;
@@ -322,6 +323,11 @@ fn reload(path: Option<&PathBuf>, started_with: &Config, current: &mut Config, r
             config.limits.tcp_max_connections_per_client != started_with.limits.tcp_max_connections_per_client,
         ),
         ("policy.watch_secs", config.policy.watch_secs != started_with.policy.watch_secs),
+        (
+            "devices.reverse_dns",
+            (&config.devices.reverse_dns, config.devices.reverse_dns_timeout_ms)
+                != (&started_with.devices.reverse_dns, started_with.devices.reverse_dns_timeout_ms),
+        ),
         ("attempts", config.attempts != started_with.attempts),
         ("metrics", config.metrics != started_with.metrics),
         ("log", config.log != started_with.log),

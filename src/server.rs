@@ -52,8 +52,10 @@ pub struct Running {
     pub tcp_addrs: Vec<SocketAddr>,
     pub tls_addrs: Vec<SocketAddr>,
     pub https_addrs: Vec<SocketAddr>,
+    pub quic_addrs: Vec<SocketAddr>,
+    pub h3_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
-    /// The DoT/DoH certificate, when those listeners run.
+    /// The certificate of the DoT, DoH, DoQ and DoH3 listeners, when any of them run.
     certificates: Option<Arc<Certificates>>,
     listeners: JoinSet<()>,
     /// Queries being answered by spawned tasks (upstream work, TCP connections).
@@ -141,6 +143,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         config,
         listeners.tls,
         listeners.https,
+        (listeners.quic, listeners.h3),
         &resolver,
         connections,
         &in_flight,
@@ -159,6 +162,8 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         tcp = ?tcp_addrs,
         tls = ?encrypted.tls_addrs,
         https = ?encrypted.https_addrs,
+        quic = ?encrypted.quic_addrs,
+        h3 = ?encrypted.h3_addrs,
         metrics = ?metrics_addr,
         apps = live.policy.apps().len(),
         domains = live.policy.len(),
@@ -171,6 +176,8 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         tcp_addrs,
         tls_addrs: encrypted.tls_addrs,
         https_addrs: encrypted.https_addrs,
+        quic_addrs: encrypted.quic_addrs,
+        h3_addrs: encrypted.h3_addrs,
         metrics_addr,
         certificates: encrypted.certificates,
         listeners: tasks,

@@ -50,11 +50,25 @@ pub struct DevicesConfig {
     pub kea_leases: Vec<PathBuf>,
     /// How often the files are checked for changes.
     pub reread_secs: u64,
+    /// DNS servers asked for the PTR name of a client address ("10.0.0.10", "10.0.0.10:5353"),
+    /// tried in this order, or `["system"]` for /etc/resolv.conf; empty = no reverse DNS.
+    pub reverse_dns: Vec<String>,
+    /// How long one PTR lookup may wait for each server.
+    pub reverse_dns_timeout_ms: u64,
 }
 
 impl Default for DevicesConfig {
     fn default() -> Self {
-        DevicesConfig { inventory: None, dnsmasq_leases: Vec::new(), kea_leases: Vec::new(), reread_secs: 5 }
+        DevicesConfig {
+            inventory: None,
+            dnsmasq_leases: Vec::new(),
+            kea_leases: Vec::new(),
+            reread_secs: 5,
+            // Off: a PTR lookup sends client addresses to a server, which the operator chooses.
+            reverse_dns: Vec::new(),
+            // A LAN's AD DNS answers in a few ms; the lookup runs off the query path anyway.
+            reverse_dns_timeout_ms: 300,
+        }
     }
 }
 

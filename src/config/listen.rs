@@ -25,7 +25,11 @@ pub struct ServerConfig {
     pub tls: Vec<SocketAddr>,
     /// DNS-over-HTTPS listen addresses for clients (RFC 8484, HTTP/2), e.g. "0.0.0.0:443".
     pub https: Vec<SocketAddr>,
-    /// PEM certificate chain for the `tls` and `https` listeners; re-read on reload.
+    /// DNS-over-QUIC listen addresses for clients (RFC 9250), e.g. "0.0.0.0:853" (UDP).
+    pub quic: Vec<SocketAddr>,
+    /// DNS-over-HTTPS over HTTP/3 listen addresses for clients, e.g. "0.0.0.0:443" (UDP).
+    pub h3: Vec<SocketAddr>,
+    /// PEM certificate chain for the `tls`, `https`, `quic` and `h3` listeners; re-read on reload.
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of that certificate.
     pub tls_key_file: Option<PathBuf>,
@@ -44,6 +48,8 @@ impl Default for ServerConfig {
             tcp_max_in_flight_per_connection: 16,
             tls: Vec::new(),
             https: Vec::new(),
+            quic: Vec::new(),
+            h3: Vec::new(),
             tls_cert_file: None,
             tls_key_file: None,
             https_path: "/dns-query".into(),

@@ -25,6 +25,38 @@ pub use policy::*;
 pub use resolve::*;
 pub use upstream::*;
 
+/// Servers nxguard asks for its own lookups (PTR names, upstream host names): a list of
+/// addresses (port 53 unless given), or the system's resolver configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameServers {
+    /// /etc/resolv.conf, via hickory-resolver's system configuration.
+    System,
+    /// These servers, asked in this order.
+    Listed(Vec<std::net::SocketAddr>),
+}
+
+impl NameServers {
+    /// Reads a config list; None when it is empty (the feature is off).
+    pub fn parse(list: &[String]) -> Result<Option<NameServers>, String> {
+        if list.is_empty() {
+            return Ok(None);
+        }
+        if list.iter().any(|s| s == "system") {
+            return if list.len() == 1 {
+                Ok(Some(NameServers::System))
+            } else {
+                Err("\"system\" cannot be combined with addresses".to_string())
+            };
+        }
+        let parse = |text: &String| {
+            text.parse::<std::net::SocketAddr>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                .map_err(|_| format!("{text:?} is not an address, address:port or \"system\""))
+        };
+        Ok(Some(NameServers::Listed(list.iter().map(parse).collect::<Result<_, _>>()?)))
+    }
+}
+
 /// The embedded default: loopback only, forwarding to Quad9 over DNS-over-TLS.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -88,6 +120,12 @@ impl Config {
         }
     }
 
+    /// Upstream servers given by host name, in any group.
+    fn upstream_hosts(&self) -> impl Iterator<Item = &str> {
+        let zoned = self.upstream.zones.iter().flat_map(|z| &z.servers);
+        self.upstream.servers.iter().chain(zoned).filter_map(|s| s.host.as_deref())
+    }
+
     /// Every problem, each with the key it concerns.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -100,11 +138,14 @@ impl Config {
         if self.server.tcp_max_in_flight_per_connection == 0 {
             p.push("server.tcp_max_in_flight_per_connection: must be above 0".to_string());
         }
-        let encrypted = !self.server.tls.is_empty() || !self.server.https.is_empty();
+        let encrypted = !self.server.tls.is_empty()
+            || !self.server.https.is_empty()
+            || !self.server.quic.is_empty()
+            || !self.server.h3.is_empty();
         for (key, file) in [("tls_cert_file", &self.server.tls_cert_file), ("tls_key_file", &self.server.tls_key_file)]
         {
             if encrypted && file.is_none() {
-                p.push(format!("server.{key}: required when server.tls or server.https lists an address"));
+                p.push(format!("server.{key}: required when server.tls, https, quic or h3 lists an address"));
             }
         }
         if !self.server.https_path.starts_with('/') {
@@ -138,12 +179,12 @@ impl Config {
         }
         let main_servers = self.upstream.servers.iter().enumerate().map(|(i, s)| (format!("upstream.servers[{i}]"), s));
         for (at, s) in main_servers.chain(zone_servers) {
-            let encrypted = matches!(s.protocol, Protocol::Tls | Protocol::Https);
+            let encrypted = matches!(s.protocol, Protocol::Tls | Protocol::Https | Protocol::Quic);
             if encrypted && s.tls_name.as_deref().is_none_or(str::is_empty) {
-                p.push(format!("{at}.tls_name: required for protocol tls and https"));
+                p.push(format!("{at}.tls_name: required for protocol tls, https and quic"));
             }
             if !encrypted && (s.tls_name.is_some() || s.ca_file.is_some()) {
-                p.push(format!("{at}: tls_name and ca_file apply only to tls and https"));
+                p.push(format!("{at}: tls_name and ca_file apply only to tls, https and quic"));
             }
             if s.path.is_some() && s.protocol != Protocol::Https {
                 p.push(format!("{at}.path: applies only to https"));
@@ -151,6 +192,13 @@ impl Config {
             if s.path.as_deref().is_some_and(|path| !path.starts_with('/')) {
                 p.push(format!("{at}.path: must start with '/'"));
             }
+        }
+        match NameServers::parse(&self.upstream.bootstrap) {
+            Err(problem) => p.push(format!("upstream.bootstrap: {problem}")),
+            Ok(None) if self.upstream_hosts().next().is_some() => {
+                p.push("upstream.bootstrap: required when an upstream address is a host name".to_string());
+            }
+            Ok(_) => {}
         }
         if !(100..=30_000).contains(&self.upstream.timeout_ms) {
             p.push(format!("upstream.timeout_ms: {} is outside 100..=30000", self.upstream.timeout_ms));
@@ -182,6 +230,15 @@ impl Config {
         }
         if self.devices.reread_secs == 0 {
             p.push("devices.reread_secs: must be above 0".to_string());
+        }
+        if let Err(problem) = NameServers::parse(&self.devices.reverse_dns) {
+            p.push(format!("devices.reverse_dns: {problem}"));
+        }
+        if !(10..=5_000).contains(&self.devices.reverse_dns_timeout_ms) {
+            p.push(format!(
+                "devices.reverse_dns_timeout_ms: {} is outside 10..=5000",
+                self.devices.reverse_dns_timeout_ms
+            ));
         }
         if self.attempts.queue == 0 {
             p.push("attempts.queue: must be above 0".to_string());

@@ -14,15 +14,22 @@ pub enum Protocol {
     Tls,
     /// DNS-over-HTTPS (RFC 8484).
     Https,
+    /// DNS-over-QUIC (RFC 9250).
+    Quic,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ServerTable")]
 pub struct UpstreamServer {
+    /// `IP:port`; for a server named by host, the unspecified address with its port until the
+    /// name is resolved (`upstream::bootstrap`).
     pub address: SocketAddr,
+    /// The host name when `address` was given as `host:port`, resolved through
+    /// `upstream.bootstrap`.
+    pub host: Option<String>,
     #[serde(default)]
     pub protocol: Protocol,
-    /// Name in the server's certificate (tls, https).
+    /// Name in the server's certificate (tls, https, quic).
     #[serde(default)]
     pub tls_name: Option<String>,
     /// URL path for https (default /dns-query).
@@ -32,6 +39,52 @@ pub struct UpstreamServer {
     /// internal resolver with its own CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[[upstream.servers]]` as written: `address` is `IP:port` or `host:port`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerTable {
+    address: String,
+    #[serde(default)]
+    protocol: Protocol,
+    #[serde(default)]
+    tls_name: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+}
+
+impl TryFrom<ServerTable> for UpstreamServer {
+    type Error = String;
+
+    fn try_from(table: ServerTable) -> Result<Self, String> {
+        let (address, host) = match table.address.parse::<SocketAddr>() {
+            Ok(address) => (address, None),
+            Err(_) => {
+                let bad = || format!("address {:?}: not IP:port or host:port", table.address);
+                let (host, port) = table.address.rsplit_once(':').ok_or_else(bad)?;
+                let port: u16 = port.parse().map_err(|_| bad())?;
+                let valid = !host.is_empty()
+                    && host.len() <= 253
+                    && host.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+                    && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                if !valid {
+                    return Err(bad());
+                }
+                (SocketAddr::from(([0, 0, 0, 0], port)), Some(host.to_ascii_lowercase()))
+            }
+        };
+        Ok(UpstreamServer {
+            address,
+            host,
+            protocol: table.protocol,
+            tls_name: table.tls_name,
+            path: table.path,
+            ca_file: table.ca_file,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -44,11 +97,21 @@ pub struct UpstreamConfig {
     pub strategy: Strategy,
     /// Conditional forwarding: names under these zones go only to their own servers.
     pub zones: Vec<ZoneForward>,
+    /// Servers that resolve upstreams given as `host:port` ("9.9.9.9", "10.0.0.10:53"), or
+    /// `["system"]` for /etc/resolv.conf; never nxguard itself. Required when a server has a
+    /// host name.
+    pub bootstrap: Vec<String>,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
-        UpstreamConfig { servers: Vec::new(), timeout_ms: 1500, strategy: Strategy::Ordered, zones: Vec::new() }
+        UpstreamConfig {
+            servers: Vec::new(),
+            timeout_ms: 1500,
+            strategy: Strategy::Ordered,
+            zones: Vec::new(),
+            bootstrap: Vec::new(),
+        }
     }
 }
 

@@ -27,10 +27,15 @@ pub enum Transport {
     Tls,
     /// DNS-over-HTTPS (RFC 8484).
     Https,
+    /// DNS-over-QUIC (RFC 9250).
+    Quic,
+    /// DNS-over-HTTPS over HTTP/3 (RFC 8484 on RFC 9114).
+    H3,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 4] = [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Https];
+    pub const ALL: [Transport; 6] =
+        [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Https, Transport::Quic, Transport::H3];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +43,8 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
             Transport::Https => "https",
+            Transport::Quic => "quic",
+            Transport::H3 => "h3",
         }
     }
 }

@@ -61,6 +61,8 @@ pub enum Source {
     Dhcp,
     /// Only the EDNS identity a trusted relay sent.
     Edns,
+    /// The address's PTR name (`devices.reverse_dns`), no inventory entry or lease.
+    Rdns,
     /// Nothing but the address.
     Unknown,
 }
@@ -72,6 +74,7 @@ impl Source {
             Source::InventoryIp => "inventory-ip",
             Source::Dhcp => "dhcp",
             Source::Edns => "edns",
+            Source::Rdns => "rdns",
             Source::Unknown => "unknown",
         }
     }

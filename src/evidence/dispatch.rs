@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::evidence::{
     attempt::Attempt,
     devices::{Devices, Snapshot},
+    rdns::ReverseNames,
     siem::{SiemSink, SiemStats},
     store::{Pseudonymizer, StoreSink, StoreStats},
 };
@@ -70,6 +71,9 @@ pub struct Outputs {
     pub pseudonymizer: Option<Arc<Pseudonymizer>>,
     /// Inventory and leases; without them only the address and any EDNS identity are known.
     pub devices: Option<Arc<Devices>>,
+    /// PTR names for devices the inventory and leases do not name (read from a cache, never
+    /// waited for).
+    pub reverse: Option<Arc<ReverseNames>>,
     pub taps: Vec<Sink>,
 }
 
@@ -116,6 +120,9 @@ impl Dispatcher {
             Some(devices) => devices.identify(attempt.client.ip(), attempt.edns),
             None => Snapshot::default().identify(attempt.client.ip(), attempt.edns),
         };
+        if let Some(reverse) = &self.outputs.reverse {
+            reverse.name_identity(&mut attempt.identity, attempt.edns);
+        }
         let key = attempt.identity.key();
         let (device, identifying) = match &self.outputs.pseudonymizer {
             Some(p) => (p.pseudonym(&key), false),

@@ -1,7 +1,8 @@
 //! The evidence: which device tried which banned app, when.
 //!
 //! Owns: the attempt record (`attempt`, imported by every sink and importing none), moving
-//! records off the query path (`dispatch`), who a client is (`devices`), the durable store
+//! records off the query path (`dispatch`), who a client is (`devices`; PTR names by reverse DNS
+//! in `rdns`), the durable store
 //! (`store`), the SIEM stream (`siem`), and opening and closing those outputs for a running
 //! server (`outputs`).
 //! Must not touch: the query path beyond the non-blocking `Recorder::record`; nothing here waits
@@ -11,5 +12,6 @@ pub mod attempt;
 pub mod devices;
 pub mod dispatch;
 pub mod outputs;
+pub mod rdns;
 pub mod siem;
 pub mod store;

@@ -1,6 +1,7 @@
 //! The evidence outputs of a running server: opened at start, closed after the last record.
 //!
-//! Owns: opening the device inventory and leases (and re-reading them), the pseudonymisation key,
+//! Owns: opening the device inventory and leases (and re-reading them), the reverse-DNS name
+//! cache and its lookup task, the pseudonymisation key,
 //! the attempt store and the SIEM stream as the config names them, and letting the writers flush
 //! what they hold at shutdown.
 //! Must not touch: the query path; the dispatcher is the only thing that feeds these outputs.
@@ -14,6 +15,7 @@ use crate::{
     evidence::{
         devices::{Devices, DevicesError},
         dispatch::{Outputs, Sink},
+        rdns::ReverseNames,
         siem::{SiemError, SiemWriter},
         store::{Pseudonymizer, StoreError, StoreWriter},
     },
@@ -28,6 +30,8 @@ pub enum OutputsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Siem(#[from] SiemError),
+    #[error(transparent)]
+    ReverseDns(#[from] crate::dns::lookup::LookupError),
 }
 
 /// Where attempt records end up besides the log, and the device identities they carry.
@@ -42,6 +46,7 @@ impl Records {
     /// Opens the configured outputs; `taps` receive every record too (tests).
     pub fn open(config: &Config, taps: Vec<Sink>) -> Result<(Records, Outputs), OutputsError> {
         let devices = Arc::new(Devices::load(&config.devices)?);
+        let reverse = ReverseNames::start(&config.devices)?;
         let pseudonymizer = match (&config.privacy.key_file, config.privacy.pseudonymize) {
             (Some(key), true) => Some(Arc::new(Pseudonymizer::from_file(key)?)),
             _ => None,
@@ -78,8 +83,14 @@ impl Records {
                 }
             })
         });
-        let outputs =
-            Outputs { store: store_sink, siem: siem_sink, pseudonymizer, devices: Some(Arc::clone(&devices)), taps };
+        let outputs = Outputs {
+            store: store_sink,
+            siem: siem_sink,
+            pseudonymizer,
+            devices: Some(Arc::clone(&devices)),
+            reverse,
+            taps,
+        };
         Ok((Records { devices, store, siem, refresh }, outputs))
     }
 

@@ -1,8 +1,9 @@
-//! Listeners: UDP, TCP, DoT and DoH sockets feeding the resolver.
+//! Listeners: UDP, TCP, DoT, DoH, DoQ and DoH3 sockets feeding the resolver.
 //!
 //! Owns: binding (one UDP socket per worker with SO_REUSEPORT, so the kernel spreads packets
-//! across cores), one file per listener (`udp`, `tcp`, `tls` for the DoT/DoH certificate and
-//! accept loop, `https` for HTTP/2), and starting them on a running resolver. Sockets can be bound
+//! across cores), one file per listener (`udp`, `tcp`, `tls` for the certificate of every
+//! encrypted listener and the DoT/DoH accept loop, `https` for HTTP/2, `quic` for DoQ and DoH3
+//! through hickory-server), and starting them on a running resolver. Sockets can be bound
 //! by the caller and passed in (tests bind 127.0.0.1:0). The TLS accept loop hands each accepted
 //! stream to the listener that serves it through one function (`tls::accept_loop` takes the
 //! handler); it never calls back into `tcp` or `https`. Every stream listener closes a source
@@ -11,6 +12,7 @@
 //! transport.
 
 pub mod https;
+pub mod quic;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
@@ -37,6 +39,10 @@ pub struct Listeners {
     pub tls: Vec<std::net::TcpListener>,
     /// DNS-over-HTTPS (`server.https`).
     pub https: Vec<std::net::TcpListener>,
+    /// DNS-over-QUIC (`server.quic`).
+    pub quic: Vec<std::net::UdpSocket>,
+    /// DNS-over-HTTPS over HTTP/3 (`server.h3`).
+    pub h3: Vec<std::net::UdpSocket>,
 }
 
 impl Listeners {
@@ -56,7 +62,11 @@ impl Listeners {
         let tcp = bind_all(&config.server.tcp)?;
         let tls = bind_all(&config.server.tls)?;
         let https = bind_all(&config.server.https)?;
-        Ok(Listeners { udp, tcp, tls, https })
+        let bind_udp_all =
+            |addrs: &[SocketAddr]| addrs.iter().map(|addr| bind_udp(*addr)).collect::<io::Result<Vec<_>>>();
+        let quic = bind_udp_all(&config.server.quic)?;
+        let h3 = bind_udp_all(&config.server.h3)?;
+        Ok(Listeners { udp, tcp, tls, https, quic, h3 })
     }
 
     /// One UDP and one TCP socket on the same loopback port, chosen by the system (for tests).
@@ -67,7 +77,10 @@ impl Listeners {
             let udp = bind_udp("127.0.0.1:0".parse().expect("literal"))?;
             let port = udp.local_addr()?.port();
             match bind_tcp(SocketAddr::from(([127, 0, 0, 1], port))) {
-                Ok(tcp) => return Ok(Listeners { udp: vec![udp], tcp: vec![tcp], tls: Vec::new(), https: Vec::new() }),
+                Ok(tcp) => {
+                    let (tls, https, quic, h3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    return Ok(Listeners { udp: vec![udp], tcp: vec![tcp], tls, https, quic, h3 });
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -80,6 +93,15 @@ impl Listeners {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         self.tls.push(bind_tcp(loopback)?);
         self.https.push(bind_tcp(loopback)?);
+        Ok(self)
+    }
+
+    /// Adds one DoQ and one DoH3 listener on loopback UDP ports chosen by the system (for tests;
+    /// the config must name a certificate).
+    pub fn with_quic_loopback(mut self) -> io::Result<Listeners> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.quic.push(bind_udp(loopback)?);
+        self.h3.push(bind_udp(loopback)?);
         Ok(self)
     }
 }
@@ -126,30 +148,44 @@ pub(crate) fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// The running DoT and DoH listeners.
+/// The running encrypted listeners.
 pub(crate) struct Started {
     pub tls_addrs: Vec<SocketAddr>,
     pub https_addrs: Vec<SocketAddr>,
+    pub quic_addrs: Vec<SocketAddr>,
+    pub h3_addrs: Vec<SocketAddr>,
     /// None when there are no such listeners.
     pub certificates: Option<Arc<Certificates>>,
 }
 
-/// Starts a task per DoT (`dot`) and DoH (`doh`) listener in `tasks`, if there are any; they
-/// need `server.tls_cert_file` and `server.tls_key_file`.
+/// Starts a task per DoT (`dot`) and DoH (`doh`) listener in `tasks`, and one for the DoQ and
+/// DoH3 listeners (`udp`: those sockets), if there are any; they need `server.tls_cert_file` and
+/// `server.tls_key_file`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start_encrypted(
     config: &Config,
     dot: Vec<std::net::TcpListener>,
     doh: Vec<std::net::TcpListener>,
+    (quic, h3): (Vec<std::net::UdpSocket>, Vec<std::net::UdpSocket>),
     resolver: &Arc<Resolver>,
     connections: Arc<ConnectionLimits>,
     in_flight: &TaskTracker,
     tasks: &mut JoinSet<()>,
 ) -> Result<Started, ListenError> {
-    let mut started = Started { tls_addrs: Vec::new(), https_addrs: Vec::new(), certificates: None };
-    if dot.is_empty() && doh.is_empty() {
+    let mut started = Started {
+        tls_addrs: Vec::new(),
+        https_addrs: Vec::new(),
+        quic_addrs: Vec::new(),
+        h3_addrs: Vec::new(),
+        certificates: None,
+    };
+    if dot.is_empty() && doh.is_empty() && quic.is_empty() && h3.is_empty() {
         return Ok(started);
     }
     let certificates = Arc::new(Certificates::new(ServerTls::load(&config.server)?));
+    let idle = Duration::from_millis(config.server.tcp_idle_timeout_ms);
+    let over_quic = quic::start(quic, h3, resolver, &certificates, idle, in_flight, tasks)?;
+    (started.quic_addrs, started.h3_addrs) = (over_quic.quic_addrs, over_quic.h3_addrs);
     let service = Arc::new(Service {
         resolver: Arc::clone(resolver),
         certificates: Arc::clone(&certificates),

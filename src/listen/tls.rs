@@ -1,5 +1,6 @@
-//! TLS for clients: the certificate nxguard presents on its DNS-over-TLS (RFC 7858) and
-//! DNS-over-HTTPS (RFC 8484) listeners, and accepting those connections.
+//! TLS for clients: the certificate nxguard presents on its DNS-over-TLS (RFC 7858),
+//! DNS-over-HTTPS (RFC 8484), DNS-over-QUIC (RFC 9250) and DoH3 listeners, and accepting the
+//! TCP ones' connections.
 //!
 //! Owns: reading the PEM certificate chain and key (`server.tls_cert_file`,
 //! `server.tls_key_file`), the two TLS configurations built from them (no ALPN for DoT; "h2" for
@@ -48,6 +49,9 @@ pub enum TlsError {
 pub struct ServerTls {
     dot: TlsAcceptor,
     doh: TlsAcceptor,
+    /// The same certificate and key for the QUIC listeners (hickory-server builds their TLS 1.3
+    /// configuration with its own ALPN and asks `Certificates` for the key per handshake).
+    key: Arc<rustls::sign::CertifiedKey>,
 }
 
 impl ServerTls {
@@ -80,8 +84,10 @@ impl ServerTls {
             tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Ok(TlsAcceptor::from(Arc::new(tls)))
         };
+        let signing = rustls::crypto::ring::sign::any_supported_type(&private_key).map_err(rejected)?;
+        let key = Arc::new(rustls::sign::CertifiedKey::new(chain.clone(), signing));
         // DoT without ALPN: a client offering "dot" (or nothing) is served either way.
-        Ok(ServerTls { dot: build(&[])?, doh: build(&[b"h2"])? })
+        Ok(ServerTls { dot: build(&[])?, doh: build(&[b"h2"])?, key })
     }
 }
 
@@ -103,6 +109,19 @@ impl Certificates {
     pub(crate) fn acceptor(&self, transport: Transport) -> TlsAcceptor {
         let current = self.current.load();
         if transport == Transport::Https { current.doh.clone() } else { current.dot.clone() }
+    }
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Certificates")
+    }
+}
+
+/// The DoQ and DoH3 listeners' handshakes ask here, so a reload reaches them too.
+impl rustls::server::ResolvesServerCert for Certificates {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.current.load().key))
     }
 }
 

@@ -83,6 +83,13 @@ pub fn render(resolver: &Resolver) -> String {
         "Queries that had to ask an upstream.",
         stats.cache_misses().to_string(),
     );
+    gauge(
+        &mut out,
+        "nxguard_prefetches_total",
+        "counter",
+        "Popular cache entries refreshed in the background near their expiry.",
+        stats.prefetches().to_string(),
+    );
     gauge(&mut out, "nxguard_cache_entries", "gauge", "Answers in the cache.", resolver.cache().len().to_string());
     gauge(
         &mut out,
@@ -253,7 +260,7 @@ pub fn render(resolver: &Resolver) -> String {
     for (name, help, counter) in udp {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for upstream in live.upstreams.upstreams().filter(|u| u.protocol() == Protocol::Udp) {
-            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", upstream.address(), counter(upstream.udp()));
+            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {}", upstream.address(), counter(&upstream.udp()));
         }
     }
     out

@@ -8,7 +8,10 @@
 //! (`pipeline` re-checks the stored CNAME chain when the policy changed).
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -23,6 +26,9 @@ use crate::{
 const STALE_TTL: u32 = 30;
 /// Extended DNS Error 3, "Stale Answer" (RFC 8914 §4.4).
 const EDE_STALE_ANSWER: u16 = 3;
+
+/// Hits an entry needs in its lifetime before it is prefetched.
+const PREFETCH_MIN_HITS: u32 = 2;
 
 /// Longest key: a 255-octet wire name, type, class and the flag byte.
 pub const MAX_KEY: usize = 255 + 5;
@@ -64,6 +70,10 @@ pub struct CachedAnswer {
     pub generation: u64,
     /// Whether the chain led into a banned domain under that generation.
     pub chain_blocked: bool,
+    /// Fresh hits served from this entry (for prefetch).
+    hits: AtomicU32,
+    /// A prefetch of this entry was started (at most one per entry).
+    prefetch_started: AtomicBool,
 }
 
 /// What an upstream answer says, read off its records.
@@ -190,11 +200,32 @@ impl CachedAnswer {
                 chain,
                 generation,
                 chain_blocked: false,
+                hits: AtomicU32::new(0),
+                prefetch_started: AtomicBool::new(false),
             },
             ttl: cache_ttl,
             chain_loop,
             scrubbed,
         })
+    }
+
+    /// Counts a fresh hit at `now`; true exactly once per entry, when the entry is due for a
+    /// prefetch: the hit falls in the last tenth of the entry's TTL and the entry has been hit at
+    /// least `PREFETCH_MIN_HITS` times, this hit included (Unbound's rule, with a popularity
+    /// floor so that a name asked once is left to expire).
+    pub fn hit_wants_prefetch(&self, now: Instant) -> bool {
+        let hits = self.hits.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let ttl = self.expires_at.saturating_duration_since(self.stored_at);
+        let left = self.expires_at.saturating_duration_since(now);
+        hits >= PREFETCH_MIN_HITS
+            && !ttl.is_zero()
+            && left * 10 <= ttl
+            && !self.prefetch_started.swap(true, Ordering::Relaxed)
+    }
+
+    /// Lets a later hit try again (the prefetch could not start: no in-flight slot).
+    pub fn prefetch_skipped(&self) {
+        self.prefetch_started.store(false, Ordering::Relaxed);
     }
 
     pub fn rcode(&self) -> u8 {
@@ -533,6 +564,23 @@ mod tests {
         let cache = fill(&by_bytes, &Arc::new(big));
         assert!(cache.len() <= 200_000 / 4_000, "{} entries", cache.len());
         assert!(cache.bytes() <= 200_000);
+    }
+
+    #[test]
+    fn prefetch_is_due_once_in_the_last_tenth_after_two_hits() {
+        let packet = query("www.example", false);
+        let q = wire::parse_query(&packet).unwrap();
+        let now = Instant::now();
+        // TTL 60: the last tenth starts at 54 s.
+        let entry = CachedAnswer::from_upstream(&q, &answer([300, 60]), &limits(), now, 1).unwrap().answer;
+        assert!(!entry.hit_wants_prefetch(now + Duration::from_secs(55)), "one hit is not enough");
+        let once = CachedAnswer::from_upstream(&q, &answer([300, 60]), &limits(), now, 1).unwrap().answer;
+        assert!(!once.hit_wants_prefetch(now + Duration::from_secs(10)));
+        assert!(!once.hit_wants_prefetch(now + Duration::from_secs(53)), "not yet in the last tenth");
+        assert!(once.hit_wants_prefetch(now + Duration::from_secs(54)));
+        assert!(!once.hit_wants_prefetch(now + Duration::from_secs(55)), "only once");
+        once.prefetch_skipped();
+        assert!(once.hit_wants_prefetch(now + Duration::from_secs(56)), "again after a skipped start");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Owns: the pipeline (`pipeline`: access → parse → policy → cache → upstream → CNAME check →
 //! answer → attempt record), the typed `Outcome` every query ends in and its counters
-//! (`outcome`), the response cache (`cache`), which clients are answered (`access`), and rate
-//! limits and TCP connection caps (`limits`).
+//! (`outcome`), the response cache (`cache`) and refreshing its popular entries before they
+//! expire (`prefetch`), which clients are answered (`access`), and rate limits and TCP
+//! connection caps (`limits`).
 //! Must not touch: sockets (`listen`), upstream transports (`upstream`), or where attempt records
 //! go after the queue (`evidence`). Nothing in `dns`, `policy`, `upstream` or `evidence` imports
 //! this room.
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod limits;
 pub mod outcome;
 pub mod pipeline;
+pub mod prefetch;
 
 pub use outcome::{Outcome, Stats};
 pub use pipeline::{Client, Forward, Live, Resolver, Step};

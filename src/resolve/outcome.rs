@@ -78,6 +78,7 @@ pub struct Stats {
     /// client, domain and second.
     over_limit_recorded: AtomicU64,
     over_limit_skipped: AtomicU64,
+    prefetches: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
 }
@@ -88,6 +89,8 @@ fn transport_index(t: Transport) -> usize {
         Transport::Tcp => 1,
         Transport::Tls => 2,
         Transport::Https => 3,
+        Transport::Quic => 4,
+        Transport::H3 => 5,
     }
 }
 
@@ -137,6 +140,16 @@ impl Stats {
     /// (recorded, skipped) banned queries over the client's rate.
     pub fn over_limit_attempts(&self) -> (u64, u64) {
         (self.over_limit_recorded.load(Ordering::Relaxed), self.over_limit_skipped.load(Ordering::Relaxed))
+    }
+
+    /// A cache entry near expiry was refreshed in the background.
+    pub fn prefetched(&self) {
+        self.prefetches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prefetches started.
+    pub fn prefetches(&self) -> u64 {
+        self.prefetches.load(Ordering::Relaxed)
     }
 
     pub fn reloaded(&self, ok: bool) {

@@ -34,6 +34,7 @@ use crate::{
     resolve::cache::{self, Cache, CachedAnswer, Lookup},
     resolve::limits::{OverLimitRecords, RateLimiter},
     resolve::outcome::{Outcome, Stats},
+    resolve::prefetch::Refresh,
     upstream::UpstreamError,
     upstream::pool::Upstreams,
 };
@@ -97,7 +98,11 @@ impl Live {
     /// connections) when their configuration did not change.
     pub fn new(config: &Config, policy: Policy, previous: Option<&Live>) -> Result<Live, UpstreamError> {
         let upstreams = match previous {
-            Some(live) if live.upstream_config == config.upstream => Arc::clone(&live.upstreams),
+            Some(live) if live.upstream_config == config.upstream => {
+                // Kept with their connections; names given by host are asked again (a reload).
+                live.upstreams.resolve_names_again();
+                Arc::clone(&live.upstreams)
+            }
             _ => Arc::new(Upstreams::new(&config.upstream)?),
         };
         // Keep the rate buckets (and what clients have used of them) when the limits are unchanged.
@@ -213,6 +218,9 @@ impl Resolver {
                 return self.block(&query, client, &live, matched, Via::Cname { alias }, out);
             }
             entry.write(&query, now, udp_limit(&query, client), out);
+            if entry.hit_wants_prefetch(now) {
+                self.prefetch(&query, &entry, &live, now);
+            }
             return self.finish(client, Outcome::Cached);
         }
         if query.qtype == TYPE_ANY && client.transport == Transport::Udp {
@@ -366,6 +374,29 @@ impl Resolver {
         if first {
             self.record(query, client, live, matched, Via::Query);
         }
+    }
+
+    /// Refreshes a popular entry near its expiry in the background, under the in-flight cap. The
+    /// name already passed the current policy (banned names never reach the cache lookup).
+    fn prefetch(&self, query: &Query<'_>, entry: &CachedAnswer, live: &Arc<Live>, now: Instant) {
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            entry.prefetch_skipped();
+            return;
+        };
+        self.stats.prefetched();
+        let refresh = Refresh {
+            asked: upstream_query(query),
+            upstreams: Arc::clone(&live.upstreams),
+            cache: self.cache.clone(),
+            limits: live.cache_limits.clone(),
+            now,
+            permit,
+        };
+        let live = Arc::clone(live);
+        refresh.spawn(move |qname, answer| {
+            answer.generation = live.policy.generation();
+            answer.chain_blocked = chain_match(&live.policy, qname, &answer.chain).is_some();
+        });
     }
 
     fn finish(&self, client: Client, outcome: Outcome) -> Step {

@@ -1,6 +1,7 @@
 //! `nxguard report`: what the security officer reads. Read-only over the attempt store.
 //!
-//! Owns: the two views — per device and app (attempts, distinct domains, days seen, first and
+//! Owns: the two views — per device and app (where the device's name came from, attempts,
+//! distinct domains, days seen, first and
 //! last seen, and an assessment from the domain kinds), and one device's timeline — their
 //! filters, and their output as an aligned table, CSV or JSON.
 //!
@@ -74,6 +75,8 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, ReportError
 pub struct Summary {
     pub device: String,
     pub owner: String,
+    /// Where the device's name came from (its latest attempt): inventory-ip, dhcp, rdns, …
+    pub source: String,
     pub app: String,
     pub attempts: u64,
     pub domains: u64,
@@ -177,7 +180,9 @@ pub fn summaries(
     let sql = format!(
         "SELECT device_key, COALESCE(MAX(owner), ''), MAX(app_name), COUNT(*), COUNT(DISTINCT domain), \
          COUNT(DISTINCT ts_ms / {DAY_MS}), \
-         COUNT(DISTINCT CASE WHEN kind IN ('api', 'telemetry') THEN ts_ms / {DAY_MS} END), MIN(ts_ms), MAX(ts_ms) \
+         COUNT(DISTINCT CASE WHEN kind IN ('api', 'telemetry') THEN ts_ms / {DAY_MS} END), MIN(ts_ms), MAX(ts_ms), \
+         (SELECT latest.identity_source FROM attempts AS latest WHERE latest.device_key = attempts.device_key \
+          ORDER BY latest.ts_ms DESC LIMIT 1) \
          FROM attempts WHERE {clause} GROUP BY device_key, app ORDER BY MAX(ts_ms) DESC, device_key, app"
     );
     let mut statement = db.prepare(&sql)?;
@@ -187,6 +192,7 @@ pub fn summaries(
         Ok(Summary {
             device: r.get(0)?,
             owner: r.get(1)?,
+            source: r.get(9)?,
             app: r.get(2)?,
             attempts: count(3)?,
             domains: count(4)?,
@@ -269,8 +275,19 @@ fn csv_text(headers: &[&str], rows: &[Vec<String>]) -> Result<String, ReportErro
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-const SUMMARY_HEADERS: [&str; 10] =
-    ["device", "owner", "app", "attempts", "domains", "days", "backend_days", "first_seen", "last_seen", "assessment"];
+const SUMMARY_HEADERS: [&str; 11] = [
+    "device",
+    "owner",
+    "source",
+    "app",
+    "attempts",
+    "domains",
+    "days",
+    "backend_days",
+    "first_seen",
+    "last_seen",
+    "assessment",
+];
 const EVENT_HEADERS: [&str; 9] = ["time", "device", "app", "qname", "qtype", "kind", "domain", "matched_on", "client"];
 
 pub fn render_summaries(summaries: &[Summary], format: Format) -> Result<String, ReportError> {
@@ -280,6 +297,7 @@ pub fn render_summaries(summaries: &[Summary], format: Format) -> Result<String,
             vec![
                 s.device.clone(),
                 s.owner.clone(),
+                s.source.clone(),
                 s.app.clone(),
                 s.attempts.to_string(),
                 s.domains.to_string(),

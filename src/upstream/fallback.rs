@@ -263,7 +263,7 @@ impl Upstream {
     /// throws away itself.
     pub(super) async fn udp_exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
         let server = self.address();
-        let next = match self.udp.exchange(query).await.map_err(|source| UpstreamError::Io { server, source })? {
+        let next = match self.udp.load().exchange(query).await.map_err(|source| UpstreamError::Io { server, source })? {
             // Boxed: the rare path should not grow every query's future.
             udp::Delivery::CaseMismatch(first) => Box::pin(self.after_case_mismatch(query, first, deadline)).await?,
             other => self.settled(other)?,
@@ -293,8 +293,12 @@ impl Upstream {
                 Err(_) => debug!(upstream = %server, "tcp after a case mismatch timed out; asking over udp again"),
             }
         }
-        let delivery =
-            self.udp.exchange_on_fresh_socket(query).await.map_err(|source| UpstreamError::Io { server, source })?;
+        let delivery = self
+            .udp
+            .load()
+            .exchange_on_fresh_socket(query)
+            .await
+            .map_err(|source| UpstreamError::Io { server, source })?;
         let udp::Delivery::CaseMismatch(second) = delivery else {
             return self.settled(delivery);
         };

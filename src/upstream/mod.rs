@@ -1,19 +1,23 @@
 //! Upstream resolvers: sending a query and getting back a matching answer.
 //!
-//! Owns: the transports (UDP with TCP fallback on truncation, TCP, DNS-over-TLS, DNS-over-HTTPS),
+//! Owns: the transports (UDP with TCP fallback on truncation, TCP, DNS-over-TLS, DNS-over-HTTPS,
+//! DNS-over-QUIC),
 //! spoofing checks on plain answers (random source ports and IDs, 0x20, question must match;
 //! UDP goes over a few long-lived sockets per server, see `udp`), failover
 //! in configured order, and the overall time bound; which upstream a query goes to (`pool`:
 //! zones, health, probes, strategy); what one attempt does when a server misbehaves and what
-//! is remembered about it (`fallback`: error rcodes, EDNS fallback, case-folding servers).
+//! is remembered about it (`fallback`: error rcodes, EDNS fallback, case-folding servers); the
+//! addresses of upstreams given by host name (`bootstrap`).
 //! Must not touch: what is asked (the pipeline builds the query; `fallback` only drops our own
 //! OPT record for servers that need plain DNS) or what is done with the answer; nothing here
 //! imports `resolve`.
 //!
 //! Plain UDP/TCP are written here on bare sockets: the answer's bytes pass through untouched,
-//! negative answers included. DoT and DoH use hickory-net's multiplexed exchanges. (hickory-
+//! negative answers included. DoT, DoH and DoQ use hickory-net's multiplexed exchanges (DoQ: one
+//! QUIC connection per server, a stream per query). (hickory-
 //! resolver's name-server pool turns NXDOMAIN, NODATA and SERVFAIL answers into errors, which
-//! would lose the upstream's answer; so it is not used here.)
+//! would lose the upstream's answer; so it is not used here for queries, only to resolve
+//! upstreams given by host name in `bootstrap`.)
 
 use std::{
     net::SocketAddr,
@@ -25,11 +29,12 @@ use std::{
 };
 
 use hickory_net::{
-    runtime::TokioRuntimeProvider,
+    runtime::{RuntimeProvider, Spawn, TokioRuntimeProvider},
     xfer::{DnsExchange, DnsHandle, FirstAnswer},
 };
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 
+pub mod bootstrap;
 pub mod fallback;
 pub mod pool;
 mod udp;
@@ -65,6 +70,10 @@ pub enum UpstreamError {
     Rcode { server: SocketAddr, rcode: u8 },
     #[error("upstream {server} answered in another letter case, and neither TCP nor a second query confirmed it")]
     CaseMismatch { server: SocketAddr },
+    #[error("upstream {name}: the name has not resolved yet (upstream.bootstrap)")]
+    Unresolved { name: String, server: SocketAddr },
+    #[error(transparent)]
+    Bootstrap(#[from] crate::dns::lookup::LookupError),
 }
 
 fn rcode_name(rcode: u8) -> String {
@@ -126,23 +135,38 @@ impl ServerStats {
 /// One upstream server and its transport.
 pub struct Upstream {
     config: UpstreamServer,
-    /// The open DoT/DoH connection, reconnected after a failure.
-    exchange: Mutex<Option<Exchange>>,
+    /// The open DoT/DoH/DoQ connection and the address it goes to, reconnected after a failure
+    /// or when the server's name resolves to another address.
+    exchange: Mutex<Option<(Exchange, SocketAddr)>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     pub stats: ServerStats,
     /// Owns the exchange's background task: hickory-net aborts it when the provider is dropped.
     provider: TokioRuntimeProvider,
-    /// The long-lived UDP sockets (protocol udp).
-    udp: UdpPool,
+    /// The long-lived UDP sockets (protocol udp), replaced when the server's name resolves to
+    /// another address.
+    udp: arc_swap::ArcSwap<UdpPool>,
+    /// The server's host name when it was given as `host:port`.
+    host: Option<Arc<bootstrap::Host>>,
     /// What has been learnt about this server: EDNS, case folding (see `fallback`).
     pub memory: fallback::Memory,
 }
 
 impl Upstream {
-    /// One configured server; reads its CA file for tls and https.
-    pub fn new(config: &UpstreamServer) -> Result<Upstream, UpstreamError> {
+    /// One configured server; reads its CA file for tls, https and quic. A server named by host
+    /// is resolved through `bootstrap` (the config's validation makes sure there is one).
+    pub fn new(
+        config: &UpstreamServer,
+        bootstrap: Option<&hickory_resolver::TokioResolver>,
+    ) -> Result<Upstream, UpstreamError> {
+        let host = match (&config.host, bootstrap) {
+            (Some(name), Some(resolver)) => Some(bootstrap::Host::new(name, config.address.port(), resolver.clone())),
+            (Some(name), None) => {
+                return Err(UpstreamError::Unresolved { name: name.clone(), server: config.address });
+            }
+            (None, _) => None,
+        };
         let tls = match config.protocol {
-            Protocol::Tls | Protocol::Https => Some(Arc::new(tls_config(config)?)),
+            Protocol::Tls | Protocol::Https | Protocol::Quic => Some(Arc::new(tls_config(config)?)),
             Protocol::Udp | Protocol::Tcp => None,
         };
         Ok(Upstream {
@@ -151,13 +175,35 @@ impl Upstream {
             tls,
             stats: ServerStats::default(),
             provider: TokioRuntimeProvider::new(),
-            udp: UdpPool::new(config.address),
+            udp: arc_swap::ArcSwap::from_pointee(UdpPool::new(config.address)),
+            host,
             memory: fallback::Memory::new(),
         })
     }
 
+    /// The server's address (for a server named by host: the last one its name resolved to).
     pub fn address(&self) -> SocketAddr {
-        self.config.address
+        self.host.as_ref().and_then(|host| host.current()).unwrap_or(self.config.address)
+    }
+
+    /// Resolves the server's name again now, in the background, if it has one (a reload).
+    pub fn resolve_again(&self) {
+        if let Some(host) = &self.host {
+            host.resolve_again();
+        }
+    }
+
+    /// The address to send to now, resolving the server's name first when it has one.
+    async fn target(&self) -> Result<SocketAddr, UpstreamError> {
+        let Some(host) = &self.host else {
+            return Ok(self.config.address);
+        };
+        let name = self.config.host.clone().unwrap_or_default();
+        let address = host.address().await.ok_or(UpstreamError::Unresolved { name, server: self.config.address })?;
+        if self.config.protocol == Protocol::Udp && self.udp.load().server() != address {
+            self.udp.store(Arc::new(UdpPool::new(address)));
+        }
+        Ok(address)
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -165,22 +211,22 @@ impl Upstream {
     }
 
     /// The pooled UDP sockets (used only with protocol udp), for their counters.
-    pub fn udp(&self) -> &UdpPool {
-        &self.udp
+    pub fn udp(&self) -> Arc<UdpPool> {
+        self.udp.load_full()
     }
 }
 
 impl Upstream {
     /// Sends `query` to this server; the caller bounds the time.
     pub async fn exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
-        let server = self.config.address;
+        let server = self.target().await?;
         match self.config.protocol {
             Protocol::Udp => self.udp_exchange(query, deadline).await,
             Protocol::Tcp => tcp_exchange(server, query).await,
-            Protocol::Tls | Protocol::Https => {
+            Protocol::Tls | Protocol::Https | Protocol::Quic => {
                 // Boxed: hickory's exchange future is over 6 KB, and every spawned query that
                 // reaches an upstream would otherwise carry (and copy) it, UDP ones included.
-                let result = Box::pin(self.encrypted_exchange(query, deadline)).await;
+                let result = Box::pin(self.encrypted_exchange(server, query, deadline)).await;
                 if result.is_err() {
                     *self.exchange.lock().await = None;
                 }
@@ -189,9 +235,13 @@ impl Upstream {
         }
     }
 
-    async fn encrypted_exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
-        let server = self.config.address;
-        let exchange = self.connected(deadline).await?;
+    async fn encrypted_exchange(
+        &self,
+        server: SocketAddr,
+        query: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        let exchange = self.connected(server, deadline).await?;
         let message = Message::from_vec(query).map_err(|_| UpstreamError::Malformed { server })?;
         let mut options = DnsRequestOptions::default();
         options.use_edns = message.edns.is_some();
@@ -209,12 +259,11 @@ impl Upstream {
         Ok(answer)
     }
 
-    async fn connected(&self, deadline: Instant) -> Result<Exchange, UpstreamError> {
+    async fn connected(&self, server: SocketAddr, deadline: Instant) -> Result<Exchange, UpstreamError> {
         let mut slot = self.exchange.lock().await;
-        if let Some(exchange) = slot.as_ref() {
+        if let Some((exchange, _)) = slot.as_ref().filter(|(_, to)| *to == server) {
             return Ok(exchange.clone());
         }
-        let server = self.config.address;
         let tls = self.tls.clone().ok_or_else(|| UpstreamError::Tls { server, message: "no TLS config".into() })?;
         let name = self.config.tls_name.clone().unwrap_or_default();
         let timeout = deadline.saturating_duration_since(Instant::now());
@@ -227,6 +276,19 @@ impl Upstream {
                 let path = self.config.path.clone().unwrap_or_else(|| "/dns-query".into());
                 builder.exchange(server, name.into(), path.into()).await.map_err(connect_error)?
             }
+            Protocol::Quic => {
+                let connect = hickory_net::quic::QuicClientStream::builder()
+                    .crypto_config((*tls).clone())
+                    .request_timeout(timeout)
+                    .build(server, name.into());
+                let stream = tokio::time::timeout(timeout, connect)
+                    .await
+                    .map_err(|_| UpstreamError::Timeout { server })?
+                    .map_err(connect_error)?;
+                let (exchange, background) = DnsExchange::from_stream(stream);
+                provider.create_handle().spawn_bg(background);
+                exchange
+            }
             _ => {
                 let server_name = rustls::pki_types::ServerName::try_from(name)
                     .map_err(|e| UpstreamError::Tls { server, message: e.to_string() })?;
@@ -235,7 +297,7 @@ impl Upstream {
                     .map_err(connect_error)?
             }
         };
-        *slot = Some(exchange.clone());
+        *slot = Some((exchange.clone(), server));
         Ok(exchange)
     }
 }

@@ -95,12 +95,13 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(config: &UpstreamConfig) -> Result<Upstreams, UpstreamError> {
+        let bootstrap = super::bootstrap::resolver(config)?;
         let members = |servers: &[crate::config::UpstreamServer]| {
             servers
                 .iter()
                 .map(|s| {
                     Ok(Arc::new(Member {
-                        upstream: Upstream::new(s)?,
+                        upstream: Upstream::new(s, bootstrap.as_ref())?,
                         failures: AtomicU32::new(0),
                         srtt_us: AtomicU64::new(0),
                         last_probe_ms: AtomicU64::new(0),
@@ -217,6 +218,11 @@ impl Upstreams {
     /// Each server's address and counters, default group last.
     pub fn servers(&self) -> impl Iterator<Item = (SocketAddr, &ServerStats)> {
         self.upstreams().map(|upstream| (upstream.address(), &upstream.stats))
+    }
+
+    /// Resolves the names of servers given by host again (on reload), in the background.
+    pub fn resolve_names_again(&self) {
+        self.upstreams().for_each(Upstream::resolve_again);
     }
 
     /// Each server, default group last.

@@ -128,6 +128,11 @@ impl UdpPool {
         }
     }
 
+    /// The server this pool sends to.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
     /// Sends `query` (its ID is replaced by one unique on the chosen socket, its name's case
     /// randomized) and waits for the matching answer, returned with the caller's ID and case.
     /// The caller bounds the wait; dropping the future forgets the query.
