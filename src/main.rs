@@ -9,7 +9,7 @@ use nxguard::{
     evidence::{devices::Devices, store},
     listen::{self, tls},
     ops::{selftest, systemd},
-    policy::{self, domains},
+    policy::{self, domains, feeds},
     review::report,
     server,
     upstream::pool,
@@ -49,6 +49,16 @@ enum Command {
     /// Which devices tried which banned app: per device and app (default), or one device's
     /// timeline with --device. Read-only over the attempt store.
     Report(ReportArgs),
+    /// The feeds (`[[policy.feeds]]`): per feed its URL, entries in force, last success, last
+    /// attempt, ETag and last error, read from `policy.cache_dir`. `lists accept NAME` accepts a
+    /// version the shrink guard refused; it applies at the next reload or refresh.
+    Lists {
+        /// Configuration file (TOML) naming the feeds and policy.cache_dir.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<ListsAction>,
+    },
     /// Pseudonyms: create a key file, or show the pseudonym of a device name, hostname, MAC or
     /// address (to find one device in a pseudonymised store on suspicion).
     Pseudonym {
@@ -61,6 +71,85 @@ enum Command {
         /// The device name, hostname, MAC or address to turn into its pseudonym.
         identity: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ListsAction {
+    /// Accept the refused (shrunk) version of feed NAME as its copy in force.
+    Accept {
+        /// The feed's name.
+        name: String,
+    },
+}
+
+fn time_text(secs: Option<u64>) -> String {
+    secs.map_or_else(
+        || "never".to_string(),
+        |s| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(s)).to_string(),
+    )
+}
+
+/// One line per feed: what `nxguard lists` and `check` print.
+fn feed_lines(config: &Config) -> Vec<String> {
+    let statuses = server::feed_statuses(&config.policy);
+    let dir = config.policy.cache_dir.as_deref();
+    config
+        .policy
+        .feeds
+        .iter()
+        .map(|feed| {
+            let status = statuses.get(&feed.name).cloned().unwrap_or_default();
+            let copy = dir.is_some_and(|d| feeds::copy_path(d, &feed.name).exists());
+            let mut line = format!(
+                "{}: {} entries{}, mode {}, last success {}, last attempt {}, etag {}",
+                feed.name,
+                status.entries,
+                if copy { "" } else { " (no cached copy: not in force)" },
+                if feed.mode == nxguard::config::ListMode::LogOnly { "log-only" } else { "enforce" },
+                time_text(status.last_success),
+                time_text(status.last_attempt),
+                status.etag.as_deref().unwrap_or("-"),
+            );
+            if status.invalid > 0 {
+                line.push_str(&format!(", {} invalid lines", status.invalid));
+            }
+            if let Some(error) = &status.last_error {
+                line.push_str(&format!("\n  last error: {error}"));
+            }
+            if let Some(pending) = status.pending_entries {
+                line.push_str(&format!(
+                    "\n  a refused version with {pending} entries waits: `nxguard lists accept {}`",
+                    feed.name
+                ));
+            }
+            line.push_str(&format!("\n  {}", feed.url));
+            line
+        })
+        .collect()
+}
+
+fn lists(config: Option<&PathBuf>, action: Option<&ListsAction>) -> Result<()> {
+    let config = load_config(config)?;
+    match action {
+        None => {
+            if config.policy.feeds.is_empty() {
+                println!("no feeds configured ([[policy.feeds]])");
+            }
+            for line in feed_lines(&config) {
+                println!("{line}");
+            }
+        }
+        Some(ListsAction::Accept { name }) => {
+            anyhow::ensure!(config.policy.feeds.iter().any(|f| &f.name == name), "no feed named {name:?} in the config");
+            let dir = config.policy.cache_dir.as_deref().context("policy.cache_dir is not set")?;
+            let status = feeds::accept(dir, name, std::time::SystemTime::now())?;
+            println!(
+                "accepted: feed {name} now has {} entries; it applies at the next reload (systemctl reload nxguard, or SIGHUP)",
+                status.entries
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -201,13 +290,26 @@ fn init_logging(config: &Config) {
 
 fn check(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
-    let policy = policy::load(&config.policy)?;
+    let devices = Devices::load(&config.devices)?;
+    let (policy, unresolved) = server::build_policy_reporting(&config, &devices)?;
     pool::Upstreams::new(&config.upstream)?;
     if !config.server.tls.is_empty() || !config.server.https.is_empty() {
         tls::ServerTls::load(&config.server)?;
     }
-    Devices::load(&config.devices)?;
     pseudonymizer(&config)?;
+    for (group, client) in &unresolved.0 {
+        eprintln!("warning: policy.groups {group:?}: {client:?} matches no device in the inventory");
+    }
+    for line in feed_lines(&config) {
+        println!("feed {line}");
+    }
+    // The names a municipality needs must never be blocked: the shipped lists are tested, so a
+    // hit comes from a feed, a local list or policy.extra.
+    let local_names = config.policy.domains_dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(domains::MUST_RESOLVE_FILE)).ok());
+    let names = domains::must_resolve(local_names.as_deref().unwrap_or(domains::MUST_RESOLVE));
+    for (name, rule) in policy::load::blocked_must_resolve(&policy, &names) {
+        eprintln!("warning: {name} must keep resolving (domains/must-resolve.txt) but {rule} blocks it");
+    }
     if let Some(dir) = &config.policy.domains_dir {
         // Curation warnings (order, kinds, sources): the first few, then a count.
         let lists = domains::read_dir(dir).map_err(policy::PolicyError::Lists)?;
@@ -235,6 +337,7 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let listeners = listen::Listeners::bind(&config).context("cannot open the listening sockets")?;
     let mut running = server::start(&config, listeners, Vec::new())?;
+    let mut feed_updates = running.refresh_feeds(&config);
     // Ready only once SIGHUP is handled: `systemctl reload` right after start must not kill us.
     notify_systemd("READY=1");
     let watching = config.policy.watch_secs > 0;
@@ -245,6 +348,10 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
         tokio::select! {
             _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
             _ = hangup.recv() => reload_notified(path, &config, &mut current, &running),
+            Some(()) = feed_updates.recv() => {
+                tracing::info!("a feed changed; reloading the policy");
+                reload_notified(path, &config, &mut current, &running);
+            }
             _ = watch.tick(), if watching => {
                 let now = fingerprint(path, &current);
                 if now != seen {
@@ -377,6 +484,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config.as_ref()),
         Command::Selftest(args) => run_selftest(args),
         Command::Report(args) => run_report(args),
+        Command::Lists { config, action } => lists(config.as_ref(), action.as_ref()),
         Command::Pseudonym { config, new_key, identity } => {
             pseudonym(config.as_ref(), new_key.as_ref(), identity.as_ref())
         }
