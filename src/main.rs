@@ -140,7 +140,10 @@ fn lists(config: Option<&PathBuf>, action: Option<&ListsAction>) -> Result<()> {
             }
         }
         Some(ListsAction::Accept { name }) => {
-            anyhow::ensure!(config.policy.feeds.iter().any(|f| &f.name == name), "no feed named {name:?} in the config");
+            anyhow::ensure!(
+                config.policy.feeds.iter().any(|f| &f.name == name),
+                "no feed named {name:?} in the config"
+            );
             let dir = config.policy.cache_dir.as_deref().context("policy.cache_dir is not set")?;
             let status = feeds::accept(dir, name, std::time::SystemTime::now())?;
             println!(
@@ -305,7 +308,11 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     }
     // The names a municipality needs must never be blocked: the shipped lists are tested, so a
     // hit comes from a feed, a local list or policy.extra.
-    let local_names = config.policy.domains_dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(domains::MUST_RESOLVE_FILE)).ok());
+    let local_names = config
+        .policy
+        .domains_dir
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join(domains::MUST_RESOLVE_FILE)).ok());
     let names = domains::must_resolve(local_names.as_deref().unwrap_or(domains::MUST_RESOLVE));
     for (name, rule) in policy::load::blocked_must_resolve(&policy, &names) {
         eprintln!("warning: {name} must keep resolving (domains/must-resolve.txt) but {rule} blocks it");

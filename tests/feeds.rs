@@ -29,7 +29,10 @@ use tokio::{
 #[derive(Clone)]
 enum Play {
     /// 200 with this ETag and body; 304 when the request carries the ETag.
-    List { etag: &'static str, body: String },
+    List {
+        etag: &'static str,
+        body: String,
+    },
     Status(u16),
     Html,
     /// Headers and a first line, then nothing for longer than the feed's timeout.
@@ -68,7 +71,10 @@ impl FeedServer {
                     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                     requests.lock().unwrap().push(head.clone());
                     let reply = |status: &str, extra: &str, body: &str| {
-                        format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                        format!(
+                            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
                     };
                     let text = match play {
                         Play::List { etag, .. } if head.contains(&format!("if-none-match: \"{etag}\"")) => {
@@ -141,8 +147,13 @@ async fn each_feed_answer_and_what_is_blocked_afterwards() {
     let config = feed_config(upstream.addr, cache.path(), &feed_server.url);
     let mut server = start_server(&config);
     let client = fetch::client().unwrap();
+    // Each refresh happens a minute after the one before (time is passed in).
+    let start = SystemTime::now();
+    let step = std::cell::Cell::new(0u64);
     let refresh = || async {
-        let r = fetch::refresh(&client, &config.policy.feeds[0], cache.path(), 50, SystemTime::now()).await;
+        step.set(step.get() + 1);
+        let at = start + Duration::from_secs(60 * step.get());
+        let r = fetch::refresh(&client, &config.policy.feeds[0], cache.path(), 50, at).await;
         server.running.reload(&config).unwrap();
         r
     };
@@ -187,6 +198,7 @@ async fn each_feed_answer_and_what_is_blocked_afterwards() {
         (Play::Oversized, "max_bytes"),
     ];
     let mut failures = 0;
+    let succeeded = status.last_success;
     for (play, expected) in cases {
         feed_server.play(play);
         let Refreshed { changed, status } = refresh().await;
@@ -194,7 +206,8 @@ async fn each_feed_answer_and_what_is_blocked_afterwards() {
         let error = status.last_error.clone().unwrap_or_default();
         assert!(!changed && error.contains(expected), "{expected}: {status:?}");
         assert_eq!((status.entries, status.failures), (5, failures), "{status:?}");
-        assert!(status.last_attempt > status.last_success || status.last_attempt == status.last_success);
+        assert_eq!(status.last_success, succeeded, "a failure is an attempt, not a success");
+        assert!(status.last_attempt > succeeded);
         assert!(blocked("f").await && blocked("b").await && !blocked("a").await, "{expected}");
         assert!(!blocked("slow-1").await && !blocked("big-1").await);
     }
@@ -290,4 +303,22 @@ async fn start_up_never_waits_for_the_network_and_restarts_from_the_cache() {
     assert!(at_once, "the cached copy was not in force at start-up");
     let check = nxguard(&["check", "--config", config.to_str().unwrap()]);
     assert!(check.contains("feed test: 2 entries"), "{check}");
+}
+
+#[test]
+fn check_warns_when_a_feed_would_block_a_name_that_must_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(feeds::copy_path(&cache, "wide"), "office.com\nnew-app.example\n").unwrap();
+    let config = dir.path().join("nxguard.toml");
+    let text = format!(
+        "[[upstream.servers]]\naddress = \"127.0.0.1:9\"\n[policy]\ncache_dir = {cache:?}\n\
+         [[policy.feeds]]\nname = \"wide\"\nurl = \"https://lists.example/wide.txt\"\ncategory = \"Too wide\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = nxguard(&["check", "--config", config.to_str().unwrap()]);
+    assert!(out.contains("www.office.com must keep resolving"), "{out}");
+    assert!(out.contains("feed:wide@"), "{out}");
+    assert!(!out.contains("login.microsoftonline.com must"), "{out}");
 }

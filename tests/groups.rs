@@ -21,7 +21,8 @@ const INVENTORY: &str = "[[device]]\nname = \"comms-phone\"\nowner = \"Communica
 async fn ask_from(server: SocketAddr, last_octet: u8, name: &str) -> Message {
     let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last_octet));
     let message = query(name, RecordType::A, true);
-    let raw = udp_exchange_raw(server, from, &message.to_vec().unwrap(), Duration::from_secs(5)).await.expect("no answer");
+    let raw =
+        udp_exchange_raw(server, from, &message.to_vec().unwrap(), Duration::from_secs(5)).await.expect("no answer");
     Message::from_vec(&raw).unwrap()
 }
 
@@ -94,11 +95,15 @@ async fn shadowed_feed_and_app_resolve_and_are_recorded_log_only() {
     let mut server = start_server(&config);
     let client = nxguard::policy::fetch::client().unwrap();
     let refreshed =
-        nxguard::policy::fetch::refresh(&client, &config.policy.feeds[0], &cache, 50, std::time::SystemTime::now()).await;
+        nxguard::policy::fetch::refresh(&client, &config.policy.feeds[0], &cache, 50, std::time::SystemTime::now())
+            .await;
     assert!(refreshed.changed, "{refreshed:?}");
     server.running.reload(&config).unwrap();
 
-    assert_forwarded(&udp_ask(server.udp, &query("www.shadow-trial.example.", RecordType::A, true)).await, RecordType::A);
+    assert_forwarded(
+        &udp_ask(server.udp, &query("www.shadow-trial.example.", RecordType::A, true)).await,
+        RecordType::A,
+    );
     let a = next_attempt(&mut server.attempts).await;
     assert_eq!((a.stamp.mode, a.app_id(), a.app.app.name.as_str()), (Mode::LogOnly, "trial", "Trial list"));
     assert!(a.stamp.rule.starts_with("feed:trial@"), "{}", a.stamp.rule);

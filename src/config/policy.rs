@@ -225,8 +225,9 @@ impl PolicyConfig {
         if self.shrink_max_percent > 100 {
             p.push(format!("policy.shrink_max_percent: {} is above 100", self.shrink_max_percent));
         }
-        let valid_name =
-            |n: &str| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid_name = |n: &str| {
+            !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
         let mut names = std::collections::HashSet::new();
         for (i, feed) in self.feeds.iter().enumerate() {
             let at = format!("policy.feeds[{i}]");

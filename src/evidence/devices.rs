@@ -231,7 +231,10 @@ impl Snapshot {
         out.extend(self.networks.iter().filter(|(_, i)| indices.contains(i)).map(|(net, _)| *net));
         let macs: Vec<Mac> = self.by_mac.iter().filter(|(_, i)| indices.contains(i)).map(|(m, _)| *m).collect();
         out.extend(
-            self.leases.iter().filter(|(_, l)| l.mac.is_some_and(|m| macs.contains(&m))).map(|(ip, _)| IpNet::from(*ip)),
+            self.leases
+                .iter()
+                .filter(|(_, l)| l.mac.is_some_and(|m| macs.contains(&m)))
+                .map(|(ip, _)| IpNet::from(*ip)),
         );
         out.sort();
         out.dedup();

@@ -227,7 +227,8 @@ pub fn render(resolver: &Resolver) -> String {
 pub fn render_feeds(feeds: &Board) -> String {
     let statuses = feeds.snapshot();
     let mut out = String::new();
-    let families: [(&str, &str, &str, fn(&FeedStatus) -> String); 3] = [
+    type Family = (&'static str, &'static str, &'static str, fn(&FeedStatus) -> String);
+    let families: [Family; 3] = [
         (
             "nxguard_feed_last_success_timestamp_seconds",
             "gauge",

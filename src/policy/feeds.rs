@@ -142,9 +142,7 @@ pub fn parse_line(format: FeedFormat, raw: &str) -> Line<'_> {
     };
     match format {
         FeedFormat::Domains => domain(line).map_or(Line::Invalid, Line::Block),
-        FeedFormat::Wildcard => {
-            domain(line.strip_prefix("*.").unwrap_or(line)).map_or(Line::Invalid, Line::Block)
-        }
+        FeedFormat::Wildcard => domain(line.strip_prefix("*.").unwrap_or(line)).map_or(Line::Invalid, Line::Block),
         FeedFormat::Hosts => {
             let mut words = line.split_whitespace();
             let address = words.next().unwrap_or_default();
@@ -153,9 +151,20 @@ pub fn parse_line(format: FeedFormat, raw: &str) -> Line<'_> {
                 return Line::Invalid;
             }
             match name {
-                Some("localhost" | "localhost.localdomain" | "local" | "broadcasthost" | "ip6-localhost"
-                | "ip6-loopback" | "ip6-localnet" | "ip6-mcastprefix" | "ip6-allnodes" | "ip6-allrouters"
-                | "ip6-allhosts" | "0.0.0.0") => Line::Skip,
+                Some(
+                    "localhost"
+                    | "localhost.localdomain"
+                    | "local"
+                    | "broadcasthost"
+                    | "ip6-localhost"
+                    | "ip6-loopback"
+                    | "ip6-localnet"
+                    | "ip6-mcastprefix"
+                    | "ip6-allnodes"
+                    | "ip6-allrouters"
+                    | "ip6-allhosts"
+                    | "0.0.0.0",
+                ) => Line::Skip,
                 Some(name) => domain(name).map_or(Line::Invalid, Line::Block),
                 None => Line::Invalid,
             }
@@ -242,7 +251,11 @@ pub fn check_body<'b>(
     }
     let start = text.trim_start_matches('\u{feff}').trim_start().get(..64.min(text.trim_start().len())).unwrap_or("");
     let lower = start.to_ascii_lowercase();
-    if lower.starts_with("<!doctype") || lower.starts_with("<html") || lower.starts_with("<?xml") || lower.starts_with("<head") {
+    if lower.starts_with("<!doctype")
+        || lower.starts_with("<html")
+        || lower.starts_with("<?xml")
+        || lower.starts_with("<head")
+    {
         return Err(Refusal::NotAList("the body is an HTML page".into()));
     }
     let counts = scan(format, text, |_| {});
@@ -263,7 +276,10 @@ pub fn check_body<'b>(
 pub enum Refusal {
     NotAList(String),
     /// Lost more entries than `policy.shrink_max_percent` allows; kept as `NAME.pending`.
-    Shrunk { from: usize, to: usize },
+    Shrunk {
+        from: usize,
+        to: usize,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -350,7 +366,9 @@ mod tests {
 
     #[test]
     fn html_binary_empty_and_shrunk_bodies_are_refused() {
-        let check = |body: &[u8], ct, accepted| check_body(body, ct, FeedFormat::Domains, accepted, 50).map(|(_, c)| c.entries());
+        let check = |body: &[u8], ct, accepted| {
+            check_body(body, ct, FeedFormat::Domains, accepted, 50).map(|(_, c)| c.entries())
+        };
         assert!(matches!(check(b"\n <!DOCTYPE html><p>503", None, None), Err(Refusal::NotAList(_))));
         assert!(matches!(check(b"a.example\n", Some("text/html; charset=utf-8"), None), Err(Refusal::NotAList(_))));
         assert!(matches!(check(b"a.example\n\0\x01", None, None), Err(Refusal::NotAList(_))));

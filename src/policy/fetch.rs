@@ -213,10 +213,10 @@ pub async fn run(mut settings: watch::Receiver<Arc<PolicyConfig>>, board: Arc<Bo
             for feed in &config.feeds {
                 let now = SystemTime::now();
                 let statuses = feeds::read_statuses(dir);
-                if due_at(feed, statuses.get(&feed.name)) <= now {
-                    if refresh(&client, feed, dir, config.shrink_max_percent, now).await.changed {
-                        let _ = changed.try_send(());
-                    }
+                if due_at(feed, statuses.get(&feed.name)) <= now
+                    && refresh(&client, feed, dir, config.shrink_max_percent, now).await.changed
+                {
+                    let _ = changed.try_send(());
                 }
             }
             let statuses = feeds::read_statuses(dir);

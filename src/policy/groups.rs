@@ -74,7 +74,8 @@ impl Groups {
                 }
             }
         }
-        groups.fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        groups.fingerprint =
+            text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         (groups, unresolved)
     }
 

@@ -70,13 +70,17 @@ fn feed_copies(config: &PolicyConfig) -> Vec<FeedCopy<'_>> {
             Ok(text) => {
                 let hash = feeds::hash(text.as_bytes());
                 let status = statuses.get(&feed.name).filter(|s| s.hash.as_deref() == Some(hash.as_str()));
-                let version = status.and_then(|s| s.etag.as_deref()).map(|e| e.trim_start_matches("W/").trim_matches('"').to_string());
+                let version = status
+                    .and_then(|s| s.etag.as_deref())
+                    .map(|e| e.trim_start_matches("W/").trim_matches('"').to_string());
                 copies.push(FeedCopy { feed, text, version: version.unwrap_or(hash) });
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 warn!(feed = %feed.name, url = %feed.url, "feed has no cached copy yet; starting without it until it downloads");
             }
-            Err(error) => warn!(feed = %feed.name, path = %path.display(), %error, "cannot read the feed's cached copy; starting without it"),
+            Err(error) => {
+                warn!(feed = %feed.name, path = %path.display(), %error, "cannot read the feed's cached copy; starting without it")
+            }
         }
     }
     copies

@@ -319,11 +319,8 @@ impl Policy {
     /// Without groups and shadow lists this is two comparisons; only matched names get here.
     #[inline]
     pub fn decide(&self, matched: &Match<'_>, client: std::net::IpAddr) -> GroupMode {
-        let group = if self.groups.is_empty() {
-            GroupMode::Enforce
-        } else {
-            self.groups.mode(client, &matched.app.app.id)
-        };
+        let group =
+            if self.groups.is_empty() { GroupMode::Enforce } else { self.groups.mode(client, &matched.app.app.id) };
         match (group, matched.mode) {
             (GroupMode::Exempt, _) => GroupMode::Exempt,
             (GroupMode::LogOnly, _) | (_, ListMode::LogOnly) => GroupMode::LogOnly,
