@@ -294,6 +294,21 @@ fn pipeline_groups(c: &mut Criterion) {
         }
     }
     group.finish();
+    // The decision alone, for a matched name: what the groups add to a blocked query.
+    let mut group = c.benchmark_group("decide");
+    for (label, text) in [("none", base.to_string()), ("five", format!("{base}{groups}"))] {
+        let config = Config::from_toml(&text).unwrap();
+        let devices = nxguard::evidence::devices::Devices::load(&config.devices).unwrap();
+        let policy = nxguard::server::build_policy(&config, &devices).unwrap();
+        let client: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        group.bench_function(format!("{label}/lookup_and_decide"), |b| {
+            b.iter(|| {
+                let matched = policy.lookup(black_box(b"api16-normal-c-useast1a.tiktokv.com"));
+                matched.map(|m| policy.decide(&m, black_box(client)))
+            })
+        });
+    }
+    group.finish();
 }
 
 /// Whether a cache of decisions in front of the matcher would pay: a hit in a quick_cache

@@ -12,16 +12,19 @@
 //!        ▼
 //!  wire::parse_query ── malformed ─────────────────────▶ FORMERR (or dropped)
 //!        ▼
-//!  policy.lookup(name) ── banned ──▶ blocked::write ───▶ NXDOMAIN + SOA + EDE 15
-//!        │                                 └──────────▶ attempts queue ─▶ dispatcher:
-//!        │                                     identity (devices) ─▶ log, store, SIEM
+//!  policy.lookup(name) ── banned ──▶ policy.decide(client's group, list's mode):
+//!        │    enforce ──▶ blocked::write ───▶ NXDOMAIN + SOA + EDE 15
+//!        │                   └──────────▶ attempts queue ─▶ dispatcher:
+//!        │                       identity (devices) ─▶ log, store, SIEM
+//!        │    log-only ─▶ attempt recorded (mode log-only), answered as below
+//!        │    exempt ───▶ answered as below, no record
 //!        ▼
 //!  cache.get ── hit ──▶ (policy changed? re-check CNAME chain) ──▶ cached answer, TTLs aged
 //!        │ miss
 //!        ▼
 //!  upstream.exchange ── failed / timed out ────────────▶ SERVFAIL
 //!        ▼
-//!  cache::CachedAnswer::from_upstream ─▶ CNAME chain banned? ─▶ blocked answer + attempt
+//!  cache::CachedAnswer::from_upstream ─▶ CNAME chain banned? ─▶ decided as above
 //!        ▼
 //!  cache.insert, answer written from the stored bytes ──▶ forwarded answer
 //! ```
@@ -37,7 +40,8 @@
 //! - [`config`]: the TOML configuration, defaults and validation, one file per room's tables.
 //! - [`dns`]: the wire format on the hot path (`wire`), blocked answers written by hand
 //!   (`blocked`), batched UDP receive and send (`datagrams`).
-//! - [`policy`]: what is banned: the list files (`domains`) and the compiled matcher (`matcher`).
+//! - [`policy`]: what is banned: the list files (`domains`), feeds (`feeds`, `fetch`), client
+//!   groups (`groups`), building the policy (`load`) and the compiled matcher (`matcher`).
 //! - [`resolve`]: answering one query: the pipeline (`pipeline`, owning `Outcome`), the response
 //!   cache (`cache`), which clients are answered (`access`), rate limits and caps (`limits`).
 //! - [`upstream`]: one upstream server's transports (UDP/TCP/DoT/DoH) and the pool that picks

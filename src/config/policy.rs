@@ -293,3 +293,54 @@ fn client_key(client: &ClientRef<'_>, name: &str) -> String {
         _ => name.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    fn problems(extra: &str) -> Vec<String> {
+        let text = format!("[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n{extra}");
+        match Config::from_toml(&text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn feeds_are_validated() {
+        let p = problems(
+            "[[policy.feeds]]\nname = \"a b\"\nurl = \"ftp://x\"\n\
+             [[policy.feeds]]\nname = \"ok\"\nurl = \"https://x\"\napp = \"tiktok\"\ncategory = \"Both\"\nrefresh_secs = 0\n",
+        );
+        let expected = [
+            "policy.cache_dir",
+            "policy.feeds[0].name",
+            "policy.feeds[0].url",
+            "policy.feeds[0]: give",
+            "policy.feeds[1]: give",
+            "policy.feeds[1]: refresh_secs",
+        ];
+        assert_eq!(p.len(), expected.len(), "{p:?}");
+        for (problem, start) in p.iter().zip(expected) {
+            assert!(problem.starts_with(start), "{problem} / {start}");
+        }
+        let ok = "[policy]\ncache_dir = \"/tmp/x\"\n[[policy.feeds]]\nname = \"f\"\nurl = \"file:///l\"\ncategory = \"C\"\nformat = \"hosts\"\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn group_entries_that_could_never_apply_are_refused() {
+        let p = problems(
+            "[[policy.groups]]\nname = \"first\"\nclients = [\"10.0.0.0/16\", \"laptop-1\", \"owner:ICT\"]\n\
+             [[policy.groups]]\nname = \"second\"\nclients = [\"10.0.5.0/24\", \"10.1.0.0/16\", \"laptop-1\", \"owner:ICT\"]\nmode = \"exempt\"\n\
+             [[policy.groups]]\nname = \"first\"\nclients = []\n",
+        );
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(p[0].contains("10.0.5.0/24 never applies: group \"first\""), "{p:?}");
+        assert!(p[1].contains("\"laptop-1\" is listed by group \"first\""), "{p:?}");
+        assert!(p[2].contains("\"owner:ICT\" is listed by group \"first\""), "{p:?}");
+        assert!(p[3].starts_with("policy.groups[2].name"), "{p:?}");
+        assert!(p[4].starts_with("policy.groups[2].clients"), "{p:?}");
+    }
+}

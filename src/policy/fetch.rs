@@ -49,7 +49,8 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
 }
 
 /// Asks for a new version of `feed` and keeps it in `dir` if it is good; records the result in
-/// the status file. Never fails: a problem is the status's `last_error`.
+/// the status file. Never fails: a problem is the status's `last_error`. Checking and writing
+/// the body (up to `max_bytes`, with an fsync) run on a blocking thread, never on a query worker.
 pub async fn refresh(
     client: &reqwest::Client,
     feed: &FeedConfig,
@@ -62,12 +63,31 @@ pub async fn refresh(
         // Another source: its validators and size say nothing about this one.
         status = FeedStatus { url: feed.url.clone(), failures: status.failures, ..FeedStatus::default() };
     }
-    let copy = feeds::copy_path(dir, &feed.name);
-    let have_copy = copy.exists();
+    let have_copy = feeds::copy_path(dir, &feed.name).exists();
     status.last_attempt = Some(feeds::unix_secs(now));
-    let mut changed = false;
     let validators = if have_copy { (status.etag.clone(), status.last_modified.clone()) } else { (None, None) };
-    let outcome = match download(client, feed, validators).await {
+    let downloaded = download(client, feed, validators).await;
+    let (feed, dir) = (feed.clone(), dir.to_path_buf());
+    let settle = move || settle(&feed, &dir, status, have_copy, downloaded, shrink_max_percent, now);
+    match tokio::task::spawn_blocking(settle).await {
+        Ok(refreshed) => refreshed,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+/// Keeps or refuses what `download` brought, and records the result.
+fn settle(
+    feed: &FeedConfig,
+    dir: &Path,
+    mut status: FeedStatus,
+    have_copy: bool,
+    downloaded: Result<Download, String>,
+    shrink_max_percent: u8,
+    now: SystemTime,
+) -> Refreshed {
+    let copy = feeds::copy_path(dir, &feed.name);
+    let mut changed = false;
+    let outcome = match downloaded {
         Err(error) => Err(error),
         Ok(Download::NotModified) => Ok(()),
         Ok(Download::Body { bytes, etag, last_modified, content_type }) => {

@@ -25,7 +25,7 @@ pub struct Groups {
     groups: Vec<Group>,
     names: Vec<String>,
     /// Single addresses (device inventories give many), to their first group.
-    hosts: HashMap<IpAddr, u16>,
+    hosts: HashMap<IpAddr, u16, foldhash::fast::RandomState>,
     /// Networks, in config order.
     nets: Vec<(IpNet, u16)>,
     fingerprint: u64,
@@ -94,7 +94,7 @@ impl Groups {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
             v4 => v4,
         };
-        let host = self.hosts.get(&client).copied();
+        let host = if self.hosts.is_empty() { None } else { self.hosts.get(&client).copied() };
         let net = self.nets.iter().filter(|(net, _)| net.contains(&client)).map(|&(_, g)| g).min();
         match (host, net) {
             (Some(a), Some(b)) => Some(a.min(b)),

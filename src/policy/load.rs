@@ -25,6 +25,8 @@ pub enum PolicyError {
     UnknownApps { unknown: Vec<String>, available: Vec<String> },
     #[error("{key} names unknown app(s) {unknown:?}; available: {available:?}")]
     UnknownAppsIn { key: &'static str, unknown: Vec<String>, available: Vec<String> },
+    #[error("policy.feeds: the name of a category feed is its app id, and {0:?} is already an app's id")]
+    FeedNameIsAnApp(Vec<String>),
 }
 
 /// The category of the operator's own `policy.extra` domains.
@@ -224,6 +226,13 @@ fn check_app_ids(config: &PolicyConfig, available: &[String]) -> Result<(), Poli
     if !unknown.is_empty() {
         return Err(PolicyError::UnknownAppsIn { key: "policy.feeds[].app", unknown, available: enforced });
     }
+    // A category feed's name is its app id: it must not pass for a list's app in the evidence.
+    let taken = |id: &str| available.iter().any(|a| a == id) || known(id);
+    let clashes: Vec<String> =
+        config.feeds.iter().filter(|f| f.category.is_some() && taken(&f.name)).map(|f| f.name.clone()).collect();
+    if !clashes.is_empty() {
+        return Err(PolicyError::FeedNameIsAnApp(clashes));
+    }
     Ok(())
 }
 
@@ -278,6 +287,8 @@ mod tests {
         assert_eq!(p.lookup_text("temu.com").unwrap().mode, ListMode::LogOnly);
         let bad: PolicyConfig = toml::from_str("app_modes = { nosuch = \"log-only\" }").unwrap();
         assert!(matches!(load(&bad), Err(PolicyError::UnknownAppsIn { .. })));
+        let clash = "[[feeds]]\nname = \"wechat\"\nurl = \"file:///x\"\ncategory = \"Mine\"\n";
+        assert!(matches!(load(&toml::from_str(clash).unwrap()), Err(PolicyError::FeedNameIsAnApp(_))));
     }
 
     #[test]
