@@ -51,7 +51,7 @@ enum Command {
     Report(ReportArgs),
     /// The feeds (`[[policy.feeds]]`): per feed its URL, entries in force, last success, last
     /// attempt, ETag and last error, read from `policy.cache_dir`. `lists accept NAME` accepts a
-    /// version the shrink guard refused; it applies at the next reload or refresh.
+    /// version the shrink guard refused; it applies at the next reload.
     Lists {
         /// Configuration file (TOML) naming the feeds and policy.cache_dir.
         #[arg(short, long)]
@@ -82,52 +82,6 @@ enum ListsAction {
     },
 }
 
-fn time_text(secs: Option<u64>) -> String {
-    secs.map_or_else(
-        || "never".to_string(),
-        |s| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(s)).to_string(),
-    )
-}
-
-/// One line per feed: what `nxguard lists` and `check` print.
-fn feed_lines(config: &Config) -> Vec<String> {
-    let statuses = server::feed_statuses(&config.policy);
-    let dir = config.policy.cache_dir.as_deref();
-    config
-        .policy
-        .feeds
-        .iter()
-        .map(|feed| {
-            let status = statuses.get(&feed.name).cloned().unwrap_or_default();
-            let copy = dir.is_some_and(|d| feeds::copy_path(d, &feed.name).exists());
-            let mut line = format!(
-                "{}: {} entries{}, mode {}, last success {}, last attempt {}, etag {}",
-                feed.name,
-                status.entries,
-                if copy { "" } else { " (no cached copy: not in force)" },
-                if feed.mode == nxguard::config::ListMode::LogOnly { "log-only" } else { "enforce" },
-                time_text(status.last_success),
-                time_text(status.last_attempt),
-                status.etag.as_deref().unwrap_or("-"),
-            );
-            if status.invalid > 0 {
-                line.push_str(&format!(", {} invalid lines", status.invalid));
-            }
-            if let Some(error) = &status.last_error {
-                line.push_str(&format!("\n  last error: {error}"));
-            }
-            if let Some(pending) = status.pending_entries {
-                line.push_str(&format!(
-                    "\n  a refused version with {pending} entries waits: `nxguard lists accept {}`",
-                    feed.name
-                ));
-            }
-            line.push_str(&format!("\n  {}", feed.url));
-            line
-        })
-        .collect()
-}
-
 fn lists(config: Option<&PathBuf>, action: Option<&ListsAction>) -> Result<()> {
     let config = load_config(config)?;
     match action {
@@ -135,7 +89,7 @@ fn lists(config: Option<&PathBuf>, action: Option<&ListsAction>) -> Result<()> {
             if config.policy.feeds.is_empty() {
                 println!("no feeds configured ([[policy.feeds]])");
             }
-            for line in feed_lines(&config) {
+            for line in feeds::status_lines(&config.policy) {
                 println!("{line}");
             }
         }
@@ -303,7 +257,7 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     for (group, client) in &unresolved.0 {
         eprintln!("warning: policy.groups {group:?}: {client:?} matches no device in the inventory");
     }
-    for line in feed_lines(&config) {
+    for line in feeds::status_lines(&config.policy) {
         println!("feed {line}");
     }
     // The names a municipality needs must never be blocked: the shipped lists are tested, so a

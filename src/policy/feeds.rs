@@ -322,6 +322,51 @@ pub fn accept(dir: &Path, name: &str, now: SystemTime) -> Result<FeedStatus, Fee
     Ok(status)
 }
 
+fn time_text(secs: Option<u64>) -> String {
+    secs.map_or_else(
+        || "never".to_string(),
+        |s| humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string(),
+    )
+}
+
+/// One paragraph per configured feed, as `nxguard lists` and `check` print it.
+pub fn status_lines(config: &crate::config::PolicyConfig) -> Vec<String> {
+    let dir = config.cache_dir.as_deref();
+    let statuses = dir.map(read_statuses).unwrap_or_default();
+    config
+        .feeds
+        .iter()
+        .map(|feed| {
+            let status = statuses.get(&feed.name).cloned().unwrap_or_default();
+            let copy = dir.is_some_and(|d| copy_path(d, &feed.name).exists());
+            let mut line = format!(
+                "{}: {} entries{}, mode {}, last success {}, last attempt {}, etag {}",
+                feed.name,
+                status.entries,
+                if copy { "" } else { " (no cached copy: not in force)" },
+                if feed.mode == crate::config::ListMode::LogOnly { "log-only" } else { "enforce" },
+                time_text(status.last_success),
+                time_text(status.last_attempt),
+                status.etag.as_deref().unwrap_or("-"),
+            );
+            if status.invalid > 0 {
+                line.push_str(&format!(", {} invalid lines", status.invalid));
+            }
+            if let Some(error) = &status.last_error {
+                line.push_str(&format!("\n  last error: {error}"));
+            }
+            if let Some(pending) = status.pending_entries {
+                line.push_str(&format!(
+                    "\n  a refused version with {pending} entries waits: `nxguard lists accept {}`",
+                    feed.name
+                ));
+            }
+            line.push_str(&format!("\n  {}", feed.url));
+            line
+        })
+        .collect()
+}
+
 /// The statuses as the running server last saw them, for the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct Board(Mutex<BTreeMap<String, FeedStatus>>);
