@@ -217,7 +217,7 @@ impl Counts {
 /// Reads every line of `text`, handing each entry to `each`; returns the counts.
 pub fn scan<'t>(format: FeedFormat, text: &'t str, mut each: impl FnMut(Line<'t>)) -> Counts {
     let mut counts = Counts::default();
-    for raw in text.lines() {
+    for raw in text.trim_start_matches('\u{feff}').lines() {
         let line = parse_line(format, raw);
         match line {
             Line::Skip => continue,
@@ -249,13 +249,9 @@ pub fn check_body<'b>(
     if text.contains('\0') {
         return Err(Refusal::NotAList("the body is binary (NUL bytes)".into()));
     }
-    let start = text.trim_start_matches('\u{feff}').trim_start().get(..64.min(text.trim_start().len())).unwrap_or("");
-    let lower = start.to_ascii_lowercase();
-    if lower.starts_with("<!doctype")
-        || lower.starts_with("<html")
-        || lower.starts_with("<?xml")
-        || lower.starts_with("<head")
-    {
+    // No format's line starts with '<': a body that does is a web page (an error or login page,
+    // a captive portal), whatever its Content-Type says.
+    if text.trim_start_matches('\u{feff}').trim_start().starts_with('<') {
         return Err(Refusal::NotAList("the body is an HTML page".into()));
     }
     let counts = scan(format, text, |_| {});
@@ -397,7 +393,7 @@ mod tests {
 
     #[test]
     fn every_format_reads_its_lines_and_counts_the_rest() {
-        let (got, c) = entries(FeedFormat::Domains, "# c\nA.example\nb.example. # note\nnot a domain\n\n");
+        let (got, c) = entries(FeedFormat::Domains, "\u{feff}# c\r\nA.example\r\nb.example. # note\nnot a domain\n\n");
         assert_eq!((got, c.invalid), (vec!["a.example".to_string(), "b.example".into()], 1));
         let (got, c) = entries(FeedFormat::Hosts, "127.0.0.1 localhost\n0.0.0.0 x.example\n:: y.example\nbad\n");
         assert_eq!((got, c.invalid), (vec!["x.example".to_string(), "y.example".into()], 1));
@@ -415,6 +411,7 @@ mod tests {
             check_body(body, ct, FeedFormat::Domains, accepted, 50).map(|(_, c)| c.entries())
         };
         assert!(matches!(check(b"\n <!DOCTYPE html><p>503", None, None), Err(Refusal::NotAList(_))));
+        assert!(matches!(check("\u{feff}<html>".as_bytes(), Some("text/plain"), None), Err(Refusal::NotAList(_))));
         assert!(matches!(check(b"a.example\n", Some("text/html; charset=utf-8"), None), Err(Refusal::NotAList(_))));
         assert!(matches!(check(b"a.example\n\0\x01", None, None), Err(Refusal::NotAList(_))));
         assert!(matches!(check(b"\xff\xfe", None, None), Err(Refusal::NotAList(_))));
