@@ -322,3 +322,17 @@ fn check_warns_when_a_feed_would_block_a_name_that_must_resolve() {
     assert!(out.contains("feed:wide@"), "{out}");
     assert!(!out.contains("login.microsoftonline.com must"), "{out}");
 }
+
+#[test]
+fn readme_feed_and_group_examples_parse() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut seen = 0;
+    for block in readme.split("```text\n").skip(1).filter_map(|b| b.split("```").next()) {
+        if block.starts_with("[policy]") || block.starts_with("[[policy.") {
+            let text = format!("[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n{block}");
+            Config::from_toml(&text).unwrap_or_else(|e| panic!("{block}: {e}"));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2, "the Feeds and the Client groups examples");
+}
