@@ -1,6 +1,7 @@
 //! Hot-path benchmarks: the matcher (shipped list, 100 k and 1 M synthetic domains; deep hit,
 //! apex hit, miss), list loading, the cache, answer encoding, and the whole synchronous pipeline
-//! (`answer_locally`) for blocked and cached queries, and whether a decision cache in front of
+//! (`answer_locally`) for blocked and cached queries, the same with client groups configured
+//! (`pipeline_groups`: what the group lookup costs), and whether a decision cache in front of
 //! the matcher would pay.
 //!
 //! `cargo bench --bench hot_path`; under `cargo test` each benchmark runs once on small sizes.
@@ -243,6 +244,73 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
+/// The pipeline with client groups: as `pipeline` without groups (the fast path: no lookup at
+/// all), and with five groups (networks and addresses) for a client in none of them (blocked,
+/// the group lookup's full cost), in a log-only group (answered from the cache and recorded) and
+/// in an exempt group (answered from the cache). Only matched names reach the group lookup, so a
+/// cached query that matches nothing costs the same either way.
+fn pipeline_groups(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let _guard = runtime.enter();
+    // Every address answered and no rate limit, so each case measures its own path.
+    let base = "[access]\nallow = [\"0.0.0.0/0\", \"::/0\"]\n[limits]\nclient_qps = 0\n\
+                [[upstream.servers]]\naddress = \"127.0.0.1:9\"\n";
+    let groups = "[[policy.groups]]\nname = \"pilot\"\nclients = [\"10.0.0.0/8\", \"192.168.0.0/16\"]\nmode = \"log-only\"\n\
+                  [[policy.groups]]\nname = \"comms\"\nclients = [\"172.16.0.0/12\", \"100.64.0.1\"]\n\
+                  apps = { tiktok = \"exempt\" }\n\
+                  [[policy.groups]]\nname = \"a\"\nclients = [\"198.18.0.0/15\"]\nmode = \"exempt\"\n\
+                  [[policy.groups]]\nname = \"b\"\nclients = [\"203.0.113.0/24\"]\nmode = \"exempt\"\n\
+                  [[policy.groups]]\nname = \"c\"\nclients = [\"fd00::/8\"]\nmode = \"exempt\"\n";
+    let blocked_query = query_packet("api16-normal-c-useast1a.tiktokv.com", true);
+    let mut out = Vec::with_capacity(1232);
+    let mut group = c.benchmark_group("pipeline_groups");
+    for (label, text) in [("none", base.to_string()), ("five", format!("{base}{groups}"))] {
+        let config = Config::from_toml(&text).unwrap();
+        let (recorder, dispatcher) = dispatch::channel(1 << 20, dispatch::Outputs::default());
+        runtime.spawn(dispatcher.run(tokio_util::sync::CancellationToken::new()));
+        let devices = nxguard::evidence::devices::Devices::load(&config.devices).unwrap();
+        let policy = nxguard::server::build_policy(&config, &devices).unwrap();
+        let resolver = Resolver::new(&config, policy, recorder).unwrap();
+        let q = wire::parse_query(&blocked_query).unwrap();
+        let stored = CachedAnswer::from_upstream(
+            &q,
+            &answer_packet(&blocked_query),
+            &CacheConfig::default(),
+            Instant::now(),
+            resolver.live().policy.generation(),
+        );
+        let mut buf = [0u8; cache::MAX_KEY];
+        resolver.cache().insert(cache::key(&q, &mut buf), Arc::new(stored.unwrap().answer));
+        let clients: &[(&str, &str)] = if label == "none" {
+            &[("blocked", "127.0.0.1:40000")]
+        } else {
+            &[("blocked", "127.0.0.1:40000"), ("log_only", "10.9.9.9:40000"), ("exempt", "100.64.0.1:40000")]
+        };
+        for (case, addr) in clients {
+            let client = Client { addr: addr.parse().unwrap(), transport: Transport::Udp };
+            group.bench_function(format!("{label}/{case}"), |b| {
+                b.iter(|| resolver.answer_locally(black_box(&blocked_query), client, &mut out, Instant::now()))
+            });
+        }
+    }
+    group.finish();
+    // The decision alone, for a matched name: what the groups add to a blocked query.
+    let mut group = c.benchmark_group("decide");
+    for (label, text) in [("none", base.to_string()), ("five", format!("{base}{groups}"))] {
+        let config = Config::from_toml(&text).unwrap();
+        let devices = nxguard::evidence::devices::Devices::load(&config.devices).unwrap();
+        let policy = nxguard::server::build_policy(&config, &devices).unwrap();
+        let client: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        group.bench_function(format!("{label}/lookup_and_decide"), |b| {
+            b.iter(|| {
+                let matched = policy.lookup(black_box(b"api16-normal-c-useast1a.tiktokv.com"));
+                matched.map(|m| policy.decide(&m, black_box(client)))
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Whether a cache of decisions in front of the matcher would pay: a hit in a quick_cache
 /// (name → blocked or not) against the matcher itself, over 10 k names a busy network asks
 /// again and again (half under listed domains, half not), on the 1 M-domain list.
@@ -278,5 +346,5 @@ fn decision_cache(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matcher, list_load, answers, cache, pipeline, decision_cache);
+criterion_group!(benches, matcher, list_load, answers, cache, pipeline, pipeline_groups, decision_cache);
 criterion_main!(benches);

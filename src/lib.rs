@@ -13,9 +13,12 @@
 //!  wire::parse_query ── malformed ─────────────────────▶ FORMERR (or dropped)
 //!        │                 └─ class not IN/ANY ────────▶ REFUSED (never forwarded)
 //!        ▼
-//!  policy.lookup(name) ── banned ──▶ blocked::write ───▶ NXDOMAIN + SOA + EDE 15
-//!        │                                 └──────────▶ attempts queue ─▶ dispatcher:
-//!        │                                     identity (devices) ─▶ log, store, SIEM
+//!  policy.lookup(name) ── banned ──▶ policy.decide(client's group, list's mode):
+//!        │    enforce ──▶ blocked::write ───▶ NXDOMAIN + SOA + EDE 15
+//!        │                   └──────────▶ attempts queue ─▶ dispatcher:
+//!        │                       identity (devices) ─▶ log, store, SIEM
+//!        │    log-only ─▶ attempt recorded (mode log-only), answered as below
+//!        │    exempt ───▶ answered as below, no record
 //!        ▼
 //!  cache.get ── hit ──▶ (policy changed? re-check CNAME chain) ──▶ cached answer, TTLs aged
 //!        │ miss
@@ -23,7 +26,7 @@
 //!  upstream.exchange ── every server silent, failed ───▶ stale answer + EDE 3, or
 //!        │              or answered SERVFAIL/REFUSED/…      SERVFAIL + EDE 23 / 22
 //!        ▼
-//!  cache::CachedAnswer::from_upstream ─▶ CNAME chain banned? ─▶ blocked answer + attempt
+//!  cache::CachedAnswer::from_upstream ─▶ CNAME chain banned? ─▶ decided as above
 //!        ▼
 //!  cache.insert, answer written from the stored bytes ──▶ forwarded answer
 //! ```
@@ -40,7 +43,8 @@
 //! - [`dns`]: the wire format on the hot path (`wire`), blocked answers written by hand
 //!   (`blocked`), batched UDP receive and send (`datagrams`), hickory-resolver set up for
 //!   nxguard's own lookups (`lookup`).
-//! - [`policy`]: what is banned: the list files (`domains`) and the compiled matcher (`matcher`).
+//! - [`policy`]: what is banned: the list files (`domains`), feeds (`feeds`, `fetch`), client
+//!   groups (`groups`), building the policy (`load`) and the compiled matcher (`matcher`).
 //! - [`resolve`]: answering one query: the pipeline (`pipeline`, owning `Outcome`), the response
 //!   cache (`cache`) and its prefetch (`prefetch`), which clients are answered (`access`), rate
 //!   limits and caps (`limits`).

@@ -9,7 +9,7 @@ use nxguard::{
     evidence::{devices::Devices, store},
     listen::{self, tls},
     ops::{selftest, systemd},
-    policy::{self, domains},
+    policy::{self, domains, feeds},
     review::report,
     server,
     upstream::pool,
@@ -50,6 +50,16 @@ enum Command {
     /// Which devices tried which banned app: per device and app (default), or one device's
     /// timeline with --device. Read-only over the attempt store.
     Report(ReportArgs),
+    /// The feeds (`[[policy.feeds]]`): per feed its URL, entries in force, last success, last
+    /// attempt, ETag and last error, read from `policy.cache_dir`. `lists accept NAME` accepts a
+    /// version the shrink guard refused; it applies at the next reload.
+    Lists {
+        /// Configuration file (TOML) naming the feeds and policy.cache_dir.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<ListsAction>,
+    },
     /// Pseudonyms: create a key file, or show the pseudonym of a device name, hostname, MAC or
     /// address (to find one device in a pseudonymised store on suspicion).
     Pseudonym {
@@ -62,6 +72,42 @@ enum Command {
         /// The device name, hostname, MAC or address to turn into its pseudonym.
         identity: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ListsAction {
+    /// Accept the refused (shrunk) version of feed NAME as its copy in force.
+    Accept {
+        /// The feed's name.
+        name: String,
+    },
+}
+
+fn lists(config: Option<&PathBuf>, action: Option<&ListsAction>) -> Result<()> {
+    let config = load_config(config)?;
+    match action {
+        None => {
+            if config.policy.feeds.is_empty() {
+                println!("no feeds configured ([[policy.feeds]])");
+            }
+            for line in feeds::status_lines(&config.policy) {
+                println!("{line}");
+            }
+        }
+        Some(ListsAction::Accept { name }) => {
+            anyhow::ensure!(
+                config.policy.feeds.iter().any(|f| &f.name == name),
+                "no feed named {name:?} in the config"
+            );
+            let dir = config.policy.cache_dir.as_deref().context("policy.cache_dir is not set")?;
+            let status = feeds::accept(dir, name, std::time::SystemTime::now())?;
+            println!(
+                "accepted: feed {name} now has {} entries; it applies at the next reload (systemctl reload nxguard, or SIGHUP)",
+                status.entries
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -208,17 +254,34 @@ fn init_logging(config: &Config) {
 
 fn check(path: Option<&PathBuf>) -> Result<()> {
     let config = load_config(path)?;
-    let policy = policy::load(&config.policy)?;
+    let devices = Devices::load(&config.devices)?;
+    let (policy, unresolved) = server::build_policy_reporting(&config, &devices)?;
     pool::Upstreams::new(&config.upstream)?;
     let server = &config.server;
     if !server.tls.is_empty() || !server.https.is_empty() || !server.quic.is_empty() || !server.h3.is_empty() {
         tls::ServerTls::load(&config.server)?;
     }
-    Devices::load(&config.devices)?;
     pseudonymizer(&config)?;
     if let Some(path) = &config.store.path {
         // Run as the service's user (the unit's ExecStartPre does): root may write where it can't.
         store::check_writable(path)?;
+    }
+    for (group, client) in &unresolved.0 {
+        eprintln!("warning: policy.groups {group:?}: {client:?} matches no device in the inventory");
+    }
+    for line in feeds::status_lines(&config.policy) {
+        println!("feed {line}");
+    }
+    // The names a municipality needs must never be blocked: the shipped lists are tested, so a
+    // hit comes from a feed, a local list or policy.extra.
+    let local_names = config
+        .policy
+        .domains_dir
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join(domains::MUST_RESOLVE_FILE)).ok());
+    let names = domains::must_resolve(local_names.as_deref().unwrap_or(domains::MUST_RESOLVE));
+    for (name, rule) in policy::load::blocked_must_resolve(&policy, &names) {
+        eprintln!("warning: {name} must keep resolving (domains/must-resolve.txt) but {rule} blocks it");
     }
     if let Some(dir) = &config.policy.domains_dir {
         // Curation warnings (order, kinds, sources): the first few, then a count.
@@ -247,6 +310,7 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let listeners = listen::Listeners::bind(&config).context("cannot open the listening sockets")?;
     let mut running = server::start(&config, listeners, Vec::new())?;
+    let mut feed_updates = running.refresh_feeds(&config);
     // Ready only once SIGHUP is handled: `systemctl reload` right after start must not kill us.
     notify_systemd("READY=1");
     let watching = config.policy.watch_secs > 0;
@@ -257,6 +321,10 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
         tokio::select! {
             _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
             _ = hangup.recv() => reload_notified(path, &config, &mut current, &running),
+            Some(()) = feed_updates.recv() => {
+                tracing::info!("a feed changed; reloading the policy");
+                reload_notified(path, &config, &mut current, &running);
+            }
             _ = watch.tick(), if watching => {
                 let now = fingerprint(path, &current);
                 if now != seen {
@@ -394,6 +462,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config.as_ref()),
         Command::Selftest(args) => run_selftest(args),
         Command::Report(args) => run_report(args),
+        Command::Lists { config, action } => lists(config.as_ref(), action.as_ref()),
         Command::Pseudonym { config, new_key, identity } => {
             pseudonym(config.as_ref(), new_key.as_ref(), identity.as_ref())
         }

@@ -1,21 +1,25 @@
 //! A whole running server, assembled from a config.
 //!
-//! Owns: the start-up order (policy, evidence outputs, the attempt dispatcher, the resolver, the
-//! listeners, the metrics endpoint), reloading a running server, and its graceful shutdown.
+//! Owns: the start-up order (evidence outputs, policy, the attempt dispatcher, the resolver, the
+//! listeners, the metrics endpoint), the policy's client groups (device names and departments
+//! turned into addresses from the inventory), the feed refresher, reloading a running server,
+//! and its graceful shutdown.
 //! This is the one place that knows every room; no room imports it.
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     net::{TcpListener, UdpSocket},
+    sync::{mpsc, watch},
     task::JoinSet,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
-    config::Config,
+    config::{ClientRef, Config, PolicyConfig},
     evidence::{
+        devices::Devices,
         dispatch::{self, Sink},
         outputs::{OutputsError, Records},
     },
@@ -24,7 +28,11 @@ use crate::{
         tls::{Certificates, ServerTls, TlsError},
     },
     ops::metrics,
-    policy::{self, PolicyError},
+    policy::{
+        self, Policy, PolicyError,
+        feeds::{self, Board},
+        groups::{Groups, Unresolved},
+    },
     resolve::{Resolver, limits::ConnectionLimits},
     upstream::UpstreamError,
 };
@@ -63,6 +71,48 @@ pub struct Running {
     dispatcher: tokio::task::JoinHandle<()>,
     stop_dispatcher: CancellationToken,
     pub records: Records,
+    /// The feeds' statuses, for the metrics endpoint.
+    pub feeds: Arc<Board>,
+    /// The feed refresher's settings, once it runs (`refresh_feeds`).
+    feed_settings: Option<watch::Sender<Arc<PolicyConfig>>>,
+    feed_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Builds the policy `config` asks for, with its client groups: device names and `owner:`
+/// departments become the inventory's addresses now, not per query. Group entries that name no
+/// known device are logged.
+pub fn build_policy(config: &Config, devices: &Devices) -> Result<Policy, PolicyError> {
+    let (policy, unresolved) = build_policy_reporting(config, devices)?;
+    for (group, client) in unresolved.0 {
+        warn!(group, client, "group client matches no device in the inventory; it applies to nobody");
+    }
+    Ok(policy)
+}
+
+/// `build_policy`, handing back the group entries that named no known device (for `check`).
+pub fn build_policy_reporting(config: &Config, devices: &Devices) -> Result<(Policy, Unresolved), PolicyError> {
+    let mut policy = policy::load(&config.policy)?;
+    if config.policy.groups.is_empty() {
+        return Ok((policy, Unresolved::default()));
+    }
+    let snapshot = devices.snapshot();
+    let (groups, unresolved) = Groups::build(&config.policy.groups, |client| match client {
+        ClientRef::Device(name) => snapshot.addresses_of(Some(name), None),
+        ClientRef::Owner(owner) => snapshot.addresses_of(None, Some(owner)),
+        ClientRef::Net(net) => vec![*net],
+    });
+    policy.set_groups(groups);
+    Ok((policy, unresolved))
+}
+
+/// The statuses of the feeds `config` lists, as the status file in its cache holds them.
+pub fn feed_statuses(config: &PolicyConfig) -> std::collections::BTreeMap<String, feeds::FeedStatus> {
+    let Some(dir) = &config.cache_dir else {
+        return Default::default();
+    };
+    let mut statuses = feeds::read_statuses(dir);
+    statuses.retain(|name, _| config.feeds.iter().any(|f| &f.name == name));
+    statuses
 }
 
 impl Running {
@@ -83,20 +133,45 @@ impl Running {
                 return Err(error.into());
             }
         };
-        let result = policy::load(&config.policy)
-            .map_err(StartError::from)
-            .and_then(|policy| self.resolver.reload(config, policy).map_err(StartError::from))
-            .and_then(|()| self.records.devices.refresh().map(|_| ()).map_err(|e| StartError::Outputs(e.into())));
+        // The inventory first: the groups' device names resolve against the current one.
+        let result = self
+            .records
+            .devices
+            .refresh()
+            .map(|_| ())
+            .map_err(|e| StartError::Outputs(e.into()))
+            .and_then(|()| build_policy(config, &self.records.devices).map_err(StartError::from))
+            .and_then(|policy| self.resolver.reload(config, policy).map_err(StartError::from));
         if let (Ok(()), Some(current), Some(certificate)) = (&result, &self.certificates, certificate) {
             current.replace(certificate);
+        }
+        if result.is_ok() {
+            self.feeds.set(feed_statuses(&config.policy));
+            if let Some(settings) = &self.feed_settings {
+                settings.send_replace(Arc::new(config.policy.clone()));
+            }
         }
         self.resolver.stats.reloaded(result.is_ok());
         result
     }
 
+    /// Starts refreshing `config`'s feeds in the background (each when due; the first at once
+    /// when it has never been asked). The receiver hears when a copy changed: the caller then
+    /// reloads, which builds the new policy off the query path and swaps it in.
+    pub fn refresh_feeds(&mut self, config: &Config) -> mpsc::Receiver<()> {
+        let (changed, updates) = mpsc::channel(1);
+        let (settings, receiver) = watch::channel(Arc::new(config.policy.clone()));
+        self.feed_settings = Some(settings);
+        self.feed_task = Some(tokio::spawn(policy::fetch::run(receiver, Arc::clone(&self.feeds), changed)));
+        updates
+    }
+
     /// Graceful stop: no new queries are accepted, queries in flight get up to `grace` to
     /// finish, then every queued attempt record is delivered.
     pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(task) = self.feed_task.take() {
+            task.abort();
+        }
         self.listeners.shutdown().await;
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
@@ -111,8 +186,10 @@ impl Running {
 /// Builds the policy and resolver from `config` and serves on `listeners`; `sinks` receive every
 /// attempt record besides the tracing event. Must be called inside a tokio runtime.
 pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<Running, StartError> {
-    let policy = policy::load(&config.policy)?;
     let (records, outputs) = Records::open(config, sinks)?;
+    let policy = build_policy(config, &records.devices)?;
+    let feeds = Arc::new(Board::default());
+    feeds.set(feed_statuses(&config.policy));
     let (recorder, dispatcher) = dispatch::channel(config.attempts.queue, outputs);
     let resolver = Arc::new(Resolver::new(config, policy, recorder)?);
     let stop_dispatcher = CancellationToken::new();
@@ -153,7 +230,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
         let listener = TcpListener::from_std(listener)?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.spawn(metrics::serve(Arc::clone(&resolver), listener));
+        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), listener));
     }
     udp_addrs.dedup();
     let live = resolver.live();
@@ -185,5 +262,8 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         dispatcher,
         stop_dispatcher,
         records,
+        feeds,
+        feed_settings: None,
+        feed_task: None,
     })
 }

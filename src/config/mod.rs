@@ -216,6 +216,7 @@ impl Config {
                 }
             }
         }
+        self.policy.validate_feeds_and_groups(&mut p);
         if !(1..=183).contains(&self.store.retention_days) {
             p.push(format!("store.retention_days: {} is outside 1..=183", self.store.retention_days));
         }

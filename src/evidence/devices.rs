@@ -220,6 +220,30 @@ impl Snapshot {
         Ok(snapshot)
     }
 
+    /// The addresses and networks of the inventory device named `device` or of every device of
+    /// `owner` (case-insensitive), with the current DHCP leases of their MACs. Client groups use
+    /// this when the policy is built, never per query.
+    pub fn addresses_of(&self, device: Option<&str>, owner: Option<&str>) -> Vec<IpNet> {
+        let chosen = |d: &Device| {
+            device.is_some_and(|n| d.name.eq_ignore_ascii_case(n))
+                || owner.is_some_and(|o| d.owner.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(o)))
+        };
+        let indices: Vec<usize> = self.devices.iter().enumerate().filter(|(_, d)| chosen(d)).map(|(i, _)| i).collect();
+        let mut out: Vec<IpNet> = Vec::new();
+        out.extend(self.by_ip.iter().filter(|(_, i)| indices.contains(i)).map(|(ip, _)| IpNet::from(*ip)));
+        out.extend(self.networks.iter().filter(|(_, i)| indices.contains(i)).map(|(net, _)| *net));
+        let macs: Vec<Mac> = self.by_mac.iter().filter(|(_, i)| indices.contains(i)).map(|(m, _)| *m).collect();
+        out.extend(
+            self.leases
+                .iter()
+                .filter(|(_, l)| l.mac.is_some_and(|m| macs.contains(&m)))
+                .map(|(ip, _)| IpNet::from(*ip)),
+        );
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The identity of `client`, using what a trusted relay reported when there is any.
     pub fn identify(&self, client: IpAddr, edns: EdnsIdentity) -> Identity {
         let ip = edns.ip.unwrap_or(client);

@@ -1,7 +1,8 @@
 //! The Prometheus endpoint.
 //!
 //! Owns: rendering all of nxguard's metrics in the Prometheus text format from read-only views
-//! of the running resolver (its `resolve::Stats` counters, cache, recorder and upstreams), and
+//! of the running resolver (its `resolve::Stats` counters, cache, recorder and upstreams) and of
+//! the feeds' statuses (`policy::feeds::Board`), and
 //! the small HTTP listener serving `GET /metrics` and `GET /health`. The listener is
 //! hand-written: two fixed routes over HTTP/1.0-style close-after-response need no framework.
 //! Must not touch: the counters themselves; it reads, the pipeline counts.
@@ -24,6 +25,7 @@ use tokio::{
 use crate::{
     config::Protocol,
     evidence::attempt::Transport,
+    policy::feeds::{Board, FeedStatus},
     resolve::{Outcome, Resolver},
     upstream::{LATENCY_BUCKETS_MS, UdpPool},
 };
@@ -266,21 +268,51 @@ pub fn render(resolver: &Resolver) -> String {
     out
 }
 
+/// The feeds' metrics: last success, entries in force and failures, per feed.
+pub fn render_feeds(feeds: &Board) -> String {
+    let statuses = feeds.snapshot();
+    let mut out = String::new();
+    type Family = (&'static str, &'static str, &'static str, fn(&FeedStatus) -> String);
+    let families: [Family; 3] = [
+        (
+            "nxguard_feed_last_success_timestamp_seconds",
+            "gauge",
+            "When the feed last confirmed or replaced its copy (Unix time; 0 = never).",
+            |s| s.last_success.unwrap_or(0).to_string(),
+        ),
+        ("nxguard_feed_entries", "gauge", "Entries in the feed's copy in force.", |s| s.entries.to_string()),
+        (
+            "nxguard_feed_failures_total",
+            "counter",
+            "Feed downloads that failed or were refused (HTML, binary, too large, shrunk).",
+            |s| s.failures.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (feed, status) in &statuses {
+            let _ = writeln!(out, "{name}{{feed=\"{feed}\"}} {}", value(status));
+        }
+    }
+    out
+}
+
 /// Serves `GET /metrics` and `GET /health` on `listener` until the task is dropped.
-pub async fn serve(resolver: Arc<Resolver>, listener: TcpListener) {
+pub async fn serve(resolver: Arc<Resolver>, feeds: Arc<Board>, listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let resolver = Arc::clone(&resolver);
+        let feeds = Arc::clone(&feeds);
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), respond(&resolver, stream)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), respond(&resolver, &feeds, stream)).await;
         });
     }
 }
 
-async fn respond(resolver: &Resolver, mut stream: TcpStream) -> std::io::Result<()> {
+async fn respond(resolver: &Resolver, feeds: &Board, mut stream: TcpStream) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
@@ -293,7 +325,7 @@ async fn respond(resolver: &Resolver, mut stream: TcpStream) -> std::io::Result<
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, content_type, body) = match line {
         b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
-            ("200 OK", "text/plain; version=0.0.4", render(resolver))
+            ("200 OK", "text/plain; version=0.0.4", render(resolver) + &render_feeds(feeds))
         }
         b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_string()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),

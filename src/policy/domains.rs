@@ -6,7 +6,7 @@
 
 use std::{collections::HashSet, fmt, path::Path};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The shipped lists, compiled in so that `nxguard serve` works without any file on disk.
@@ -32,8 +32,20 @@ pub const BYPASS: &[(&str, &str)] = &[
     ("public-resolvers", include_str!("../../domains/bypass/public-resolvers.txt")),
 ];
 
+/// Names a municipality needs to keep resolving (`domains/must-resolve.txt`): no shipped list
+/// blocks one (tested), and `check` warns when a feed or a local list would.
+pub const MUST_RESOLVE: &str = include_str!("../../domains/must-resolve.txt");
+
+/// The file in `domains/` (and in a `domains_dir` copied from it) that is not an app list.
+pub const MUST_RESOLVE_FILE: &str = "must-resolve.txt";
+
+/// The names of a must-resolve file: one per line, `#` comments.
+pub fn must_resolve(text: &str) -> Vec<&str> {
+    text.lines().map(|l| l.split('#').next().unwrap_or_default().trim()).filter(|l| !l.is_empty()).collect()
+}
+
 /// What a domain is used for: tells the security officer how strong a hit is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// App backend: API, login, messaging, configuration. A hit means the app runs.
@@ -259,13 +271,15 @@ pub fn read_file(path: &Path, reader: &mut Reader, mut entry: impl FnMut(EntryRe
     }
 }
 
-/// The `*.txt` list files in a directory, sorted by file name, each with its id (the stem).
+/// The `*.txt` list files in a directory (but `must-resolve.txt`), sorted by file name, each with
+/// its id (the stem).
 pub fn list_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, ListError> {
     let io_error = |e: std::io::Error| ListError { origin: dir.display().to_string(), line: 0, problem: e.to_string() };
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map_err(io_error)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .filter(|p| p.file_name().is_none_or(|name| name != MUST_RESOLVE_FILE))
         .collect();
     paths.sort();
     Ok(paths.into_iter().map(|p| (p.file_stem().unwrap_or_default().to_string_lossy().into_owned(), p)).collect())

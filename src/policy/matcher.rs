@@ -1,7 +1,9 @@
 //! The blocking policy: which banned app, if any, a name belongs to.
 //!
-//! Owns: the compiled matcher (every enforced app's domains, the operator's extra blocks and
-//! allow exceptions) and the policy's identity (generation, version hash).
+//! Owns: the compiled matcher (every enforced app's domains, the feeds' entries, the operator's
+//! extra blocks and allow exceptions), which list or feed each entry came from (its rule, for
+//! the evidence stamp), and the policy's identity (generation, version hash). The client groups
+//! ride along (`groups`), so that one swap replaces both.
 //! Does not own: reading config or list files (`config`, `domains`), or answering (`resolve`).
 //!
 //! Matching walks the name's suffixes at label boundaries and looks each up in one hash table
@@ -18,7 +20,11 @@ use std::{
 
 use hashbrown::HashTable;
 
-use crate::{dns::wire::MAX_NAME_TEXT, policy::domains::Kind};
+use crate::{
+    config::{GroupMode, ListMode},
+    dns::wire::MAX_NAME_TEXT,
+    policy::{domains::Kind, groups::Groups},
+};
 
 /// A banned app (or the operator's own category) as named in the attempt log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +54,26 @@ pub struct AppEntry {
     pub notice: String,
 }
 
-/// What matched: the app, the listed domain and its kind.
+/// What matched: the app, the listed domain and its kind, and the list or feed it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Match<'p> {
     pub app: &'p Arc<AppEntry>,
     pub domain: &'p str,
     pub kind: Kind,
     pub exact: bool,
+    /// The list or feed with its version, e.g. `builtin:tiktok@1a2b…` or `feed:extra@"etag"`.
+    pub rule: &'p Arc<str>,
+    /// The list's mode: enforced, or shadow (log-only).
+    pub mode: ListMode,
+}
+
+/// Where entries came from: an app, the list or feed (its rule text) and the list's mode. A
+/// slot names its origin by index, so an entry costs no more than before.
+#[derive(Debug)]
+struct Origin {
+    app: u16,
+    rule: Arc<str>,
+    mode: ListMode,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +122,7 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 pub struct Policy {
     apps: Vec<Arc<AppEntry>>,
+    origins: Vec<Origin>,
     arena: String,
     slots: Vec<Slot>,
     table: HashTable<u32>,
@@ -112,7 +132,10 @@ pub struct Policy {
     generation: u64,
     /// Hash of the loaded domain data, stable across restarts (for metrics and `check`).
     version: u64,
+    /// `version` as hex, made once: every attempt's stamp shares it.
+    version_text: Arc<str>,
     duplicates: usize,
+    groups: Groups,
 }
 
 /// Builds a policy; later duplicates of a name are ignored (and counted).
@@ -125,6 +148,7 @@ impl PolicyBuilder {
         PolicyBuilder {
             policy: Policy {
                 apps: Vec::new(),
+                origins: Vec::new(),
                 arena: String::new(),
                 slots: Vec::new(),
                 table: HashTable::new(),
@@ -132,7 +156,9 @@ impl PolicyBuilder {
                 has_allow: false,
                 generation: 0,
                 version: 0xcbf2_9ce4_8422_2325,
+                version_text: Arc::from(""),
                 duplicates: 0,
+                groups: Groups::default(),
             },
         }
     }
@@ -144,15 +170,40 @@ impl PolicyBuilder {
         self
     }
 
-    /// Registers an app; returns its index for `block`.
+    /// Registers an app with an origin named after it; returns the origin's index for `block`.
     pub fn app(&mut self, app: App) -> u16 {
         self.mix(app.id.as_bytes());
+        let rule = Arc::from(app.id.as_str());
         let notice = app.notice();
         self.policy.apps.push(Arc::new(AppEntry { app, notice }));
-        (self.policy.apps.len() - 1) as u16
+        let app = (self.policy.apps.len() - 1) as u16;
+        self.policy.origins.push(Origin { app, rule, mode: ListMode::Enforce });
+        (self.policy.origins.len() - 1) as u16
     }
 
-    /// Blocks `domain` (lowercase, no trailing dot) and, unless `exact`, every subdomain.
+    /// A further origin (another list or feed) for the app of origin `of`; returns its index.
+    pub fn origin(&mut self, of: u16, rule: &str, mode: ListMode) -> u16 {
+        let app = self.policy.origins.get(usize::from(of)).map_or(0, |o| o.app);
+        self.policy.origins.push(Origin { app, rule: Arc::from(rule), mode });
+        (self.policy.origins.len() - 1) as u16
+    }
+
+    /// Names the list or feed of `origin` (known once it has been read, with its hash).
+    pub fn set_rule(&mut self, origin: u16, rule: &str, mode: ListMode) {
+        if let Some(o) = self.policy.origins.get_mut(usize::from(origin)) {
+            o.rule = Arc::from(rule);
+            o.mode = mode;
+        }
+    }
+
+    /// The first origin registered for app `id`.
+    pub fn find_app(&self, id: &str) -> Option<u16> {
+        let p = &self.policy;
+        p.origins.iter().position(|o| p.apps[usize::from(o.app)].app.id == id).map(|i| i as u16)
+    }
+
+    /// Blocks `domain` (lowercase, no trailing dot) and, unless `exact`, every subdomain, as an
+    /// entry of `app` (an origin index from `app` or `origin`).
     pub fn block(&mut self, domain: &str, app: u16, kind: Kind, exact: bool) {
         self.insert(domain, Rule::Block { app, kind, exact });
     }
@@ -196,9 +247,10 @@ impl PolicyBuilder {
         self.mix(&tag);
     }
 
-    /// Names an app registered before its list's header was read.
-    pub fn describe_app(&mut self, app: u16, name: &str, vendor: &str) {
-        if let Some(entry) = self.policy.apps.get_mut(usize::from(app)) {
+    /// Names an app (by its origin) registered before its list's header was read.
+    pub fn describe_app(&mut self, origin: u16, name: &str, vendor: &str) {
+        let app = self.policy.origins.get(usize::from(origin)).map_or(usize::MAX, |o| usize::from(o.app));
+        if let Some(entry) = self.policy.apps.get_mut(app) {
             let app = App::new(&entry.app.id, name, vendor);
             let notice = app.notice();
             *entry = Arc::new(AppEntry { app, notice });
@@ -211,6 +263,10 @@ impl PolicyBuilder {
         self.policy.arena.shrink_to_fit();
         self.policy.slots.shrink_to_fit();
         self.policy.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        // A shadowed list blocks nothing: two nodes that differ only there must differ in version.
+        let modes: Vec<u8> = self.policy.origins.iter().map(|o| o.mode as u8).collect();
+        self.mix(&modes);
+        self.policy.version_text = Arc::from(format!("{:016x}", self.policy.version));
         self.policy
     }
 }
@@ -254,7 +310,37 @@ impl Policy {
             return None;
         };
         let domain = &self.arena[slot.start as usize..slot.start as usize + slot.len as usize];
-        Some(Match { app: &self.apps[usize::from(app)], domain, kind, exact })
+        let origin = self.origins.get(usize::from(app))?;
+        let app = self.apps.get(usize::from(origin.app))?;
+        Some(Match { app, domain, kind, exact, rule: &origin.rule, mode: origin.mode })
+    }
+
+    /// What happens to a match for `client`: its group's mode for the app, else the list's.
+    /// Without groups and shadow lists this is two comparisons; only matched names get here.
+    #[inline]
+    pub fn decide(&self, matched: &Match<'_>, client: std::net::IpAddr) -> GroupMode {
+        let group =
+            if self.groups.is_empty() { GroupMode::Enforce } else { self.groups.mode(client, &matched.app.app.id) };
+        match (group, matched.mode) {
+            (GroupMode::Exempt, _) => GroupMode::Exempt,
+            (GroupMode::LogOnly, _) | (_, ListMode::LogOnly) => GroupMode::LogOnly,
+            (GroupMode::Enforce, ListMode::Enforce) => GroupMode::Enforce,
+        }
+    }
+
+    /// Installs the client groups; they are part of the policy's version.
+    pub fn set_groups(&mut self, groups: Groups) {
+        if !groups.is_empty() {
+            for &b in groups.fingerprint().to_le_bytes().iter() {
+                self.version = (self.version ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            self.version_text = Arc::from(format!("{:016x}", self.version));
+        }
+        self.groups = groups;
+    }
+
+    pub fn groups(&self) -> &Groups {
+        &self.groups
     }
 
     /// Whether an allow entry covers `name` (lowercase, no trailing dot).
@@ -308,14 +394,19 @@ impl Policy {
         self.generation
     }
 
-    /// Stable hex hash of the loaded domain data and apps.
-    pub fn version(&self) -> String {
-        format!("{:016x}", self.version)
+    /// Stable hex hash of the loaded domain data, apps, list modes and groups (shared text).
+    pub fn version(&self) -> Arc<str> {
+        Arc::clone(&self.version_text)
     }
 
     /// The version as an SOA serial for blocked answers.
     pub fn version_serial(&self) -> u32 {
         self.version as u32
+    }
+
+    /// The origins (list or feed, with version) and how many block entries each holds.
+    pub fn rules(&self) -> Vec<(&str, &str, ListMode)> {
+        self.origins.iter().map(|o| (self.apps[usize::from(o.app)].app.id.as_str(), &*o.rule, o.mode)).collect()
     }
 
     pub fn duplicates(&self) -> usize {
@@ -333,7 +424,7 @@ impl Policy {
         let mut out = Vec::new();
         for slot in &self.slots {
             if let Rule::Block { app, .. } = slot.rule() {
-                let app = usize::from(app);
+                let app = self.origins.get(usize::from(app)).map_or(0, |o| usize::from(o.app));
                 if counts[app] < per_app {
                     counts[app] += 1;
                     let name = &self.arena[slot.start as usize..slot.start as usize + slot.len as usize];
@@ -343,102 +434,6 @@ impl Policy {
         }
         out
     }
-}
-
-/// Why a policy could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("domain lists have {} problem(s):\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
-    Lists(Vec<crate::policy::domains::ListError>),
-    #[error("policy.apps names unknown list(s) {unknown:?}; available: {available:?}")]
-    UnknownApps { unknown: Vec<String>, available: Vec<String> },
-}
-
-/// The category of the operator's own `policy.extra` domains.
-pub const LOCAL_APP_ID: &str = "local";
-
-/// Builds the policy the config asks for: the enforced lists (built in, or read from
-/// `domains_dir`), the extra domains and the allow exceptions.
-///
-/// Lists stream into the matcher line by line: a million-entry file never exists in memory as
-/// parsed entries, only as the matcher's arena and table. Lists not enforced are still read, so
-/// a broken file is reported whichever apps are chosen.
-pub fn load(config: &crate::config::PolicyConfig) -> Result<Policy, PolicyError> {
-    use crate::policy::domains::{self, EntryRef, ListError, Reader};
-    enum Source {
-        File(std::path::PathBuf),
-        Builtin(&'static str),
-    }
-    let sources: Vec<(String, Source)> = match &config.domains_dir {
-        Some(dir) => domains::list_files(dir)
-            .map_err(|e| PolicyError::Lists(vec![e]))?
-            .into_iter()
-            .map(|(id, path)| (id, Source::File(path)))
-            .collect(),
-        None => domains::BUILTIN.iter().map(|(id, text)| (id.to_string(), Source::Builtin(text))).collect(),
-    };
-    let enforced = |id: &str| config.apps.as_ref().is_none_or(|apps| apps.iter().any(|a| a == id));
-    let mut builder = PolicyBuilder::new();
-    for name in &config.allow {
-        builder.allow(name);
-    }
-    let mut errors: Vec<ListError> = Vec::new();
-    for (id, source) in &sources {
-        let origin = match source {
-            Source::File(path) => path.display().to_string(),
-            Source::Builtin(_) => format!("domains/{id}.txt"),
-        };
-        let mut reader = Reader::new(id, &origin);
-        // Registered before the header is read (directives may come anywhere), named after.
-        let app = enforced(id).then(|| builder.app(App::new(id, "", "")));
-        let mut block = |e: EntryRef<'_>| {
-            if let Some(app) = app {
-                builder.block(e.domain, app, e.kind, e.exact);
-            }
-        };
-        match source {
-            Source::File(path) => {
-                if let Err(e) = domains::read_file(path, &mut reader, &mut block) {
-                    errors.push(ListError { origin, line: 0, problem: e.to_string() });
-                    continue;
-                }
-            }
-            Source::Builtin(text) => text.lines().filter_map(|raw| reader.line(raw)).for_each(&mut block),
-        }
-        match reader.finish() {
-            Ok(list) => {
-                if let Some(app) = app {
-                    builder.describe_app(app, &list.name, &list.vendor);
-                }
-            }
-            Err(mut e) => errors.append(&mut e),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(PolicyError::Lists(errors));
-    }
-    if let Some(apps) = &config.apps {
-        let available: Vec<String> = sources.iter().map(|(id, _)| id.clone()).collect();
-        let unknown: Vec<String> = apps.iter().filter(|a| !available.contains(a)).cloned().collect();
-        if !unknown.is_empty() {
-            return Err(PolicyError::UnknownApps { unknown, available });
-        }
-    }
-    for (id, response) in config.bypass.enabled() {
-        let text = domains::BYPASS.iter().find(|(bypass, _)| *bypass == id).map(|(_, text)| *text).unwrap_or_default();
-        let list = domains::parse(id, text, &format!("domains/bypass/{id}.txt")).map_err(PolicyError::Lists)?;
-        let app = builder.app(App { response, ..App::new(id, &list.name, &list.vendor) });
-        for entry in &list.entries {
-            builder.block(&entry.domain, app, entry.kind, entry.exact);
-        }
-    }
-    if !config.extra.is_empty() {
-        let app = builder.app(App::new(LOCAL_APP_ID, "Local policy", "the network operator"));
-        for name in &config.extra {
-            builder.block(name, app, Kind::Unspecified, false);
-        }
-    }
-    Ok(builder.build())
 }
 
 #[cfg(test)]
@@ -530,22 +525,6 @@ mod tests {
             assert_eq!((m.kind, m.exact), (*kind, i % 2 == 0));
         }
         assert_eq!(std::mem::size_of::<Slot>(), 8);
-    }
-
-    #[test]
-    fn streamed_lists_load_like_parsed_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = "@app Test App\n@vendor V\na.example api\n\nb.example web exact # s: x\r\n";
-        std::fs::write(dir.path().join("t.txt"), text).unwrap();
-        let config = crate::config::PolicyConfig { domains_dir: Some(dir.path().into()), ..Default::default() };
-        let p = load(&config).unwrap();
-        let m = p.lookup_text("x.a.example").unwrap();
-        assert_eq!((m.app.app.name.as_str(), m.app.app.vendor.as_str()), ("Test App", "V"));
-        assert!(p.lookup_text("b.example").unwrap().exact);
-        assert!(p.lookup_text("x.b.example").is_none());
-        std::fs::write(dir.path().join("t.txt"), "@app T\nBAD.example\n").unwrap();
-        let Err(PolicyError::Lists(errors)) = load(&config) else { panic!("broken list loaded") };
-        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 0], "{errors:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
 use crate::{
-    config::{BlockConfig, CacheConfig, Config, LimitsConfig, OverLimit, UpstreamConfig},
+    config::{BlockConfig, CacheConfig, Config, GroupMode, LimitsConfig, OverLimit, UpstreamConfig},
     dns::wire::{self, CLASS_ANY, CLASS_IN, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
     dns::{blocked, presentation},
     evidence::devices::{self, EdnsIdentity, Identity},
@@ -201,8 +201,9 @@ impl Resolver {
             return self.finish(client, Outcome::Unsupported);
         }
         let policy = &live.policy;
-        if let Some(matched) = policy.lookup(query.name.as_bytes()) {
-            return self.block(&query, client, &live, matched, Via::Query, out);
+        let direct = policy.lookup(query.name.as_bytes());
+        if let Some(step) = direct.and_then(|m| self.apply(&query, client, &live, m, Via::Query, false, out)) {
+            return step;
         }
         let mut key = [0u8; cache::MAX_KEY];
         let (fresh, stale) = match self.cache.lookup(cache::key(&query, &mut key), now) {
@@ -214,11 +215,13 @@ impl Resolver {
             let recheck = entry.generation != policy.generation() || entry.chain_blocked;
             if let Some((matched, alias)) =
                 recheck.then(|| chain_match(policy, query.name.as_bytes(), &entry.chain)).flatten()
+                && let Some(step) =
+                    self.apply(&query, client, &live, matched, Via::Cname { alias }, direct.is_some(), out)
             {
-                return self.block(&query, client, &live, matched, Via::Cname { alias }, out);
+                return step;
             }
             entry.write(&query, now, udp_limit(&query, client), out);
-            if entry.hit_wants_prefetch(now) {
+            if direct.is_none() && !entry.chain_blocked && entry.hit_wants_prefetch(now) {
                 self.prefetch(&query, &entry, &live, now);
             }
             return self.finish(client, Outcome::Cached);
@@ -268,8 +271,10 @@ impl Resolver {
                 warn!(%error, qname = %query.name_text(), "no upstream answer; serving stale");
                 let live = self.live.load();
                 if let Some((matched, alias)) = chain_match(&live.policy, query.name.as_bytes(), &entry.chain) {
-                    self.block(&query, client, &live, matched, Via::Cname { alias }, out);
-                    return Outcome::Blocked;
+                    let direct = live.policy.lookup(query.name.as_bytes()).is_some();
+                    if self.apply(&query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
+                        return Outcome::Blocked;
+                    }
                 }
                 entry.write_stale(&query, udp_limit(&query, client), out);
                 return self.finished(client, Outcome::Stale);
@@ -306,11 +311,38 @@ impl Resolver {
             self.cache.insert(cache::key(&query, &mut key), Arc::clone(&answer));
         }
         if let Some((matched, alias)) = blocked_by {
-            self.block(&query, client, &live, matched, Via::Cname { alias }, out);
-            return Outcome::Blocked;
+            let direct = live.policy.lookup(query.name.as_bytes()).is_some();
+            if self.apply(&query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
+                return Outcome::Blocked;
+            }
         }
         answer.write(&query, now, udp_limit(&query, client), out);
         self.finished(client, Outcome::Forwarded)
+    }
+
+    /// The policy step for a matched name: the client's group and the list decide. Enforced:
+    /// the blocked answer and its step. Log-only: the attempt is recorded (unless the query name
+    /// itself was, `recorded`) and the query goes on to be answered normally (`None`), as it does
+    /// for an exempt client, which leaves no record.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        query: &Query<'_>,
+        client: Client,
+        live: &Live,
+        matched: Match<'_>,
+        via: Via,
+        recorded: bool,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
+        match live.policy.decide(&matched, client.addr.ip()) {
+            GroupMode::Enforce => Some(self.block(query, client, live, matched, via, out)),
+            GroupMode::LogOnly if !recorded => {
+                self.record(query, client, live, matched, via, Mode::LogOnly);
+                None
+            }
+            GroupMode::LogOnly | GroupMode::Exempt => None,
+        }
     }
 
     fn block(
@@ -325,12 +357,12 @@ impl Resolver {
         let response = matched.app.app.response;
         let serial = live.policy.version_serial();
         blocked::write(out, query, &live.block, response, matched.domain, serial, &matched.app.notice);
-        self.record(query, client, live, matched, via);
+        self.record(query, client, live, matched, via, Mode::Enforce);
         self.finish(client, Outcome::Blocked)
     }
 
-    /// The attempt record of a query the policy bans, handed to the dispatcher.
-    fn record(&self, query: &Query<'_>, client: Client, live: &Live, matched: Match<'_>, via: Via) {
+    /// The attempt record of a query the policy matched, handed to the dispatcher.
+    fn record(&self, query: &Query<'_>, client: Client, live: &Live, matched: Match<'_>, via: Via, mode: Mode) {
         // Relays' identity options are read here, while the packet is at hand; the dispatcher
         // resolves the full identity off the query path.
         let edns = if live.access.is_relay(client.addr.ip()) {
@@ -350,11 +382,7 @@ impl Resolver {
             domain: matched.domain.to_string(),
             kind: matched.kind,
             via,
-            stamp: Stamp {
-                mode: Mode::Enforce,
-                policy_version: live.policy.version().into(),
-                rule: Arc::from(matched.app.app.id.as_str()),
-            },
+            stamp: Stamp { mode, policy_version: live.policy.version(), rule: Arc::clone(matched.rule) },
         });
     }
 
@@ -368,16 +396,23 @@ impl Resolver {
         let Some(matched) = live.policy.lookup(query.name.as_bytes()) else {
             return;
         };
+        // The client's group decides as for any other query: exempt leaves no record.
+        let mode = match live.policy.decide(&matched, client.addr.ip()) {
+            GroupMode::Enforce => Mode::Enforce,
+            GroupMode::LogOnly => Mode::LogOnly,
+            GroupMode::Exempt => return,
+        };
         let second = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let first = self.over_limit_records.first_in_second(client.addr.ip(), matched.domain, second);
         self.stats.over_limit_attempt(first);
         if first {
-            self.record(query, client, live, matched, Via::Query);
+            self.record(query, client, live, matched, Via::Query, mode);
         }
     }
 
-    /// Refreshes a popular entry near its expiry in the background, under the in-flight cap. The
-    /// name already passed the current policy (banned names never reach the cache lookup).
+    /// Refreshes a popular entry near its expiry in the background, under the in-flight cap.
+    /// Only for names the current policy does not list at all (the caller checks): a listed
+    /// name reaches the cache only for log-only or exempt clients, and is never refreshed.
     fn prefetch(&self, query: &Query<'_>, entry: &CachedAnswer, live: &Arc<Live>, now: Instant) {
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             entry.prefetch_skipped();
