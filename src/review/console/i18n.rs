@@ -37,6 +37,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("possibly", "app mogelijk geïnstalleerd", "app possibly installed"),
     ("link", "link of ingesloten inhoud", "link or embedded content"),
     ("by_app", "Apparaten per app en beoordeling", "Devices by app and assessment"),
+    ("recent_devices", "Laatst geziene apparaten", "Most recently seen devices"),
+    ("all_devices", "Alle apparaten", "All devices"),
     ("trend", "Pogingen per dag", "Attempts per day"),
     ("to_act", "Actie nodig: waarschijnlijk geïnstalleerd, geen open zaak", "To act on: likely installed, no open case"),
     ("recurred", "Teruggekeerd na verwijdering", "Came back after removal"),

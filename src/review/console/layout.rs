@@ -184,6 +184,7 @@ pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> M
             }
             label { (t(lang, "search")) " " input type="search" name="q" value=(given(&view.q).unwrap_or("")); }
             @if let Some(sort) = given(&view.sort) { input type="hidden" name="sort" value=(sort); }
+            @if let Some(device) = given(&view.device) { input type="hidden" name="device" value=(device); }
             button type="submit" { (t(lang, "apply")) }
         }
     }

@@ -110,6 +110,9 @@ fn shown(c: &Console, who: &SignedIn, device: &str) -> String {
     if who.role >= Role::Officer { device.to_string() } else { c.masked(device) }
 }
 
+/// Device × app rows the overview lists (most recently seen first); the rest are on /devices.
+const RECENT: usize = 15;
+
 fn day_of(time: SystemTime) -> i64 {
     millis(time).div_euclid(DAY_MS)
 }
@@ -154,6 +157,20 @@ pub async fn overview(State(c): State<Arc<Console>>, who: SignedIn, Query(view):
                     }
                 }
             }
+        }
+        h2 { (t(lang, "recent_devices")) }
+        @if rows.is_empty() { p { (t(lang, "no_data")) } } @else {
+            table id="recent" {
+                tr { th { (t(lang, "device")) } th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+                @for s in rows.iter().take(RECENT) {
+                    tr {
+                        td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
+                        td { (s.app) } td.num { (s.attempts) } td { (s.last_seen) }
+                        td class=[(s.assessment == "app likely installed").then_some("likely")] { (assessment(lang, s.assessment)) }
+                    }
+                }
+            }
+            @if rows.len() > RECENT { p { a href=(format!("/devices?{}", view.query())) { (t(lang, "all_devices")) " (" (rows.len()) ")" } } }
         }
         h2 { (t(lang, "trend")) }
         (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, "trend")))
@@ -238,7 +255,7 @@ pub async fn device(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Q
     let store = c.store()?;
     let sources = queries::identity_sources(&store, &key)?;
     let lanes = queries::device_daily(&store, &key, since, until)?;
-    let hits = report::timeline(&store, &report::Filter { app: None, owner: None, ..filter }, c.pseudonymizer.as_ref())?;
+    let hits = report::timeline(&store, &report::Filter { owner: None, ..filter }, c.pseudonymizer.as_ref())?;
     let device_cases = {
         let db = c.db();
         audit::by(&db, now, &who, "view device", &key, &format!("since {}", view.since_text()))?;
