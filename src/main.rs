@@ -11,6 +11,7 @@ use nxguard::{
     ops::{selftest, systemd},
     policy::{self, domains},
     review::{
+        board,
         console::{self, Console, audit, auth, cases},
         report,
     },
@@ -260,8 +261,13 @@ struct ReportArgs {
     /// Only devices of this owner or department.
     #[arg(long)]
     owner: Option<String>,
+    /// table, csv, json, or html: the board report (one self-contained file, no personal data
+    /// unless --with-identities).
     #[arg(long, value_enum, default_value_t)]
-    format: report::Format,
+    format: board::Format,
+    /// In the HTML board report, also list the devices (personal data).
+    #[arg(long)]
+    with_identities: bool,
     /// The time the report treats as now (RFC 3339), for reproducible reports.
     #[arg(long, hide = true)]
     now: Option<String>,
@@ -284,10 +290,20 @@ fn run_report(args: &ReportArgs) -> Result<()> {
     };
     let pseudonymizer = pseudonymizer(&config)?;
     let db = report::open(&path)?;
-    let text = if args.device.is_some() {
-        report::render_timeline(&report::timeline(&db, &filter, pseudonymizer.as_ref())?, args.format)?
-    } else {
-        report::render_summaries(&report::summaries(&db, &filter, pseudonymizer.as_ref())?, args.format)?
+    let text = match args.format.plain() {
+        Some(format) if args.device.is_some() => {
+            report::render_timeline(&report::timeline(&db, &filter, pseudonymizer.as_ref())?, format)?
+        }
+        Some(format) => report::render_summaries(&report::summaries(&db, &filter, pseudonymizer.as_ref())?, format)?,
+        None => {
+            // The cases come from the console's database, when there is one.
+            let console = config.console.state_path.as_ref().filter(|p| p.exists()).map(|p| {
+                rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .with_context(|| format!("opening {}", p.display()))
+            });
+            let console = console.transpose()?;
+            board::render(&db, console.as_ref(), &filter, pseudonymizer.as_ref(), args.with_identities, now)?
+        }
     };
     print!("{text}");
     Ok(())

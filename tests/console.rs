@@ -353,3 +353,32 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
     let recurred = overview.body.split("id=\"recurred\"").nth(1).expect("recurrences listed");
     assert!(recurred.contains("LT-0001") && recurred.contains("LT-0002"), "{recurred}");
 }
+
+fn report_html(db: &Path, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["report", "--db", db.to_str().unwrap(), "--now", "2026-11-23T00:00:00Z", "--since", "7d"])
+        .args(["--format", "html"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn board_report_is_one_self_contained_file_without_personal_data_unless_asked() {
+    let s = setup();
+    let html = report_html(&s.store, &[]);
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg") && html.contains("@media print"));
+    for app in ["TikTok", "Temu", "WeChat"] {
+        assert!(html.contains(&format!("<h2>{app}</h2>")), "{app}");
+    }
+    for outside in ["<script", "src=", "<link", "url(", "http://", "https://"] {
+        assert!(!html.contains(outside), "{outside} in the board report");
+    }
+    for identity in ["LT-0001", "10.30.0.9", "Burgerzaken", "@evil"] {
+        assert!(!html.contains(identity), "{identity} without --with-identities");
+    }
+    let named = report_html(&s.store, &["--with-identities"]);
+    assert!(named.contains("LT-0001") && named.contains("Burgerzaken"));
+}

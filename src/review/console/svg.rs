@@ -14,7 +14,7 @@ pub fn daily_bars(values: &[(i64, u64)], first_day: i64, last_day: i64, label: &
     let slot = f64::from(WIDTH - 40) / f64::from(days);
     let plot = f64::from(HEIGHT - 30);
     html! {
-        svg class="chart" viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(label) xmlns="http://www.w3.org/2000/svg" {
+        svg class="chart" viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(label) {
             title { (label) }
             line x1="40" y1=(HEIGHT - 20) x2=(WIDTH) y2=(HEIGHT - 20) class="axis" {}
             text x="36" y="12" text-anchor="end" class="tick" { (max) }
@@ -42,7 +42,7 @@ pub fn app_lanes(rows: &[(String, i64, u64)], first_day: i64, last_day: i64, lab
     let height = lane * apps.len().max(1) as u32 + 20;
     let max = rows.iter().map(|(_, _, n)| *n).max().unwrap_or(1).max(1) as f64;
     html! {
-        svg class="chart" viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(label) xmlns="http://www.w3.org/2000/svg" {
+        svg class="chart" viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(label) {
             title { (label) }
             @for (i, app) in apps.iter().enumerate() {
                 @let y = lane * i as u32;
