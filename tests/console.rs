@@ -88,7 +88,14 @@ fn fixture(dir: &Path) -> PathBuf {
         attempt(DAY0 + 2 * DAY + 8 * 3600, lt1, "10.20.1.7", "mon.byteoversea.com", &tiktok, Kind::Telemetry),
         attempt(DAY0 + DAY + 14 * 3600, lt2, "10.20.2.2", "www.tiktok.com", &tiktok, Kind::Web),
         attempt(DAY0 + 16 * 3600, None, "10.30.0.9", "long.weixin.qq.com", &wechat, Kind::Api),
-        attempt(DAY0 + 2 * DAY, Some(("@evil", "=HYPERLINK(\"http://x\")")), "10.40.0.1", "api.temu.com", &temu, Kind::Api),
+        attempt(
+            DAY0 + 2 * DAY,
+            Some(("@evil", "=HYPERLINK(\"http://x\")")),
+            "10.40.0.1",
+            "api.temu.com",
+            &temu,
+            Kind::Api,
+        ),
     ];
     let path = dir.join("attempts.sqlite");
     store::insert_all(&path, &attempts, None).unwrap();
@@ -149,7 +156,8 @@ async fn send(app: &Router, method: &str, uri: &str, cookie: Option<&str>, form:
 
 /// Signs in; returns the cookie header value and the session's CSRF token.
 async fn login(app: &Router, user: &str) -> (String, String) {
-    let reply = send(app, "POST", "/login", None, Some(&format!("user={user}&password={}", PASSWORD.replace(' ', "+")))).await;
+    let reply =
+        send(app, "POST", "/login", None, Some(&format!("user={user}&password={}", PASSWORD.replace(' ', "+")))).await;
     assert_eq!((reply.status, reply.location.as_str()), (StatusCode::SEE_OTHER, "/"), "{user}: {}", reply.body);
     assert!(reply.cookie.contains("HttpOnly") && reply.cookie.contains("SameSite=Strict"), "{}", reply.cookie);
     let cookie = reply.cookie.split(';').next().unwrap().to_string();
@@ -172,7 +180,9 @@ fn report_csv(db: &Path, args: &[&str]) -> String {
 async fn without_a_session_every_page_redirects_to_login() {
     let s = setup();
     let app = console::router(Arc::clone(&s.console));
-    for uri in ["/", "/devices", "/device?device=LT-0001", "/cases", "/cases/new", "/cases/1", "/audit", "/export/summary.csv"] {
+    for uri in
+        ["/", "/devices", "/device?device=LT-0001", "/cases", "/cases/new", "/cases/1", "/audit", "/export/summary.csv"]
+    {
         let reply = send(&app, "GET", uri, None, None).await;
         assert_eq!((reply.status, reply.location.as_str()), (StatusCode::SEE_OTHER, "/login"), "{uri}");
     }
@@ -195,7 +205,15 @@ async fn a_viewer_sees_aggregates_with_pseudonymous_keys_only() {
     }
     let devices = send(&app, "GET", "/devices?since=7d", Some(&cookie), None).await;
     assert!(devices.body.contains(&s.console.masked("LT-0001")), "{}", devices.body);
-    for uri in ["/export/summary.csv", "/export/timeline.csv?device=LT-0001", "/device?device=LT-0001", "/cases", "/cases/new", "/audit", "/api/v1/cases"] {
+    for uri in [
+        "/export/summary.csv",
+        "/export/timeline.csv?device=LT-0001",
+        "/device?device=LT-0001",
+        "/cases",
+        "/cases/new",
+        "/audit",
+        "/api/v1/cases",
+    ] {
         assert_eq!(send(&app, "GET", uri, Some(&cookie), None).await.status, StatusCode::FORBIDDEN, "{uri}");
     }
     let open = format!("csrf={csrf}&device=LT-0001&app=TikTok");
@@ -207,12 +225,18 @@ async fn state_changes_without_the_csrf_token_are_rejected() {
     let s = setup();
     let app = console::router(Arc::clone(&s.console));
     let (cookie, csrf) = login(&app, "officer").await;
-    for form in ["device=LT-0001&app=TikTok", "csrf=&device=LT-0001&app=TikTok", "csrf=0000&device=LT-0001&app=TikTok"] {
-        assert_eq!(send(&app, "POST", "/cases", Some(&cookie), Some(form)).await.status, StatusCode::FORBIDDEN, "{form}");
+    for form in ["device=LT-0001&app=TikTok", "csrf=&device=LT-0001&app=TikTok", "csrf=0000&device=LT-0001&app=TikTok"]
+    {
+        assert_eq!(
+            send(&app, "POST", "/cases", Some(&cookie), Some(form)).await.status,
+            StatusCode::FORBIDDEN,
+            "{form}"
+        );
     }
     assert!(cases::list(&s.console.db(), None).unwrap().is_empty());
     assert_eq!(send(&app, "POST", "/logout", Some(&cookie), Some("csrf=nope")).await.status, StatusCode::FORBIDDEN);
-    let good = send(&app, "POST", "/cases", Some(&cookie), Some(&format!("csrf={csrf}&device=LT-0001&app=TikTok"))).await;
+    let good =
+        send(&app, "POST", "/cases", Some(&cookie), Some(&format!("csrf={csrf}&device=LT-0001&app=TikTok"))).await;
     assert_eq!((good.status, good.location.as_str()), (StatusCode::SEE_OTHER, "/cases/1"));
     let update = send(&app, "POST", "/cases/1", Some(&cookie), Some("action=request_removal")).await;
     assert_eq!(update.status, StatusCode::FORBIDDEN);
@@ -252,32 +276,40 @@ async fn the_audit_log_records_who_when_where_what_and_cannot_be_changed() {
     let app = console::router(Arc::clone(&s.console));
     let (cookie, csrf) = login(&app, "officer").await;
     assert_eq!(send(&app, "GET", "/device?device=LT-0001&since=7d", Some(&cookie), None).await.status, StatusCode::OK);
-    assert_eq!(send(&app, "GET", "/export/summary.csv?since=7d&app=TikTok", Some(&cookie), None).await.status, StatusCode::OK);
-    send(&app, "POST", "/cases", Some(&cookie), Some(&format!("csrf={csrf}&device=LT-0001&app=TikTok&ticket=INC-7"))).await;
+    assert_eq!(
+        send(&app, "GET", "/export/summary.csv?since=7d&app=TikTok", Some(&cookie), None).await.status,
+        StatusCode::OK
+    );
+    send(&app, "POST", "/cases", Some(&cookie), Some(&format!("csrf={csrf}&device=LT-0001&app=TikTok&ticket=INC-7")))
+        .await;
     send(&app, "POST", "/cases/1", Some(&cookie), Some(&format!("csrf={csrf}&action=request_removal"))).await;
     send(&app, "POST", "/login", None, Some("user=admin&password=wrong")).await;
-    let db = s.console.db();
-    let mut statement = db.prepare("SELECT ts_ms, actor, role, address, action, target, detail FROM audit ORDER BY id").unwrap();
-    let rows: Vec<(i64, String, String, String, String, String, String)> = statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let actions: Vec<&str> = rows.iter().map(|r| r.4.as_str()).collect();
-    assert_eq!(actions, ["login", "view device", "export summary", "case open", "case update", "login failed"]);
-    let now_ms = ((DAY0 + 3 * DAY) * 1000) as i64;
-    for (ts, actor, role, address, _, _, _) in &rows[..5] {
-        assert_eq!((*ts, actor.as_str(), role.as_str(), address.as_str()), (now_ms, "officer", "officer", "127.0.0.9"));
+    {
+        let db = s.console.db();
+        let mut statement =
+            db.prepare("SELECT ts_ms, actor, role, address, action, target, detail FROM audit ORDER BY id").unwrap();
+        let rows: Vec<(i64, String, String, String, String, String, String)> = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let actions: Vec<&str> = rows.iter().map(|r| r.4.as_str()).collect();
+        assert_eq!(actions, ["login", "view device", "export summary", "case open", "case update", "login failed"]);
+        let now_ms = ((DAY0 + 3 * DAY) * 1000) as i64;
+        for (ts, actor, role, address, _, _, _) in &rows[..5] {
+            assert_eq!(
+                (*ts, actor.as_str(), role.as_str(), address.as_str()),
+                (now_ms, "officer", "officer", "127.0.0.9")
+            );
+        }
+        assert_eq!(rows[1].5, "LT-0001");
+        assert!(rows[2].6.contains("app=TikTok"), "{}", rows[2].6);
+        assert_eq!((rows[3].5.as_str(), rows[4].6.as_str()), ("case 1", "open -> removal_requested; request_removal"));
+        assert_eq!((rows[5].1.as_str(), rows[5].2.as_str()), ("admin", ""));
+        // Append-only: no change, no early delete.
+        assert!(db.execute("UPDATE audit SET actor = 'x'", []).is_err());
+        assert!(db.execute("DELETE FROM audit", []).is_err());
     }
-    assert_eq!(rows[1].5, "LT-0001");
-    assert!(rows[2].6.contains("app=TikTok"), "{}", rows[2].6);
-    assert_eq!((rows[3].5.as_str(), rows[4].6.as_str()), ("case 1", "open -> removal_requested; request_removal"));
-    assert_eq!((rows[5].1.as_str(), rows[5].2.as_str()), ("admin", ""));
-    // Append-only: no change, no early delete.
-    assert!(db.execute("UPDATE audit SET actor = 'x'", []).is_err());
-    assert!(db.execute("DELETE FROM audit", []).is_err());
-    drop(statement);
-    drop(db);
     // Admins read and export it; officers do not.
     assert_eq!(send(&app, "GET", "/audit", Some(&cookie), None).await.status, StatusCode::FORBIDDEN);
     let (admin, _) = login(&app, "admin").await;
@@ -312,39 +344,47 @@ async fn csv_export_is_the_report_csv_with_formulas_neutralised() {
 #[tokio::test]
 async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
     let s = setup();
-    let db = s.console.db();
-    let store = nxguard::review::report::open(&s.store).unwrap();
-    let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
-    // LT-0001 × TikTok: removed on day 3 (after its last hit on day 2).
-    let quiet = cases::open(&db, "LT-0001", "TikTok", "Burgerzaken", "INC-1", "", at(DAY0 + 3 * DAY)).unwrap();
-    cases::update(&db, quiet, &Change::RequestRemoval, at(DAY0 + 3 * DAY)).unwrap();
-    cases::update(&db, quiet, &Change::Removed(at(DAY0 + 3 * DAY)), at(DAY0 + 3 * DAY)).unwrap();
-    // LT-0002 × TikTok: "removed" on day 1 at 00:00, but it hit www.tiktok.com at 14:00.
-    let back = cases::open(&db, "LT-0002", "TikTok", "Sociaal Domein", "INC-2", "", at(DAY0)).unwrap();
-    cases::update(&db, back, &Change::Removed(at(DAY0 + DAY)), at(DAY0 + DAY)).unwrap();
-    assert!(cases::update(&db, quiet, &Change::RequestRemoval, at(DAY0 + 3 * DAY)).is_err());
+    {
+        let db = s.console.db();
+        let store = nxguard::review::report::open(&s.store).unwrap();
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        // LT-0001 × TikTok: removed on day 3 (after its last hit on day 2).
+        let quiet = cases::open(&db, "LT-0001", "TikTok", "Burgerzaken", "INC-1", "", at(DAY0 + 3 * DAY)).unwrap();
+        cases::update(&db, quiet, &Change::RequestRemoval, at(DAY0 + 3 * DAY)).unwrap();
+        cases::update(&db, quiet, &Change::Removed(at(DAY0 + 3 * DAY)), at(DAY0 + 3 * DAY)).unwrap();
+        // LT-0002 × TikTok: "removed" on day 1 at 00:00, but it hit www.tiktok.com at 14:00.
+        let back = cases::open(&db, "LT-0002", "TikTok", "Sociaal Domein", "INC-2", "", at(DAY0)).unwrap();
+        cases::update(&db, back, &Change::Removed(at(DAY0 + DAY)), at(DAY0 + DAY)).unwrap();
+        assert!(cases::update(&db, quiet, &Change::RequestRemoval, at(DAY0 + 3 * DAY)).is_err());
 
-    let state = |id| cases::get(&db, id).unwrap().state;
-    let changed = cases::refresh(&db, &store, None, at(DAY0 + 5 * DAY), 7).unwrap();
-    assert_eq!(changed.iter().map(|c| c.id).collect::<Vec<_>>(), [back]);
-    assert_eq!((state(quiet), state(back)), (CaseState::Removed, CaseState::Recurred));
-    // Seven quiet days after the removal: verified.
-    cases::refresh(&db, &store, None, at(DAY0 + 10 * DAY - 1), 7).unwrap();
-    assert_eq!(state(quiet), CaseState::Removed);
-    cases::refresh(&db, &store, None, at(DAY0 + 10 * DAY), 7).unwrap();
-    assert_eq!(state(quiet), CaseState::Verified);
-    // An attempt after verification: recurred.
-    let tiktok = app("tiktok", "TikTok");
-    let late = attempt(DAY0 + 11 * DAY, Some(("LT-0001", "Burgerzaken")), "10.20.1.1", "api16-normal-c.tiktokv.com", &tiktok, Kind::Api);
-    store::insert_all(&s.store, &[late], None).unwrap();
-    cases::refresh(&db, &store, None, at(DAY0 + 12 * DAY), 7).unwrap();
-    assert_eq!(state(quiet), CaseState::Recurred);
-    // Each automatic change is audited as nxguard.
-    let automatic: i64 = db
-        .query_row("SELECT COUNT(*) FROM audit WHERE actor = 'nxguard' AND action = 'case state'", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(automatic, 3);
-    drop(db);
+        let state = |id| cases::get(&db, id).unwrap().state;
+        let changed = cases::refresh(&db, &store, None, at(DAY0 + 5 * DAY), 7).unwrap();
+        assert_eq!(changed.iter().map(|c| c.id).collect::<Vec<_>>(), [back]);
+        assert_eq!((state(quiet), state(back)), (CaseState::Removed, CaseState::Recurred));
+        // Seven quiet days after the removal: verified.
+        cases::refresh(&db, &store, None, at(DAY0 + 10 * DAY - 1), 7).unwrap();
+        assert_eq!(state(quiet), CaseState::Removed);
+        cases::refresh(&db, &store, None, at(DAY0 + 10 * DAY), 7).unwrap();
+        assert_eq!(state(quiet), CaseState::Verified);
+        // An attempt after verification: recurred.
+        let tiktok = app("tiktok", "TikTok");
+        let late = attempt(
+            DAY0 + 11 * DAY,
+            Some(("LT-0001", "Burgerzaken")),
+            "10.20.1.1",
+            "api16-normal-c.tiktokv.com",
+            &tiktok,
+            Kind::Api,
+        );
+        store::insert_all(&s.store, &[late], None).unwrap();
+        cases::refresh(&db, &store, None, at(DAY0 + 12 * DAY), 7).unwrap();
+        assert_eq!(state(quiet), CaseState::Recurred);
+        // Each automatic change is audited as nxguard.
+        let automatic: i64 = db
+            .query_row("SELECT COUNT(*) FROM audit WHERE actor = 'nxguard' AND action = 'case state'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(automatic, 3);
+    }
     // The overview flags recurrences.
     s.clock.store(DAY0 + 12 * DAY, Ordering::SeqCst);
     let app = console::router(Arc::clone(&s.console));

@@ -256,7 +256,9 @@ fn board_report_timer_runs_monthly_a_report_the_binary_writes() {
     assert!(timer.contains(&("Persistent".into(), "true".into())));
     let service = read("deploy/nxguard-board-report.service");
     let exec = unit_settings(&service).into_iter().find(|(k, _)| k == "ExecStart").unwrap().1;
-    assert!(exec.contains("/usr/local/bin/nxguard report --config /etc/nxguard/nxguard.toml --format html --since 30d"));
+    assert!(
+        exec.contains("/usr/local/bin/nxguard report --config /etc/nxguard/nxguard.toml --format html --since 30d")
+    );
     assert!(!exec.contains("--with-identities"), "the board report holds no personal data");
     // The same command over an empty store writes a whole HTML page.
     let dir = tempfile::tempdir().unwrap();

@@ -41,7 +41,14 @@ pub fn record(db: &Connection, now: SystemTime, r: &Record<'_>) -> Result<(), Co
 }
 
 /// Records what a signed-in user did.
-pub fn by(db: &Connection, now: SystemTime, who: &SignedIn, action: &str, target: &str, detail: &str) -> Result<(), ConsoleError> {
+pub fn by(
+    db: &Connection,
+    now: SystemTime,
+    who: &SignedIn,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<(), ConsoleError> {
     let action = if who.api { format!("api {action}") } else { action.to_string() };
     record(
         db,

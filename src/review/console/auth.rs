@@ -3,10 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
-use argon2::{
-    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
-    password_hash::SaltString,
-};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use axum::{
     extract::{ConnectInfo, FromRequestParts, connect_info::Connected},
     http::{StatusCode, header, request::Parts},
@@ -97,7 +94,8 @@ pub fn check_password(
     if locked_until > now_ms {
         return Ok(Login::Locked);
     }
-    let good = PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+    let good =
+        PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
     match Role::parse(&role) {
         Some(role) if good => {
             db.execute("UPDATE users SET failures = 0, locked_until_ms = 0 WHERE name = ?1", [name])?;

@@ -64,7 +64,11 @@ pub struct NewCase {
     pub owner: String,
 }
 
-pub async fn new_form(State(c): State<Arc<Console>>, who: SignedIn, Query(q): Query<NewCase>) -> Result<Markup, ConsoleError> {
+pub async fn new_form(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(q): Query<NewCase>,
+) -> Result<Markup, ConsoleError> {
     who.require(Role::Officer)?;
     let lang = c.language();
     let body = html! {
@@ -95,7 +99,11 @@ pub struct OpenForm {
     pub note: String,
 }
 
-pub async fn open(State(c): State<Arc<Console>>, who: SignedIn, Form(f): Form<OpenForm>) -> Result<Response, ConsoleError> {
+pub async fn open(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Form(f): Form<OpenForm>,
+) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
     who.check_csrf(&f.csrf)?;
     let now = c.now();
@@ -166,7 +174,13 @@ pub struct UpdateForm {
 }
 
 /// The change a form or the CLI asks for: request_removal, removed (with a date), or note.
-pub fn change(action: &str, removed: &str, ticket: Option<String>, note: &str, now: std::time::SystemTime) -> Result<Change, ConsoleError> {
+pub fn change(
+    action: &str,
+    removed: &str,
+    ticket: Option<String>,
+    note: &str,
+    now: std::time::SystemTime,
+) -> Result<Change, ConsoleError> {
     match action {
         "request_removal" => Ok(Change::RequestRemoval),
         "removed" => {
@@ -178,7 +192,12 @@ pub fn change(action: &str, removed: &str, ticket: Option<String>, note: &str, n
     }
 }
 
-pub async fn update(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i64>, Form(f): Form<UpdateForm>) -> Result<Response, ConsoleError> {
+pub async fn update(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Path(id): Path<i64>,
+    Form(f): Form<UpdateForm>,
+) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
     who.check_csrf(&f.csrf)?;
     let now = c.now();

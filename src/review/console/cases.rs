@@ -59,7 +59,10 @@ pub enum Change {
     /// The app was removed at this time.
     Removed(SystemTime),
     /// Only the note (and ticket) change.
-    Note { ticket: Option<String>, note: String },
+    Note {
+        ticket: Option<String>,
+        note: String,
+    },
 }
 
 /// The state after `change`, or why it is not allowed from `state`.

@@ -58,7 +58,11 @@ fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, Consol
     Ok(view.apply(report::summaries(&store, &filter, c.pseudonymizer.as_ref())?, None))
 }
 
-pub async fn summary_csv(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Query<View>) -> Result<Response, ConsoleError> {
+pub async fn summary_csv(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
     let rows = summary_rows(&c, &view)?;
     audit::by(&c.db(), c.now(), &who, "export summary", "", &format!("{}; {} rows", view.query(), rows.len()))?;
@@ -73,7 +77,11 @@ fn timeline_events(c: &Console, view: &View) -> Result<Vec<report::Event>, Conso
     Ok(report::timeline(&c.store()?, &filter, c.pseudonymizer.as_ref())?)
 }
 
-pub async fn timeline_csv(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Query<View>) -> Result<Response, ConsoleError> {
+pub async fn timeline_csv(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
     let events = timeline_events(&c, &view)?;
     let device = view.device.clone().unwrap_or_default();
@@ -101,7 +109,11 @@ pub async fn audit_csv(State(c): State<Arc<Console>>, who: SignedIn) -> Result<R
 
 /// `GET /api/v1/summary?since=…&app=…`: the filtered view as JSON. A viewer's token gets the
 /// rows with pseudonymous device keys and no owner.
-pub async fn api_summary(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Query<View>) -> Result<Response, ConsoleError> {
+pub async fn api_summary(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
     let mut rows = summary_rows(&c, &view)?;
     if who.role < Role::Officer {
         for s in &mut rows {
@@ -114,7 +126,11 @@ pub async fn api_summary(State(c): State<Arc<Console>>, who: SignedIn, Query(vie
 }
 
 /// `GET /api/v1/timeline?device=…`: one device's attempts (officers and up).
-pub async fn api_timeline(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Query<View>) -> Result<Response, ConsoleError> {
+pub async fn api_timeline(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
     let events = timeline_events(&c, &view)?;
     audit::by(&c.db(), c.now(), &who, "timeline", view.device.as_deref().unwrap_or(""), &view.query())?;

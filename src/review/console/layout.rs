@@ -7,7 +7,11 @@ use axum::{http::header, response::IntoResponse};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use super::{ConsoleError, auth::{Role, SignedIn}, i18n::t};
+use super::{
+    ConsoleError,
+    auth::{Role, SignedIn},
+    i18n::t,
+};
 use crate::{
     config::Language,
     review::report::{self, Filter, Summary},
@@ -110,8 +114,8 @@ impl View {
             });
         }
         match given(&self.sort).unwrap_or("last_seen") {
-            "attempts" => rows.sort_by(|a, b| b.attempts.cmp(&a.attempts)),
-            "days" => rows.sort_by(|a, b| b.days.cmp(&a.days)),
+            "attempts" => rows.sort_by_key(|s| std::cmp::Reverse(s.attempts)),
+            "days" => rows.sort_by_key(|s| std::cmp::Reverse(s.days)),
             "device" => rows.sort_by(|a, b| a.device.cmp(&b.device)),
             "app" => rows.sort_by(|a, b| a.app.cmp(&b.app)),
             _ => {}

@@ -67,7 +67,8 @@ pub async fn login(
     let address = auth::address(&parts);
     let now = c.now();
     let db = c.db();
-    let outcome = auth::check_password(&db, &form.user, &form.password, now, c.config.lockout_failures, c.config.lockout_mins)?;
+    let outcome =
+        auth::check_password(&db, &form.user, &form.password, now, c.config.lockout_failures, c.config.lockout_mins)?;
     let (action, role) = match &outcome {
         Login::Ok(role) => ("login", role.as_str()),
         Login::Wrong => ("login failed", ""),
@@ -93,7 +94,12 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-pub async fn logout(State(c): State<Arc<Console>>, who: SignedIn, parts: axum::http::request::Parts, Form(form): Form<CsrfForm>) -> Result<Response, ConsoleError> {
+pub async fn logout(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    parts: axum::http::request::Parts,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, ConsoleError> {
     who.check_csrf(&form.csrf)?;
     let db = c.db();
     if let Some(id) = auth::cookie(&parts, COOKIE) {
@@ -117,7 +123,11 @@ fn day_of(time: SystemTime) -> i64 {
     millis(time).div_euclid(DAY_MS)
 }
 
-pub async fn overview(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Query<View>) -> Result<Markup, ConsoleError> {
+pub async fn overview(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Markup, ConsoleError> {
     let lang = c.language();
     let now = c.now();
     let filter = report::Filter { device: None, ..view.filter(now)? };
@@ -139,8 +149,10 @@ pub async fn overview(State(c): State<Arc<Console>>, who: SignedIn, Query(view):
         };
         by_app.entry(&s.app).or_default()[column] += 1;
     }
-    let has_case = |s: &report::Summary| all_cases.iter().any(|k| k.device == s.device && k.app == s.app && k.state.is_active());
-    let to_act: Vec<&report::Summary> = rows.iter().filter(|s| s.assessment == "app likely installed" && !has_case(s)).collect();
+    let has_case =
+        |s: &report::Summary| all_cases.iter().any(|k| k.device == s.device && k.app == s.app && k.state.is_active());
+    let to_act: Vec<&report::Summary> =
+        rows.iter().filter(|s| s.assessment == "app likely installed" && !has_case(s)).collect();
     let recurred: Vec<&cases::Case> = all_cases.iter().filter(|k| k.state == CaseState::Recurred).collect();
     let officer = who.role >= Role::Officer;
     let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.attempts)).collect();
@@ -203,7 +215,11 @@ pub async fn overview(State(c): State<Arc<Console>>, who: SignedIn, Query(view):
     Ok(page(lang, Some(&who), t(lang, "overview"), body))
 }
 
-pub async fn devices(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Query<View>) -> Result<Markup, ConsoleError> {
+pub async fn devices(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Markup, ConsoleError> {
     let lang = c.language();
     let officer = who.role >= Role::Officer;
     let mut filter = view.filter(c.now())?;
@@ -245,7 +261,11 @@ pub async fn devices(State(c): State<Arc<Console>>, who: SignedIn, Query(view): 
 
 /// One device: identity and its sources, when each app was active, its hits and its cases.
 /// Officers only; every view is audited.
-pub async fn device(State(c): State<Arc<Console>>, who: SignedIn, Query(view): Query<View>) -> Result<Markup, ConsoleError> {
+pub async fn device(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Markup, ConsoleError> {
     who.require(Role::Officer)?;
     let lang = c.language();
     let now = c.now();

@@ -40,7 +40,11 @@ pub fn daily(
          GROUP BY 1 ORDER BY 1",
     )?;
     let rows = statement.query_map(params![millis(since), millis(until), app], |r| {
-        Ok(Day { day: r.get(0)?, attempts: r.get::<_, i64>(1)?.max(0) as u64, devices: r.get::<_, i64>(2)?.max(0) as u64 })
+        Ok(Day {
+            day: r.get(0)?,
+            attempts: r.get::<_, i64>(1)?.max(0) as u64,
+            devices: r.get::<_, i64>(2)?.max(0) as u64,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
