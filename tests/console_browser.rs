@@ -2,7 +2,8 @@
 //! (chromedriver + fantoccini). `nxguard serve` records real blocked queries from 127.0.0.1 and
 //! 127.0.0.2 into its store; `nxguard console` serves them; the browser signs in, sees both
 //! devices on the overview, opens a device page, opens a case, exports CSV and signs out.
-//! Screenshots go to target/console-*.png; the overview and device page are copied to docs/.
+//! Screenshots go to target/console-screenshots/; the overview and device page are copied to
+//! docs/ for the README (when missing, or with `UPDATE_SCREENSHOTS=1`).
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`apt-get install chromium
 //! chromium-driver`; `.ci/run` installs them). Without them the test fails, never skips.
@@ -64,6 +65,15 @@ fn save(path: &Path, png: &[u8]) {
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The README's screenshot under docs/: written when missing or with `UPDATE_SCREENSHOTS=1`,
+/// so that a test run does not rewrite committed images.
+fn save_for_readme(name: &str, png: &[u8]) {
+    let path = repo(&format!("docs/{name}"));
+    if !path.exists() || std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        save(&path, png);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,7 +190,7 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     assert!(overview.contains("127.0.0.1") && overview.contains("127.0.0.2"), "{overview}");
     let png = browser.screenshot().await?;
     save(&shots.join("overview.png"), &png);
-    save(&repo("docs/console-overview.png"), &png);
+    save_for_readme("console-overview.png", &png);
 
     browser.find(Locator::Css("#recent a[href^='/device?device=127.0.0.1&']")).await?.click().await?;
     browser.wait().for_element(Locator::Id("hits")).await?;
@@ -189,7 +199,7 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     assert!(!hits.contains("temu.com"), "another device's hit on this device's page: {hits}");
     let png = browser.screenshot().await?;
     save(&shots.join("device.png"), &png);
-    save(&repo("docs/console-device.png"), &png);
+    save_for_readme("console-device.png", &png);
 
     browser.find(Locator::Css("a.open-case")).await?.click().await?;
     browser.wait().for_element(Locator::Id("ticket")).await?.send_keys("INC-4711").await?;

@@ -64,6 +64,17 @@ pub fn add_user(db: &Connection, name: &str, role: Role, password: &str, now: Sy
     Ok(())
 }
 
+/// An argon2id hash no password matches in practice, checked for names that are not users.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).ok();
+        let secret = state::random_hex();
+        salt.and_then(|salt| Argon2::default().hash_password(secret.as_bytes(), &salt).ok().map(|h| h.to_string()))
+            .unwrap_or_default()
+    })
+}
+
 /// How a login attempt ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Login {
@@ -88,6 +99,9 @@ pub fn check_password(
         })
         .optional()?;
     let Some((role, hash, failures, locked_until)) = row else {
+        // The same work as for a real user, so the answer time does not tell which names exist.
+        let _ =
+            PasswordHash::new(unknown_user_hash()).map(|h| Argon2::default().verify_password(password.as_bytes(), &h));
         return Ok(Login::Wrong);
     };
     let now_ms = millis(now);
@@ -260,15 +274,16 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn db() -> Connection {
+    /// A console database in a directory that lives as long as the returned guard.
+    fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let (db, _) = state::open(&dir.path().join("console.sqlite"), 730).unwrap();
-        db
+        (dir, db)
     }
 
     #[test]
     fn sessions_end_after_the_idle_timeout() {
-        let db = db();
+        let (_dir, db) = db();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         add_user(&db, "ann", Role::Officer, "correct horse battery", t0).unwrap();
         let (id, csrf) = start_session(&db, "ann", t0).unwrap();
@@ -279,7 +294,7 @@ mod tests {
 
     #[test]
     fn the_lock_ends_after_its_time() {
-        let db = db();
+        let (_dir, db) = db();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         add_user(&db, "ann", Role::Viewer, "correct horse battery", t0).unwrap();
         for _ in 0..2 {
