@@ -72,7 +72,12 @@ pub struct View {
     pub sort: Option<String>,
     /// One device (its key), for the device page and timeline export.
     pub device: Option<String>,
+    /// Page of the devices table (0-based; `PAGE_ROWS` rows each). Exports hold every row.
+    pub page: Option<usize>,
 }
+
+/// Rows per page of the devices table.
+pub const PAGE_ROWS: usize = 200;
 
 fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
@@ -123,7 +128,8 @@ impl View {
         rows
     }
 
-    /// This view's query string with `key` set to `value` (or removed when empty).
+    /// This view's query string with `key` set to `value` (or removed when empty); the page
+    /// number is kept only when nothing else changes (`key` empty).
     pub fn with(&self, key: &str, value: &str) -> String {
         let fields = [
             ("since", given(&self.since)),
@@ -135,9 +141,11 @@ impl View {
             ("sort", given(&self.sort)),
             ("device", given(&self.device)),
         ];
+        // Another filter or sort starts again at the first page.
+        let page = self.page.filter(|p| *p > 0 && key.is_empty()).map(|p| p.to_string());
+        let fields = fields.into_iter().chain([("page", page.as_deref())]);
         let pairs: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| (*k, if *k == key { Some(value).filter(|v| !v.is_empty()) } else { *v }))
+            .map(|(k, v)| (k, if k == key { Some(value).filter(|v| !v.is_empty()) } else { v }))
             .filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode(v))))
             .collect();
         pairs.join("&")
@@ -145,6 +153,11 @@ impl View {
 
     pub fn query(&self) -> String {
         self.with("", "")
+    }
+
+    /// This view on another page of the devices table.
+    pub fn on_page(&self, page: usize) -> String {
+        View { page: Some(page), ..self.clone() }.query()
     }
 }
 
@@ -191,5 +204,24 @@ pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> M
             @if let Some(device) = given(&view.device) { input type="hidden" name="device" value=(device); }
             button type="submit" { (t(lang, "apply")) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_the_filters_and_a_new_filter_starts_at_the_first_page() {
+        let view = View {
+            since: Some("7d".into()),
+            app: Some("UC Browser".into()),
+            page: Some(2),
+            ..View::default()
+        };
+        assert_eq!(view.query(), "since=7d&app=UC%20Browser&page=2");
+        assert_eq!(view.with("sort", "attempts"), "since=7d&app=UC%20Browser&sort=attempts");
+        assert_eq!(view.with("app", ""), "since=7d");
+        assert_eq!(view.on_page(3), "since=7d&app=UC%20Browser&page=3");
     }
 }

@@ -16,7 +16,7 @@ use super::{
     auth::{self, COOKIE, Login, Role, SignedIn},
     cases::{self, CaseState},
     i18n::{assessment, t},
-    layout::{View, encode, filters, page},
+    layout::{self, PAGE_ROWS, View, encode, filters, page},
     queries::{self, DAY_MS},
     svg,
 };
@@ -232,6 +232,8 @@ pub async fn devices(
     let mask = |d: &str| c.masked(d);
     let rows = view.apply(rows, if officer { None } else { Some(&mask) });
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
+    let page = view.page.unwrap_or(0);
+    let pages = rows.len().div_ceil(PAGE_ROWS).max(1);
     let body = html! {
         (filters(lang, &view, "/devices", officer))
         @if officer { p { a href=(format!("/export/summary.csv?{}", view.query())) id="export" { (t(lang, "export_csv")) } } }
@@ -242,7 +244,7 @@ pub async fn devices(
                 th.num { (sort("days", "days")) } th { (t(lang, "first_seen")) } th { (sort("last_seen", "last_seen")) }
                 th { (t(lang, "assessment")) } @if officer { th {} }
             }
-            @for s in &rows {
+            @for s in rows.iter().skip(page * PAGE_ROWS).take(PAGE_ROWS) {
                 tr {
                     td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
                     @if officer { td { (s.owner) } }
@@ -254,9 +256,16 @@ pub async fn devices(
             }
         }
         @if rows.is_empty() { p { (t(lang, "no_data")) } }
+        @if pages > 1 {
+            p.pages {
+                @if page > 0 { a href=(format!("/devices?{}", view.on_page(page - 1))) rel="prev" { "←" } " " }
+                (page + 1) " / " (pages) " (" (rows.len()) ")"
+                @if page + 1 < pages { " " a href=(format!("/devices?{}", view.on_page(page + 1))) rel="next" { "→" } }
+            }
+        }
         @if !officer { p.note { (t(lang, "pseudonymous")) } }
     };
-    Ok(page(lang, Some(&who), t(lang, "devices"), body))
+    Ok(layout::page(lang, Some(&who), t(lang, "devices"), body))
 }
 
 /// One device: identity and its sources, when each app was active, its hits and its cases.

@@ -71,6 +71,9 @@ pub fn open(path: &Path, audit_retention_days: u32) -> Result<(Connection, [u8; 
     let fail = |source| ConsoleError::State { path: path.into(), source };
     let db = Connection::open(path).map_err(fail)?;
     db.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
+    // WAL: one commit (an audit row) is one append and one sync, and the CLI can write while
+    // the console serves.
+    db.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
     db.execute_batch(SCHEMA).map_err(fail)?;
     let retention_ms = i64::from(audit_retention_days) * 86_400_000;
     db.execute(
