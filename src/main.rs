@@ -163,7 +163,9 @@ enum CaseAction {
 fn open_console(config: &Config) -> Result<Console> {
     let store = config.store.path.clone().context("no attempt store: set store.path")?;
     let clock: console::Clock = std::sync::Arc::new(std::time::SystemTime::now);
-    Ok(Console::open(config.console.clone(), store, pseudonymizer(config)?, clock)?)
+    let mut console = Console::open(config.console.clone(), store, pseudonymizer(config)?, clock)?;
+    console.policy = Some(config.policy.clone());
+    Ok(console)
 }
 
 /// The audit record of a command-line change: the Unix user, from the local machine.

@@ -20,7 +20,7 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use nxguard::{
-    config::ConsoleConfig,
+    config::{ConsoleConfig, Language, PolicyConfig},
     evidence::{
         attempt::{Attempt, Stamp, Transport, Via},
         devices::{EdnsIdentity, Identity, Source},
@@ -117,13 +117,14 @@ fn setup() -> Setup {
     let clock = Arc::new(AtomicU64::new(DAY0 + 3 * DAY));
     let now = Arc::clone(&clock);
     let config = ConsoleConfig { state_path: Some(dir.path().join("console.sqlite")), ..ConsoleConfig::default() };
-    let console = Console::open(
+    let mut console = Console::open(
         config,
         store.clone(),
         None,
         Arc::new(move || UNIX_EPOCH + Duration::from_secs(now.load(Ordering::SeqCst))),
     )
     .unwrap();
+    console.policy = Some(PolicyConfig::default());
     for (name, role) in [("viewer", Role::Viewer), ("officer", Role::Officer), ("admin", Role::Admin)] {
         auth::add_user(&console.db(), name, role, PASSWORD, SystemTime::now()).unwrap();
     }
@@ -421,4 +422,84 @@ fn board_report_is_one_self_contained_file_without_personal_data_unless_asked() 
     }
     let named = report_html(&s.store, &["--with-identities"]);
     assert!(named.contains("LT-0001") && named.contains("Burgerzaken"));
+}
+
+async fn bearer(app: &Router, uri: &str, token: &str) -> (StatusCode, String) {
+    let mut request = Request::builder().uri(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    request = request.header(header::ACCEPT, "application/json");
+    let mut request = request.body(Body::empty()).unwrap();
+    request.extensions_mut().insert(ConnectInfo(Peer("127.0.0.9:41000".parse().unwrap())));
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn api_tokens_give_json_by_role_and_every_call_is_audited() {
+    let s = setup();
+    let (viewer, officer) = {
+        let db = s.console.db();
+        let now = SystemTime::now();
+        (
+            auth::add_token(&db, "dashboard", Role::Viewer, now).unwrap(),
+            auth::add_token(&db, "siem", Role::Officer, now).unwrap(),
+        )
+    };
+    let app = console::router(Arc::clone(&s.console));
+    let (status, body) = bearer(&app, "/api/v1/summary?since=7d&app=TikTok", &viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["device"].as_str().unwrap().starts_with("d-") && r["owner"] == ""), "{body}");
+    assert_eq!(bearer(&app, "/api/v1/cases", &viewer).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(bearer(&app, "/api/v1/timeline?device=LT-0001&since=7d", &viewer).await.0, StatusCode::FORBIDDEN);
+    let (status, body) = bearer(&app, "/api/v1/timeline?device=LT-0001&since=7d", &officer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap().len(), 3);
+    assert_eq!(bearer(&app, "/api/v1/cases", &officer).await.0, StatusCode::OK);
+    assert_eq!(bearer(&app, "/api/v1/summary", "nxg_forged").await.0, StatusCode::UNAUTHORIZED);
+    let db = s.console.db();
+    let calls: Vec<(String, String)> = db
+        .prepare("SELECT actor, action FROM audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected = [("dashboard", "api summary"), ("siem", "api timeline"), ("siem", "api cases")];
+    assert_eq!(calls, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+}
+
+#[tokio::test]
+async fn app_page_and_lists_health() {
+    let s = setup();
+    let app = console::router(Arc::clone(&s.console));
+    let (officer, _) = login(&app, "officer").await;
+    let page = send(&app, "GET", "/app?app=TikTok&since=7d", Some(&officer), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let domains = page.body.split("id=\"domains\"").nth(1).unwrap();
+    assert!(domains.contains("tiktokv.com") && domains.contains("byteoversea.com"), "{domains}");
+    assert!(page.body.contains("telemetry") && page.body.contains("LT-0001"));
+    let (viewer, _) = login(&app, "viewer").await;
+    let page = send(&app, "GET", "/app?app=TikTok&since=7d", Some(&viewer), None).await;
+    assert!(page.status == StatusCode::OK && !page.body.contains("LT-0001"));
+    let lists = send(&app, "GET", "/lists", Some(&viewer), None).await;
+    let policy = nxguard::policy::load(&PolicyConfig::default()).unwrap();
+    assert!(lists.body.contains(&policy.version()) && lists.body.contains("TikTok"), "{}", lists.body);
+}
+
+#[tokio::test]
+async fn pages_speak_english_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(dir.path());
+    let config = ConsoleConfig {
+        state_path: Some(dir.path().join("console.sqlite")),
+        language: Language::En,
+        ..ConsoleConfig::default()
+    };
+    let console = Console::open(config, store, None, Arc::new(SystemTime::now)).unwrap();
+    let app = console::router(Arc::new(console));
+    let page = send(&app, "GET", "/login", None, None).await;
+    assert!(page.body.contains("<html lang=\"en\">") && page.body.contains("Sign in"), "{}", page.body);
 }

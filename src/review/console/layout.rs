@@ -42,6 +42,7 @@ pub fn page(lang: Language, who: Option<&SignedIn>, title: &str, body: Markup) -
                             a href="/" { (t(lang, "overview")) }
                             a href="/devices" { (t(lang, "devices")) }
                             @if who.role >= Role::Officer { a href="/cases" { (t(lang, "cases")) } }
+                            a href="/lists" { (t(lang, "lists")) }
                             @if who.role >= Role::Admin { a href="/audit" { (t(lang, "audit")) } }
                         }
                         form method="post" action="/logout" class="logout" {
@@ -213,12 +214,7 @@ mod tests {
 
     #[test]
     fn links_keep_the_filters_and_a_new_filter_starts_at_the_first_page() {
-        let view = View {
-            since: Some("7d".into()),
-            app: Some("UC Browser".into()),
-            page: Some(2),
-            ..View::default()
-        };
+        let view = View { since: Some("7d".into()), app: Some("UC Browser".into()), page: Some(2), ..View::default() };
         assert_eq!(view.query(), "since=7d&app=UC%20Browser&page=2");
         assert_eq!(view.with("sort", "attempts"), "since=7d&app=UC%20Browser&sort=attempts");
         assert_eq!(view.with("app", ""), "since=7d");

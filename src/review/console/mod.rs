@@ -4,7 +4,7 @@
 //! Owns: the HTTP server (axum, HTML written server-side with maud, charts as inline SVG, the
 //! stylesheet embedded; no JavaScript), sign-in and roles (`auth`), the console database
 //! (`state`), the audit log (`audit`), removal cases and their state machine (`cases`), the
-//! pages (`layout`, `pages`, `case_pages`), CSV export and the JSON API (`export`), the two
+//! pages (`layout`, `pages`, `case_pages`, `apps`: the app page and lists health), CSV export and the JSON API (`export`), the two
 //! languages (`i18n`), the charts (`svg`), and its few reads of the attempt store beyond
 //! `review::report` (`queries`).
 //!
@@ -18,6 +18,7 @@
 //! the audit log and users. Every login, failed login, device view, export, API call and case
 //! change is written to the audit log (who, when, from which address, what).
 
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod case_pages;
@@ -47,7 +48,7 @@ use rusqlite::Connection;
 use thiserror::Error;
 
 use crate::{
-    config::{ConsoleConfig, Language},
+    config::{ConsoleConfig, Language, PolicyConfig},
     evidence::store::Pseudonymizer,
     review::report::ReportError,
 };
@@ -98,6 +99,8 @@ pub struct Console {
     /// The attempt store, opened read-only per request through `report::open`.
     pub store_path: PathBuf,
     pub pseudonymizer: Option<Pseudonymizer>,
+    /// The policy settings the lists-health page loads (None: the page says so).
+    pub policy: Option<PolicyConfig>,
     db: Mutex<Connection>,
     secret: ring::hmac::Key,
     clock: Clock,
@@ -123,6 +126,7 @@ impl Console {
             config,
             store_path,
             pseudonymizer,
+            policy: None,
             db: Mutex::new(db),
             secret: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
             clock,
@@ -164,6 +168,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/logout", post(pages::logout))
         .route("/devices", get(pages::devices))
         .route("/device", get(pages::device))
+        .route("/app", get(apps::app))
+        .route("/lists", get(apps::lists))
         .route("/audit", get(pages::audit))
         .route("/cases", get(case_pages::list).post(case_pages::open))
         .route("/cases/new", get(case_pages::new_form))

@@ -164,7 +164,7 @@ pub async fn overview(
                 tr { th { (t(lang, "app")) } th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } }
                 @for (app, counts) in &by_app {
                     tr {
-                        td { a href=(format!("/devices?{}", view.with("app", app))) { (app) } }
+                        td { a href=(format!("/app?{}", view.with("app", app))) { (app) } }
                         td.num.likely { (counts[0]) } td.num { (counts[1]) } td.num { (counts[2]) }
                     }
                 }

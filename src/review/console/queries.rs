@@ -103,3 +103,22 @@ pub fn identity_sources(db: &Connection, device_key: &str) -> Result<Vec<Identit
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// The domains of one app hit in [since, until): (domain, kind, attempts, devices), most hit
+/// first.
+pub fn app_domains(
+    db: &Connection,
+    app: &str,
+    since: SystemTime,
+    until: SystemTime,
+) -> Result<Vec<(String, String, u64, u64)>, ReportError> {
+    let mut statement = db.prepare(
+        "SELECT domain, kind, COUNT(*), COUNT(DISTINCT device_key) FROM attempts \
+         WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (app = ?3 COLLATE NOCASE OR app_name = ?3 COLLATE NOCASE) \
+         GROUP BY domain, kind ORDER BY 3 DESC, 1 LIMIT 500",
+    )?;
+    let rows = statement.query_map(params![millis(since), millis(until), app], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64, r.get::<_, i64>(3)?.max(0) as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
