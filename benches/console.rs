@@ -3,7 +3,8 @@
 //! asked `ROUNDS` times by a signed-in officer; p50, p95 and max per page.
 //!
 //! `cargo bench --bench console` fills 1 million attempts over 90 days from 5 000 devices (set
-//! ATTEMPTS to change). Under `cargo test` it runs on 20 000 attempts, as a smoke test.
+//! ATTEMPTS to change, ROUNDS for the requests per page). Under `cargo test` it runs on 20 000
+//! attempts, as a smoke test.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -79,7 +80,8 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let n: usize =
         std::env::var("ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if bench { 1_000_000 } else { 20_000 });
-    let rounds = if bench { 20 } else { 2 };
+    let rounds: usize =
+        std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if bench { 20 } else { 2 }).max(1);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("attempts.sqlite");
     let config = StoreConfig { path: Some(path.clone()), queue: 65_536, ..StoreConfig::default() };

@@ -304,7 +304,15 @@ fn run_report(args: &ReportArgs) -> Result<()> {
                     .with_context(|| format!("opening {}", p.display()))
             });
             let console = console.transpose()?;
-            board::render(&db, console.as_ref(), &filter, pseudonymizer.as_ref(), args.with_identities, now)?
+            board::render(
+                &db,
+                console.as_ref(),
+                &filter,
+                pseudonymizer.as_ref(),
+                args.with_identities,
+                now,
+                config.console.language,
+            )?
         }
     };
     print!("{text}");

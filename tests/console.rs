@@ -414,6 +414,7 @@ fn board_report_is_one_self_contained_file_without_personal_data_unless_asked() 
     for app in ["TikTok", "Temu", "WeChat"] {
         assert!(html.contains(&format!("<h2>{app}</h2>")), "{app}");
     }
+    assert!(html.contains("<html lang=\"nl\">") && html.contains("Verboden apps op het netwerk"));
     for outside in ["<script", "src=", "<link", "url(", "http://", "https://"] {
         assert!(!html.contains(outside), "{outside} in the board report");
     }

@@ -1,7 +1,8 @@
 //! The board report: `nxguard report --format html`. One self-contained HTML file (inline SVG
 //! and CSS, nothing fetched, print-friendly) with per app the devices found by assessment, the
 //! daily trend and the removal cases by state. No personal data unless asked for
-//! (`--with-identities`: then also the device × app rows).
+//! (`--with-identities`: then also the device × app rows). In the console's language
+//! (`console.language`).
 //!
 //! Reads the evidence through `review::report` and `console::queries`, the cases through
 //! `console::cases`; writes nothing.
@@ -14,13 +15,18 @@ use rusqlite::Connection;
 use super::{
     console::{
         ConsoleError,
+        case_pages::state_key,
         cases::{self, CaseState},
+        i18n::{assessment, t},
         queries::{self, DAY_MS},
         svg,
     },
     report::{self, Filter, Summary},
 };
-use crate::evidence::store::{Pseudonymizer, millis};
+use crate::{
+    config::Language,
+    evidence::store::{Pseudonymizer, millis},
+};
 
 /// The output formats of `nxguard report`: the three of `report`, and the board's HTML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -58,6 +64,7 @@ pub fn render(
     pseudonymizer: Option<&Pseudonymizer>,
     with_identities: bool,
     now: SystemTime,
+    lang: Language,
 ) -> Result<String, ConsoleError> {
     let rows = report::summaries(store, filter, pseudonymizer)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
@@ -87,7 +94,7 @@ pub fn render(
             section {
                 h2 { (app) }
                 table {
-                    tr { th { "Devices, app likely installed" } th { "possibly installed" } th { "link or embedded content" } th { "attempts" } }
+                    tr { th { (t(lang, "likely")) } th { (t(lang, "possibly")) } th { (t(lang, "link")) } th { (t(lang, "attempts")) } }
                     tr {
                         td.num { (count(list, "app likely installed")) }
                         td.num { (count(list, "app possibly installed")) }
@@ -95,16 +102,17 @@ pub fn render(
                         td.num { (list.iter().map(|s| s.attempts).sum::<u64>()) }
                     }
                 }
-                p.note { "Devices with attempts per day:" }
-                (svg::daily_bars(&trend, first, last, &format!("{app}: devices per day")))
+                p.note { (t(lang, "devices_per_day")) }
+                (svg::daily_bars(&trend, first, last, &format!("{app}: {}", t(lang, "devices_per_day"))))
+                p.note { (t(lang, "cases_by_state")) }
                 table {
-                    tr { @for s in states { th { "cases " (s.as_str().replace('_', " ")) } } }
+                    tr { @for s in states { th { (t(lang, state_key(s))) } } }
                     tr { @for s in states { td.num { (app_cases.iter().filter(|c| c.state == s).count()) } } }
                 }
                 @if with_identities {
                     table {
-                        tr { th { "device" } th { "owner" } th.num { "attempts" } th.num { "days" } th { "last seen" } th { "assessment" } }
-                        @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (s.assessment) } } }
+                        tr { th { (t(lang, "device")) } th { (t(lang, "owner")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+                        @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } } }
                     }
                 }
             }
@@ -113,17 +121,17 @@ pub fn render(
     let period = format!("{} – {}", queries::day_text(first), queries::day_text(last));
     let page: Markup = html! {
         (DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { "nxguard: banned apps, " (period) } style { (PreEscaped(CSS)) } }
+        html lang=(match lang { Language::Nl => "nl", Language::En => "en" }) {
+            head { meta charset="utf-8"; title { "nxguard: " (t(lang, "board_title")) ", " (period) } style { (PreEscaped(CSS)) } }
             body {
-                h1 { "Banned apps on the network, " (period) }
+                h1 { (t(lang, "board_title")) ", " (period) }
                 p.note {
-                    "Devices that tried to reach a banned app, by how sure the evidence is: API or telemetry hits on two or more days mean the app is very likely installed; on one day, possibly; web and CDN hits alone usually mean a link or embedded video. "
-                    @if with_identities { "This report names devices: it holds personal data." } @else { "This report holds no personal data: counts only." }
+                    (t(lang, "board_intro")) " "
+                    @if with_identities { (t(lang, "board_named")) } @else { (t(lang, "board_counts")) }
                 }
-                @if sections.is_empty() { p { "No attempts in this period." } }
+                @if sections.is_empty() { p { (t(lang, "no_data")) } }
                 @for section in &sections { (section) }
-                p.note { "Written by nxguard " (env!("CARGO_PKG_VERSION")) " at " (humantime::format_rfc3339_seconds(now)) "." }
+                p.note { (t(lang, "written_by")) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (humantime::format_rfc3339_seconds(now)) "." }
             }
         }
     };

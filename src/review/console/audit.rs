@@ -76,3 +76,23 @@ pub fn list(db: &Connection, limit: usize) -> Result<Vec<Entry>, ConsoleError> {
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rows_leave_only_after_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = crate::review::console::state::open(&dir.path().join("c.sqlite"), 30).unwrap();
+        let entry = Record { actor: "ann", role: "admin", address: "", action: "login", target: "", detail: "" };
+        let row = |at| record(&db, at, &entry).unwrap();
+        let now = SystemTime::now();
+        row(UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+        row(now);
+        assert_eq!(crate::review::console::state::purge_audit(&db, now, 30).unwrap(), 1);
+        assert_eq!(list(&db, 10).unwrap().len(), 1);
+        assert!(db.execute("DELETE FROM audit", []).is_err(), "a young row was deleted");
+    }
+}

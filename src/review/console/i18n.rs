@@ -51,6 +51,25 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("embedded", "ingebouwde lijsten", "embedded lists"),
     ("list_files", "Lijstbestanden", "List files"),
     ("changed", "Gewijzigd", "Changed"),
+    ("board_title", "Verboden apps op het netwerk", "Banned apps on the network"),
+    (
+        "board_intro",
+        "Apparaten die een verboden app probeerden te bereiken, naar hoe zeker het bewijs is: treffers op API- of telemetriedomeinen op twee of meer dagen betekenen dat de app zeer waarschijnlijk is geïnstalleerd; op één dag mogelijk; alleen web- en CDN-treffers wijzen meestal op een link of ingesloten video.",
+        "Devices that tried to reach a banned app, by how sure the evidence is: API or telemetry hits on two or more days mean the app is very likely installed; on one day, possibly; web and CDN hits alone usually mean a link or embedded video.",
+    ),
+    (
+        "board_named",
+        "Dit rapport noemt apparaten: het bevat persoonsgegevens.",
+        "This report names devices: it holds personal data.",
+    ),
+    (
+        "board_counts",
+        "Dit rapport bevat geen persoonsgegevens: alleen aantallen.",
+        "This report holds no personal data: counts only.",
+    ),
+    ("devices_per_day", "Apparaten met pogingen per dag", "Devices with attempts per day"),
+    ("cases_by_state", "Zaken per status", "Cases by state"),
+    ("written_by", "Gemaakt door", "Written by"),
     ("trend", "Pogingen per dag", "Attempts per day"),
     (
         "to_act",

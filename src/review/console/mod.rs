@@ -122,6 +122,11 @@ impl Console {
             .ok_or_else(|| ConsoleError::Input("console.state_path is not set in the config".into()))?;
         let (db, secret) = state::open(&path, config.audit_retention_days)?;
         let secure_cookie = config.tls_cert_file.is_some();
+        let purged = state::purge_audit(&db, clock(), config.audit_retention_days)
+            .map_err(|source| ConsoleError::State { path: path.clone(), source })?;
+        if purged > 0 {
+            tracing::info!(rows = purged, "audit rows past their retention deleted");
+        }
         Ok(Console {
             config,
             store_path,
@@ -192,6 +197,18 @@ pub async fn serve(console: Arc<Console>) -> Result<(), ConsoleError> {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
+    let purging = Arc::clone(&console);
+    tokio::spawn(async move {
+        // The audit log's own retention, applied hourly (and at every start).
+        let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            let now = purging.now();
+            if let Err(error) = state::purge_audit(&purging.db(), now, purging.config.audit_retention_days) {
+                tracing::warn!(%error, "cannot purge the audit log");
+            }
+        }
+    });
     let app = router(console).into_make_service_with_connect_info::<auth::Peer>();
     let shutdown = async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
