@@ -74,7 +74,9 @@ pub async fn login(
         Login::Wrong => ("login failed", ""),
         Login::Locked => ("login locked", ""),
     };
-    let record = audit::Record { actor: &form.user, role, address: &address, action, target: "", detail: "" };
+    // A name typed at the sign-in form is kept short in the log (it may be anything).
+    let actor: String = form.user.chars().take(64).collect();
+    let record = audit::Record { actor: &actor, role, address: &address, action, target: "", detail: "" };
     audit::record(&db, now, &record)?;
     match outcome {
         Login::Ok(_) => {
@@ -130,7 +132,12 @@ pub async fn overview(
 ) -> Result<Markup, ConsoleError> {
     let lang = c.language();
     let now = c.now();
-    let filter = report::Filter { device: None, ..view.filter(now)? };
+    let officer = who.role >= Role::Officer;
+    let mut filter = report::Filter { device: None, ..view.filter(now)? };
+    if !officer {
+        // Viewers get no owner filter: counts per owner would point at people.
+        filter.owner = None;
+    }
     let store = c.store()?;
     let rows = report::summaries(&store, &filter, c.pseudonymizer.as_ref())?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
@@ -154,7 +161,6 @@ pub async fn overview(
     let to_act: Vec<&report::Summary> =
         rows.iter().filter(|s| s.assessment == "app likely installed" && !has_case(s)).collect();
     let recurred: Vec<&cases::Case> = all_cases.iter().filter(|k| k.state == CaseState::Recurred).collect();
-    let officer = who.role >= Role::Officer;
     let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.attempts)).collect();
     let body = html! {
         (filters(lang, &view, "/", officer))
