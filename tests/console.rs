@@ -504,3 +504,56 @@ async fn pages_speak_english_when_asked() {
     let page = send(&app, "GET", "/login", None, None).await;
     assert!(page.body.contains("<html lang=\"en\">") && page.body.contains("Sign in"), "{}", page.body);
 }
+
+fn nxguard(args: &[&str], config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_nxguard")).args(args).arg("--config").arg(config).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn cases_have_cli_parity_and_every_change_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(dir.path());
+    let state = dir.path().join("console.sqlite");
+    let config = dir.path().join("nxguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n[store]\npath = {:?}\n[console]\nstate_path = {:?}\n",
+            store, state
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        nxguard(&["case", "open", "--device", "LT-0001", "--app", "TikTok", "--ticket", "INC-9"], &config),
+        "1\n"
+    );
+    assert_eq!(nxguard(&["case", "update", "1", "--request-removal"], &config), "case 1: removal_requested\n");
+    assert_eq!(nxguard(&["case", "update", "1", "--removed", "2026-11-23"], &config), "case 1: removed\n");
+    assert_eq!(nxguard(&["case", "update", "1", "--note", "laptop wiped"], &config), "case 1: removed\n");
+    // Nothing since 2026-11-23 and more than seven days have passed (the clock is the real one).
+    let list: Vec<serde_json::Value> = serde_json::from_str(&nxguard(&["case", "list"], &config)).unwrap();
+    assert_eq!(list[0]["state"], "verified");
+    assert_eq!((list[0]["ticket"].as_str(), list[0]["note"].as_str()), (Some("INC-9"), Some("laptop wiped")));
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let rows: Vec<(String, String, String)> = db
+        .prepare("SELECT role, action, detail FROM audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let actions: Vec<(&str, &str)> = rows.iter().map(|(r, a, _)| (r.as_str(), a.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            ("cli", "case open"),
+            ("cli", "case update"),
+            ("cli", "case update"),
+            ("cli", "case update"),
+            ("system", "case state")
+        ]
+    );
+    assert_eq!(rows[2].2, "removal_requested -> removed; removed");
+}
