@@ -311,9 +311,12 @@ async fn the_audit_log_records_who_when_where_what_and_cannot_be_changed() {
         assert!(db.execute("UPDATE audit SET actor = 'x'", []).is_err());
         assert!(db.execute("DELETE FROM audit", []).is_err());
     }
-    // Admins read and export it; officers do not.
+    // Admins read and export it, and see the users; officers do not.
     assert_eq!(send(&app, "GET", "/audit", Some(&cookie), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, "GET", "/users", Some(&cookie), None).await.status, StatusCode::FORBIDDEN);
     let (admin, _) = login(&app, "admin").await;
+    let users = send(&app, "GET", "/users", Some(&admin), None).await;
+    assert!(users.body.contains("officer") && !users.body.contains("argon2"), "{}", users.body);
     let csv = send(&app, "GET", "/export/audit.csv", Some(&admin), None).await;
     assert_eq!(csv.status, StatusCode::OK);
     assert!(csv.body.starts_with("id,time,actor,role,address,action,target,detail\n"), "{}", csv.body);

@@ -188,6 +188,37 @@ fn token_owner(db: &Connection, token: &str) -> Result<Option<(String, Role)>, C
     Ok(row.and_then(|(name, role)| Role::parse(&role).map(|role| (name, role))))
 }
 
+/// A user or API token as the admin page lists it (never the hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub name: String,
+    pub role: String,
+    /// Locked until this time (users only; empty when not locked).
+    pub locked_until: String,
+    pub created: String,
+}
+
+/// Users (`tokens` false) or API tokens, by name.
+pub fn accounts(db: &Connection, tokens: bool, now: SystemTime) -> Result<Vec<Account>, ConsoleError> {
+    let sql = if tokens {
+        "SELECT name, role, 0, created_ms FROM tokens ORDER BY name"
+    } else {
+        "SELECT name, role, locked_until_ms, created_ms FROM users ORDER BY name"
+    };
+    let now_ms = millis(now);
+    let mut statement = db.prepare(sql)?;
+    let rows = statement.query_map([], |r| {
+        let locked: i64 = r.get(2)?;
+        Ok(Account {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            locked_until: if locked > now_ms { super::queries::time_text(locked) } else { String::new() },
+            created: super::queries::time_text(r.get(3)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The signed-in user of a request (by session cookie, or by API bearer token).
 #[derive(Debug, Clone)]
 pub struct SignedIn {

@@ -70,6 +70,9 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("devices_per_day", "Apparaten met pogingen per dag", "Devices with attempts per day"),
     ("cases_by_state", "Zaken per status", "Cases by state"),
     ("written_by", "Gemaakt door", "Written by"),
+    ("users", "Gebruikers", "Users"),
+    ("tokens", "API-tokens", "API tokens"),
+    ("locked_until", "Geblokkeerd tot", "Locked until"),
     ("trend", "Pogingen per dag", "Attempts per day"),
     (
         "to_act",

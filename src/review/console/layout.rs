@@ -43,7 +43,7 @@ pub fn page(lang: Language, who: Option<&SignedIn>, title: &str, body: Markup) -
                             a href="/devices" { (t(lang, "devices")) }
                             @if who.role >= Role::Officer { a href="/cases" { (t(lang, "cases")) } }
                             a href="/lists" { (t(lang, "lists")) }
-                            @if who.role >= Role::Admin { a href="/audit" { (t(lang, "audit")) } }
+                            @if who.role >= Role::Admin { a href="/audit" { (t(lang, "audit")) } a href="/users" { (t(lang, "users")) } }
                         }
                         form method="post" action="/logout" class="logout" {
                             span { (who.user) " (" (who.role.as_str()) ")" }

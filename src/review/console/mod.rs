@@ -176,6 +176,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/app", get(apps::app))
         .route("/lists", get(apps::lists))
         .route("/audit", get(pages::audit))
+        .route("/users", get(pages::users))
         .route("/cases", get(case_pages::list).post(case_pages::open))
         .route("/cases/new", get(case_pages::new_form))
         .route("/cases/{id}", get(case_pages::show).post(case_pages::update))

@@ -356,3 +356,27 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
     };
     Ok(page(lang, Some(&who), t(lang, "audit"), body))
 }
+
+/// Users and API tokens (admins; changed with `nxguard console user|token add`).
+pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
+    who.require(Role::Admin)?;
+    let lang = c.language();
+    let now = c.now();
+    let db = c.db();
+    let (users, tokens) = (auth::accounts(&db, false, now)?, auth::accounts(&db, true, now)?);
+    let table = |id: &str, rows: &[auth::Account]| {
+        html! {
+            table id=(id) {
+                tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } }
+                @for a in rows { tr { td { (a.name) } td { (a.role) } td { (a.locked_until) } td { (a.created) } } }
+            }
+        }
+    };
+    let body = html! {
+        (table("users", &users))
+        h2 { (t(lang, "tokens")) }
+        (table("tokens", &tokens))
+        p.note { code { "nxguard console user add NAME --role viewer|officer|admin --password-stdin" } }
+    };
+    Ok(page(lang, Some(&who), t(lang, "users"), body))
+}
