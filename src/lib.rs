@@ -56,7 +56,8 @@
 //! - [`evidence`]: the attempt record (`attempt`), moving it off the query path (`dispatch`), who
 //!   a client is (`devices`, with PTR names in `rdns`), the durable store (`store`), the SIEM
 //!   stream (`siem`).
-//! - [`review`]: reading the evidence for people: `nxguard report`.
+//! - [`review`]: reading the evidence for people: `nxguard report`, the HTML board report, and
+//!   the security officer's web console (`nxguard console`) with its users, audit log and cases.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
 //! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.
 

@@ -10,7 +10,11 @@ use nxguard::{
     listen::{self, tls},
     ops::{selftest, systemd},
     policy::{self, domains, feeds},
-    review::report,
+    review::{
+        board,
+        console::{self, Console, audit, auth, cases},
+        report,
+    },
     server,
     upstream::pool,
 };
@@ -72,6 +76,179 @@ enum Command {
         /// The device name, hostname, MAC or address to turn into its pseudonym.
         identity: Option<String>,
     },
+    /// The security officer's web console (console.listen, default 127.0.0.1:8053), or its
+    /// users and API tokens. Read-only over the attempt store; writes console.state_path.
+    Console(ConsoleArgs),
+    /// Removal cases (the console's cases, from the command line): list, open, update.
+    Case(CaseArgs),
+}
+
+#[derive(clap::Args)]
+struct ConsoleArgs {
+    /// Configuration file (TOML) with [console] (state_path) and [store] (path).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    action: Option<ConsoleAction>,
+}
+
+#[derive(Subcommand)]
+enum ConsoleAction {
+    /// Console users.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// API tokens for /api/v1/ (sent as `Authorization: Bearer TOKEN`).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user, or set an existing user's role and password (argon2id; at least 12 characters).
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: auth::Role,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make a token (printed once; stored only hashed).
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: auth::Role,
+    },
+}
+
+#[derive(clap::Args)]
+struct CaseArgs {
+    /// Configuration file (TOML) with [console] (state_path) and [store] (path).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    action: CaseAction,
+}
+
+#[derive(Subcommand)]
+enum CaseAction {
+    /// Every case, after deciding verified and recurred from the attempt store.
+    List,
+    /// Open a case for a device (its key, as `report` shows it) and an app.
+    Open {
+        #[arg(long)]
+        device: String,
+        #[arg(long)]
+        app: String,
+        #[arg(long, default_value = "")]
+        owner: String,
+        #[arg(long, default_value = "")]
+        ticket: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Change a case: removal requested, removed (on a date), or its ticket and note.
+    Update {
+        id: i64,
+        #[arg(long, conflicts_with = "removed")]
+        request_removal: bool,
+        /// The app was removed on this date (2026-11-30) or time; "now" for now.
+        #[arg(long)]
+        removed: Option<String>,
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+/// The console over a config: its database and the attempt store it reads.
+fn open_console(config: &Config) -> Result<Console> {
+    let store = config.store.path.clone().context("no attempt store: set store.path")?;
+    let clock: console::Clock = std::sync::Arc::new(std::time::SystemTime::now);
+    let mut console = Console::open(config.console.clone(), store, pseudonymizer(config)?, clock)?;
+    console.policy = Some(config.policy.clone());
+    Ok(console)
+}
+
+/// The audit record of a command-line change: the Unix user, from the local machine.
+fn audit_cli(console: &Console, action: &str, target: &str, detail: &str) -> Result<()> {
+    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let record = audit::Record { actor: &actor, role: "cli", address: "local", action, target, detail };
+    Ok(audit::record(&console.db(), console.now(), &record)?)
+}
+
+fn run_console(args: &ConsoleArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let console = open_console(&config)?;
+    match &args.action {
+        None => {
+            init_logging(&config);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(console::serve(std::sync::Arc::new(console)))?;
+        }
+        Some(ConsoleAction::User { action: UserAction::Add { name, role, .. } }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            auth::add_user(&console.db(), name, *role, password, console.now())?;
+            audit_cli(&console, "user add", name, role.as_str())?;
+            println!("user {name} ({}) saved", role.as_str());
+        }
+        Some(ConsoleAction::Token { action: TokenAction::Add { name, role } }) => {
+            let token = auth::add_token(&console.db(), name, *role, console.now())?;
+            audit_cli(&console, "token add", name, role.as_str())?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+fn run_case(args: &CaseArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let console = open_console(&config)?;
+    let now = console.now();
+    match &args.action {
+        CaseAction::List => {
+            let store = console.store()?;
+            let db = console.db();
+            cases::refresh(&db, &store, console.pseudonymizer.as_ref(), now, console.config.verify_days)?;
+            println!("{}", serde_json::to_string_pretty(&cases::list(&db, None)?)?);
+        }
+        CaseAction::Open { device, app, owner, ticket, note } => {
+            let id = cases::open(&console.db(), device, app, owner, ticket, note, now)?;
+            audit_cli(&console, "case open", &format!("case {id}"), &format!("{device} × {app}; ticket {ticket:?}"))?;
+            println!("{id}");
+        }
+        CaseAction::Update { id, request_removal, removed, ticket, note } => {
+            let action = match (request_removal, removed) {
+                (true, _) => "request_removal",
+                (false, Some(_)) => "removed",
+                (false, None) => "note",
+            };
+            let removed = removed.as_deref().filter(|r| *r != "now").unwrap_or("");
+            let before = cases::get(&console.db(), *id)?;
+            let note = note.clone().unwrap_or(before.note);
+            let change = console::case_pages::change(action, removed, ticket.clone(), &note, now)?;
+            let after = cases::update(&console.db(), *id, &change, now)?;
+            let detail = format!("{} -> {}; {action}", before.state.as_str(), after.state.as_str());
+            audit_cli(&console, "case update", &format!("case {id}"), &detail)?;
+            println!("case {id}: {}", after.state.as_str());
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -133,8 +310,13 @@ struct ReportArgs {
     /// Only devices of this owner or department.
     #[arg(long)]
     owner: Option<String>,
+    /// table, csv, json, or html: the board report (one self-contained file, no personal data
+    /// unless --with-identities).
     #[arg(long, value_enum, default_value_t)]
-    format: report::Format,
+    format: board::Format,
+    /// In the HTML board report, also list the devices (personal data).
+    #[arg(long)]
+    with_identities: bool,
     /// The time the report treats as now (RFC 3339), for reproducible reports.
     #[arg(long, hide = true)]
     now: Option<String>,
@@ -157,10 +339,28 @@ fn run_report(args: &ReportArgs) -> Result<()> {
     };
     let pseudonymizer = pseudonymizer(&config)?;
     let db = report::open(&path)?;
-    let text = if args.device.is_some() {
-        report::render_timeline(&report::timeline(&db, &filter, pseudonymizer.as_ref())?, args.format)?
-    } else {
-        report::render_summaries(&report::summaries(&db, &filter, pseudonymizer.as_ref())?, args.format)?
+    let text = match args.format.plain() {
+        Some(format) if args.device.is_some() => {
+            report::render_timeline(&report::timeline(&db, &filter, pseudonymizer.as_ref())?, format)?
+        }
+        Some(format) => report::render_summaries(&report::summaries(&db, &filter, pseudonymizer.as_ref())?, format)?,
+        None => {
+            // The cases come from the console's database, when there is one.
+            let console = config.console.state_path.as_ref().filter(|p| p.exists()).map(|p| {
+                rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .with_context(|| format!("opening {}", p.display()))
+            });
+            let console = console.transpose()?;
+            board::render(
+                &db,
+                console.as_ref(),
+                &filter,
+                pseudonymizer.as_ref(),
+                args.with_identities,
+                now,
+                config.console.language,
+            )?
+        }
     };
     print!("{text}");
     Ok(())
@@ -463,6 +663,8 @@ fn main() -> ExitCode {
         Command::Selftest(args) => run_selftest(args),
         Command::Report(args) => run_report(args),
         Command::Lists { config, action } => lists(config.as_ref(), action.as_ref()),
+        Command::Console(args) => run_console(args),
+        Command::Case(args) => run_case(args),
         Command::Pseudonym { config, new_key, identity } => {
             pseudonym(config.as_ref(), new_key.as_ref(), identity.as_ref())
         }

@@ -2,7 +2,7 @@
 //!
 //! Owns: the config types, their defaults (each safe on its own), parsing, and `validate`, which
 //! reports every problem at once with its location. The tables live in one file per room that
-//! reads them (`listen`, `resolve`, `upstream`, `policy`, `evidence`, `ops`); all are re-exported
+//! reads them (`listen`, `resolve`, `upstream`, `policy`, `evidence`, `ops`, `review`); all are re-exported
 //! here, so `config::StoreConfig` names a table wherever it lives.
 //! Does not own: loading domain lists (`policy::load`) or acting on the settings.
 
@@ -16,6 +16,7 @@ mod listen;
 mod ops;
 mod policy;
 mod resolve;
+mod review;
 mod upstream;
 
 pub use evidence::*;
@@ -23,6 +24,7 @@ pub use listen::*;
 pub use ops::*;
 pub use policy::*;
 pub use resolve::*;
+pub use review::*;
 pub use upstream::*;
 
 /// Servers nxguard asks for its own lookups (PTR names, upstream host names): a list of
@@ -87,6 +89,7 @@ pub struct Config {
     pub siem: SiemConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub console: ConsoleConfig,
 }
 
 impl Config {
@@ -247,6 +250,7 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(self.log.filter()).is_err() {
             p.push(format!("log.level: {:?} is not a valid filter", self.log.level));
         }
+        p.extend(self.console.problems());
         p
     }
 }

@@ -1,6 +1,10 @@
-//! Reading the evidence for people: `nxguard report` (and, next, the console and removal cases).
+//! Reading the evidence for people: `nxguard report` and the security officer's console.
 //!
-//! Owns: the summary and timeline queries over the store and their table, CSV and JSON output.
+//! Owns: the summary and timeline queries over the store and their table, CSV and JSON output
+//! (`report`); the board report in HTML (`board`); the web console with its users, audit log and removal cases (`console`), which
+//! reads the evidence only through `report` and its own `console::queries`.
 //! Must not touch: the query path or the store's writer; readers open the store read-only.
 
+pub mod board;
+pub mod console;
 pub mod report;

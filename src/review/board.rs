@@ -1,0 +1,139 @@
+//! The board report: `nxguard report --format html`. One self-contained HTML file (inline SVG
+//! and CSS, nothing fetched, print-friendly) with per app the devices found by assessment, the
+//! daily trend and the removal cases by state. No personal data unless asked for
+//! (`--with-identities`: then also the device × app rows). In the console's language
+//! (`console.language`).
+//!
+//! Reads the evidence through `review::report` and `console::queries`, the cases through
+//! `console::cases`; writes nothing.
+
+use std::{collections::BTreeMap, time::SystemTime};
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use rusqlite::Connection;
+
+use super::{
+    console::{
+        ConsoleError,
+        case_pages::state_key,
+        cases::{self, CaseState},
+        i18n::{assessment, t},
+        queries::{self, DAY_MS},
+        svg,
+    },
+    report::{self, Filter, Summary},
+};
+use crate::{
+    config::Language,
+    evidence::store::{Pseudonymizer, millis},
+};
+
+/// The output formats of `nxguard report`: the three of `report`, and the board's HTML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Csv,
+    Json,
+    Html,
+}
+
+impl Format {
+    /// The `report` format, or None for HTML.
+    pub fn plain(self) -> Option<report::Format> {
+        match self {
+            Format::Table => Some(report::Format::Table),
+            Format::Csv => Some(report::Format::Csv),
+            Format::Json => Some(report::Format::Json),
+            Format::Html => None,
+        }
+    }
+}
+
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;color:#1d2430;max-width:60rem;margin:2rem auto;padding:0 1rem}\
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d8dde6}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #d8dde6}\
+td.num,th.num{text-align:right}.chart{width:100%;max-width:720px}.chart .bar{fill:#0b5cad}.chart .axis{stroke:#d8dde6}\
+.chart .tick{font-size:10px;fill:#5b6677}.note{color:#5b6677}@media print{h2{break-after:avoid}section{break-inside:avoid}}";
+
+/// Writes the board report for `filter` (its since/until; app and owner narrow it).
+pub fn render(
+    store: &Connection,
+    console: Option<&Connection>,
+    filter: &Filter,
+    pseudonymizer: Option<&Pseudonymizer>,
+    with_identities: bool,
+    now: SystemTime,
+    lang: Language,
+) -> Result<String, ConsoleError> {
+    let rows = report::summaries(store, filter, pseudonymizer)?;
+    let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
+    let mut by_app: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
+    for s in &rows {
+        by_app.entry(&s.app).or_default().push(s);
+    }
+    let all_cases = match console {
+        Some(db) => cases::list(db, None)?,
+        None => Vec::new(),
+    };
+    let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
+    let count = |list: &[&Summary], a: &str| list.iter().filter(|s| s.assessment == a).count();
+    let mut sections = Vec::new();
+    for (app, list) in &by_app {
+        let days = queries::daily(store, since, until, Some(app))?;
+        let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.devices)).collect();
+        let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == *app).collect();
+        let states = [
+            CaseState::Open,
+            CaseState::RemovalRequested,
+            CaseState::Removed,
+            CaseState::Verified,
+            CaseState::Recurred,
+        ];
+        sections.push(html! {
+            section {
+                h2 { (app) }
+                table {
+                    tr { th { (t(lang, "likely")) } th { (t(lang, "possibly")) } th { (t(lang, "link")) } th { (t(lang, "attempts")) } }
+                    tr {
+                        td.num { (count(list, "app likely installed")) }
+                        td.num { (count(list, "app possibly installed")) }
+                        td.num { (count(list, "link or embedded content")) }
+                        td.num { (list.iter().map(|s| s.attempts).sum::<u64>()) }
+                    }
+                }
+                p.note { (t(lang, "devices_per_day")) }
+                (svg::daily_bars(&trend, first, last, &format!("{app}: {}", t(lang, "devices_per_day"))))
+                p.note { (t(lang, "cases_by_state")) }
+                table {
+                    tr { @for s in states { th { (t(lang, state_key(s))) } } }
+                    tr { @for s in states { td.num { (app_cases.iter().filter(|c| c.state == s).count()) } } }
+                }
+                @if with_identities {
+                    table {
+                        tr { th { (t(lang, "device")) } th { (t(lang, "owner")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+                        @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } } }
+                    }
+                }
+            }
+        });
+    }
+    let period = format!("{} – {}", queries::day_text(first), queries::day_text(last));
+    let page: Markup = html! {
+        (DOCTYPE)
+        html lang=(match lang { Language::Nl => "nl", Language::En => "en" }) {
+            head { meta charset="utf-8"; title { "nxguard: " (t(lang, "board_title")) ", " (period) } style { (PreEscaped(CSS)) } }
+            body {
+                h1 { (t(lang, "board_title")) ", " (period) }
+                p.note {
+                    (t(lang, "board_intro")) " "
+                    @if with_identities { (t(lang, "board_named")) } @else { (t(lang, "board_counts")) }
+                }
+                @if sections.is_empty() { p { (t(lang, "no_data")) } }
+                @for section in &sections { (section) }
+                p.note { (t(lang, "written_by")) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (humantime::format_rfc3339_seconds(now)) "." }
+            }
+        }
+    };
+    Ok(page.into_string())
+}

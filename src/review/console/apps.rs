@@ -1,0 +1,165 @@
+//! The app page (its devices, the domains hit and their kinds) and the lists-health page
+//! (policy version, entries per list file, when each changed).
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::extract::{Query, State};
+use maud::{Markup, html};
+
+use super::{
+    Console, ConsoleError,
+    auth::{Role, SignedIn},
+    i18n::{assessment, t},
+    layout::{View, encode, filters, page},
+    queries,
+};
+use crate::{
+    policy::{self, domains, feeds},
+    review::report,
+};
+
+pub async fn app(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Markup, ConsoleError> {
+    let lang = c.language();
+    let officer = who.role >= Role::Officer;
+    let now = c.now();
+    let app = view.app.clone().filter(|a| !a.is_empty()).ok_or(ConsoleError::NotFound)?;
+    let mut filter = report::Filter { device: None, ..view.filter(now)? };
+    if !officer {
+        filter.owner = None;
+    }
+    let store = c.store()?;
+    let rows = report::summaries(&store, &filter, c.pseudonymizer.as_ref())?;
+    let domains = queries::app_domains(&store, &app, filter.since.unwrap_or(now), filter.until.unwrap_or(now))?;
+    let mut kinds: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (_, kind, attempts, devices) in &domains {
+        let entry = kinds.entry(kind).or_default();
+        entry.0 += attempts;
+        entry.1 += devices;
+    }
+    let body = html! {
+        (filters(lang, &view, "/app", officer))
+        h2 { (t(lang, "kinds")) }
+        table id="kinds" {
+            tr { th { (t(lang, "kind")) } th.num { (t(lang, "attempts")) } }
+            @for (kind, (attempts, _)) in &kinds { tr { td { (kind) } td.num { (attempts) } } }
+        }
+        h2 { (t(lang, "domains")) }
+        table id="domains" {
+            tr { th { "Domain" } th { (t(lang, "kind")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "devices")) } }
+            @for (domain, kind, attempts, devices) in &domains { tr { td { (domain) } td { (kind) } td.num { (attempts) } td.num { (devices) } } }
+        }
+        h2 { (t(lang, "devices")) }
+        table id="app-devices" {
+            tr { th { (t(lang, "device")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+            @for s in rows.iter().take(super::layout::PAGE_ROWS) {
+                tr {
+                    td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
+                    td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) }
+                }
+            }
+        }
+        @if rows.len() > super::layout::PAGE_ROWS { p { a href=(format!("/devices?{}", view.query())) { (t(lang, "all_devices")) " (" (rows.len()) ")" } } }
+    };
+    Ok(page(lang, Some(&who), &app, body))
+}
+
+/// One list file: its id, entries, and when it last changed.
+struct ListFile {
+    id: String,
+    entries: usize,
+    modified: Option<SystemTime>,
+    problem: Option<String>,
+}
+
+fn list_files(dir: &std::path::Path) -> Vec<ListFile> {
+    let Ok(files) = domains::list_files(dir) else { return Vec::new() };
+    files
+        .into_iter()
+        .map(|(id, path)| {
+            let mut reader = domains::Reader::new(&id, &path.display().to_string());
+            let mut entries = 0;
+            let read = domains::read_file(&path, &mut reader, |_| entries += 1);
+            let problem = match (read, reader.finish()) {
+                (Err(e), _) => Some(e.to_string()),
+                (Ok(()), Err(errors)) => Some(format!("{} problem(s), first: {}", errors.len(), errors[0])),
+                (Ok(()), Ok(_)) => None,
+            };
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            ListFile { id, entries, modified, problem }
+        })
+        .collect()
+}
+
+/// Lists health: the policy this console's config loads (version, apps, entries) and each list
+/// file. Any signed-in user: it holds no personal data.
+pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
+    let lang = c.language();
+    let Some(config) = c.policy.as_ref() else {
+        return Ok(page(lang, Some(&who), t(lang, "lists"), html! { p { (t(lang, "none")) } }));
+    };
+    let loaded = policy::load(config);
+    let files = config.domains_dir.as_deref().map(list_files).unwrap_or_default();
+    let feed_status = config.cache_dir.as_deref().map(feeds::read_statuses).unwrap_or_default();
+    let when = |t: Option<u64>| {
+        t.map(|s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let body = html! {
+        @match &loaded {
+            Ok(policy) => {
+                table id="policy" {
+                    tr { th { (t(lang, "policy_version")) } td { code { (policy.version()) } } }
+                    tr { th { (t(lang, "entries")) } td { (policy.len()) } }
+                    tr { th { (t(lang, "apps")) } td { @for (i, a) in policy.apps().iter().enumerate() { @if i > 0 { ", " } (a.app.name) } } }
+                    tr { th { (t(lang, "source")) } td { (config.domains_dir.as_ref().map_or_else(|| t(lang, "embedded").to_string(), |d| d.display().to_string())) } }
+                }
+            }
+            Err(error) => { p.error { (error.to_string()) } }
+        }
+        @if !files.is_empty() {
+            h2 { (t(lang, "list_files")) }
+            table id="list-files" {
+                tr { th { (t(lang, "app")) } th.num { (t(lang, "entries")) } th { (t(lang, "changed")) } th { (t(lang, "state")) } }
+                @for f in &files {
+                    tr {
+                        td { (f.id) } td.num { (f.entries) }
+                        td { (f.modified.map(|m| humantime::format_rfc3339_seconds(m).to_string()).unwrap_or_default()) }
+                        td { @match &f.problem { Some(p) => span.error { (p) }, None => "ok" } }
+                    }
+                }
+            }
+        }
+        @if !config.feeds.is_empty() {
+            h2 { (t(lang, "feeds")) }
+            table id="feeds" {
+                tr {
+                    th { (t(lang, "feed")) } th.num { (t(lang, "entries")) } th { (t(lang, "last_success")) }
+                    th { (t(lang, "last_attempt")) } th { (t(lang, "state")) }
+                }
+                @for feed in &config.feeds {
+                    @let status = feed_status.get(&feed.name).cloned().unwrap_or_default();
+                    tr {
+                        td { (feed.name) } td.num { (status.entries) }
+                        td { (when(status.last_success)) } td { (when(status.last_attempt)) }
+                        td {
+                            @match (&status.last_error, status.pending_entries) {
+                                (Some(error), _) => span.error { (error) },
+                                (None, Some(pending)) => span.error { (t(lang, "feed_pending")) " (" (pending) ")" },
+                                (None, None) => "ok",
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(lang, Some(&who), t(lang, "lists"), body))
+}

@@ -1,0 +1,211 @@
+//! The removal-case pages: list, open from a device × app row, show, and change. Officers only;
+//! every change carries the CSRF token and is audited.
+
+use std::sync::Arc;
+
+use axum::{
+    Form,
+    extract::{Path, Query, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{
+    Console, ConsoleError, audit,
+    auth::{Role, SignedIn},
+    cases::{self, CaseState, Change},
+    i18n::t,
+    layout::{encode, page},
+};
+use crate::review::report;
+
+pub fn state_key(state: CaseState) -> &'static str {
+    match state {
+        CaseState::Open => "st_open",
+        CaseState::RemovalRequested => "st_removal_requested",
+        CaseState::Removed => "st_removed",
+        CaseState::Verified => "st_verified",
+        CaseState::Recurred => "st_recurred",
+    }
+}
+
+pub async fn list(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
+    who.require(Role::Officer)?;
+    let lang = c.language();
+    let store = c.store()?;
+    let db = c.db();
+    cases::refresh(&db, &store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
+    let all = cases::list(&db, None)?;
+    let body = html! {
+        table id="cases" {
+            tr { th { "#" } th { (t(lang, "device")) } th { (t(lang, "app")) } th { (t(lang, "owner")) } th { (t(lang, "ticket")) } th { (t(lang, "state")) } th { (t(lang, "removed_on")) } th { (t(lang, "opened")) } }
+            @for k in &all {
+                tr class=[(k.state == CaseState::Recurred).then_some("recurred")] {
+                    td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } }
+                    td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } }
+                    td { (k.app) } td { (k.owner) } td { (k.ticket) } td { (t(lang, state_key(k.state))) }
+                    td { (k.removed.as_deref().unwrap_or("")) } td { (k.opened) }
+                }
+            }
+        }
+        @if all.is_empty() { p { (t(lang, "none")) } }
+    };
+    Ok(page(lang, Some(&who), t(lang, "cases"), body))
+}
+
+#[derive(Deserialize, Default)]
+pub struct NewCase {
+    #[serde(default)]
+    pub device: String,
+    #[serde(default)]
+    pub app: String,
+    #[serde(default)]
+    pub owner: String,
+}
+
+pub async fn new_form(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(q): Query<NewCase>,
+) -> Result<Markup, ConsoleError> {
+    who.require(Role::Officer)?;
+    let lang = c.language();
+    let body = html! {
+        form method="post" action="/cases" class="stack" id="new-case" {
+            input type="hidden" name="csrf" value=(who.csrf);
+            label { (t(lang, "device")) input type="text" name="device" value=(q.device) required; }
+            label { (t(lang, "app")) input type="text" name="app" value=(q.app) required; }
+            label { (t(lang, "owner")) input type="text" name="owner" value=(q.owner); }
+            label { (t(lang, "ticket")) input type="text" name="ticket" id="ticket"; }
+            label { (t(lang, "note")) textarea name="note" id="note" rows="3" {} }
+            button type="submit" id="open-case" { (t(lang, "open_case")) }
+        }
+    };
+    Ok(page(lang, Some(&who), t(lang, "open_case"), body))
+}
+
+#[derive(Deserialize)]
+pub struct OpenForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub device: String,
+    pub app: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub ticket: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+pub async fn open(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Form(f): Form<OpenForm>,
+) -> Result<Response, ConsoleError> {
+    who.require(Role::Officer)?;
+    who.check_csrf(&f.csrf)?;
+    let now = c.now();
+    let db = c.db();
+    let id = cases::open(&db, f.device.trim(), f.app.trim(), f.owner.trim(), f.ticket.trim(), f.note.trim(), now)?;
+    let detail = format!("{} × {}; ticket {:?}", f.device.trim(), f.app.trim(), f.ticket.trim());
+    audit::by(&db, now, &who, "case open", &format!("case {id}"), &detail)?;
+    Ok(Redirect::to(&format!("/cases/{id}")).into_response())
+}
+
+pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i64>) -> Result<Markup, ConsoleError> {
+    who.require(Role::Officer)?;
+    let lang = c.language();
+    let store = c.store()?;
+    let db = c.db();
+    cases::refresh(&db, &store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
+    let k = cases::get(&db, id)?;
+    let today = &humantime::format_rfc3339_seconds(c.now()).to_string()[..10];
+    let body = html! {
+        table id="case" {
+            tr { th { (t(lang, "device")) } td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } } }
+            tr { th { (t(lang, "app")) } td { (k.app) } }
+            tr { th { (t(lang, "owner")) } td { (k.owner) } }
+            tr { th { (t(lang, "ticket")) } td { (k.ticket) } }
+            tr { th { (t(lang, "note")) } td { (k.note) } }
+            tr { th { (t(lang, "state")) } td id="case-state" class=[(k.state == CaseState::Recurred).then_some("recurred")] { (t(lang, state_key(k.state))) } }
+            tr { th { (t(lang, "removed_on")) } td { (k.removed.as_deref().unwrap_or("")) } }
+            tr { th { (t(lang, "opened")) } td { (k.opened) } }
+        }
+        h2 { (t(lang, "state")) }
+        @if matches!(k.state, CaseState::Open | CaseState::Recurred) {
+            form method="post" action=(format!("/cases/{id}")) class="inline" {
+                input type="hidden" name="csrf" value=(who.csrf);
+                input type="hidden" name="action" value="request_removal";
+                button type="submit" id="request-removal" { (t(lang, "request_removal")) }
+            }
+        }
+        @if matches!(k.state, CaseState::Open | CaseState::RemovalRequested | CaseState::Recurred) {
+            form method="post" action=(format!("/cases/{id}")) class="inline" {
+                input type="hidden" name="csrf" value=(who.csrf);
+                input type="hidden" name="action" value="removed";
+                input type="date" name="removed" value=(today);
+                button type="submit" id="mark-removed" { (t(lang, "mark_removed")) }
+            }
+        }
+        form method="post" action=(format!("/cases/{id}")) class="stack" {
+            input type="hidden" name="csrf" value=(who.csrf);
+            input type="hidden" name="action" value="note";
+            label { (t(lang, "ticket")) input type="text" name="ticket" value=(k.ticket); }
+            label { (t(lang, "note")) textarea name="note" rows="3" { (k.note) } }
+            button type="submit" { (t(lang, "save")) }
+        }
+    };
+    Ok(page(lang, Some(&who), &format!("{} #{id}", t(lang, "case")), body))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub action: String,
+    #[serde(default)]
+    pub removed: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The change a form or the CLI asks for: request_removal, removed (with a date), or note.
+pub fn change(
+    action: &str,
+    removed: &str,
+    ticket: Option<String>,
+    note: &str,
+    now: std::time::SystemTime,
+) -> Result<Change, ConsoleError> {
+    match action {
+        "request_removal" => Ok(Change::RequestRemoval),
+        "removed" => {
+            let at = if removed.trim().is_empty() { now } else { report::parse_time(removed.trim(), now)? };
+            Ok(Change::Removed(at))
+        }
+        "note" => Ok(Change::Note { ticket, note: note.to_string() }),
+        other => Err(ConsoleError::Input(format!("{other:?} is not a case change (request_removal, removed, note)"))),
+    }
+}
+
+pub async fn update(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Path(id): Path<i64>,
+    Form(f): Form<UpdateForm>,
+) -> Result<Response, ConsoleError> {
+    who.require(Role::Officer)?;
+    who.check_csrf(&f.csrf)?;
+    let now = c.now();
+    let change = change(&f.action, &f.removed, f.ticket, &f.note, now)?;
+    let db = c.db();
+    let before = cases::get(&db, id)?.state;
+    let after = cases::update(&db, id, &change, now)?;
+    let detail = format!("{} -> {}; {}", before.as_str(), after.state.as_str(), f.action);
+    audit::by(&db, now, &who, "case update", &format!("case {id}"), &detail)?;
+    Ok(Redirect::to(&format!("/cases/{id}")).into_response())
+}

@@ -1,0 +1,146 @@
+//! CSV export of exactly the filtered view, the device timeline and the audit log, and the JSON
+//! API under `/api/v1/` (bearer tokens from `nxguard console token add`). Officers and up;
+//! every export and API call is audited.
+//!
+//! The CSV is `report --format csv` for the same filter, byte for byte, except that cells a
+//! spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage return)
+//! get a leading `'`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Query, State},
+    http::header,
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    Console, ConsoleError, audit,
+    auth::{Role, SignedIn},
+    cases,
+    layout::View,
+};
+use crate::review::report::{self, Format, ReportError};
+
+/// `text` with a `'` before it when a spreadsheet would read it as a formula.
+pub fn neutralise(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() }
+}
+
+/// Re-writes CSV text with every cell neutralised; cells that need nothing stay byte-identical.
+pub fn neutralise_csv(text: &str) -> Result<String, ConsoleError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for record in reader.records() {
+        let record = record.map_err(ReportError::from)?;
+        writer.write_record(record.iter().map(neutralise)).map_err(ReportError::from)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| ReportError::Csv(e.into_error().into()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn csv_response(name: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The summary rows of a view, as the devices page shows them (officers see identities).
+fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
+    let filter = report::Filter { device: None, ..view.filter(c.now())? };
+    let store = c.store()?;
+    Ok(view.apply(report::summaries(&store, &filter, c.pseudonymizer.as_ref())?, None))
+}
+
+pub async fn summary_csv(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
+    who.require(Role::Officer)?;
+    let rows = summary_rows(&c, &view)?;
+    audit::by(&c.db(), c.now(), &who, "export summary", "", &format!("{}; {} rows", view.query(), rows.len()))?;
+    Ok(csv_response("nxguard-summary.csv", neutralise_csv(&report::render_summaries(&rows, Format::Csv)?)?))
+}
+
+fn timeline_events(c: &Console, view: &View) -> Result<Vec<report::Event>, ConsoleError> {
+    if view.device.as_deref().is_none_or(str::is_empty) {
+        return Err(ConsoleError::Input("give device=".into()));
+    }
+    let filter = report::Filter { owner: None, ..view.filter(c.now())? };
+    Ok(report::timeline(&c.store()?, &filter, c.pseudonymizer.as_ref())?)
+}
+
+pub async fn timeline_csv(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
+    who.require(Role::Officer)?;
+    let events = timeline_events(&c, &view)?;
+    let device = view.device.clone().unwrap_or_default();
+    audit::by(&c.db(), c.now(), &who, "export timeline", &device, &format!("{}; {} rows", view.query(), events.len()))?;
+    Ok(csv_response("nxguard-timeline.csv", neutralise_csv(&report::render_timeline(&events, Format::Csv)?)?))
+}
+
+pub async fn audit_csv(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Response, ConsoleError> {
+    who.require(Role::Admin)?;
+    let db = c.db();
+    audit::by(&db, c.now(), &who, "export audit", "", "")?;
+    let entries = audit::list(&db, usize::MAX >> 1)?;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(["id", "time", "actor", "role", "address", "action", "target", "detail"])
+        .map_err(ReportError::from)?;
+    for e in &entries {
+        let id = e.id.to_string();
+        let cells = [&id, &e.time, &e.actor, &e.role, &e.address, &e.action, &e.target, &e.detail];
+        writer.write_record(cells.iter().map(|c| neutralise(c))).map_err(ReportError::from)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| ReportError::Csv(e.into_error().into()))?;
+    Ok(csv_response("nxguard-audit.csv", String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// `GET /api/v1/summary?since=…&app=…`: the filtered view as JSON. A viewer's token gets the
+/// rows with pseudonymous device keys and no owner.
+pub async fn api_summary(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
+    let mut rows = summary_rows(&c, &view)?;
+    if who.role < Role::Officer {
+        for s in &mut rows {
+            s.device = c.masked(&s.device);
+            s.owner.clear();
+        }
+    }
+    audit::by(&c.db(), c.now(), &who, "summary", "", &view.query())?;
+    Ok(Json(rows).into_response())
+}
+
+/// `GET /api/v1/timeline?device=…`: one device's attempts (officers and up).
+pub async fn api_timeline(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(view): Query<View>,
+) -> Result<Response, ConsoleError> {
+    who.require(Role::Officer)?;
+    let events = timeline_events(&c, &view)?;
+    audit::by(&c.db(), c.now(), &who, "timeline", view.device.as_deref().unwrap_or(""), &view.query())?;
+    Ok(Json(events).into_response())
+}
+
+/// `GET /api/v1/cases`: every case (officers and up).
+pub async fn api_cases(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Response, ConsoleError> {
+    who.require(Role::Officer)?;
+    let db = c.db();
+    audit::by(&db, c.now(), &who, "cases", "", "")?;
+    Ok(Json(cases::list(&db, None)?).into_response())
+}

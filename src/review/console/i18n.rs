@@ -1,0 +1,167 @@
+//! The console's words in Dutch and English (`console.language`, default Dutch).
+
+use crate::config::Language;
+
+/// (key, Dutch, English).
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("title", "nxguard — verboden apps", "nxguard — banned apps"),
+    ("overview", "Overzicht", "Overview"),
+    ("devices", "Apparaten", "Devices"),
+    ("device", "Apparaat", "Device"),
+    ("cases", "Zaken", "Cases"),
+    ("audit", "Auditlog", "Audit log"),
+    ("logout", "Uitloggen", "Sign out"),
+    ("login", "Inloggen", "Sign in"),
+    ("user", "Gebruiker", "User"),
+    ("password", "Wachtwoord", "Password"),
+    ("login_failed", "Onjuiste gebruiker of wachtwoord.", "Wrong user or password."),
+    (
+        "locked",
+        "Account tijdelijk geblokkeerd na te veel pogingen.",
+        "Account locked for a while after too many attempts.",
+    ),
+    ("period", "Periode", "Period"),
+    ("since", "Vanaf", "Since"),
+    ("until", "Tot", "Until"),
+    ("app", "App", "App"),
+    ("all", "alle", "all"),
+    ("owner", "Eigenaar of afdeling", "Owner or department"),
+    ("assessment", "Beoordeling", "Assessment"),
+    ("search", "Zoeken", "Search"),
+    ("apply", "Toepassen", "Apply"),
+    ("days7", "7 dagen", "7 days"),
+    ("days30", "30 dagen", "30 days"),
+    ("days90", "90 dagen", "90 days"),
+    ("attempts", "Pogingen", "Attempts"),
+    ("domains", "Domeinen", "Domains"),
+    ("days", "Dagen", "Days"),
+    ("first_seen", "Eerst gezien", "First seen"),
+    ("last_seen", "Laatst gezien", "Last seen"),
+    ("likely", "app waarschijnlijk geïnstalleerd", "app likely installed"),
+    ("possibly", "app mogelijk geïnstalleerd", "app possibly installed"),
+    ("link", "link of ingesloten inhoud", "link or embedded content"),
+    ("by_app", "Apparaten per app en beoordeling", "Devices by app and assessment"),
+    ("recent_devices", "Laatst geziene apparaten", "Most recently seen devices"),
+    ("all_devices", "Alle apparaten", "All devices"),
+    ("kinds", "Soorten treffers", "Kinds of hits"),
+    ("lists", "Lijsten", "Lists"),
+    ("policy_version", "Beleidsversie", "Policy version"),
+    ("entries", "Regels", "Entries"),
+    ("apps", "Apps", "Apps"),
+    ("embedded", "ingebouwde lijsten", "embedded lists"),
+    ("list_files", "Lijstbestanden", "List files"),
+    ("feeds", "Abonnementen (feeds)", "Feeds"),
+    ("feed", "Feed", "Feed"),
+    ("last_success", "Laatst gelukt", "Last success"),
+    ("last_attempt", "Laatste poging", "Last attempt"),
+    (
+        "feed_pending",
+        "Kromp te veel; wacht op `nxguard lists accept`",
+        "Shrank too much; waits for `nxguard lists accept`",
+    ),
+    ("changed", "Gewijzigd", "Changed"),
+    ("board_title", "Verboden apps op het netwerk", "Banned apps on the network"),
+    (
+        "board_intro",
+        "Apparaten die een verboden app probeerden te bereiken, naar hoe zeker het bewijs is: treffers op API- of telemetriedomeinen op twee of meer dagen betekenen dat de app zeer waarschijnlijk is geïnstalleerd; op één dag mogelijk; alleen web- en CDN-treffers wijzen meestal op een link of ingesloten video.",
+        "Devices that tried to reach a banned app, by how sure the evidence is: API or telemetry hits on two or more days mean the app is very likely installed; on one day, possibly; web and CDN hits alone usually mean a link or embedded video.",
+    ),
+    (
+        "board_named",
+        "Dit rapport noemt apparaten: het bevat persoonsgegevens.",
+        "This report names devices: it holds personal data.",
+    ),
+    (
+        "board_counts",
+        "Dit rapport bevat geen persoonsgegevens: alleen aantallen.",
+        "This report holds no personal data: counts only.",
+    ),
+    ("devices_per_day", "Apparaten met pogingen per dag", "Devices with attempts per day"),
+    ("cases_by_state", "Zaken per status", "Cases by state"),
+    ("written_by", "Gemaakt door", "Written by"),
+    ("users", "Gebruikers", "Users"),
+    ("tokens", "API-tokens", "API tokens"),
+    ("locked_until", "Geblokkeerd tot", "Locked until"),
+    ("trend", "Pogingen per dag", "Attempts per day"),
+    (
+        "to_act",
+        "Actie nodig: waarschijnlijk geïnstalleerd, geen open zaak",
+        "To act on: likely installed, no open case",
+    ),
+    ("recurred", "Teruggekeerd na verwijdering", "Came back after removal"),
+    ("none", "Geen.", "None."),
+    ("open_case", "Zaak openen", "Open a case"),
+    ("export_csv", "Exporteren (CSV)", "Export (CSV)"),
+    ("identity", "Identiteit en bronnen", "Identity and its sources"),
+    ("hostname", "Hostnaam", "Hostname"),
+    ("mac", "MAC", "MAC"),
+    ("address", "Adres", "Address"),
+    ("source", "Bron", "Source"),
+    ("per_app", "Per app per dag", "Per app per day"),
+    ("hits", "Treffers", "Hits"),
+    (
+        "hits_limited",
+        "De nieuwste 200 treffers; de CSV-export bevat ze allemaal.",
+        "The newest 200 hits; the CSV export holds them all.",
+    ),
+    ("time", "Tijd", "Time"),
+    ("name", "Naam", "Name"),
+    ("kind", "Soort", "Kind"),
+    ("state", "Status", "State"),
+    ("ticket", "Ticket", "Ticket"),
+    ("note", "Notitie", "Note"),
+    ("removed_on", "Verwijderd op", "Removed on"),
+    ("save", "Opslaan", "Save"),
+    ("request_removal", "Verwijdering aangevraagd", "Removal requested"),
+    ("mark_removed", "Verwijderd", "Removed"),
+    ("st_open", "open", "open"),
+    ("st_removal_requested", "verwijdering aangevraagd", "removal requested"),
+    ("st_removed", "verwijderd", "removed"),
+    ("st_verified", "geverifieerd", "verified"),
+    ("st_recurred", "teruggekeerd", "recurred"),
+    ("case", "Zaak", "Case"),
+    ("opened", "Geopend", "Opened"),
+    ("actor", "Wie", "Who"),
+    ("action", "Actie", "Action"),
+    ("target", "Waarop", "On what"),
+    ("detail", "Details", "Details"),
+    ("role", "Rol", "Role"),
+    ("pseudonymous", "Apparaatsleutels zijn pseudoniem voor uw rol.", "Device keys are pseudonymous for your role."),
+    ("forbidden", "Niet toegestaan voor uw rol.", "Not allowed for your role."),
+    ("no_data", "Geen pogingen in deze periode.", "No attempts in this period."),
+];
+
+/// The text for `key` in `language` (the key itself when unknown, so a gap shows).
+pub fn t(language: Language, key: &'static str) -> &'static str {
+    match TEXTS.iter().find(|(k, _, _)| *k == key) {
+        Some((_, nl, en)) => match language {
+            Language::Nl => nl,
+            Language::En => en,
+        },
+        None => key,
+    }
+}
+
+/// The words for one of `report`'s assessments.
+pub fn assessment(language: Language, assessment: &str) -> &'static str {
+    match assessment {
+        "app likely installed" => t(language, "likely"),
+        "app possibly installed" => t(language, "possibly"),
+        _ => t(language, "link"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_unique_and_has_both_languages() {
+        for (i, (key, nl, en)) in TEXTS.iter().enumerate() {
+            assert!(!nl.is_empty() && !en.is_empty(), "{key}");
+            assert!(TEXTS[i + 1..].iter().all(|(k, _, _)| k != key), "{key} twice");
+        }
+        assert_eq!(t(Language::Nl, "devices"), "Apparaten");
+        assert_eq!(t(Language::En, "devices"), "Devices");
+    }
+}

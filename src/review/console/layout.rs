@@ -1,0 +1,223 @@
+//! The page frame (navigation, sign-out form, embedded stylesheet) and the view filters that
+//! every page keeps in its URL: time range, app, owner, assessment, search and sort.
+
+use std::time::SystemTime;
+
+use axum::{http::header, response::IntoResponse};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use super::{
+    ConsoleError,
+    auth::{Role, SignedIn},
+    i18n::t,
+};
+use crate::{
+    config::Language,
+    review::report::{self, Filter, Summary},
+};
+
+const CSS: &str = include_str!("console.css");
+
+pub async fn stylesheet() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], CSS)
+}
+
+/// A whole page: head, navigation for the user's role, sign-out (a POST with the CSRF token).
+pub fn page(lang: Language, who: Option<&SignedIn>, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(match lang { Language::Nl => "nl", Language::En => "en" }) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · nxguard" }
+                link rel="stylesheet" href="/static/console.css";
+            }
+            body {
+                header {
+                    strong { "nxguard" }
+                    @if let Some(who) = who {
+                        nav {
+                            a href="/" { (t(lang, "overview")) }
+                            a href="/devices" { (t(lang, "devices")) }
+                            @if who.role >= Role::Officer { a href="/cases" { (t(lang, "cases")) } }
+                            a href="/lists" { (t(lang, "lists")) }
+                            @if who.role >= Role::Admin { a href="/audit" { (t(lang, "audit")) } a href="/users" { (t(lang, "users")) } }
+                        }
+                        form method="post" action="/logout" class="logout" {
+                            span { (who.user) " (" (who.role.as_str()) ")" }
+                            input type="hidden" name="csrf" value=(who.csrf);
+                            button type="submit" id="logout" { (t(lang, "logout")) }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// The filters of a view, as URL query parameters.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct View {
+    /// 7d, 30d, 90d, or a date; default 30d.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub app: Option<String>,
+    pub owner: Option<String>,
+    /// likely, possibly or link.
+    pub assessment: Option<String>,
+    pub q: Option<String>,
+    /// Column to sort by (attempts, days, last_seen, device, app); default last_seen.
+    pub sort: Option<String>,
+    /// One device (its key), for the device page and timeline export.
+    pub device: Option<String>,
+    /// Page of the devices table (0-based; `PAGE_ROWS` rows each). Exports hold every row.
+    pub page: Option<usize>,
+}
+
+/// Rows per page of the devices table.
+pub const PAGE_ROWS: usize = 200;
+
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl View {
+    pub fn since_text(&self) -> &str {
+        given(&self.since).unwrap_or("30d")
+    }
+
+    /// The report filter for this view at `now` (owner and app as typed; device as given).
+    pub fn filter(&self, now: SystemTime) -> Result<Filter, ConsoleError> {
+        let until = given(&self.until).map(|u| report::parse_time(u, now)).transpose()?;
+        Ok(Filter {
+            since: Some(report::parse_time(self.since_text(), now)?),
+            until: Some(until.unwrap_or(now)),
+            app: given(&self.app).map(str::to_string),
+            device: given(&self.device).map(str::to_string),
+            owner: given(&self.owner).map(str::to_string),
+        })
+    }
+
+    /// The rows of the summary that this view shows: assessment and search applied, sorted.
+    /// `masked` gives the key a viewer sees (search then never matches identities).
+    pub fn apply(&self, mut rows: Vec<Summary>, masked: Option<&dyn Fn(&str) -> String>) -> Vec<Summary> {
+        let wanted = given(&self.assessment).map(|a| match a {
+            "likely" => "app likely installed",
+            "possibly" => "app possibly installed",
+            _ => "link or embedded content",
+        });
+        rows.retain(|s| wanted.is_none_or(|w| s.assessment == w));
+        if let Some(q) = given(&self.q).map(str::to_lowercase) {
+            rows.retain(|s| {
+                let fields = match masked {
+                    Some(mask) => vec![mask(&s.device), s.app.clone()],
+                    None => vec![s.device.clone(), s.owner.clone(), s.app.clone()],
+                };
+                fields.iter().any(|f| f.to_lowercase().contains(&q))
+            });
+        }
+        match given(&self.sort).unwrap_or("last_seen") {
+            "attempts" => rows.sort_by_key(|s| std::cmp::Reverse(s.attempts)),
+            "days" => rows.sort_by_key(|s| std::cmp::Reverse(s.days)),
+            "device" => rows.sort_by(|a, b| a.device.cmp(&b.device)),
+            "app" => rows.sort_by(|a, b| a.app.cmp(&b.app)),
+            _ => {}
+        }
+        rows
+    }
+
+    /// This view's query string with `key` set to `value` (or removed when empty); the page
+    /// number is kept only when nothing else changes (`key` empty).
+    pub fn with(&self, key: &str, value: &str) -> String {
+        let fields = [
+            ("since", given(&self.since)),
+            ("until", given(&self.until)),
+            ("app", given(&self.app)),
+            ("owner", given(&self.owner)),
+            ("assessment", given(&self.assessment)),
+            ("q", given(&self.q)),
+            ("sort", given(&self.sort)),
+            ("device", given(&self.device)),
+        ];
+        // Another filter or sort starts again at the first page.
+        let page = self.page.filter(|p| *p > 0 && key.is_empty()).map(|p| p.to_string());
+        let fields = fields.into_iter().chain([("page", page.as_deref())]);
+        let pairs: Vec<String> = fields
+            .map(|(k, v)| (k, if k == key { Some(value).filter(|v| !v.is_empty()) } else { v }))
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode(v))))
+            .collect();
+        pairs.join("&")
+    }
+
+    pub fn query(&self) -> String {
+        self.with("", "")
+    }
+
+    /// This view on another page of the devices table.
+    pub fn on_page(&self, page: usize) -> String {
+        View { page: Some(page), ..self.clone() }.query()
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The filter form: time range links and fields that stay in the URL.
+pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> Markup {
+    html! {
+        form method="get" action=(action) class="filters" {
+            label { (t(lang, "period")) " "
+                select name="since" {
+                    @for (value, key) in [("7d", "days7"), ("30d", "days30"), ("90d", "days90")] {
+                        option value=(value) selected[view.since_text() == value] { (t(lang, key)) }
+                    }
+                    @if !["7d", "30d", "90d"].contains(&view.since_text()) {
+                        option value=(view.since_text()) selected { (view.since_text()) }
+                    }
+                }
+            }
+            label { (t(lang, "until")) " " input type="text" name="until" placeholder="YYYY-MM-DD" value=(given(&view.until).unwrap_or("")); }
+            label { (t(lang, "app")) " " input type="text" name="app" value=(given(&view.app).unwrap_or("")); }
+            @if with_owner {
+                label { (t(lang, "owner")) " " input type="text" name="owner" value=(given(&view.owner).unwrap_or("")); }
+            }
+            label { (t(lang, "assessment")) " "
+                select name="assessment" {
+                    option value="" { (t(lang, "all")) }
+                    @for (value, key) in [("likely", "likely"), ("possibly", "possibly"), ("link", "link")] {
+                        option value=(value) selected[given(&view.assessment) == Some(value)] { (t(lang, key)) }
+                    }
+                }
+            }
+            label { (t(lang, "search")) " " input type="search" name="q" value=(given(&view.q).unwrap_or("")); }
+            @if let Some(sort) = given(&view.sort) { input type="hidden" name="sort" value=(sort); }
+            @if let Some(device) = given(&view.device) { input type="hidden" name="device" value=(device); }
+            button type="submit" { (t(lang, "apply")) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_the_filters_and_a_new_filter_starts_at_the_first_page() {
+        let view = View { since: Some("7d".into()), app: Some("UC Browser".into()), page: Some(2), ..View::default() };
+        assert_eq!(view.query(), "since=7d&app=UC%20Browser&page=2");
+        assert_eq!(view.with("sort", "attempts"), "since=7d&app=UC%20Browser&sort=attempts");
+        assert_eq!(view.with("app", ""), "since=7d");
+        assert_eq!(view.on_page(3), "since=7d&app=UC%20Browser&page=3");
+    }
+}

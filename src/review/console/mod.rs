@@ -1,0 +1,228 @@
+//! `nxguard console`: the security officer's web console. Read-only over the attempt store;
+//! writes only its own database (users, sessions, API tokens, cases, audit log).
+//!
+//! Owns: the HTTP server (axum, HTML written server-side with maud, charts as inline SVG, the
+//! stylesheet embedded; no JavaScript), sign-in and roles (`auth`), the console database
+//! (`state`), the audit log (`audit`), removal cases and their state machine (`cases`), the
+//! pages (`layout`, `pages`, `case_pages`, `apps`: the app page and lists health), CSV export and the JSON API (`export`), the two
+//! languages (`i18n`), the charts (`svg`), and its few reads of the attempt store beyond
+//! `review::report` (`queries`).
+//!
+//! Reads the attempt evidence only through `review::report` (`open`, `Filter`, `summaries`,
+//! `timeline`, `parse_time`, `render_summaries`, `render_timeline`) and `queries`, both over the
+//! connection `report::open` returns, so the console follows the store wherever it goes.
+//! Must not touch: the query path, the store's writer, or the store's schema.
+//!
+//! Roles: a viewer sees aggregates with pseudonymous device keys (a keyed hash made with the
+//! console's own secret); an officer sees identities, timelines, exports and cases; an admin also
+//! the audit log and users. Every login, failed login, device view, export, API call and case
+//! change is written to the audit log (who, when, from which address, what).
+
+pub mod apps;
+pub mod audit;
+pub mod auth;
+pub mod case_pages;
+pub mod cases;
+pub mod export;
+pub mod i18n;
+pub mod layout;
+pub mod pages;
+pub mod queries;
+pub mod state;
+pub mod svg;
+pub mod tls;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use axum::{
+    Router,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use rusqlite::Connection;
+use thiserror::Error;
+
+use crate::{
+    config::{ConsoleConfig, Language, PolicyConfig},
+    evidence::store::Pseudonymizer,
+    review::report::ReportError,
+};
+
+#[derive(Debug, Error)]
+pub enum ConsoleError {
+    #[error("console database {path}: {source}")]
+    State { path: PathBuf, source: rusqlite::Error },
+    #[error("console database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("{0}")]
+    Input(String),
+    #[error("not allowed for this role")]
+    Forbidden,
+    #[error("missing or wrong CSRF token")]
+    Csrf,
+    #[error("not found")]
+    NotFound,
+    #[error("console TLS: {0}")]
+    Tls(String),
+    #[error("console: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ConsoleError::Forbidden | ConsoleError::Csrf => StatusCode::FORBIDDEN,
+            ConsoleError::NotFound => StatusCode::NOT_FOUND,
+            ConsoleError::Input(_) | ConsoleError::Report(ReportError::Time(_)) => StatusCode::BAD_REQUEST,
+            _ => {
+                tracing::error!(error = %self, "console request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, format!("{}: {self}\n", status.as_u16())).into_response()
+    }
+}
+
+/// The time source: the wall clock, or a fixed time in tests.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Everything a request handler needs.
+pub struct Console {
+    pub config: ConsoleConfig,
+    /// The attempt store, opened read-only per request through `report::open`.
+    pub store_path: PathBuf,
+    pub pseudonymizer: Option<Pseudonymizer>,
+    /// The policy settings the lists-health page loads (None: the page says so).
+    pub policy: Option<PolicyConfig>,
+    db: Mutex<Connection>,
+    secret: ring::hmac::Key,
+    clock: Clock,
+    /// The session cookie is marked Secure (the console serves TLS itself).
+    pub secure_cookie: bool,
+}
+
+impl Console {
+    /// Opens the console database at `config.state_path` (required).
+    pub fn open(
+        config: ConsoleConfig,
+        store_path: PathBuf,
+        pseudonymizer: Option<Pseudonymizer>,
+        clock: Clock,
+    ) -> Result<Console, ConsoleError> {
+        let path = config
+            .state_path
+            .clone()
+            .ok_or_else(|| ConsoleError::Input("console.state_path is not set in the config".into()))?;
+        let (db, secret) = state::open(&path, config.audit_retention_days)?;
+        let secure_cookie = config.tls_cert_file.is_some();
+        let purged = state::purge_audit(&db, clock(), config.audit_retention_days)
+            .map_err(|source| ConsoleError::State { path: path.clone(), source })?;
+        if purged > 0 {
+            tracing::info!(rows = purged, "audit rows past their retention deleted");
+        }
+        Ok(Console {
+            config,
+            store_path,
+            pseudonymizer,
+            policy: None,
+            db: Mutex::new(db),
+            secret: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+            clock,
+            secure_cookie,
+        })
+    }
+
+    pub fn now(&self) -> SystemTime {
+        (self.clock)()
+    }
+
+    pub fn language(&self) -> Language {
+        self.config.language
+    }
+
+    /// The console database (one connection; requests take turns).
+    pub fn db(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The attempt store, read-only.
+    pub fn store(&self) -> Result<Connection, ConsoleError> {
+        Ok(crate::review::report::open(&self.store_path)?)
+    }
+
+    /// The pseudonymous key a viewer sees for a device key: stable, but not the identity.
+    pub fn masked(&self, device: &str) -> String {
+        let tag = ring::hmac::sign(&self.secret, device.as_bytes());
+        let hex = data_encoding::HEXLOWER.encode(&tag.as_ref()[..5]);
+        format!("d-{hex}")
+    }
+}
+
+/// Every route of the console.
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/devices", get(pages::devices))
+        .route("/device", get(pages::device))
+        .route("/app", get(apps::app))
+        .route("/lists", get(apps::lists))
+        .route("/audit", get(pages::audit))
+        .route("/users", get(pages::users))
+        .route("/cases", get(case_pages::list).post(case_pages::open))
+        .route("/cases/new", get(case_pages::new_form))
+        .route("/cases/{id}", get(case_pages::show).post(case_pages::update))
+        .route("/export/summary.csv", get(export::summary_csv))
+        .route("/export/timeline.csv", get(export::timeline_csv))
+        .route("/export/audit.csv", get(export::audit_csv))
+        .route("/api/v1/summary", get(export::api_summary))
+        .route("/api/v1/timeline", get(export::api_timeline))
+        .route("/api/v1/cases", get(export::api_cases))
+        .route("/static/console.css", get(layout::stylesheet))
+        .with_state(console)
+}
+
+/// Serves the console until SIGTERM or Ctrl-C: over TLS when the certificate files are set.
+pub async fn serve(console: Arc<Console>) -> Result<(), ConsoleError> {
+    let listener = tokio::net::TcpListener::bind(console.config.listen).await?;
+    tracing::info!(listen = %console.config.listen, tls = console.secure_cookie, "console serving");
+    let tls = match (&console.config.tls_cert_file, &console.config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let purging = Arc::clone(&console);
+    tokio::spawn(async move {
+        // The audit log's own retention, applied hourly (and at every start).
+        let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            let now = purging.now();
+            if let Err(error) = state::purge_audit(&purging.db(), now, purging.config.audit_retention_days) {
+                tracing::warn!(%error, "cannot purge the audit log");
+            }
+        }
+    });
+    let app = router(console).into_make_service_with_connect_info::<auth::Peer>();
+    let shutdown = async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match terminate.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    match tls {
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor), app).with_graceful_shutdown(shutdown).await?
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
+    }
+    Ok(())
+}
