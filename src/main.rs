@@ -5,12 +5,12 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nxguard::{
-    config::{Config, LogFormat},
+    config::{Config, LogFormat, StoreBackend},
     evidence::{devices::Devices, store},
     listen::{self, tls},
     ops::{selftest, systemd},
     policy::{self, domains},
-    review::report,
+    review::{render, report},
     server,
     upstream::pool,
 };
@@ -65,12 +65,14 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ReportArgs {
-    /// Configuration file (TOML) naming the store (store.path) and privacy settings.
+    /// Configuration file (TOML) naming the store (store.path or store.url, with its password
+    /// file and TLS) and privacy settings.
     #[arg(short, long)]
     config: Option<PathBuf>,
-    /// The attempt store to read, instead of the config's store.path.
+    /// A store to read instead of the config's: an SQLite file or a postgres:// URL. Repeat it
+    /// to merge the stores of a primary/secondary pair (--db a.sqlite --db b.sqlite).
     #[arg(long)]
-    db: Option<PathBuf>,
+    db: Vec<String>,
     /// Start of the window: a duration back from now (7d, 24h) or a date (2026-11-01).
     #[arg(long)]
     since: Option<String>,
@@ -86,6 +88,14 @@ struct ReportArgs {
     /// Only devices of this owner or department.
     #[arg(long)]
     owner: Option<String>,
+    /// Which attempts count: blocked (enforce, the default), would-be blocks of log-only
+    /// rules (log-only), or both (all, with a mode column).
+    #[arg(long, value_enum, default_value_t)]
+    mode: report::ModeFilter,
+    /// Would-be blocks: per device and app, the log-only attempts and the listed domains they
+    /// hit (what a shadow list or log-only group would block if enforced).
+    #[arg(long, conflicts_with_all = ["mode", "device"])]
+    shadow: bool,
     #[arg(long, value_enum, default_value_t)]
     format: report::Format,
     /// The time the report treats as now (RFC 3339), for reproducible reports.
@@ -95,7 +105,15 @@ struct ReportArgs {
 
 fn run_report(args: &ReportArgs) -> Result<()> {
     let config = load_config(args.config.as_ref())?;
-    let path = args.db.clone().or(config.store.path.clone()).context("no store: give --db or set store.path")?;
+    let sources: Vec<String> = if args.db.is_empty() {
+        let configured = match config.store.backend {
+            StoreBackend::Sqlite => config.store.path.as_ref().map(|p| p.display().to_string()),
+            StoreBackend::Postgres => config.store.url.clone(),
+        };
+        vec![configured.context("no store: give --db or set store.path (or store.url)")?]
+    } else {
+        args.db.clone()
+    };
     let now = match &args.now {
         Some(text) => report::parse_time(text, std::time::SystemTime::now())?,
         None => std::time::SystemTime::now(),
@@ -107,13 +125,26 @@ fn run_report(args: &ReportArgs) -> Result<()> {
         app: args.app.clone(),
         device: args.device.clone(),
         owner: args.owner.clone(),
+        mode: if args.shadow { report::ModeFilter::LogOnly } else { args.mode },
+        now: Some(now),
+        raw_days: config.store.raw_days,
     };
     let pseudonymizer = pseudonymizer(&config)?;
-    let db = report::open(&path)?;
-    let text = if args.device.is_some() {
-        report::render_timeline(&report::timeline(&db, &filter, pseudonymizer.as_ref())?, args.format)?
+    let mut dbs = sources.iter().map(|s| store::read::Reader::open(s, &config.store)).collect::<Result<Vec<_>, _>>()?;
+    let text = if args.shadow {
+        render::shadow(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref())?, args.format)?
+    } else if args.device.is_some() {
+        let timeline = report::timeline(&mut dbs, &filter, pseudonymizer.as_ref())?;
+        if let Some(day) = &timeline.raw_from {
+            eprintln!(
+                "note: single attempts are kept store.raw_days ({} days); before {day} this device has only daily \
+                 totals (nxguard report without --device shows them)",
+                config.store.raw_days
+            );
+        }
+        render::timeline(&timeline.events, args.format)?
     } else {
-        report::render_summaries(&report::summaries(&db, &filter, pseudonymizer.as_ref())?, args.format)?
+        render::summaries(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref())?, args.format)?
     };
     print!("{text}");
     Ok(())
@@ -208,6 +239,7 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
     }
     Devices::load(&config.devices)?;
     pseudonymizer(&config)?;
+    store::check(&config.store)?;
     if let Some(dir) = &config.policy.domains_dir {
         // Curation warnings (order, kinds, sources): the first few, then a count.
         let lists = domains::read_dir(dir).map_err(policy::PolicyError::Lists)?;

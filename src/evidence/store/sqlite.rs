@@ -1,39 +1,49 @@
-//! The attempt store: every blocked query as a row in an embedded SQLite database.
+//! The SQLite backend: every blocked query as a row in an embedded database, plus its daily
+//! rollups (schema in `store`'s header).
 //!
-//! Owns: the schema (versioned with `PRAGMA user_version`, indexed for the report queries), the
-//! writer thread (one, fed through a bounded queue, writing batched transactions in WAL mode at
-//! least every `flush_interval_ms`), keeping failed batches to retry when the disk recovers,
-//! the retention purge, and pseudonymisation of the client identity. The query path never
-//! waits for disk: a full queue drops the record and counts it.
-//! Does not own: what a record contains (`evidence::attempt`), or reading for reports (`review`).
+//! Owns: the schema migrations on SQLite (`PRAGMA user_version`), the writer thread (one, fed
+//! through a bounded queue, writing batched transactions in WAL mode at least every
+//! `flush_interval_ms`, raw rows and rollups in one transaction), keeping failed batches to
+//! retry when the disk recovers, and the incremental purge. The query path never waits for
+//! disk: a full queue drops the record and counts it.
+//! Does not own: what a record contains (`evidence::attempt`, `record`), or reading for reports
+//! (`review`).
 
 use std::{
     collections::VecDeque,
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
-        mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
+        atomic::Ordering,
+        mpsc::{self, RecvTimeoutError},
     },
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
-use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value};
-use thiserror::Error;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tracing::{error, info, warn};
 
-use crate::{config::StoreConfig, evidence::attempt::Attempt};
+use crate::{
+    config::StoreConfig,
+    evidence::{
+        attempt::Attempt,
+        store::{
+            PURGE_CHUNK, SCHEMA_VERSION, StoreError, StoreSink, StoreStats, cutoffs,
+            record::{Pseudonymizer, Record},
+            rollup::{Counts, Key, Rollups},
+        },
+    },
+};
 
-/// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
 /// Failed records kept in memory for the next try; beyond this the oldest are dropped.
 const MAX_PENDING: usize = 200_000;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Records written in one transaction at most, when they arrive faster than the flush interval.
 const BATCH: usize = 10_000;
 
-const SCHEMA: &str = "
+/// Version 1: the raw attempts.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS attempts (
     id              INTEGER PRIMARY KEY,
     ts_ms           INTEGER NOT NULL,
@@ -63,123 +73,62 @@ CREATE INDEX IF NOT EXISTS attempts_app ON attempts (app, ts_ms);
 CREATE INDEX IF NOT EXISTS attempts_owner ON attempts (owner, ts_ms);
 ";
 
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("attempt store {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
-    #[error("attempt store {path} has schema version {found}; this nxguard knows {SCHEMA_VERSION}")]
-    Version { path: PathBuf, found: i64 },
-    #[error("pseudonymisation key {path}: {message}")]
-    Key { path: PathBuf, message: String },
-}
+/// Version 2: node and evidence stamp on every row, and the daily rollups.
+const SCHEMA_V2: &str = "
+ALTER TABLE attempts ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE attempts ADD COLUMN mode TEXT NOT NULL DEFAULT 'enforce';
+ALTER TABLE attempts ADD COLUMN policy_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE attempts ADD COLUMN rule TEXT NOT NULL DEFAULT '';
+CREATE TABLE rollups (
+    device_key  TEXT NOT NULL,
+    app         TEXT NOT NULL,
+    day         INTEGER NOT NULL,
+    node        TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    owner       TEXT,
+    app_name    TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    api         INTEGER NOT NULL,
+    telemetry   INTEGER NOT NULL,
+    cdn         INTEGER NOT NULL,
+    web         INTEGER NOT NULL,
+    alias       INTEGER NOT NULL,
+    unspecified INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    domains     TEXT NOT NULL,
+    PRIMARY KEY (device_key, app, day, node, mode)
+);
+CREATE INDEX rollups_day ON rollups (day);
+";
 
-/// Milliseconds since the Unix epoch.
-pub fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Keyed hash of a device identity (HMAC-SHA-256, first 16 hex digits), so that the store can
-/// group a device's attempts without holding who it is.
-pub struct Pseudonymizer {
-    key: ring::hmac::Key,
-}
-
-impl Pseudonymizer {
-    /// Reads the key file (at least 32 bytes of secret, kept apart from the database).
-    pub fn from_file(path: &Path) -> Result<Pseudonymizer, StoreError> {
-        let fail = |message: String| StoreError::Key { path: path.into(), message };
-        let secret = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        if secret.len() < 32 {
-            return Err(fail(format!("has {} bytes, needs at least 32", secret.len())));
-        }
-        Ok(Pseudonymizer { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret) })
-    }
-
-    /// Writes a new random key file (mode 0600).
-    pub fn create_key(path: &Path) -> Result<(), StoreError> {
-        use std::io::Write;
-        let fail = |message: String| StoreError::Key { path: path.into(), message };
-        let secret: [u8; 32] = rand::random();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(|e| fail(e.to_string()))?;
-        file.write_all(&secret).map_err(|e| fail(e.to_string()))
-    }
-
-    pub fn pseudonym(&self, identity: &str) -> String {
-        let tag = ring::hmac::sign(&self.key, identity.as_bytes());
-        let hex: String = tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("p-{hex}")
-    }
-}
-
-/// Counters the metrics endpoint and tests read.
-#[derive(Default)]
-pub struct StoreStats {
-    pub written: AtomicU64,
-    pub dropped: AtomicU64,
-    pub errors: AtomicU64,
-    pub pending: AtomicU64,
-}
-
-/// The query side of the store: hands records to the writer thread.
-#[derive(Clone)]
-pub struct StoreSink {
-    queue: SyncSender<Attempt>,
-    stats: Arc<StoreStats>,
-}
-
-impl StoreSink {
-    pub fn stats(&self) -> Arc<StoreStats> {
-        Arc::clone(&self.stats)
-    }
-
-    /// Waits for room in the queue (benchmarks and imports; the query path uses `send`).
-    pub fn send_waiting(&self, attempt: Attempt) {
-        if self.queue.send(attempt).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Never blocks: a full queue drops the record and counts it.
-    pub fn send(&self, attempt: Attempt) {
-        match self.queue.try_send(attempt) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// The writer thread; dropping every `StoreSink` (or calling `close`) makes it flush and end.
-pub struct StoreWriter {
+/// The SQLite writer thread; dropping every `StoreSink` (or calling `close`) makes it flush and
+/// end.
+pub struct SqliteWriter {
     thread: Option<JoinHandle<()>>,
-    pub stats: Arc<StoreStats>,
 }
 
-impl StoreWriter {
+impl SqliteWriter {
     /// Starts the writer. A database that cannot be opened now is retried at every flush, so
     /// DNS is never held up by the store.
     pub fn start(
         path: &Path,
         config: &StoreConfig,
         pseudonymizer: Option<Arc<Pseudonymizer>>,
-    ) -> (StoreSink, StoreWriter) {
-        let (queue, incoming) = mpsc::sync_channel(config.queue);
-        let stats = Arc::new(StoreStats::default());
-        let sink = StoreSink { queue, stats: Arc::clone(&stats) };
+    ) -> (StoreSink, SqliteWriter, Arc<StoreStats>) {
+        let (sink, incoming, stats) = StoreSink::new(config.queue);
         let mut worker = Worker {
             path: path.to_path_buf(),
+            node: config.node_name(),
             flush: Duration::from_millis(config.flush_interval_ms),
-            retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
+            raw_days: config.raw_days,
+            retention_days: config.retention_days,
             pseudonymizer,
             connection: None,
             pending: VecDeque::new(),
             stats: Arc::clone(&stats),
             last_purge: None,
+            purging: false,
             last_error_log: None,
             dropped_logged: 0,
         };
@@ -187,7 +136,7 @@ impl StoreWriter {
             .name("nxguard-store".into())
             .spawn(move || worker.run(incoming))
             .expect("spawning the store thread");
-        (sink, StoreWriter { thread: Some(thread), stats })
+        (sink, SqliteWriter { thread: Some(thread) }, stats)
     }
 
     /// Waits for the writer to flush and end (after every sink is dropped).
@@ -200,13 +149,17 @@ impl StoreWriter {
 
 struct Worker {
     path: PathBuf,
+    node: String,
     flush: Duration,
-    retention: Duration,
+    raw_days: u32,
+    retention_days: u32,
     pseudonymizer: Option<Arc<Pseudonymizer>>,
     connection: Option<Connection>,
     pending: VecDeque<Attempt>,
     stats: Arc<StoreStats>,
     last_purge: Option<Instant>,
+    /// A purge is under way: one chunk per turn of the loop until nothing is left.
+    purging: bool,
     last_error_log: Option<Instant>,
     dropped_logged: u64,
 }
@@ -215,10 +168,12 @@ impl Worker {
     fn run(&mut self, incoming: mpsc::Receiver<Attempt>) {
         // Opened now so that the schema exists and a burst can be written at once; a failure
         // here is retried (and reported) at the first flush.
-        self.connection = open(&self.path, false).ok();
+        self.connection = open_writable(&self.path, &self.node).ok();
         let mut deadline = Instant::now() + self.flush;
         loop {
+            // While a purge runs, the loop comes round at least every 10 ms for its next chunk.
             let wait = deadline.saturating_duration_since(Instant::now());
+            let wait = if self.purging { wait.min(Duration::from_millis(10)) } else { wait };
             match incoming.recv_timeout(wait) {
                 Ok(attempt) => {
                     self.push(attempt);
@@ -236,14 +191,19 @@ impl Worker {
                         continue;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.purging && Instant::now() < deadline {
+                        self.purge_step();
+                        continue;
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.write_pending();
                     return;
                 }
             }
             self.write_pending();
-            self.purge_if_due();
+            self.purge_step();
             self.log_drops();
             deadline = Instant::now() + self.flush;
         }
@@ -282,23 +242,15 @@ impl Worker {
     }
 
     fn write_batch(&mut self) -> Result<usize, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
         if self.connection.is_none() {
-            self.connection = Some(open(&self.path, false)?);
+            self.connection = Some(open_writable(&self.path, &self.node)?);
             info!(path = %self.path.display(), "attempt store open");
         }
         let connection = self.connection.as_mut().expect("opened above");
-        let tx = connection.transaction().map_err(wrap)?;
-        {
-            let mut insert = tx.prepare_cached(INSERT).map_err(wrap)?;
-            for attempt in &self.pending {
-                let row = Row::of(attempt, self.pseudonymizer.as_deref());
-                insert.execute(params_from_iter(row.values())).map_err(wrap)?;
-            }
-        }
-        tx.commit().map_err(wrap)?;
-        Ok(self.pending.len())
+        let pseudonymizer = self.pseudonymizer.as_deref();
+        let records: Vec<Record> = self.pending.iter().map(|a| Record::of(a, pseudonymizer, &self.node)).collect();
+        insert(connection, &records).map_err(|source| StoreError::Sqlite { path: self.path.clone(), source })?;
+        Ok(records.len())
     }
 
     /// Says so in the log when records were lost since the last flush.
@@ -310,20 +262,31 @@ impl Worker {
         }
     }
 
-    fn purge_if_due(&mut self) {
-        if self.last_purge.is_some_and(|t| t.elapsed() < PURGE_EVERY) {
+    /// One chunk of the purge when one is due or under way: a few ms at most, so a purge of
+    /// millions of rows never holds up the writer.
+    fn purge_step(&mut self) {
+        if !self.purging && self.last_purge.is_some_and(|t| t.elapsed() < PURGE_EVERY) {
             return;
         }
         // An idle server purges too: open the store if no write has yet.
         if self.connection.is_none() {
-            self.connection = open(&self.path, false).ok();
+            self.connection = open_writable(&self.path, &self.node).ok();
         }
-        if let Some(connection) = &self.connection {
-            match purge(connection, SystemTime::now(), self.retention) {
-                Ok(n) if n > 0 => info!(deleted = n, "attempts past retention deleted"),
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "retention purge failed"),
+        let Some(connection) = &self.connection else { return };
+        let (raw, rollups) = cutoffs(SystemTime::now(), self.raw_days, self.retention_days);
+        match purge_chunk(connection, raw, rollups, PURGE_CHUNK) {
+            Ok(n) => {
+                self.purging = n > 0;
+                if n > 0 {
+                    self.stats.purged.fetch_add(n as u64, Ordering::Relaxed);
+                }
             }
+            Err(e) => {
+                warn!(error = %e, "retention purge failed");
+                self.purging = false;
+            }
+        }
+        if !self.purging {
             self.last_purge = Some(Instant::now());
         }
     }
@@ -331,110 +294,236 @@ impl Worker {
 
 const INSERT: &str = "INSERT INTO attempts (ts_ms, device_key, client_ip, client_port, transport, device_ip, mac, \
      hostname, device, owner, identity_source, qname, qtype, app, app_name, vendor, domain, kind, matched_on, \
-     cname_alias) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+     cname_alias, node, mode, policy_version, rule) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
-/// One attempt as stored; with pseudonymisation the identifying fields are replaced by the
-/// pseudonym (device_key) and left empty.
-struct Row<'a> {
-    attempt: &'a Attempt,
-    device_key: String,
-    identifying: bool,
-}
-
-impl<'a> Row<'a> {
-    fn of(attempt: &'a Attempt, pseudonymizer: Option<&Pseudonymizer>) -> Row<'a> {
-        let key = attempt.identity.key();
-        match pseudonymizer {
-            Some(p) => Row { attempt, device_key: p.pseudonym(&key), identifying: false },
-            None => Row { attempt, device_key: key, identifying: true },
+/// Writes records and their rollups in one transaction.
+pub fn insert(connection: &mut Connection, records: &[Record]) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        for r in records {
+            insert.execute(params![
+                r.ts_ms,
+                r.device_key,
+                r.client_ip,
+                r.client_port,
+                r.transport,
+                r.device_ip,
+                r.mac,
+                r.hostname,
+                r.device,
+                r.owner,
+                r.identity_source,
+                r.qname,
+                r.qtype,
+                r.app,
+                r.app_name,
+                r.vendor,
+                r.domain,
+                r.kind,
+                r.matched_on,
+                r.cname_alias,
+                r.node,
+                r.mode,
+                r.policy_version,
+                r.rule,
+            ])?;
         }
     }
-
-    fn values(&self) -> [Value; 20] {
-        let a = self.attempt;
-        let id = &a.identity;
-        let text = |v: &str| Value::Text(v.to_string());
-        let keep = |v: Option<String>| match v {
-            Some(v) if self.identifying => Value::Text(v),
-            _ => Value::Null,
-        };
-        let (matched_on, alias) = match &a.via {
-            crate::evidence::attempt::Via::Query => ("query", Value::Null),
-            crate::evidence::attempt::Via::Cname { alias } => ("cname", text(alias)),
-        };
-        [
-            Value::Integer(millis(a.time)),
-            text(&self.device_key),
-            keep(Some(a.client.ip().to_string())),
-            if self.identifying { Value::Integer(i64::from(a.client.port())) } else { Value::Null },
-            text(a.transport.as_str()),
-            keep(Some(id.ip.to_string())),
-            keep(id.mac.clone()),
-            keep(id.hostname.clone()),
-            keep(id.device.clone()),
-            keep(id.owner.clone()),
-            text(id.source.as_str()),
-            text(&a.qname),
-            text(&a.qtype),
-            text(&a.app.app.id),
-            text(&a.app.app.name),
-            text(&a.app.app.vendor),
-            text(&a.domain),
-            text(a.kind.as_str()),
-            text(matched_on),
-            alias,
-        ]
-    }
+    add_rollups(&tx, &Rollups::of(records))?;
+    tx.commit()
 }
 
-/// Opens (creating when `read_only` is false) the database and checks its schema version.
-pub fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+/// Adds rollup deltas to the stored rollups (read, merge, write: the domain sets are merged in
+/// Rust, and only this node's writer touches this node's rows).
+fn add_rollups(tx: &Transaction, rollups: &Rollups) -> Result<(), rusqlite::Error> {
+    let mut read = tx.prepare_cached(
+        "SELECT owner, app_name, attempts, api, telemetry, cdn, web, alias, unspecified, first_ms, last_ms, domains \
+         FROM rollups WHERE device_key = ?1 AND app = ?2 AND day = ?3 AND node = ?4 AND mode = ?5",
+    )?;
+    let mut write = tx.prepare_cached(
+        "INSERT OR REPLACE INTO rollups (device_key, app, day, node, mode, owner, app_name, attempts, api, telemetry, \
+         cdn, web, alias, unspecified, first_ms, last_ms, domains) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?;
+    for (key, delta) in rollups.sorted() {
+        let stored = read
+            .query_row(params![key.device_key, key.app, key.day, key.node, key.mode], |r| {
+                let domains: String = r.get(11)?;
+                Ok(Counts {
+                    owner: r.get(0)?,
+                    app_name: r.get(1)?,
+                    attempts: r.get(2)?,
+                    kinds: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+                    first_ms: r.get(9)?,
+                    last_ms: r.get(10)?,
+                    domains: domains.split(' ').filter(|d| !d.is_empty()).map(String::from).collect(),
+                })
+            })
+            .optional()?;
+        let counts = match stored {
+            Some(mut counts) => {
+                counts.merge(delta);
+                counts
+            }
+            None => delta.clone(),
+        };
+        write_rollup(&mut write, key, &counts)?;
+    }
+    Ok(())
+}
+
+fn write_rollup(write: &mut rusqlite::CachedStatement, key: &Key, c: &Counts) -> Result<(), rusqlite::Error> {
+    let k = c.kinds;
+    write
+        .execute(params![
+            key.device_key,
+            key.app,
+            key.day,
+            key.node,
+            key.mode,
+            c.owner,
+            c.app_name,
+            c.attempts,
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            k[4],
+            k[5],
+            c.first_ms,
+            c.last_ms,
+            c.domains_text()
+        ])
+        .map(|_| ())
+}
+
+/// Opens the database read-only (reports) and checks that its schema is the one this binary
+/// reads.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let wrap = |source| StoreError::Sqlite { path: path.into(), source };
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags).map_err(wrap)?;
     connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
     let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
-    if read_only {
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::Version { path: path.into(), found: version });
-        }
-        return Ok(connection);
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::Version { store: path.display().to_string(), found: version });
+    }
+    Ok(connection)
+}
+
+/// Opens (creating) the database for writing and migrates an older schema; rows written before
+/// version 2 are given `node`.
+pub fn open_writable(path: &Path, node: &str) -> Result<Connection, StoreError> {
+    let wrap = |source| StoreError::Sqlite { path: path.into(), source };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut connection = Connection::open_with_flags(path, flags).map_err(wrap)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Version { store: path.display().to_string(), found: version });
     }
     // WAL: readers (reports) never block the writer; synchronous=NORMAL keeps every committed
     // transaction across a process crash (kill -9); only a power loss can cost the last ones.
     connection.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
     connection.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
-    match version {
-        0 => {
-            connection.execute_batch(SCHEMA).map_err(wrap)?;
-            connection.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(wrap)?;
+    if version < SCHEMA_VERSION {
+        migrate(&mut connection, version, node).map_err(wrap)?;
+        if version > 0 {
+            info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "attempt store schema migrated");
         }
-        SCHEMA_VERSION => {}
-        found => return Err(StoreError::Version { path: path.into(), found }),
     }
     Ok(connection)
 }
 
-/// Deletes attempts older than `retention` before `now`; returns how many.
-pub fn purge(connection: &Connection, now: SystemTime, retention: Duration) -> Result<usize, rusqlite::Error> {
-    let cutoff = millis(now.checked_sub(retention).unwrap_or(UNIX_EPOCH));
-    connection.execute("DELETE FROM attempts WHERE ts_ms < ?1", [cutoff])
+/// Opens the database: read-only for readers, otherwise writable with this host's name for
+/// migrated rows (tests and tools).
+pub fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    if read_only { open_read_only(path) } else { open_writable(path, &StoreConfig::default().node_name()) }
 }
 
-/// Writes attempts straight into a database (tests, benchmarks and imports).
-pub fn insert_all(path: &Path, attempts: &[Attempt], pseudonymizer: Option<&Pseudonymizer>) -> Result<(), StoreError> {
-    let mut connection = open(path, false)?;
-    let wrap = |source| StoreError::Sqlite { path: path.into(), source };
-    let tx = connection.transaction().map_err(wrap)?;
-    {
-        let mut insert = tx.prepare_cached(INSERT).map_err(wrap)?;
-        for attempt in attempts {
-            insert.execute(params_from_iter(Row::of(attempt, pseudonymizer).values())).map_err(wrap)?;
-        }
+fn migrate(connection: &mut Connection, from: i64, node: &str) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction()?;
+    if from < 1 {
+        tx.execute_batch(SCHEMA_V1)?;
     }
-    tx.commit().map_err(wrap)
+    if from < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
+        tx.execute("UPDATE attempts SET node = ?1", [node])?;
+        // The rollups of the rows already there, so summaries see them.
+        let mut rollups = Rollups::default();
+        {
+            let mut rows =
+                tx.prepare("SELECT ts_ms, device_key, app, app_name, owner, kind, domain FROM attempts ORDER BY id")?;
+            let mut cursor = rows.query([])?;
+            while let Some(r) = cursor.next()? {
+                rollups.add(&Record {
+                    ts_ms: r.get(0)?,
+                    node: node.to_string(),
+                    device_key: r.get(1)?,
+                    app: r.get(2)?,
+                    app_name: r.get(3)?,
+                    owner: r.get(4)?,
+                    kind: r.get(5)?,
+                    domain: r.get(6)?,
+                    mode: "enforce".into(),
+                    ..Record::default()
+                });
+            }
+        }
+        add_rollups(&tx, &rollups)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
+/// Deletes at most `limit` raw rows older than `raw_before_ms` and rollups of days before
+/// `rollups_before_day`; returns how many rows went.
+pub fn purge_chunk(
+    connection: &Connection,
+    raw_before_ms: i64,
+    rollups_before_day: i64,
+    limit: usize,
+) -> Result<usize, rusqlite::Error> {
+    let raw = connection.execute(
+        "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+        params![raw_before_ms, limit as i64],
+    )?;
+    let rollups = connection.execute(
+        "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE day < ?1 LIMIT ?2)",
+        params![rollups_before_day, limit as i64],
+    )?;
+    Ok(raw + rollups)
+}
+
+/// The whole purge at once, chunk after chunk (tests and tools): raw rows older than
+/// `raw_days`, rollups older than `retention_days`, before `now`.
+pub fn purge(
+    connection: &Connection,
+    now: SystemTime,
+    raw_days: u32,
+    retention_days: u32,
+) -> Result<usize, rusqlite::Error> {
+    let (raw, rollups) = cutoffs(now, raw_days, retention_days);
+    let mut total = 0;
+    loop {
+        let n = purge_chunk(connection, raw, rollups, PURGE_CHUNK)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
+/// Writes attempts straight into a database (tests, benchmarks and imports), as `node`.
+pub fn insert_all(
+    path: &Path,
+    attempts: &[Attempt],
+    pseudonymizer: Option<&Pseudonymizer>,
+    node: &str,
+) -> Result<(), StoreError> {
+    let mut connection = open_writable(path, node)?;
+    let records: Vec<Record> = attempts.iter().map(|a| Record::of(a, pseudonymizer, node)).collect();
+    insert(&mut connection, &records).map_err(|source| StoreError::Sqlite { path: path.into(), source })
 }
