@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn the_bound_drops_what_does_not_fit() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 300).unwrap();
+        let spool = Spool::open(dir.path(), 1000).unwrap();
         let dropped = spool.append(&(0..10).map(record).collect::<Vec<_>>()).unwrap();
         assert!(dropped > 0 && dropped < 10, "{dropped}");
     }
