@@ -220,3 +220,29 @@ pub struct SiemConfig {
     /// File to append to, or "-" for standard output; absent = off.
     pub path: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_needs_a_url_without_password_and_a_spool() {
+        let mut store = StoreConfig { backend: StoreBackend::Postgres, ..StoreConfig::default() };
+        let problems = store.problems();
+        assert!(problems.iter().any(|p| p.starts_with("store.url: required")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("store.spool_dir: required")), "{problems:?}");
+        store.url = Some("postgres://nxguard:secret@db/nxguard".into());
+        store.spool_dir = Some("/var/lib/nxguard/spool".into());
+        assert_eq!(store.problems(), ["store.url: holds a password; use store.password_file or PGPASSWORD"]);
+        store.url = Some("postgres://nxguard@db:5432/nxguard".into());
+        assert!(store.problems().is_empty());
+        store.raw_days = 91;
+        assert!(store.problems()[0].starts_with("store.raw_days"));
+    }
+
+    #[test]
+    fn the_node_defaults_to_the_host_name() {
+        assert!(!StoreConfig::default().node_name().is_empty());
+        assert_eq!(StoreConfig { node: Some("ns2".into()), ..StoreConfig::default() }.node_name(), "ns2");
+    }
+}

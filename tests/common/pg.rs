@@ -2,6 +2,7 @@
 //! free loopback port, stopped by the postmaster's PID. PostgreSQL refuses to run as root, so
 //! under root (CI) the server runs as the unprivileged system user `nxguard-test`, created
 //! when missing. Missing binaries fail the test with a message: these tests are never skipped.
+//! Self-contained (benches/store.rs includes it too).
 
 use std::{
     path::{Path, PathBuf},
@@ -74,7 +75,8 @@ impl PgCluster {
             let status = Command::new("chown").args(["-R", TEST_USER, dir.path().to_str().unwrap()]).status().unwrap();
             assert!(status.success(), "chown of the cluster directory");
         }
-        let cluster = PgCluster { port: super::free_port(), dir, bin, run_as };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cluster = PgCluster { port, dir, bin, run_as };
         let pwfile = cluster.dir.path().join("pwfile");
         std::fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
         cluster.chown(&pwfile);

@@ -425,6 +425,13 @@ pub fn ship(client: &mut Client, node: &str, spool_id: &str, batch: &Batch) -> R
     tx.commit()
 }
 
+/// Adds rollups directly (benchmarks: rollups of a long history without its raw rows).
+pub fn add_rollups(client: &mut Client, rollups: &Rollups) -> Result<(), ::postgres::Error> {
+    let mut tx = client.transaction()?;
+    upsert_rollups(&mut tx, rollups)?;
+    tx.commit()
+}
+
 /// Writes records directly (tests, benchmarks, imports): rows and rollups in one transaction.
 pub fn insert(client: &mut Client, records: &[Record]) -> Result<(), ::postgres::Error> {
     let mut tx = client.transaction()?;

@@ -156,7 +156,7 @@ impl Shipper {
         loop {
             let closing = self.closing.load(Ordering::Acquire);
             match self.ship_once() {
-                Ok(true) => continue,
+                Ok(true) => self.purge_step(),
                 Ok(false) => {
                     self.stats.spool_oldest_ms.store(0, Ordering::Relaxed);
                     if closing {

@@ -61,7 +61,12 @@ impl Spool {
     /// Opens (creating) the spool directory; appends go to a new segment after the last one.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, StoreError> {
         let fail = |e: std::io::Error| StoreError::Spool { path: dir.into(), source: e };
-        fs::create_dir_all(dir).map_err(fail)?;
+        // The spool holds what the database would: only the service may read it.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(fail)?;
         let id_path = dir.join("id");
         let id = match fs::read_to_string(&id_path) {
             Ok(id) if !id.trim().is_empty() => id.trim().to_string(),

@@ -335,6 +335,14 @@ pub fn insert(connection: &mut Connection, records: &[Record]) -> Result<(), rus
     tx.commit()
 }
 
+/// Adds rollups directly in one transaction (benchmarks: rollups of a long history without its
+/// raw rows).
+pub fn insert_rollups(connection: &mut Connection, rollups: &Rollups) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction()?;
+    add_rollups(&tx, rollups)?;
+    tx.commit()
+}
+
 /// Adds rollup deltas to the stored rollups (read, merge, write: the domain sets are merged in
 /// Rust, and only this node's writer touches this node's rows).
 fn add_rollups(tx: &Transaction, rollups: &Rollups) -> Result<(), rusqlite::Error> {
