@@ -370,7 +370,7 @@ pub fn summaries(
         })
         .collect();
     // The map's order is (device, app id, mode): the sort keeps it among equal last-seen times.
-    out.sort_by(|a, b| b.last_ms.cmp(&a.last_ms));
+    out.sort_by_key(|s| std::cmp::Reverse(s.last_ms));
     Ok(out)
 }
 

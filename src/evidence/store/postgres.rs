@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS spool_positions (
 "#;
 
 /// The advisory lock key migrations hold ("nxguard" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6e78_6775_6172_64;
+const MIGRATION_LOCK: i64 = 0x006e_7867_7561_7264;
 
 /// `store.url` without anything secret (it never holds a password; validation refuses one).
 fn label(config: &StoreConfig) -> String {
