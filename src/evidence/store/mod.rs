@@ -41,6 +41,7 @@ pub mod rollup;
 pub mod shipper;
 pub mod spool;
 pub mod sqlite;
+pub mod sqlite_writer;
 
 use std::{
     path::PathBuf,
@@ -163,7 +164,7 @@ impl StoreSink {
 }
 
 enum Backend {
-    Sqlite(sqlite::SqliteWriter),
+    Sqlite(sqlite_writer::SqliteWriter),
     Postgres(shipper::PostgresWriter),
 }
 
@@ -182,7 +183,7 @@ impl StoreWriter {
     ) -> Result<Option<(StoreSink, StoreWriter)>, StoreError> {
         match config.backend {
             StoreBackend::Sqlite => Ok(config.path.as_ref().map(|path| {
-                let (sink, writer, stats) = sqlite::SqliteWriter::start(path, config, pseudonymizer);
+                let (sink, writer, stats) = sqlite_writer::SqliteWriter::start(path, config, pseudonymizer);
                 (sink, StoreWriter { backend: Backend::Sqlite(writer), stats })
             })),
             StoreBackend::Postgres => {
