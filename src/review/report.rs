@@ -276,15 +276,23 @@ fn window(filter: &Filter) -> (i64, i64, i64) {
     (since, until, raw_from)
 }
 
-const FROM_ROLLUPS: &str = "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), \
-     MIN(first_ms), MAX(last_ms), string_agg(domains, ' '), string_agg(node, ' '), string_agg(CAST(day AS TEXT), ' '), \
-     string_agg(CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END, ' ') \
-     FROM rollups WHERE day >= ? AND day < ?";
+/// Whole days from the rollups: one row per (device, app, mode, domain set, node), so that a
+/// domain set repeated on every day crosses over once.
+const FROM_ROLLUPS: (&str, &str) = (
+    "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), MIN(first_ms), \
+     MAX(last_ms), domains, node, string_agg(CAST(day AS TEXT), ' '), \
+     string_agg(CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END, ' ') FROM rollups WHERE day >= ? AND day < ?",
+    " GROUP BY device_key, app, mode, domains, node",
+);
 
-const FROM_RAW: &str = "SELECT device_key, app, mode, MAX(owner), MAX(app_name), COUNT(*), MIN(ts_ms), MAX(ts_ms), \
+/// Partial days from the raw rows, in the same columns.
+const FROM_RAW: (&str, &str) = (
+    "SELECT device_key, app, mode, MAX(owner), MAX(app_name), COUNT(*), MIN(ts_ms), MAX(ts_ms), \
      string_agg(domain, ' '), string_agg(node, ' '), string_agg(CAST(ts_ms / 86400000 AS TEXT), ' '), \
      string_agg(CASE WHEN kind IN ('api', 'telemetry') THEN CAST(ts_ms / 86400000 AS TEXT) END, ' ') \
-     FROM attempts WHERE ts_ms >= ? AND ts_ms < ?";
+     FROM attempts WHERE ts_ms >= ? AND ts_ms < ?",
+    " GROUP BY device_key, app, mode",
+);
 
 /// One (device, app, mode) summed over parts (stores, rollups and raw edges).
 #[derive(Default)]
@@ -335,8 +343,8 @@ pub fn summaries(
         let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
         let (clause, values) = conditions(filter, keys.as_deref());
         let parts = plan.days.iter().map(|r| (FROM_ROLLUPS, r)).chain(plan.raw.iter().map(|r| (FROM_RAW, r)));
-        for (select, (from, to)) in parts {
-            let sql = format!("{select}{clause} GROUP BY device_key, app, mode");
+        for ((select, group), (from, to)) in parts {
+            let sql = format!("{select}{clause}{group}");
             let mut params = vec![Param::Int(*from), Param::Int(*to)];
             params.extend(values.iter().cloned());
             for row in db.rows(&sql, &params)? {

@@ -330,8 +330,9 @@ ON CONFLICT (device_key, app, day, node, mode) DO UPDATE SET
     unspecified = rollups.unspecified + EXCLUDED.unspecified,
     first_ms = LEAST(rollups.first_ms, EXCLUDED.first_ms),
     last_ms = GREATEST(rollups.last_ms, EXCLUDED.last_ms),
-    domains = (SELECT string_agg(d, ' ' ORDER BY d) FROM
-               (SELECT DISTINCT unnest(string_to_array(rollups.domains || ' ' || EXCLUDED.domains, ' ')) AS d) s)
+    domains = CASE WHEN rollups.domains = EXCLUDED.domains THEN rollups.domains ELSE
+              (SELECT string_agg(d, ' ' ORDER BY d) FROM
+               (SELECT DISTINCT unnest(string_to_array(rollups.domains || ' ' || EXCLUDED.domains, ' ')) AS d) s) END
 "#;
 
 fn copy_rows(tx: &mut Transaction, records: &[Record]) -> Result<(), ::postgres::Error> {

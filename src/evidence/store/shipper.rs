@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// Records in one spool append and in one shipped transaction at most.
-const BATCH: usize = 10_000;
+const BATCH: usize = 50_000;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// The longest wait between two tries to reach the database.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

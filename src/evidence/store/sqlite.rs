@@ -12,7 +12,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OpenFlags, Transaction, params};
 use tracing::info;
 
 use crate::{
@@ -22,7 +22,7 @@ use crate::{
         store::{
             PURGE_CHUNK, SCHEMA_VERSION, StoreError, cutoffs,
             record::{Pseudonymizer, Record},
-            rollup::{Counts, Key, Rollups},
+            rollup::Rollups,
         },
     },
 };
@@ -138,49 +138,28 @@ pub fn insert_rollups(connection: &mut Connection, rollups: &Rollups) -> Result<
     tx.commit()
 }
 
-/// Adds rollup deltas to the stored rollups (read, merge, write: the domain sets are merged in
-/// Rust, and only this node's writer touches this node's rows).
+/// Adds rollup deltas to the stored rollups: one upsert per key, counts added by SQLite, domain
+/// sets merged by `nxguard_merge_domains` (registered by `open_writable`) only when they differ.
 fn add_rollups(tx: &Transaction, rollups: &Rollups) -> Result<(), rusqlite::Error> {
-    let mut read = tx.prepare_cached(
-        "SELECT owner, app_name, attempts, api, telemetry, cdn, web, alias, unspecified, first_ms, last_ms, domains \
-         FROM rollups WHERE device_key = ?1 AND app = ?2 AND day = ?3 AND node = ?4 AND mode = ?5",
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO rollups (device_key, app, day, node, mode, owner, app_name, attempts, api, telemetry, cdn, \
+         web, alias, unspecified, first_ms, last_ms, domains) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+         ON CONFLICT (device_key, app, day, node, mode) DO UPDATE SET \
+         owner = CASE WHEN excluded.owner IS NULL THEN rollups.owner WHEN rollups.owner IS NULL THEN excluded.owner \
+                 ELSE max(rollups.owner, excluded.owner) END, \
+         app_name = max(rollups.app_name, excluded.app_name), \
+         attempts = rollups.attempts + excluded.attempts, api = rollups.api + excluded.api, \
+         telemetry = rollups.telemetry + excluded.telemetry, cdn = rollups.cdn + excluded.cdn, \
+         web = rollups.web + excluded.web, alias = rollups.alias + excluded.alias, \
+         unspecified = rollups.unspecified + excluded.unspecified, \
+         first_ms = min(rollups.first_ms, excluded.first_ms), last_ms = max(rollups.last_ms, excluded.last_ms), \
+         domains = CASE WHEN rollups.domains = excluded.domains THEN rollups.domains \
+                   ELSE nxguard_merge_domains(rollups.domains, excluded.domains) END",
     )?;
-    let mut write = tx.prepare_cached(
-        "INSERT OR REPLACE INTO rollups (device_key, app, day, node, mode, owner, app_name, attempts, api, telemetry, \
-         cdn, web, alias, unspecified, first_ms, last_ms, domains) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )?;
-    for (key, delta) in rollups.sorted() {
-        let stored = read
-            .query_row(params![key.device_key, key.app, key.day, key.node, key.mode], |r| {
-                let domains: String = r.get(11)?;
-                Ok(Counts {
-                    owner: r.get(0)?,
-                    app_name: r.get(1)?,
-                    attempts: r.get(2)?,
-                    kinds: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
-                    first_ms: r.get(9)?,
-                    last_ms: r.get(10)?,
-                    domains: domains.split(' ').filter(|d| !d.is_empty()).map(String::from).collect(),
-                })
-            })
-            .optional()?;
-        let counts = match stored {
-            Some(mut counts) => {
-                counts.merge(delta);
-                counts
-            }
-            None => delta.clone(),
-        };
-        write_rollup(&mut write, key, &counts)?;
-    }
-    Ok(())
-}
-
-fn write_rollup(write: &mut rusqlite::CachedStatement, key: &Key, c: &Counts) -> Result<(), rusqlite::Error> {
-    let k = c.kinds;
-    write
-        .execute(params![
+    for (key, c) in rollups.sorted() {
+        let k = c.kinds;
+        upsert.execute(params![
             key.device_key,
             key.app,
             key.day,
@@ -198,8 +177,25 @@ fn write_rollup(write: &mut rusqlite::CachedStatement, key: &Key, c: &Counts) ->
             c.first_ms,
             c.last_ms,
             c.domains_text()
-        ])
-        .map(|_| ())
+        ])?;
+    }
+    Ok(())
+}
+
+/// The union of two space-separated domain sets, sorted bytewise.
+fn merge_domains(a: &str, b: &str) -> String {
+    let set: std::collections::BTreeSet<&str> = a.split(' ').chain(b.split(' ')).filter(|d| !d.is_empty()).collect();
+    set.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+fn register_functions(connection: &Connection) -> Result<(), rusqlite::Error> {
+    use rusqlite::functions::FunctionFlags;
+    connection.create_scalar_function(
+        "nxguard_merge_domains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(merge_domains(&ctx.get::<String>(0)?, &ctx.get::<String>(1)?)),
+    )
 }
 
 /// Opens the database read-only (reports) and checks that its schema is the one this binary
@@ -223,6 +219,7 @@ pub fn open_writable(path: &Path, node: &str) -> Result<Connection, StoreError> 
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut connection = Connection::open_with_flags(path, flags).map_err(wrap)?;
     connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+    register_functions(&connection).map_err(wrap)?;
     let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::Version { store: path.display().to_string(), found: version });

@@ -34,7 +34,7 @@ use crate::{
 const MAX_PENDING: usize = 200_000;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Records written in one transaction at most, when they arrive faster than the flush interval.
-const BATCH: usize = 10_000;
+const BATCH: usize = 50_000;
 
 /// The SQLite writer thread; dropping every `StoreSink` (or calling `close`) makes it flush and
 /// end.
