@@ -277,26 +277,12 @@ fn window(filter: &Filter) -> (i64, i64, i64) {
 }
 
 /// Whole days from the rollups: one row per (device, app, mode, domain set, node), so that a
-/// domain set repeated on every day crosses over once. The day lists are read only when several
-/// stores are merged (their days may overlap); one store counts its days with `ROLLUP_DAYS`.
+/// domain set repeated on every day crosses over once.
 const FROM_ROLLUPS: (&str, &str) = (
     "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), MIN(first_ms), \
      MAX(last_ms), domains, node, string_agg(CAST(day AS TEXT), ' '), \
      string_agg(CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END, ' ') FROM rollups WHERE day >= ? AND day < ?",
     " GROUP BY device_key, app, mode, domains, node",
-);
-
-const FROM_ROLLUPS_COUNTED: (&str, &str) = (
-    "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), MIN(first_ms), \
-     MAX(last_ms), domains, node, CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM rollups WHERE day >= ? AND day < ?",
-    " GROUP BY device_key, app, mode, domains, node",
-);
-
-/// Days and backend days per (device, app, mode) in one store's rollups.
-const ROLLUP_DAYS: (&str, &str) = (
-    "SELECT device_key, app, mode, COUNT(DISTINCT day), COUNT(DISTINCT CASE WHEN api + telemetry > 0 THEN day END) \
-     FROM rollups WHERE day >= ? AND day < ?",
-    " GROUP BY device_key, app, mode",
 );
 
 /// Partial days from the raw rows, in the same columns.
@@ -320,9 +306,6 @@ struct Acc {
     nodes: BTreeSet<String>,
     days: BTreeSet<i64>,
     backend_days: BTreeSet<i64>,
-    /// Days counted by `ROLLUP_DAYS` (disjoint from `days`: other parts of one store).
-    counted_days: u64,
-    counted_backend_days: u64,
 }
 
 fn words(cell: &Cell) -> impl Iterator<Item = &str> {
@@ -356,25 +339,16 @@ pub fn summaries(
     let (since, until, raw_from) = window(filter);
     let plan = plan(since, until, raw_from);
     let mut merged: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
-    let lists = dbs.len() > 1;
     for db in dbs.iter_mut() {
         let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
         let (clause, values) = conditions(filter, keys.as_deref());
-        let rollups = if lists { FROM_ROLLUPS } else { FROM_ROLLUPS_COUNTED };
-        let parts = plan.days.iter().map(|r| (rollups, r)).chain(plan.raw.iter().map(|r| (FROM_RAW, r)));
-        let counts = plan.days.iter().filter(|_| !lists).map(|r| (ROLLUP_DAYS, r));
-        for ((select, group), (from, to)) in parts.chain(counts) {
+        let parts = plan.days.iter().map(|r| (FROM_ROLLUPS, r)).chain(plan.raw.iter().map(|r| (FROM_RAW, r)));
+        for ((select, group), (from, to)) in parts {
             let sql = format!("{select}{clause}{group}");
             let mut params = vec![Param::Int(*from), Param::Int(*to)];
             params.extend(values.iter().cloned());
             for row in db.rows(&sql, &params)? {
-                let acc = merged.entry((row[0].string(), row[1].string(), row[2].string())).or_default();
-                if row.len() == 5 {
-                    acc.counted_days += row[3].int().max(0) as u64;
-                    acc.counted_backend_days += row[4].int().max(0) as u64;
-                } else {
-                    acc.add(&row);
-                }
+                merged.entry((row[0].string(), row[1].string(), row[2].string())).or_default().add(&row);
             }
         }
     }
@@ -384,14 +358,14 @@ pub fn summaries(
     let mut out: Vec<Summary> = merged
         .into_iter()
         .map(|((device, _, mode), acc)| {
-            let backend_days = acc.backend_days.len() as u64 + acc.counted_backend_days;
+            let backend_days = acc.backend_days.len() as u64;
             Summary {
                 device,
                 owner: acc.owner.unwrap_or_default(),
                 app: acc.app_name,
                 attempts: acc.attempts.max(0) as u64,
                 domains: acc.domains.len() as u64,
-                days: acc.days.len() as u64 + acc.counted_days,
+                days: acc.days.len() as u64,
                 backend_days,
                 first_seen: time_text(acc.first),
                 last_seen: time_text(acc.last),
