@@ -23,12 +23,14 @@
 //! Indexes: `attempts_ts (ts_ms)`, `attempts_device (device_key, ts_ms)`,
 //! `attempts_app (app, ts_ms)`, `attempts_owner (owner, ts_ms)`.
 //!
-//! `rollups`, one row per (device_key, app, day, node, mode) (kept `store.retention_days`):
-//! `day` (UTC days since the epoch, `ts_ms / 86400000`), `owner` (greatest seen), `app_name`,
-//! `attempts`, per kind `api`, `telemetry`, `cdn`, `web`, `alias`, `unspecified`, `first_ms`,
-//! `last_ms`, `domains` (the distinct listed domains, sorted, space-separated).
-//! Primary key `(device_key, app, day, node, mode)`; index `rollups_day (day)`. Written in the
-//! same transaction as the raw rows they count.
+//! `rollups`, one row per (day, device_key, app, node, mode) (kept `store.retention_days`):
+//! `day` (UTC days since the epoch, `ts_ms / 86400000`), `device_key`, `app`, `node`, `mode`,
+//! `owner` (greatest seen), `app_name`, `attempts`, per kind `api`, `telemetry`, `cdn`, `web`,
+//! `alias`, `unspecified`, `first_ms`, `last_ms`, `domains` (the distinct listed domains,
+//! sorted, space-separated). Primary key `(day, device_key, app, node, mode)` (SQLite: a
+//! `WITHOUT ROWID` table clustered on it, so a window of days is one range scan); index
+//! `rollups_device (device_key, day)`. Written in the same transaction as the raw rows they
+//! count.
 //!
 //! PostgreSQL only: `nxguard_schema (version)` and `spool_positions (node, spool_id, segment,
 //! byte_offset)`, how far each node's spool is in the database. SQLite keeps its version in

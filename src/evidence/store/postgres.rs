@@ -78,9 +78,9 @@ CREATE TABLE IF NOT EXISTS rollups (
     first_ms    BIGINT NOT NULL,
     last_ms     BIGINT NOT NULL,
     domains     TEXT COLLATE "C" NOT NULL,
-    PRIMARY KEY (device_key, app, day, node, mode)
+    PRIMARY KEY (day, device_key, app, node, mode)
 );
-CREATE INDEX IF NOT EXISTS rollups_day ON rollups (day);
+CREATE INDEX IF NOT EXISTS rollups_device ON rollups (device_key, day);
 CREATE TABLE IF NOT EXISTS spool_positions (
     node        TEXT NOT NULL,
     spool_id    TEXT NOT NULL,
@@ -318,7 +318,7 @@ INSERT INTO rollups (device_key, app, day, node, mode, owner, app_name, attempts
 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[],
                      $15::int8[], $16::int8[], $17::text[])
-ON CONFLICT (device_key, app, day, node, mode) DO UPDATE SET
+ON CONFLICT (day, device_key, app, node, mode) DO UPDATE SET
     owner = GREATEST(rollups.owner, EXCLUDED.owner),
     app_name = GREATEST(rollups.app_name, EXCLUDED.app_name),
     attempts = rollups.attempts + EXCLUDED.attempts,

@@ -82,9 +82,9 @@ CREATE TABLE rollups (
     first_ms    INTEGER NOT NULL,
     last_ms     INTEGER NOT NULL,
     domains     TEXT NOT NULL,
-    PRIMARY KEY (device_key, app, day, node, mode)
-);
-CREATE INDEX rollups_day ON rollups (day);
+    PRIMARY KEY (day, device_key, app, node, mode)
+) WITHOUT ROWID;
+CREATE INDEX rollups_device ON rollups (device_key, day);
 ";
 
 const INSERT: &str = "INSERT INTO attempts (ts_ms, device_key, client_ip, client_port, transport, device_ip, mac, \
@@ -145,7 +145,7 @@ fn add_rollups(tx: &Transaction, rollups: &Rollups) -> Result<(), rusqlite::Erro
         "INSERT INTO rollups (device_key, app, day, node, mode, owner, app_name, attempts, api, telemetry, cdn, \
          web, alias, unspecified, first_ms, last_ms, domains) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
-         ON CONFLICT (device_key, app, day, node, mode) DO UPDATE SET \
+         ON CONFLICT (day, device_key, app, node, mode) DO UPDATE SET \
          owner = CASE WHEN excluded.owner IS NULL THEN rollups.owner WHEN rollups.owner IS NULL THEN excluded.owner \
                  ELSE max(rollups.owner, excluded.owner) END, \
          app_name = max(rollups.app_name, excluded.app_name), \
@@ -291,7 +291,8 @@ pub fn purge_chunk(
         params![raw_before_ms, limit as i64],
     )?;
     let rollups = connection.execute(
-        "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE day < ?1 LIMIT ?2)",
+        "DELETE FROM rollups WHERE (day, device_key, app, node, mode) IN \
+         (SELECT day, device_key, app, node, mode FROM rollups WHERE day < ?1 LIMIT ?2)",
         params![rollups_before_day, limit as i64],
     )?;
     Ok(raw + rollups)
