@@ -54,6 +54,20 @@ async fn burst(server: SocketAddr, tag: &str, n: usize, pause: Duration) -> i64 
     blocked
 }
 
+/// One series' value from the metrics endpoint.
+async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no series {series}"))
+        .parse()
+        .unwrap()
+}
+
 fn report(cluster: &PgCluster, dir: &Path, args: &[&str]) -> String {
     let config = dir.join("report.toml");
     let toml = format!(
@@ -101,7 +115,9 @@ async fn an_outage_during_a_burst_loses_nothing() {
     let cluster = blocking(PgCluster::start);
     let upstream = FakeUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(&config_for(upstream.addr, &cluster.store_toml(dir.path(), "ns1")));
+    let store = cluster.store_toml(dir.path(), "ns1") + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let server = start_server(&config_for(upstream.addr, &store));
+    let metrics = server.running.metrics_addr.unwrap();
     let mut sent = burst(server.udp, "before", 40, Duration::ZERO).await;
     cluster.stop();
     // Ten seconds without the database, queries answered all along.
@@ -110,6 +126,10 @@ async fn an_outage_during_a_burst_loses_nothing() {
     assert_eq!(during, 100, "DNS kept answering while PostgreSQL was down");
     assert!(began.elapsed() >= Duration::from_secs(10));
     sent += during;
+    // The spool holds them, and the metrics say so.
+    assert!(metric(metrics, "nxguard_store_spool_bytes").await > 0.0);
+    assert!(metric(metrics, "nxguard_store_spool_oldest_seconds").await > 0.0);
+    assert!(metric(metrics, "nxguard_store_errors_total").await > 0.0);
     cluster.start_server();
     sent += burst(server.udp, "after", 40, Duration::ZERO).await;
     let sql = "SELECT COUNT(*) FROM attempts WHERE qname LIKE 'burst-%'";
@@ -118,6 +138,9 @@ async fn an_outage_during_a_burst_loses_nothing() {
     assert_eq!(distinct, sent, "none written twice");
     let rolled = count(&cluster, "SELECT CAST(SUM(attempts) AS BIGINT) FROM rollups");
     assert_eq!(rolled, count(&cluster, "SELECT COUNT(*) FROM attempts"), "rollups count every row once");
+    let rows = count(&cluster, "SELECT COUNT(*) FROM attempts") as f64;
+    assert_eq!(metric(metrics, "nxguard_store_written_total").await, rows);
+    assert_eq!(metric(metrics, "nxguard_store_dropped_total").await, 0.0);
     server.running.shutdown(Duration::from_secs(1)).await;
 }
 

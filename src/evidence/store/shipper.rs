@@ -130,6 +130,11 @@ fn spool_incoming(
             warn!(lost, "attempt spool full (store.spool_max_bytes); records dropped");
         }
         stats.spooled.fetch_add((records.len() - lost) as u64, Ordering::Relaxed);
+        // The oldest waiting record, unless an older one already waits.
+        if lost < records.len() {
+            let first = records[0].ts_ms.max(1) as u64;
+            let _ = stats.spool_oldest_ms.compare_exchange(0, first, Ordering::Relaxed, Ordering::Relaxed);
+        }
         stats.spool_bytes.store(spool.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
         shipper.unpark();
     }
@@ -206,9 +211,6 @@ impl Shipper {
         if batch.next == at {
             return Ok(false);
         }
-        if let Some(first) = batch.records.first() {
-            self.stats.spool_oldest_ms.store(first.ts_ms.max(1) as u64, Ordering::Relaxed);
-        }
         let (node, id) = (self.node.clone(), self.spool.id.clone());
         let client = self.client.as_mut().expect("connected above");
         postgres::ship(client, &node, &id, &batch).map_err(|e| postgres::db_error(&self.config, &e))?;
@@ -216,6 +218,10 @@ impl Shipper {
         self.stats.written.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         self.stats.dropped.fetch_add(batch.unreadable, Ordering::Relaxed);
         self.spool.release(batch.next)?;
+        // The next record waiting, if any, is now the oldest.
+        let next = self.spool.read(batch.next, 1)?;
+        let oldest = next.records.first().map_or(0, |r| r.ts_ms.max(1) as u64);
+        self.stats.spool_oldest_ms.store(oldest, Ordering::Relaxed);
         self.stats.spool_bytes.store(self.unshipped_bytes(batch.next), Ordering::Relaxed);
         Ok(true)
     }
