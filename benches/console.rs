@@ -86,7 +86,7 @@ fn main() {
     let path = dir.path().join("attempts.sqlite");
     let config = StoreConfig { path: Some(path.clone()), queue: 65_536, ..StoreConfig::default() };
     let start = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
-    let (sink, writer) = StoreWriter::start(&path, &config, None);
+    let (sink, writer) = StoreWriter::start(&config, None).unwrap().expect("a store path is set");
     let stats = Arc::clone(&writer.stats);
     for attempt in attempts(n, start) {
         sink.send_waiting(attempt);

@@ -1,9 +1,16 @@
-//! Attempt store benchmark: how many attempts per second the writer absorbs (through the same
-//! bounded queue and batched transactions the server uses), and how long the report queries
-//! take over a large store.
+//! Attempt store benchmark, on SQLite and on PostgreSQL (a throwaway cluster, as in the tests):
+//! - how many attempts per second each writer sustains, through the same bounded queue the
+//!   server uses (PostgreSQL: through the spool, binary COPY and the rollup upsert);
+//! - the store's size per million attempts, with raw rows and with rollups only;
+//! - `report` over a long history: the rollups of DAYS days × DEVICES devices × 11 apps plus the
+//!   raw rows written above, on both backends (summary, a week, one app, one device's timeline).
 //!
-//! `cargo bench --bench store` fills 10 million attempts (set ATTEMPTS to change; the database
-//! takes about 2.5 GB in a temporary directory). Under `cargo test` it runs on 20 000.
+//! `cargo bench --bench store` writes 1 000 000 attempts and a 90 × 500 × 11 history (set
+//! ATTEMPTS, DEVICES, DAYS to change). Under `cargo test` it runs once on small sizes.
+
+#[path = "../tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -11,32 +18,54 @@ use std::{
 };
 
 use nxguard::{
-    config::StoreConfig,
+    config::{StoreBackend, StoreConfig, StoreTls},
     evidence::{
         attempt::{Attempt, Stamp, Transport, Via},
         devices::{EdnsIdentity, Identity, Source},
-        store::{self, StoreWriter},
+        store::{
+            self, DAY_MS, StoreWriter, millis,
+            read::Reader,
+            rollup::{Counts, Key, Rollups},
+        },
     },
     policy::{App, AppEntry, domains::Kind},
     review::report::{self, Filter},
 };
 
-fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
-    let apps: Vec<Arc<AppEntry>> =
-        [("tiktok", "TikTok", "ByteDance"), ("temu", "Temu", "PDD Holdings"), ("wechat", "WeChat", "Tencent")]
-            .iter()
-            .map(|(id, name, vendor)| {
-                let app = App::new(id, name, vendor);
-                let notice = app.notice();
-                Arc::new(AppEntry { app, notice })
-            })
-            .collect();
-    let span_ms = 90 * 86_400_000u64;
+const APPS: [(&str, &str, &str); 11] = [
+    ("tiktok", "TikTok", "ByteDance"),
+    ("capcut", "CapCut", "ByteDance"),
+    ("temu", "Temu", "PDD Holdings"),
+    ("wechat", "WeChat", "Tencent"),
+    ("shein", "Shein", "Shein"),
+    ("aliexpress", "AliExpress", "Alibaba"),
+    ("ucbrowser", "UC Browser", "Alibaba"),
+    ("weibo", "Weibo", "Sina"),
+    ("douyin", "Douyin", "ByteDance"),
+    ("kwai", "Kwai", "Kuaishou"),
+    ("likee", "Likee", "JOYY"),
+];
+
+fn env(name: &str, bench: usize, test: usize, big: bool) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(if big { bench } else { test })
+}
+
+fn attempts(n: usize, devices: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
+    let apps: Vec<Arc<AppEntry>> = APPS
+        .iter()
+        .map(|(id, name, vendor)| {
+            let app = App::new(id, name, vendor);
+            let notice = app.notice();
+            Arc::new(AppEntry { app, notice })
+        })
+        .collect();
+    // In time order, as a server records them, spread over 90 days.
+    let step_ms = (90 * 86_400_000 / n.max(1)) as u64;
     (0..n).map(move |i| {
-        let device = i % 5000;
+        let device = i % devices;
         let ip = std::net::IpAddr::from([10, 20, (device / 250) as u8, (device % 250) as u8]);
         Attempt {
-            time: start + Duration::from_millis((i as u64 * 7919) % span_ms),
+            time: start + Duration::from_millis(i as u64 * step_ms),
             client: std::net::SocketAddr::new(ip, 40000),
             transport: Transport::Udp,
             identity: Identity {
@@ -50,7 +79,7 @@ fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
             edns: EdnsIdentity::default(),
             qname: format!("api{}.tiktokv.com", i % 50),
             qtype: "A".into(),
-            app: Arc::clone(&apps[i % 3]),
+            app: Arc::clone(&apps[i % apps.len()]),
             domain: "tiktokv.com".into(),
             kind: if i % 4 == 0 { Kind::Web } else { Kind::Api },
             via: Via::Query,
@@ -59,52 +88,187 @@ fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
     })
 }
 
-fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let n: usize =
-        std::env::var("ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if bench { 10_000_000 } else { 20_000 });
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("attempts.sqlite");
-    let config = StoreConfig { path: Some(path.clone()), queue: 65_536, ..StoreConfig::default() };
-    let start = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
-
-    let (sink, writer) = StoreWriter::start(&path, &config, None);
+/// Offers `n` attempts as fast as the writer's queue takes them; attempts per second.
+fn write(config: &StoreConfig, n: usize, devices: usize, start: SystemTime) -> f64 {
+    let (sink, writer) = StoreWriter::start(config, None).unwrap().expect("a store");
     let stats = Arc::clone(&writer.stats);
     let began = Instant::now();
-    // Offered as fast as the queue takes them: what the writer sustains, not what it drops.
-    for attempt in attempts(n, start) {
+    for attempt in attempts(n, devices, start) {
         sink.send_waiting(attempt);
     }
+    // Until the database holds them all (PostgreSQL: the spool drained).
+    let mut last = (0, Instant::now());
+    while stats.written.load(Ordering::Relaxed) < n as u64 {
+        let written = stats.written.load(Ordering::Relaxed);
+        if written > last.0 {
+            last = (written, Instant::now());
+        }
+        assert!(
+            last.1.elapsed() < Duration::from_secs(60),
+            "no progress; {} failed writes",
+            stats.errors.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = began.elapsed();
     drop(sink);
     writer.close();
-    assert_eq!(stats.written.load(Ordering::Relaxed), n as u64);
-    let took = began.elapsed();
-    println!(
-        "store write: {n} attempts in {:.1} s = {:.0} attempts/s sustained",
-        took.as_secs_f64(),
-        n as f64 / took.as_secs_f64()
-    );
-    println!("store size: {:.1} MB", std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6);
+    assert_eq!(stats.written.load(Ordering::Relaxed), n as u64, "every attempt written");
+    n as f64 / took.as_secs_f64()
+}
 
-    let db = report::open(&path).unwrap();
-    let now = start + Duration::from_secs(90 * 86_400);
-    let cases = [
-        ("summary, all", Filter::default()),
-        ("summary, last 7 days", Filter { since: Some(now - Duration::from_secs(7 * 86_400)), ..Filter::default() }),
-        ("summary, one app", Filter { app: Some("temu".into()), ..Filter::default() }),
-        ("timeline, one device", Filter { device: Some("LT-0042".into()), ..Filter::default() }),
-    ];
-    for (name, filter) in cases {
-        let began = Instant::now();
-        let rows = if filter.device.is_some() {
-            report::timeline(&db, &filter, None).unwrap().len()
-        } else {
-            report::summaries(&db, &filter, None).unwrap().len()
-        };
-        println!("report {name}: {rows} rows in {:.3} s", began.elapsed().as_secs_f64());
+/// The rollups of a history: every device uses every app on every day.
+fn history(days: usize, devices: usize, end_day: i64) -> Vec<Rollups> {
+    let mut batches = Vec::new();
+    let mut rollups = Rollups::default();
+    for day in end_day - days as i64..end_day {
+        for device in 0..devices {
+            for (app, name, _) in APPS {
+                let key = Key {
+                    device_key: format!("LT-{device:04}"),
+                    app: app.into(),
+                    day,
+                    node: "ns1".into(),
+                    mode: "enforce".into(),
+                };
+                let counts = Counts {
+                    owner: Some(format!("Afdeling {}", device % 40)),
+                    app_name: name.into(),
+                    attempts: 1000,
+                    kinds: [700, 100, 100, 100, 0, 0],
+                    first_ms: day * DAY_MS + 3_600_000,
+                    last_ms: day * DAY_MS + 80_000_000,
+                    domains: [format!("{app}.com"), format!("api.{app}.com"), format!("cdn-{app}.net")].into(),
+                };
+                rollups.rows.insert(key, counts);
+                if rollups.rows.len() >= 50_000 {
+                    batches.push(std::mem::take(&mut rollups));
+                }
+            }
+        }
     }
-    let connection = store::open(&path, false).unwrap();
+    batches.push(rollups);
+    batches
+}
+
+fn time_reports(source: &str, config: &StoreConfig, now: SystemTime) {
+    let mut dbs = [Reader::open(source, config).unwrap()];
+    let base = Filter { now: Some(now), until: Some(now), raw_days: 14, ..Filter::default() };
+    let cases = [
+        ("summary, everything", base.clone()),
+        ("summary, last 7 days", Filter { since: Some(now - Duration::from_secs(7 * 86_400)), ..base.clone() }),
+        ("summary, one app", Filter { app: Some("temu".into()), ..base.clone() }),
+        ("timeline, one device", Filter { device: Some("LT-0042".into()), ..base.clone() }),
+    ];
+    let backend = if source.starts_with("postgres") { "postgres" } else { "sqlite" };
+    for (name, filter) in cases {
+        // The best of three: the machine is shared, and a slow run measures the neighbours.
+        let mut best = (Duration::MAX, Duration::MAX, 0);
+        for _ in 0..3 {
+            let (began, cpu) = (Instant::now(), cpu_time());
+            let rows = if filter.device.is_some() {
+                report::timeline(&mut dbs, &filter, None).unwrap().events.len()
+            } else {
+                report::summaries(&mut dbs, &filter, None).unwrap().len()
+            };
+            best = best.min((began.elapsed(), cpu_time() - cpu, rows));
+        }
+        println!(
+            "report {backend} {name}: {} rows in {:.3} s (this process on a core {:.3} s)",
+            best.2,
+            best.0.as_secs_f64(),
+            best.1.as_secs_f64()
+        );
+    }
+}
+
+/// User and system time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn main() {
+    let big = std::env::args().any(|a| a == "--bench");
+    let n = env("ATTEMPTS", 1_000_000, 20_000, big);
+    let devices = env("DEVICES", 500, 50, big);
+    let days = env("DAYS", 90, 3, big);
+    let dir = tempfile::tempdir().unwrap();
+    let start = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let now = start + Duration::from_secs(90 * 86_400);
+    let today = millis(now).div_euclid(DAY_MS);
+
+    // SQLite.
+    let path = dir.path().join("attempts.sqlite");
+    // Nothing purged while writing: the generated times lie months back.
+    let keep = StoreConfig { raw_days: 183, retention_days: 183, node: Some("ns1".into()), ..StoreConfig::default() };
+    let sqlite = StoreConfig { path: Some(path.clone()), ..keep.clone() };
+    let rate = write(&sqlite, n, devices, start);
+    let size = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "sqlite write: {n} attempts, {rate:.0} attempts/s sustained; {:.1} MB per million",
+        mb(size) * 1e6 / n as f64
+    );
+
+    // PostgreSQL, through the spool.
+    let cluster = pg::PgCluster::start();
+    let postgres = StoreConfig {
+        backend: StoreBackend::Postgres,
+        url: Some(cluster.url()),
+        password_file: Some(cluster.password_file(dir.path())),
+        tls: StoreTls::Disable,
+        spool_dir: Some(dir.path().join("spool")),
+        ..keep.clone()
+    };
+    let rate = write(&postgres, n, devices, start);
+    let mut client = cluster.nxguard();
+    let relation = |client: &mut postgres::Client, table: &str| -> u64 {
+        let sql = format!("SELECT pg_total_relation_size('{table}')");
+        client.query_one(sql.as_str(), &[]).unwrap().get::<_, i64>(0) as u64
+    };
+    let (raw, rolled) = (relation(&mut client, "attempts"), relation(&mut client, "rollups"));
+    println!(
+        "postgres write: {n} attempts, {rate:.0} attempts/s sustained; {:.1} MB per million raw, {:.2} MB per million as rollups",
+        mb(raw + rolled) * 1e6 / n as f64,
+        mb(rolled) * 1e6 / n as f64
+    );
+
+    // SQLite with rollups only: the raw rows purged (as after raw_days), then VACUUM.
+    let copy = dir.path().join("rollups-only.sqlite");
+    std::fs::copy(&path, &copy).unwrap();
+    let connection = store::open(&copy, false).unwrap();
+    let purged = store::purge(&connection, now + Duration::from_secs(86_400), 1, 183).unwrap();
+    connection.execute_batch("VACUUM").unwrap();
+    drop(connection);
+    println!(
+        "sqlite after the purge of {purged} raw rows: {:.2} MB per million attempts as rollups",
+        mb(std::fs::metadata(&copy).unwrap().len()) * 1e6 / n as f64
+    );
+
+    // A long history of rollups on both backends, then the reports.
     let began = Instant::now();
-    let deleted = store::purge(&connection, now, Duration::from_secs(30 * 86_400)).unwrap();
-    println!("purge of {deleted} attempts older than 30 days: {:.1} s", began.elapsed().as_secs_f64());
+    let mut sqlite_db = store::sqlite::open_writable(&path, "ns1").unwrap();
+    let mut pg_client = store::postgres::connect(&postgres).unwrap();
+    for batch in history(days, devices, today) {
+        store::sqlite::insert_rollups(&mut sqlite_db, &batch).unwrap();
+        store::postgres::add_rollups(&mut pg_client, &batch).unwrap();
+    }
+    pg_client.batch_execute("ANALYZE").unwrap();
+    println!(
+        "history: rollups of {days} days x {devices} devices x {} apps on both backends in {:.1} s",
+        APPS.len(),
+        began.elapsed().as_secs_f64()
+    );
+    time_reports(&path.display().to_string(), &sqlite, now);
+    time_reports(&cluster.url(), &postgres, now);
 }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nxguard::{
-    config::{Config, LogFormat},
+    config::{Config, LogFormat, StoreBackend},
     evidence::{devices::Devices, store},
     listen::{self, tls},
     ops::{selftest, systemd},
@@ -13,7 +13,7 @@ use nxguard::{
     review::{
         board,
         console::{self, Console, audit, auth, cases},
-        report,
+        render, report,
     },
     server,
     upstream::pool,
@@ -172,9 +172,16 @@ enum CaseAction {
 
 /// The console over a config: its database and the attempt store it reads.
 fn open_console(config: &Config) -> Result<Console> {
-    let store = config.store.path.clone().context("no attempt store: set store.path")?;
+    let (path, url) = match config.store.backend {
+        StoreBackend::Sqlite => (config.store.path.clone().context("no attempt store: set store.path")?, None),
+        StoreBackend::Postgres => {
+            (PathBuf::new(), Some(config.store.url.clone().context("no attempt store: set store.url")?))
+        }
+    };
     let clock: console::Clock = std::sync::Arc::new(std::time::SystemTime::now);
-    let mut console = Console::open(config.console.clone(), store, pseudonymizer(config)?, clock)?;
+    let mut console = Console::open(config.console.clone(), path, pseudonymizer(config)?, clock)?;
+    console.store_url = url;
+    console.store_config = config.store.clone();
     console.policy = Some(config.policy.clone());
     Ok(console)
 }
@@ -222,9 +229,9 @@ fn run_case(args: &CaseArgs) -> Result<()> {
     let now = console.now();
     match &args.action {
         CaseAction::List => {
-            let store = console.store()?;
+            let mut store = console.store()?;
             let db = console.db();
-            cases::refresh(&db, &store, console.pseudonymizer.as_ref(), now, console.config.verify_days)?;
+            cases::refresh(&db, &mut store, console.pseudonymizer.as_ref(), now, console.config.verify_days)?;
             println!("{}", serde_json::to_string_pretty(&cases::list(&db, None)?)?);
         }
         CaseAction::Open { device, app, owner, ticket, note } => {
@@ -289,12 +296,14 @@ fn lists(config: Option<&PathBuf>, action: Option<&ListsAction>) -> Result<()> {
 
 #[derive(clap::Args)]
 struct ReportArgs {
-    /// Configuration file (TOML) naming the store (store.path) and privacy settings.
+    /// Configuration file (TOML) naming the store (store.path or store.url, with its password
+    /// file and TLS) and privacy settings.
     #[arg(short, long)]
     config: Option<PathBuf>,
-    /// The attempt store to read, instead of the config's store.path.
+    /// A store to read instead of the config's: an SQLite file or a postgres:// URL. Repeat it
+    /// to merge the stores of a primary/secondary pair (--db a.sqlite --db b.sqlite).
     #[arg(long)]
-    db: Option<PathBuf>,
+    db: Vec<String>,
     /// Start of the window: a duration back from now (7d, 24h) or a date (2026-11-01).
     #[arg(long)]
     since: Option<String>,
@@ -310,6 +319,14 @@ struct ReportArgs {
     /// Only devices of this owner or department.
     #[arg(long)]
     owner: Option<String>,
+    /// Which attempts count: blocked (enforce, the default), would-be blocks of log-only
+    /// rules (log-only), or both (all, with a mode column).
+    #[arg(long, value_enum, default_value_t)]
+    mode: report::ModeFilter,
+    /// Would-be blocks: per device and app, the log-only attempts and the listed domains they
+    /// hit (what a shadow list or log-only group would block if enforced).
+    #[arg(long, conflicts_with_all = ["mode", "device"])]
+    shadow: bool,
     /// table, csv, json, or html: the board report (one self-contained file, no personal data
     /// unless --with-identities).
     #[arg(long, value_enum, default_value_t)]
@@ -324,7 +341,15 @@ struct ReportArgs {
 
 fn run_report(args: &ReportArgs) -> Result<()> {
     let config = load_config(args.config.as_ref())?;
-    let path = args.db.clone().or(config.store.path.clone()).context("no store: give --db or set store.path")?;
+    let sources: Vec<String> = if args.db.is_empty() {
+        let configured = match config.store.backend {
+            StoreBackend::Sqlite => config.store.path.as_ref().map(|p| p.display().to_string()),
+            StoreBackend::Postgres => config.store.url.clone(),
+        };
+        vec![configured.context("no store: give --db or set store.path (or store.url)")?]
+    } else {
+        args.db.clone()
+    };
     let now = match &args.now {
         Some(text) => report::parse_time(text, std::time::SystemTime::now())?,
         None => std::time::SystemTime::now(),
@@ -336,14 +361,28 @@ fn run_report(args: &ReportArgs) -> Result<()> {
         app: args.app.clone(),
         device: args.device.clone(),
         owner: args.owner.clone(),
+        mode: if args.shadow { report::ModeFilter::LogOnly } else { args.mode },
+        now: Some(now),
+        raw_days: config.store.raw_days,
     };
     let pseudonymizer = pseudonymizer(&config)?;
-    let db = report::open(&path)?;
+    let mut dbs = sources.iter().map(|s| store::read::Reader::open(s, &config.store)).collect::<Result<Vec<_>, _>>()?;
     let text = match args.format.plain() {
-        Some(format) if args.device.is_some() => {
-            report::render_timeline(&report::timeline(&db, &filter, pseudonymizer.as_ref())?, format)?
+        Some(format) if args.shadow => {
+            render::shadow(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref())?, format)?
         }
-        Some(format) => report::render_summaries(&report::summaries(&db, &filter, pseudonymizer.as_ref())?, format)?,
+        Some(format) if args.device.is_some() => {
+            let timeline = report::timeline(&mut dbs, &filter, pseudonymizer.as_ref())?;
+            if let Some(day) = &timeline.raw_from {
+                eprintln!(
+                    "note: single attempts are kept store.raw_days ({} days); before {day} this device has only daily \
+                     totals (nxguard report without --device shows them)",
+                    config.store.raw_days
+                );
+            }
+            render::timeline(&timeline.events, format)?
+        }
+        Some(format) => render::summaries(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref())?, format)?,
         None => {
             // The cases come from the console's database, when there is one.
             let console = config.console.state_path.as_ref().filter(|p| p.exists()).map(|p| {
@@ -352,7 +391,7 @@ fn run_report(args: &ReportArgs) -> Result<()> {
             });
             let console = console.transpose()?;
             board::render(
-                &db,
+                &mut dbs,
                 console.as_ref(),
                 &filter,
                 pseudonymizer.as_ref(),
@@ -462,10 +501,12 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
         tls::ServerTls::load(&config.server)?;
     }
     pseudonymizer(&config)?;
-    if let Some(path) = &config.store.path {
+    if let (StoreBackend::Sqlite, Some(path)) = (config.store.backend, &config.store.path) {
         // Run as the service's user (the unit's ExecStartPre does): root may write where it can't.
         store::check_writable(path)?;
     }
+    // PostgreSQL: connects once, naming a bad URL, password file, CA, password or host.
+    store::check(&config.store)?;
     for (group, client) in &unresolved.0 {
         eprintln!("warning: policy.groups {group:?}: {client:?} matches no device in the inventory");
     }

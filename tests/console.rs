@@ -98,7 +98,7 @@ fn fixture(dir: &Path) -> PathBuf {
         ),
     ];
     let path = dir.join("attempts.sqlite");
-    store::insert_all(&path, &attempts, None).unwrap();
+    store::insert_all(&path, &attempts, None, "ns1").unwrap();
     path
 }
 
@@ -350,7 +350,7 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
     let s = setup();
     {
         let db = s.console.db();
-        let store = nxguard::review::report::open(&s.store).unwrap();
+        let mut store = s.console.store().unwrap();
         let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
         // LT-0001 × TikTok: removed on day 3 (after its last hit on day 2).
         let quiet = cases::open(&db, "LT-0001", "TikTok", "Burgerzaken", "INC-1", "", at(DAY0 + 3 * DAY)).unwrap();
@@ -362,13 +362,13 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
         assert!(cases::update(&db, quiet, &Change::RequestRemoval, at(DAY0 + 3 * DAY)).is_err());
 
         let state = |id| cases::get(&db, id).unwrap().state;
-        let changed = cases::refresh(&db, &store, None, at(DAY0 + 5 * DAY), 7).unwrap();
+        let changed = cases::refresh(&db, &mut store, None, at(DAY0 + 5 * DAY), 7).unwrap();
         assert_eq!(changed.iter().map(|c| c.id).collect::<Vec<_>>(), [back]);
         assert_eq!((state(quiet), state(back)), (CaseState::Removed, CaseState::Recurred));
         // Seven quiet days after the removal: verified.
-        cases::refresh(&db, &store, None, at(DAY0 + 10 * DAY - 1), 7).unwrap();
+        cases::refresh(&db, &mut store, None, at(DAY0 + 10 * DAY - 1), 7).unwrap();
         assert_eq!(state(quiet), CaseState::Removed);
-        cases::refresh(&db, &store, None, at(DAY0 + 10 * DAY), 7).unwrap();
+        cases::refresh(&db, &mut store, None, at(DAY0 + 10 * DAY), 7).unwrap();
         assert_eq!(state(quiet), CaseState::Verified);
         // An attempt after verification: recurred.
         let tiktok = app("tiktok", "TikTok");
@@ -380,8 +380,8 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
             &tiktok,
             Kind::Api,
         );
-        store::insert_all(&s.store, &[late], None).unwrap();
-        cases::refresh(&db, &store, None, at(DAY0 + 12 * DAY), 7).unwrap();
+        store::insert_all(&s.store, &[late], None, "ns1").unwrap();
+        cases::refresh(&db, &mut store, None, at(DAY0 + 12 * DAY), 7).unwrap();
         assert_eq!(state(quiet), CaseState::Recurred);
         // Each automatic change is audited as nxguard.
         let automatic: i64 = db

@@ -23,7 +23,7 @@ async fn over_tls_the_session_cookie_is_secure() {
     std::fs::write(&cert, generated.cert.pem()).unwrap();
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
     let attempts = dir.path().join("attempts.sqlite");
-    store::insert_all(&attempts, &[], None).unwrap();
+    store::insert_all(&attempts, &[], None, "ns1").unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = SocketAddr::from(([127, 0, 0, 1], port));
     let config = ConsoleConfig {

@@ -69,7 +69,7 @@ fn kubernetes_manifest_config_loads_and_matches_its_ports() {
     let text = read("deploy/kubernetes.yaml");
     let documents = manifests(&text);
     let kinds: Vec<&str> = documents.iter().map(|(kind, _)| kind.as_str()).collect();
-    assert_eq!(kinds, ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]);
+    assert_eq!(kinds, ["ConfigMap", "StatefulSet", "PodDisruptionBudget", "Service", "Secret"]);
     let config = load(&block_scalar(&documents[0].1, "nxguard.toml"), "kubernetes.yaml ConfigMap");
 
     let deployment = &documents[1].1;
@@ -93,8 +93,15 @@ fn kubernetes_manifest_config_loads_and_matches_its_ports() {
     }
     // Below 1024 inside the pod it would need NET_BIND_SERVICE, which is dropped.
     assert!(dns_port >= 1024 || deployment.contains("NET_BIND_SERVICE"));
-    let store = config.store.path.as_ref().expect("store.path");
-    assert!(store.starts_with("/var/lib/nxguard"), "the store must be on the writable volume");
+    // Evidence goes to PostgreSQL; the spool sits on the replica's own volume claim, the
+    // password comes from the Secret, and no evidence is on an emptyDir.
+    assert_eq!(config.store.backend, nxguard::config::StoreBackend::Postgres);
+    let spool = config.store.spool_dir.as_ref().expect("store.spool_dir");
+    assert!(spool.starts_with("/var/lib/nxguard"), "the spool must be on the writable volume");
+    assert!(deployment.contains("volumeClaimTemplates:") && !deployment.contains("emptyDir"));
+    let password = config.store.password_file.as_ref().expect("store.password_file");
+    assert!(password.starts_with("/etc/nxguard-secret") && deployment.contains("secretName: nxguard-store"));
+    assert!(documents[4].1.contains("name: nxguard-store"));
 
     let service = &documents[3].1;
     assert_eq!(service.matches("port: 53\n").count(), 2, "DNS over UDP and TCP on port 53");
@@ -270,7 +277,7 @@ fn board_report_timer_runs_monthly_a_report_the_binary_writes() {
     // The same command over an empty store writes a whole HTML page.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("attempts.sqlite");
-    nxguard::evidence::store::insert_all(&db, &[], None).unwrap();
+    nxguard::evidence::store::insert_all(&db, &[], None, "ns1").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
         .args(["report", "--db", db.to_str().unwrap(), "--format", "html", "--since", "30d"])
         .output()
@@ -293,4 +300,28 @@ fn verify_named_with_systemd_analyze(unit: &str, name: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let about_unit: Vec<&str> = stderr.lines().filter(|l| l.contains(name)).collect();
     assert!(out.status.success() && about_unit.is_empty(), "systemd-analyze verify {name}:\n{stderr}");
+}
+
+/// The Grafana dashboard is valid JSON and every metric its panels query is one nxguard exports.
+#[test]
+fn grafana_dashboard_queries_metrics_that_exist() {
+    let dashboard: serde_json::Value = serde_json::from_str(&read("deploy/grafana-dashboard.json")).unwrap();
+    let exporter = read("src/ops/metrics.rs");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 4);
+    let mut names = Vec::new();
+    for target in panels.iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()) {
+        let expr = target["expr"].as_str().expect("expr");
+        for (at, _) in expr.match_indices("nxguard_") {
+            let name: String =
+                expr[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+            names.push(name);
+        }
+    }
+    for wanted in ["nxguard_queries_total", "nxguard_blocked_total", "nxguard_store_spool_bytes"] {
+        assert!(names.iter().any(|n| n == wanted), "the dashboard lacks {wanted}");
+    }
+    for name in names {
+        assert!(exporter.contains(&name), "the dashboard queries {name}, which nxguard does not export");
+    }
 }

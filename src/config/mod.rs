@@ -220,15 +220,7 @@ impl Config {
             }
         }
         self.policy.validate_feeds_and_groups(&mut p);
-        if !(1..=183).contains(&self.store.retention_days) {
-            p.push(format!("store.retention_days: {} is outside 1..=183", self.store.retention_days));
-        }
-        if !(10..=60_000).contains(&self.store.flush_interval_ms) {
-            p.push(format!("store.flush_interval_ms: {} is outside 10..=60000", self.store.flush_interval_ms));
-        }
-        if self.store.queue == 0 {
-            p.push("store.queue: must be above 0".to_string());
-        }
+        p.extend(self.store.problems());
         if self.privacy.pseudonymize && self.privacy.key_file.is_none() {
             p.push("privacy.key_file: required when privacy.pseudonymize is true".to_string());
         }

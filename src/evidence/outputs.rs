@@ -51,13 +51,10 @@ impl Records {
             (Some(key), true) => Some(Arc::new(Pseudonymizer::from_file(key)?)),
             _ => None,
         };
-        let (store_sink, store) = match &config.store.path {
-            Some(path) => {
-                let (sink, writer) = StoreWriter::start(path, &config.store, pseudonymizer.clone());
-                (Some(sink), Some(writer))
-            }
+        let (store_sink, store) = match StoreWriter::start(&config.store, pseudonymizer.clone())? {
+            Some((sink, writer)) => (Some(sink), Some(writer)),
             None => {
-                warn!("no attempt store configured (store.path): attempts go only to the log");
+                warn!("no attempt store configured (store.path or store.url): attempts go only to the log");
                 (None, None)
             }
         };

@@ -151,6 +151,34 @@ pub fn render(resolver: &Resolver) -> String {
             "Attempts held by the store writer, not yet committed.",
             load(&store.pending),
         );
+        gauge(
+            &mut out,
+            "nxguard_store_purged_total",
+            "counter",
+            "Raw attempts and rollups deleted by the retention purge.",
+            load(&store.purged),
+        );
+        gauge(
+            &mut out,
+            "nxguard_store_spooled_total",
+            "counter",
+            "Attempts appended to the local spool (PostgreSQL backend).",
+            load(&store.spooled),
+        );
+        gauge(
+            &mut out,
+            "nxguard_store_spool_bytes",
+            "gauge",
+            "Spool bytes not yet shipped to PostgreSQL (the spool depth).",
+            load(&store.spool_bytes),
+        );
+        gauge(
+            &mut out,
+            "nxguard_store_spool_oldest_seconds",
+            "gauge",
+            "Age of the oldest record waiting in the spool; 0 when none waits.",
+            format!("{:.3}", store.spool_oldest_age_secs()),
+        );
     }
     if let Some(siem) = &recorder.siem {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     config::Language,
-    evidence::store::{Pseudonymizer, millis},
+    evidence::store::{Pseudonymizer, millis, read::Reader},
 };
 
 /// The output formats of `nxguard report`: the three of `report`, and the board's HTML.
@@ -58,7 +58,7 @@ td.num,th.num{text-align:right}.chart{width:100%;max-width:720px}.chart .bar{fil
 
 /// Writes the board report for `filter` (its since/until; app and owner narrow it).
 pub fn render(
-    store: &Connection,
+    stores: &mut [Reader],
     console: Option<&Connection>,
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
@@ -66,7 +66,7 @@ pub fn render(
     now: SystemTime,
     lang: Language,
 ) -> Result<String, ConsoleError> {
-    let rows = report::summaries(store, filter, pseudonymizer)?;
+    let rows = report::summaries(stores, filter, pseudonymizer)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut by_app: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
     for s in &rows {
@@ -80,7 +80,20 @@ pub fn render(
     let count = |list: &[&Summary], a: &str| list.iter().filter(|s| s.assessment == a).count();
     let mut sections = Vec::new();
     for (app, list) in &by_app {
-        let days = queries::daily(store, since, until, Some(app))?;
+        let mut days: Vec<queries::Day> = Vec::new();
+        for store in stores.iter_mut() {
+            for day in queries::daily(store, since, until, Some(app))? {
+                match days.iter_mut().find(|d| d.day == day.day) {
+                    // A device seen by two nodes is counted once per store: an upper bound.
+                    Some(known) => {
+                        known.attempts += day.attempts;
+                        known.devices += day.devices;
+                    }
+                    None => days.push(day),
+                }
+            }
+        }
+        days.sort_by_key(|d| d.day);
         let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.devices)).collect();
         let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == *app).collect();
         let states = [

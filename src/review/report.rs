@@ -1,35 +1,41 @@
-//! `nxguard report`: what the security officer reads. Read-only over the attempt store.
+//! `nxguard report`: what the security officer reads. Read-only over one or more attempt
+//! stores (SQLite files or PostgreSQL), merged as if they were one.
 //!
-//! Owns: the two views — per device and app (where the device's name came from, attempts,
-//! distinct domains, days seen, first and
-//! last seen, and an assessment from the domain kinds), and one device's timeline — their
-//! filters, and their output as an aligned table, CSV or JSON.
+//! Owns: the views — per device and app (attempts, distinct domains, days seen, first and
+//! last seen, and an assessment from the domain kinds), one device's timeline, and the shadow
+//! view (would-be blocks of log-only rules) — their filters, and their output as an aligned
+//! table, CSV or JSON.
+//!
+//! Summaries read the daily rollups for whole days and the raw rows for the partial days at a
+//! window's edges (or the edge day's rollup once its raw rows are past `store.raw_days`). The
+//! timeline reads raw rows only. Both engines get the same SQL and the merging and ordering
+//! happen here, so the output is the same byte for byte whichever backend holds the records.
 //!
 //! The assessment: hits on an app's API or telemetry domains come from the app itself, so a
 //! device that makes them on two or more days very likely has the app installed; on one day,
 //! possibly. A device with only web, CDN or alias hits probably followed a link or loaded an
-//! embedded video. Days are UTC days.
+//! embedded video. Days are UTC days. Only enforced attempts count unless the filter asks for
+//! log-only ones; a `mode` column appears when it does, a `nodes` column when more than one
+//! node wrote the rows shown.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
-    path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use rusqlite::{Connection, params_from_iter, types::Value};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::evidence::store::{self, Pseudonymizer, StoreError, millis};
-
-const DAY_MS: i64 = 86_400_000;
+use crate::evidence::store::{
+    DAY_MS, Pseudonymizer, StoreError, millis,
+    read::{Cell, Param, Reader},
+};
 
 #[derive(Debug, Error)]
 pub enum ReportError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("reading the attempt store: {0}")]
-    Query(#[from] rusqlite::Error),
     #[error(
         "{0:?} is not a time: use a duration back from now (7d, 24h, 90m) or a date (2026-11-01, 2026-11-01T08:00:00Z)"
     )]
@@ -48,6 +54,28 @@ pub enum Format {
     Json,
 }
 
+/// Which attempts count, by the mode they were recorded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ModeFilter {
+    /// Blocked attempts only (the default).
+    #[default]
+    Enforce,
+    /// Would-be blocks of log-only rules (shadow lists, log-only groups).
+    LogOnly,
+    /// Both, with a mode column.
+    All,
+}
+
+impl ModeFilter {
+    fn stored(self) -> Option<&'static str> {
+        match self {
+            ModeFilter::Enforce => Some("enforce"),
+            ModeFilter::LogOnly => Some("log-only"),
+            ModeFilter::All => None,
+        }
+    }
+}
+
 /// Which attempts a report covers.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -59,6 +87,11 @@ pub struct Filter {
     pub device: Option<String>,
     /// Owner or department, any case.
     pub owner: Option<String>,
+    pub mode: ModeFilter,
+    /// Raw rows older than `now - raw_days` may be purged: edge days before that read rollups.
+    pub now: Option<SystemTime>,
+    /// `store.raw_days`; 0 = raw rows are never taken as purged.
+    pub raw_days: u32,
 }
 
 /// Parses `7d`, `24h`, `90m` (back from `now`) or a date/time (`2026-11-01`, RFC 3339).
@@ -75,7 +108,8 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, ReportError
 pub struct Summary {
     pub device: String,
     pub owner: String,
-    /// Where the device's name came from (its latest attempt): inventory-ip, dhcp, rdns, …
+    /// Where the device's name came from, as of its latest raw attempt (inventory-ip, dhcp,
+    /// rdns, …); empty when only daily rollups are left of it.
     pub source: String,
     pub app: String,
     pub attempts: u64,
@@ -85,6 +119,17 @@ pub struct Summary {
     pub first_seen: String,
     pub last_seen: String,
     pub assessment: &'static str,
+    /// The nodes that saw these attempts (shown when the rows come from more than one node).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub nodes: String,
+    /// Shown when the filter asks for log-only attempts.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+    /// The listed domains (shadow view).
+    #[serde(skip)]
+    pub names: Vec<String>,
+    #[serde(skip)]
+    last_ms: i64,
 }
 
 /// One attempt in a device's timeline.
@@ -99,6 +144,18 @@ pub struct Event {
     pub domain: String,
     pub matched_on: String,
     pub client: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+}
+
+/// A timeline, and whether older attempts of the window exist only as daily rollups.
+pub struct Timeline {
+    pub events: Vec<Event>,
+    /// The first day (UTC, RFC 3339) whose raw rows are kept, when the window reaches before
+    /// it and rollups show attempts there.
+    pub raw_from: Option<String>,
 }
 
 fn assessment(backend_days: u64) -> &'static str {
@@ -114,230 +171,303 @@ fn time_text(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The device keys `device` may mean: itself or its pseudonym when rows carry that key (an
-/// index lookup), otherwise the keys of rows whose name, hostname, MAC or address is `device`.
+/// The device keys `device` may mean in one store: itself or its pseudonym when rows carry
+/// that key (an index lookup), otherwise the keys of rows whose name, hostname, MAC or address
+/// is `device`.
 fn device_keys(
-    db: &Connection,
+    db: &mut Reader,
     device: &str,
     pseudonymizer: Option<&Pseudonymizer>,
 ) -> Result<Vec<String>, ReportError> {
     let mut keys = vec![device.to_string()];
     keys.extend(pseudonymizer.map(|p| p.pseudonym(device)));
-    let mut exists = db.prepare("SELECT 1 FROM attempts WHERE device_key = ? LIMIT 1")?;
     for key in &keys {
-        if exists.exists([key])? {
+        let p = [Param::Text(key.clone())];
+        if !db.rows("SELECT 1 FROM attempts WHERE device_key = ? LIMIT 1", &p)?.is_empty()
+            || !db.rows("SELECT 1 FROM rollups WHERE device_key = ? LIMIT 1", &p)?.is_empty()
+        {
             return Ok(vec![key.clone()]);
         }
     }
-    let mut other = db.prepare(
-        "SELECT DISTINCT device_key FROM attempts WHERE device = ?1 COLLATE NOCASE OR hostname = ?1 COLLATE NOCASE \
-         OR mac = ?1 COLLATE NOCASE OR device_ip = ?1",
-    )?;
-    let found = other.query_map([device], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-    Ok(found)
+    let sql = "SELECT DISTINCT device_key FROM attempts WHERE lower(device) = lower(?) OR lower(hostname) = lower(?) \
+               OR lower(mac) = lower(?) OR device_ip = ? ORDER BY device_key";
+    let p = vec![Param::Text(device.to_string()); 4];
+    Ok(db.rows(sql, &p)?.iter().map(|r| r[0].string()).collect())
 }
 
-/// The WHERE clause and its parameters for `filter`; `device_keys` from `device_keys`.
-fn conditions(filter: &Filter, device_keys: Option<&[String]>) -> (String, Vec<Value>) {
-    let mut clause = String::from("ts_ms >= ? AND ts_ms < ?");
-    let mut values = vec![
-        Value::Integer(filter.since.map_or(i64::MIN, millis)),
-        Value::Integer(filter.until.map_or(i64::MAX, millis)),
-    ];
+/// The conditions beyond the time window, and their parameters.
+fn conditions(filter: &Filter, device_keys: Option<&[String]>) -> (String, Vec<Param>) {
+    let mut clause = String::new();
+    let mut values = Vec::new();
+    if let Some(mode) = filter.mode.stored() {
+        clause.push_str(" AND mode = ?");
+        values.push(Param::Text(mode.into()));
+    }
     if let Some(app) = &filter.app {
-        clause.push_str(" AND (app = ? COLLATE NOCASE OR app_name = ? COLLATE NOCASE)");
-        values.extend([Value::Text(app.clone()), Value::Text(app.clone())]);
+        clause.push_str(" AND (lower(app) = lower(?) OR lower(app_name) = lower(?))");
+        values.extend([Param::Text(app.clone()), Param::Text(app.clone())]);
     }
     if let Some(keys) = device_keys {
         // Matched on the indexed device_key column; `device_keys` found which keys mean the device.
-        let marks = vec!["?"; keys.len().max(1)].join(", ");
-        let _ = write!(clause, " AND device_key IN ({marks})");
-        values.extend(keys.iter().cloned().map(Value::Text));
         if keys.is_empty() {
-            values.push(Value::Null);
+            clause.push_str(" AND 1 = 0");
+        } else {
+            let marks = vec!["?"; keys.len()].join(", ");
+            let _ = write!(clause, " AND device_key IN ({marks})");
+            values.extend(keys.iter().cloned().map(Param::Text));
         }
     }
     if let Some(owner) = &filter.owner {
-        clause.push_str(" AND owner = ? COLLATE NOCASE");
-        values.push(Value::Text(owner.clone()));
+        clause.push_str(" AND lower(owner) = lower(?)");
+        values.push(Param::Text(owner.clone()));
     }
     (clause, values)
 }
 
-/// Opens the store read-only (reports never write).
-pub fn open(path: &Path) -> Result<Connection, ReportError> {
-    Ok(store::open(path, true)?)
+/// Where a window's attempts are read: raw-row ranges (ms) and rollup day ranges.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    raw: Vec<(i64, i64)>,
+    days: Vec<(i64, i64)>,
 }
 
-/// Per device and app, most recently seen first.
+fn day_floor(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
+fn day_ceil(ms: i64) -> i64 {
+    day_floor(ms) + i64::from(ms.rem_euclid(DAY_MS) != 0)
+}
+
+/// Whole days from the rollups, partial edge days from raw rows — unless raw rows of that day
+/// may be purged (before `raw_from`), then the edge day's rollup counts whole.
+fn plan(since: i64, until: i64, raw_from: i64) -> Plan {
+    let mut plan = Plan::default();
+    if since >= until {
+        return plan;
+    }
+    let (first, last) = (day_ceil(since), day_floor(until));
+    let mut edges = Vec::new();
+    if first < last {
+        plan.days.push((first, last));
+        if since < first * DAY_MS {
+            edges.push((since, first * DAY_MS));
+        }
+        if until > last * DAY_MS {
+            edges.push((last * DAY_MS, until));
+        }
+    } else {
+        edges.push((since, until));
+    }
+    for (from, to) in edges {
+        if from < raw_from {
+            plan.days.push((day_floor(from), day_ceil(to)));
+        } else {
+            plan.raw.push((from, to));
+        }
+    }
+    plan
+}
+
+fn window(filter: &Filter) -> (i64, i64, i64) {
+    let since = filter.since.map_or(i64::MIN / 2, millis);
+    let until = filter.until.map_or(i64::MAX / 2, millis);
+    let raw_from = match (filter.now, filter.raw_days) {
+        (Some(now), days) if days > 0 => millis(now) - i64::from(days) * DAY_MS,
+        _ => i64::MIN / 2,
+    };
+    (since, until, raw_from)
+}
+
+/// Whole days from the rollups: one row per (device, app, mode, domain set, node), so that a
+/// domain set repeated on every day crosses over once.
+const FROM_ROLLUPS: (&str, &str) = (
+    "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), MIN(first_ms), \
+     MAX(last_ms), domains, node, string_agg(CAST(day AS TEXT), ' '), \
+     string_agg(CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END, ' ') FROM rollups WHERE day >= ? AND day < ?",
+    " GROUP BY device_key, app, mode, domains, node",
+);
+
+/// Partial days from the raw rows, in the same columns.
+const FROM_RAW: (&str, &str) = (
+    "SELECT device_key, app, mode, MAX(owner), MAX(app_name), COUNT(*), MIN(ts_ms), MAX(ts_ms), \
+     string_agg(domain, ' '), string_agg(node, ' '), string_agg(CAST(ts_ms / 86400000 AS TEXT), ' '), \
+     string_agg(CASE WHEN kind IN ('api', 'telemetry') THEN CAST(ts_ms / 86400000 AS TEXT) END, ' ') \
+     FROM attempts WHERE ts_ms >= ? AND ts_ms < ?",
+    " GROUP BY device_key, app, mode",
+);
+
+/// One (device, app, mode) summed over parts (stores, rollups and raw edges).
+#[derive(Default)]
+struct Acc {
+    owner: Option<String>,
+    app_name: String,
+    attempts: i64,
+    first: i64,
+    last: i64,
+    domains: BTreeSet<String>,
+    nodes: BTreeSet<String>,
+    days: BTreeSet<i64>,
+    backend_days: BTreeSet<i64>,
+}
+
+fn words(cell: &Cell) -> impl Iterator<Item = &str> {
+    cell.text().unwrap_or_default().split(' ').filter(|w| !w.is_empty())
+}
+
+impl Acc {
+    fn add(&mut self, r: &[Cell]) {
+        let fresh = self.attempts == 0;
+        self.owner = self.owner.clone().max(r[3].text().map(String::from));
+        let app_name = r[4].string();
+        if app_name > self.app_name {
+            self.app_name = app_name;
+        }
+        self.attempts += r[5].int();
+        self.first = if fresh { r[6].int() } else { self.first.min(r[6].int()) };
+        self.last = if fresh { r[7].int() } else { self.last.max(r[7].int()) };
+        self.domains.extend(words(&r[8]).map(String::from));
+        self.nodes.extend(words(&r[9]).map(String::from));
+        self.days.extend(words(&r[10]).filter_map(|d| d.parse::<i64>().ok()));
+        self.backend_days.extend(words(&r[11]).filter_map(|d| d.parse::<i64>().ok()));
+    }
+}
+
+/// Per device and app, most recently seen first, over every store in `dbs`.
 pub fn summaries(
-    db: &Connection,
+    dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
 ) -> Result<Vec<Summary>, ReportError> {
-    let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
-    let (clause, values) = conditions(filter, keys.as_deref());
-    let sql = format!(
-        "SELECT device_key, COALESCE(MAX(owner), ''), MAX(app_name), COUNT(*), COUNT(DISTINCT domain), \
-         COUNT(DISTINCT ts_ms / {DAY_MS}), \
-         COUNT(DISTINCT CASE WHEN kind IN ('api', 'telemetry') THEN ts_ms / {DAY_MS} END), MIN(ts_ms), MAX(ts_ms), \
-         (SELECT latest.identity_source FROM attempts AS latest WHERE latest.device_key = attempts.device_key \
-          ORDER BY latest.ts_ms DESC LIMIT 1) \
-         FROM attempts WHERE {clause} GROUP BY device_key, app ORDER BY MAX(ts_ms) DESC, device_key, app"
-    );
-    let mut statement = db.prepare(&sql)?;
-    let rows = statement.query_map(params_from_iter(values), |r| {
-        let count = |i: usize| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
-        let backend_days = count(6)?;
-        Ok(Summary {
-            device: r.get(0)?,
-            owner: r.get(1)?,
-            source: r.get(9)?,
-            app: r.get(2)?,
-            attempts: count(3)?,
-            domains: count(4)?,
-            days: count(5)?,
-            backend_days,
-            first_seen: time_text(r.get(7)?),
-            last_seen: time_text(r.get(8)?),
-            assessment: assessment(backend_days),
+    let (since, until, raw_from) = window(filter);
+    let plan = plan(since, until, raw_from);
+    let mut merged: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
+    for db in dbs.iter_mut() {
+        let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+        let (clause, values) = conditions(filter, keys.as_deref());
+        let parts = plan.days.iter().map(|r| (FROM_ROLLUPS, r)).chain(plan.raw.iter().map(|r| (FROM_RAW, r)));
+        for ((select, group), (from, to)) in parts {
+            let sql = format!("{select}{clause}{group}");
+            let mut params = vec![Param::Int(*from), Param::Int(*to)];
+            params.extend(values.iter().cloned());
+            for row in db.rows(&sql, &params)? {
+                merged.entry((row[0].string(), row[1].string(), row[2].string())).or_default().add(&row);
+            }
+        }
+    }
+    let nodes: BTreeSet<&String> = merged.values().flat_map(|a| &a.nodes).collect();
+    let show_nodes = nodes.len() > 1;
+    let show_mode = filter.mode != ModeFilter::Enforce;
+    let mut out: Vec<Summary> = merged
+        .into_iter()
+        .map(|((device, _, mode), acc)| {
+            let backend_days = acc.backend_days.len() as u64;
+            Summary {
+                device,
+                owner: acc.owner.unwrap_or_default(),
+                source: String::new(),
+                app: acc.app_name,
+                attempts: acc.attempts.max(0) as u64,
+                domains: acc.domains.len() as u64,
+                days: acc.days.len() as u64,
+                backend_days,
+                first_seen: time_text(acc.first),
+                last_seen: time_text(acc.last),
+                assessment: assessment(backend_days),
+                nodes: if show_nodes { acc.nodes.into_iter().collect::<Vec<_>>().join(" ") } else { String::new() },
+                mode: if show_mode { mode } else { String::new() },
+                names: acc.domains.into_iter().collect(),
+                last_ms: acc.last,
+            }
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect();
+    // The map's order is (device, app id, mode): the sort keeps it among equal last-seen times.
+    out.sort_by_key(|s| std::cmp::Reverse(s.last_ms));
+    fill_sources(dbs, &mut out)?;
+    Ok(out)
 }
 
-/// Every attempt matching `filter`, most recent first.
+/// Each device's identity source, from its latest raw attempt in any store: one index lookup
+/// per device shown (`attempts_device`), so the summary stays on the rollups.
+fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), ReportError> {
+    let devices: BTreeSet<String> = summaries.iter().map(|s| s.device.clone()).collect();
+    let mut sources: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for db in dbs.iter_mut() {
+        for device in &devices {
+            let sql = "SELECT ts_ms, identity_source FROM attempts WHERE device_key = ? ORDER BY ts_ms DESC LIMIT 1";
+            if let Some(row) = db.rows(sql, &[Param::Text(device.clone())])?.into_iter().next() {
+                let latest = sources.entry(device.clone()).or_insert((i64::MIN, String::new()));
+                if row[0].int() > latest.0 {
+                    *latest = (row[0].int(), row[1].string());
+                }
+            }
+        }
+    }
+    for summary in summaries.iter_mut() {
+        if let Some((_, source)) = sources.get(&summary.device) {
+            summary.source = source.clone();
+        }
+    }
+    Ok(())
+}
+
+/// Every attempt matching `filter`, most recent first, over every store in `dbs`.
 pub fn timeline(
-    db: &Connection,
+    dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
-) -> Result<Vec<Event>, ReportError> {
-    let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
-    let (clause, values) = conditions(filter, keys.as_deref());
-    let sql = format!(
-        "SELECT ts_ms, device_key, app_name, qname, qtype, kind, domain, matched_on, COALESCE(device_ip, '') \
-         FROM attempts WHERE {clause} ORDER BY ts_ms DESC, id DESC"
-    );
-    let mut statement = db.prepare(&sql)?;
-    let rows = statement.query_map(params_from_iter(values), |r| {
-        Ok(Event {
-            time: time_text(r.get(0)?),
-            device: r.get(1)?,
-            app: r.get(2)?,
-            qname: r.get(3)?,
-            qtype: r.get(4)?,
-            kind: r.get(5)?,
-            domain: r.get(6)?,
-            matched_on: r.get(7)?,
-            client: r.get(8)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// A cell for the people's table: control characters shown as escapes, so no stored name can
-/// break a line or move the cursor.
-fn cell(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
-}
-
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cell(c)).collect()).collect();
-    let widths: Vec<usize> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| rows.iter().map(|r| r[i].chars().count()).chain([h.len()]).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(c.chars().count());
-            let _ = write!(text, "{c}{}  ", " ".repeat(pad));
+) -> Result<Timeline, ReportError> {
+    let (since, until, raw_from) = window(filter);
+    let mut rows: Vec<(i64, i64, usize, Event)> = Vec::new();
+    let mut older = false;
+    for (index, db) in dbs.iter_mut().enumerate() {
+        let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+        let (clause, values) = conditions(filter, keys.as_deref());
+        let sql = format!(
+            "SELECT ts_ms, id, device_key, app_name, qname, qtype, kind, domain, matched_on, COALESCE(device_ip, ''), \
+             node, mode FROM attempts WHERE ts_ms >= ? AND ts_ms < ?{clause}"
+        );
+        let mut params = vec![Param::Int(since), Param::Int(until)];
+        params.extend(values.iter().cloned());
+        for r in db.rows(&sql, &params)? {
+            let event = Event {
+                time: time_text(r[0].int()),
+                device: r[2].string(),
+                app: r[3].string(),
+                qname: r[4].string(),
+                qtype: r[5].string(),
+                kind: r[6].string(),
+                domain: r[7].string(),
+                matched_on: r[8].string(),
+                client: r[9].string(),
+                node: r[10].string(),
+                mode: r[11].string(),
+            };
+            rows.push((r[0].int(), r[1].int(), index, event));
         }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(headers.to_vec());
-    for r in &rows {
-        line(r.iter().map(String::as_str).collect());
+        if since < raw_from {
+            let sql = format!("SELECT 1 FROM rollups WHERE day >= ? AND day < ?{clause} LIMIT 1");
+            let mut params = vec![Param::Int(day_floor(since)), Param::Int(day_floor(raw_from))];
+            params.extend(values);
+            older |= !db.rows(&sql, &params)?.is_empty();
+        }
     }
-    out
-}
-
-fn csv_text(headers: &[&str], rows: &[Vec<String>]) -> Result<String, ReportError> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(headers)?;
-    for r in rows {
-        writer.write_record(r)?;
-    }
-    let bytes = writer.into_inner().map_err(|e| ReportError::Csv(e.into_error().into()))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-const SUMMARY_HEADERS: [&str; 11] = [
-    "device",
-    "owner",
-    "source",
-    "app",
-    "attempts",
-    "domains",
-    "days",
-    "backend_days",
-    "first_seen",
-    "last_seen",
-    "assessment",
-];
-const EVENT_HEADERS: [&str; 9] = ["time", "device", "app", "qname", "qtype", "kind", "domain", "matched_on", "client"];
-
-pub fn render_summaries(summaries: &[Summary], format: Format) -> Result<String, ReportError> {
-    let rows: Vec<Vec<String>> = summaries
-        .iter()
-        .map(|s| {
-            vec![
-                s.device.clone(),
-                s.owner.clone(),
-                s.source.clone(),
-                s.app.clone(),
-                s.attempts.to_string(),
-                s.domains.to_string(),
-                s.days.to_string(),
-                s.backend_days.to_string(),
-                s.first_seen.clone(),
-                s.last_seen.clone(),
-                s.assessment.to_string(),
-            ]
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(b.1.cmp(&a.1)));
+    let nodes: BTreeSet<&str> = rows.iter().map(|r| r.3.node.as_str()).collect();
+    let (show_nodes, show_mode) = (nodes.len() > 1, filter.mode != ModeFilter::Enforce);
+    let events = rows
+        .into_iter()
+        .map(|(_, _, _, mut e)| {
+            if !show_nodes {
+                e.node.clear();
+            }
+            if !show_mode {
+                e.mode.clear();
+            }
+            e
         })
         .collect();
-    match format {
-        Format::Table => Ok(table(&SUMMARY_HEADERS, &rows)),
-        Format::Csv => csv_text(&SUMMARY_HEADERS, &rows),
-        Format::Json => Ok(serde_json::to_string_pretty(summaries)? + "\n"),
-    }
-}
-
-pub fn render_timeline(events: &[Event], format: Format) -> Result<String, ReportError> {
-    let rows: Vec<Vec<String>> = events
-        .iter()
-        .map(|e| {
-            vec![
-                e.time.clone(),
-                e.device.clone(),
-                e.app.clone(),
-                e.qname.clone(),
-                e.qtype.clone(),
-                e.kind.clone(),
-                e.domain.clone(),
-                e.matched_on.clone(),
-                e.client.clone(),
-            ]
-        })
-        .collect();
-    match format {
-        Format::Table => Ok(table(&EVENT_HEADERS, &rows)),
-        Format::Csv => csv_text(&EVENT_HEADERS, &rows),
-        Format::Json => Ok(serde_json::to_string_pretty(events)? + "\n"),
-    }
+    Ok(Timeline { events, raw_from: older.then(|| time_text(day_floor(raw_from) * DAY_MS)) })
 }
 
 #[cfg(test)]
@@ -354,16 +484,25 @@ mod tests {
     }
 
     #[test]
-    fn table_cells_cannot_break_lines() {
-        let out = table(&["a", "b"], &[vec!["x\ny".into(), "\u{1b}[2J".into()]]);
-        assert_eq!(out.lines().count(), 2, "{out}");
-        assert!(out.contains("x\\ny") && out.contains("\\u{1b}[2J"), "{out}");
-    }
-
-    #[test]
     fn assessment_follows_backend_days() {
         assert_eq!(assessment(0), "link or embedded content");
         assert_eq!(assessment(1), "app possibly installed");
         assert_eq!(assessment(3), "app likely installed");
+    }
+
+    #[test]
+    fn whole_days_come_from_rollups_and_edges_from_raw_rows() {
+        let d = DAY_MS;
+        // 02:00 on day 10 to 12:00 on day 13, raw rows kept from day 0.
+        let p = plan(10 * d + 2, 13 * d + 12, 0);
+        assert_eq!(p.days, [(11, 13)]);
+        assert_eq!(p.raw, [(10 * d + 2, 11 * d), (13 * d, 13 * d + 12)]);
+        // Within one day: raw rows only.
+        assert_eq!(plan(10 * d + 2, 10 * d + 5, 0), Plan { raw: vec![(10 * d + 2, 10 * d + 5)], days: vec![] });
+        // An edge day whose raw rows may be purged counts its whole rollup.
+        let p = plan(10 * d + 2, 13 * d, 12 * d);
+        assert_eq!(p.days, [(11, 13), (10, 11)]);
+        assert!(p.raw.is_empty());
+        assert_eq!(plan(5, 5, 0), Plan::default());
     }
 }

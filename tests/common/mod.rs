@@ -19,6 +19,8 @@ use hickory_proto::{
         rdata::{A, AAAA, CNAME, MX, SOA},
     },
 };
+pub mod pg;
+
 use nxguard::{
     config::Config,
     evidence::attempt::Attempt,

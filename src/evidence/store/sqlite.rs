@@ -1,40 +1,35 @@
-//! The attempt store: every blocked query as a row in an embedded SQLite database.
+//! The SQLite backend: every blocked query as a row in an embedded database, plus its daily
+//! rollups (schema in `store`'s header).
 //!
-//! Owns: the schema (versioned with `PRAGMA user_version`, indexed for the report queries), the
-//! writer thread (one, fed through a bounded queue, writing batched transactions in WAL mode at
-//! least every `flush_interval_ms`), keeping failed batches to retry when the disk recovers,
-//! reopening the file when it was deleted or replaced under the writer (checked at each flush),
-//! the retention purge, and pseudonymisation of the client identity. The query path never
-//! waits for disk: a full queue drops the record and counts it.
-//! Does not own: what a record contains (`evidence::attempt`), or reading for reports (`review`).
+//! Owns: the schema and its migrations on SQLite (`PRAGMA user_version`), opening the file
+//! (WAL mode), writing a batch (raw rows and rollups in one transaction), the purge in chunks,
+//! noticing that the open file was deleted or replaced (`file_moved`), and proving a path can be
+//! written (`check_writable`). The writer thread that calls these is `sqlite_writer`.
+//! Does not own: what a record contains (`evidence::attempt`, `record`), or reading for reports
+//! (`review`).
 
 use std::{
-    collections::VecDeque,
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-        mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    path::Path,
+    time::{Duration, SystemTime},
 };
 
-use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value};
-use thiserror::Error;
-use tracing::{error, info, warn};
+use rusqlite::{Connection, OpenFlags, Transaction, params};
+use tracing::info;
 
-use crate::{config::StoreConfig, evidence::attempt::Attempt};
+use crate::{
+    config::StoreConfig,
+    evidence::{
+        attempt::Attempt,
+        store::{
+            PURGE_CHUNK, SCHEMA_VERSION, StoreError, cutoffs,
+            record::{Pseudonymizer, Record},
+            rollup::Rollups,
+        },
+    },
+};
 
-/// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
-/// Failed records kept in memory for the next try; beyond this the oldest are dropped.
-const MAX_PENDING: usize = 200_000;
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-/// Records written in one transaction at most, when they arrive faster than the flush interval.
-const BATCH: usize = 10_000;
-
-const SCHEMA: &str = "
+/// Version 1: the raw attempts.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS attempts (
     id              INTEGER PRIMARY KEY,
     ts_ms           INTEGER NOT NULL,
@@ -64,353 +59,144 @@ CREATE INDEX IF NOT EXISTS attempts_app ON attempts (app, ts_ms);
 CREATE INDEX IF NOT EXISTS attempts_owner ON attempts (owner, ts_ms);
 ";
 
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("attempt store {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
-    #[error("attempt store {path} has schema version {found}; this nxguard knows {SCHEMA_VERSION}")]
-    Version { path: PathBuf, found: i64 },
-    #[error("attempt store {path} cannot be written: {message}")]
-    NotWritable { path: PathBuf, message: String },
-    #[error("pseudonymisation key {path}: {message}")]
-    Key { path: PathBuf, message: String },
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Keyed hash of a device identity (HMAC-SHA-256, first 16 hex digits), so that the store can
-/// group a device's attempts without holding who it is.
-pub struct Pseudonymizer {
-    key: ring::hmac::Key,
-}
-
-impl Pseudonymizer {
-    /// Reads the key file (at least 32 bytes of secret, kept apart from the database).
-    pub fn from_file(path: &Path) -> Result<Pseudonymizer, StoreError> {
-        let fail = |message: String| StoreError::Key { path: path.into(), message };
-        let secret = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        if secret.len() < 32 {
-            return Err(fail(format!("has {} bytes, needs at least 32", secret.len())));
-        }
-        Ok(Pseudonymizer { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret) })
-    }
-
-    /// Writes a new random key file (mode 0600).
-    pub fn create_key(path: &Path) -> Result<(), StoreError> {
-        use std::io::Write;
-        let fail = |message: String| StoreError::Key { path: path.into(), message };
-        let secret: [u8; 32] = rand::random();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(|e| fail(e.to_string()))?;
-        file.write_all(&secret).map_err(|e| fail(e.to_string()))
-    }
-
-    pub fn pseudonym(&self, identity: &str) -> String {
-        let tag = ring::hmac::sign(&self.key, identity.as_bytes());
-        let hex: String = tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("p-{hex}")
-    }
-}
-
-/// Counters the metrics endpoint and tests read.
-#[derive(Default)]
-pub struct StoreStats {
-    pub written: AtomicU64,
-    pub dropped: AtomicU64,
-    pub errors: AtomicU64,
-    pub pending: AtomicU64,
-    /// Times the database file was found deleted or replaced at a flush, and reopened.
-    pub reopened: AtomicU64,
-}
-
-/// The query side of the store: hands records to the writer thread.
-#[derive(Clone)]
-pub struct StoreSink {
-    queue: SyncSender<Attempt>,
-    stats: Arc<StoreStats>,
-}
-
-impl StoreSink {
-    pub fn stats(&self) -> Arc<StoreStats> {
-        Arc::clone(&self.stats)
-    }
-
-    /// Waits for room in the queue (benchmarks and imports; the query path uses `send`).
-    pub fn send_waiting(&self, attempt: Attempt) {
-        if self.queue.send(attempt).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Never blocks: a full queue drops the record and counts it.
-    pub fn send(&self, attempt: Attempt) {
-        match self.queue.try_send(attempt) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// The writer thread; dropping every `StoreSink` (or calling `close`) makes it flush and end.
-pub struct StoreWriter {
-    thread: Option<JoinHandle<()>>,
-    pub stats: Arc<StoreStats>,
-}
-
-impl StoreWriter {
-    /// Starts the writer. A database that cannot be opened now is retried at every flush, so
-    /// DNS is never held up by the store.
-    pub fn start(
-        path: &Path,
-        config: &StoreConfig,
-        pseudonymizer: Option<Arc<Pseudonymizer>>,
-    ) -> (StoreSink, StoreWriter) {
-        let (queue, incoming) = mpsc::sync_channel(config.queue);
-        let stats = Arc::new(StoreStats::default());
-        let sink = StoreSink { queue, stats: Arc::clone(&stats) };
-        let mut worker = Worker {
-            path: path.to_path_buf(),
-            flush: Duration::from_millis(config.flush_interval_ms),
-            retention: Duration::from_secs(u64::from(config.retention_days) * 86_400),
-            pseudonymizer,
-            connection: None,
-            pending: VecDeque::new(),
-            stats: Arc::clone(&stats),
-            last_purge: None,
-            last_error_log: None,
-            dropped_logged: 0,
-        };
-        let thread = std::thread::Builder::new()
-            .name("nxguard-store".into())
-            .spawn(move || worker.run(incoming))
-            .expect("spawning the store thread");
-        (sink, StoreWriter { thread: Some(thread), stats })
-    }
-
-    /// Waits for the writer to flush and end (after every sink is dropped).
-    pub fn close(mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-struct Worker {
-    path: PathBuf,
-    flush: Duration,
-    retention: Duration,
-    pseudonymizer: Option<Arc<Pseudonymizer>>,
-    connection: Option<Connection>,
-    pending: VecDeque<Attempt>,
-    stats: Arc<StoreStats>,
-    last_purge: Option<Instant>,
-    last_error_log: Option<Instant>,
-    dropped_logged: u64,
-}
-
-impl Worker {
-    fn run(&mut self, incoming: mpsc::Receiver<Attempt>) {
-        // Opened now so that the schema exists and a burst can be written at once; a failure
-        // here is retried (and reported) at the first flush.
-        self.connection = open(&self.path, false).ok();
-        let mut deadline = Instant::now() + self.flush;
-        loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match incoming.recv_timeout(wait) {
-                Ok(attempt) => {
-                    self.push(attempt);
-                    // Take what else is waiting, up to one batch, without blocking.
-                    while self.pending.len() < BATCH {
-                        match incoming.try_recv() {
-                            Ok(attempt) => self.push(attempt),
-                            Err(_) => break,
-                        }
-                    }
-                    // A full batch is written at once, unless the last write failed: then the
-                    // next try waits for the flush interval and records accumulate (bounded).
-                    let full = self.pending.len() >= BATCH && self.connection.is_some();
-                    if !full && Instant::now() < deadline {
-                        continue;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.write_pending();
-                    return;
-                }
-            }
-            self.write_pending();
-            self.purge_if_due();
-            self.log_drops();
-            deadline = Instant::now() + self.flush;
-        }
-    }
-
-    fn push(&mut self, attempt: Attempt) {
-        if self.pending.len() >= MAX_PENDING {
-            self.pending.pop_front();
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        self.pending.push_back(attempt);
-        self.stats.pending.store(self.pending.len() as u64, Ordering::Relaxed);
-    }
-
-    fn write_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        match self.write_batch() {
-            Ok(n) => {
-                self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
-                self.pending.clear();
-            }
-            Err(e) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                // The connection may be in a bad state (disk full, file replaced): reopen later.
-                self.connection = None;
-                let quiet = self.last_error_log.is_some_and(|t| t.elapsed() < Duration::from_secs(60));
-                if !quiet {
-                    error!(error = %e, pending = self.pending.len(), "cannot write attempts; keeping them to retry");
-                    self.last_error_log = Some(Instant::now());
-                }
-            }
-        }
-        self.stats.pending.store(self.pending.len() as u64, Ordering::Relaxed);
-    }
-
-    fn write_batch(&mut self) -> Result<usize, StoreError> {
-        let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-        if self.connection.as_ref().is_some_and(file_moved) {
-            self.reopen_moved();
-        }
-        if self.connection.is_none() {
-            self.connection = Some(open(&self.path, false)?);
-            info!(path = %self.path.display(), "attempt store open");
-        }
-        let connection = self.connection.as_mut().expect("opened above");
-        let tx = connection.transaction().map_err(wrap)?;
-        {
-            let mut insert = tx.prepare_cached(INSERT).map_err(wrap)?;
-            for attempt in &self.pending {
-                let row = Row::of(attempt, self.pseudonymizer.as_deref());
-                insert.execute(params_from_iter(row.values())).map_err(wrap)?;
-            }
-        }
-        tx.commit().map_err(wrap)?;
-        Ok(self.pending.len())
-    }
-
-    /// The open database file was deleted or replaced (a cleanup script, the directory removed):
-    /// rows written now would vanish with it. Drop the connection so the next open creates the
-    /// file at its path again, recreating a removed directory (0700: it holds personal data).
-    fn reopen_moved(&mut self) {
-        self.connection = None;
-        self.stats.reopened.fetch_add(1, Ordering::Relaxed);
-        warn!(path = %self.path.display(), "attempt store file deleted or replaced while open; reopening it");
-        if let Some(dir) = self.path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            if let Err(error) = builder.create(dir) {
-                warn!(dir = %dir.display(), %error, "cannot recreate the attempt store directory");
-            }
-        }
-    }
-
-    /// Says so in the log when records were lost since the last flush.
-    fn log_drops(&mut self) {
-        let dropped = self.stats.dropped.load(Ordering::Relaxed);
-        if dropped > self.dropped_logged {
-            warn!(lost = dropped - self.dropped_logged, total = dropped, "attempt store queue full; records dropped");
-            self.dropped_logged = dropped;
-        }
-    }
-
-    fn purge_if_due(&mut self) {
-        if self.last_purge.is_some_and(|t| t.elapsed() < PURGE_EVERY) {
-            return;
-        }
-        // An idle server purges too: open the store if no write has yet.
-        if self.connection.is_none() {
-            self.connection = open(&self.path, false).ok();
-        }
-        if let Some(connection) = &self.connection {
-            match purge(connection, SystemTime::now(), self.retention) {
-                Ok(n) if n > 0 => info!(deleted = n, "attempts past retention deleted"),
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "retention purge failed"),
-            }
-            self.last_purge = Some(Instant::now());
-        }
-    }
-}
+/// Version 2: node and evidence stamp on every row, and the daily rollups.
+const SCHEMA_V2: &str = "
+ALTER TABLE attempts ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE attempts ADD COLUMN mode TEXT NOT NULL DEFAULT 'enforce';
+ALTER TABLE attempts ADD COLUMN policy_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE attempts ADD COLUMN rule TEXT NOT NULL DEFAULT '';
+CREATE TABLE rollups (
+    device_key  TEXT NOT NULL,
+    app         TEXT NOT NULL,
+    day         INTEGER NOT NULL,
+    node        TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    owner       TEXT,
+    app_name    TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    api         INTEGER NOT NULL,
+    telemetry   INTEGER NOT NULL,
+    cdn         INTEGER NOT NULL,
+    web         INTEGER NOT NULL,
+    alias       INTEGER NOT NULL,
+    unspecified INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    domains     TEXT NOT NULL,
+    PRIMARY KEY (day, device_key, app, node, mode)
+) WITHOUT ROWID;
+CREATE INDEX rollups_device ON rollups (device_key, day);
+";
 
 const INSERT: &str = "INSERT INTO attempts (ts_ms, device_key, client_ip, client_port, transport, device_ip, mac, \
      hostname, device, owner, identity_source, qname, qtype, app, app_name, vendor, domain, kind, matched_on, \
-     cname_alias) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+     cname_alias, node, mode, policy_version, rule) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
-/// One attempt as stored; with pseudonymisation the identifying fields are replaced by the
-/// pseudonym (device_key) and left empty.
-struct Row<'a> {
-    attempt: &'a Attempt,
-    device_key: String,
-    identifying: bool,
-}
-
-impl<'a> Row<'a> {
-    fn of(attempt: &'a Attempt, pseudonymizer: Option<&Pseudonymizer>) -> Row<'a> {
-        let key = attempt.identity.key();
-        match pseudonymizer {
-            Some(p) => Row { attempt, device_key: p.pseudonym(&key), identifying: false },
-            None => Row { attempt, device_key: key, identifying: true },
+/// Writes records and their rollups in one transaction.
+pub fn insert(connection: &mut Connection, records: &[Record]) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        for r in records {
+            insert.execute(params![
+                r.ts_ms,
+                r.device_key,
+                r.client_ip,
+                r.client_port,
+                r.transport,
+                r.device_ip,
+                r.mac,
+                r.hostname,
+                r.device,
+                r.owner,
+                r.identity_source,
+                r.qname,
+                r.qtype,
+                r.app,
+                r.app_name,
+                r.vendor,
+                r.domain,
+                r.kind,
+                r.matched_on,
+                r.cname_alias,
+                r.node,
+                r.mode,
+                r.policy_version,
+                r.rule,
+            ])?;
         }
     }
+    add_rollups(&tx, &Rollups::of(records))?;
+    tx.commit()
+}
 
-    fn values(&self) -> [Value; 20] {
-        let a = self.attempt;
-        let id = &a.identity;
-        let text = |v: &str| Value::Text(v.to_string());
-        let keep = |v: Option<String>| match v {
-            Some(v) if self.identifying => Value::Text(v),
-            _ => Value::Null,
-        };
-        let (matched_on, alias) = match &a.via {
-            crate::evidence::attempt::Via::Query => ("query", Value::Null),
-            crate::evidence::attempt::Via::Cname { alias } => ("cname", text(alias)),
-        };
-        [
-            Value::Integer(millis(a.time)),
-            text(&self.device_key),
-            keep(Some(a.client.ip().to_string())),
-            if self.identifying { Value::Integer(i64::from(a.client.port())) } else { Value::Null },
-            text(a.transport.as_str()),
-            keep(Some(id.ip.to_string())),
-            keep(id.mac.clone()),
-            keep(id.hostname.clone()),
-            keep(id.device.clone()),
-            keep(id.owner.clone()),
-            text(id.source.as_str()),
-            text(&a.qname),
-            text(&a.qtype),
-            text(&a.app.app.id),
-            text(&a.app.app.name),
-            text(&a.app.app.vendor),
-            text(&a.domain),
-            text(a.kind.as_str()),
-            text(matched_on),
-            alias,
-        ]
+/// Adds rollups directly in one transaction (benchmarks: rollups of a long history without its
+/// raw rows).
+pub fn insert_rollups(connection: &mut Connection, rollups: &Rollups) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction()?;
+    add_rollups(&tx, rollups)?;
+    tx.commit()
+}
+
+/// Adds rollup deltas to the stored rollups: one upsert per key, counts added by SQLite, domain
+/// sets merged by `nxguard_merge_domains` (registered by `open_writable`) only when they differ.
+fn add_rollups(tx: &Transaction, rollups: &Rollups) -> Result<(), rusqlite::Error> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO rollups (device_key, app, day, node, mode, owner, app_name, attempts, api, telemetry, cdn, \
+         web, alias, unspecified, first_ms, last_ms, domains) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+         ON CONFLICT (day, device_key, app, node, mode) DO UPDATE SET \
+         owner = CASE WHEN excluded.owner IS NULL THEN rollups.owner WHEN rollups.owner IS NULL THEN excluded.owner \
+                 ELSE max(rollups.owner, excluded.owner) END, \
+         app_name = max(rollups.app_name, excluded.app_name), \
+         attempts = rollups.attempts + excluded.attempts, api = rollups.api + excluded.api, \
+         telemetry = rollups.telemetry + excluded.telemetry, cdn = rollups.cdn + excluded.cdn, \
+         web = rollups.web + excluded.web, alias = rollups.alias + excluded.alias, \
+         unspecified = rollups.unspecified + excluded.unspecified, \
+         first_ms = min(rollups.first_ms, excluded.first_ms), last_ms = max(rollups.last_ms, excluded.last_ms), \
+         domains = CASE WHEN rollups.domains = excluded.domains THEN rollups.domains \
+                   ELSE nxguard_merge_domains(rollups.domains, excluded.domains) END",
+    )?;
+    for (key, c) in rollups.sorted() {
+        let k = c.kinds;
+        upsert.execute(params![
+            key.device_key,
+            key.app,
+            key.day,
+            key.node,
+            key.mode,
+            c.owner,
+            c.app_name,
+            c.attempts,
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            k[4],
+            k[5],
+            c.first_ms,
+            c.last_ms,
+            c.domains_text()
+        ])?;
     }
+    Ok(())
+}
+
+/// The union of two space-separated domain sets, sorted bytewise.
+fn merge_domains(a: &str, b: &str) -> String {
+    let set: std::collections::BTreeSet<&str> = a.split(' ').chain(b.split(' ')).filter(|d| !d.is_empty()).collect();
+    set.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+fn register_functions(connection: &Connection) -> Result<(), rusqlite::Error> {
+    use rusqlite::functions::FunctionFlags;
+    connection.create_scalar_function(
+        "nxguard_merge_domains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(merge_domains(&ctx.get::<String>(0)?, &ctx.get::<String>(1)?)),
+    )
 }
 
 /// Whether the store at `path` can be written (for `nxguard check`): an existing file is opened
@@ -427,42 +213,10 @@ pub fn check_writable(path: &Path) -> Result<(), StoreError> {
     std::fs::remove_file(&probe).map_err(fail)
 }
 
-/// Opens (creating when `read_only` is false) the database and checks its schema version.
-pub fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
-    let wrap = |source| StoreError::Sqlite { path: path.into(), source };
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let connection = Connection::open_with_flags(path, flags).map_err(wrap)?;
-    connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
-    if read_only {
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::Version { path: path.into(), found: version });
-        }
-        return Ok(connection);
-    }
-    // WAL: readers (reports) never block the writer; synchronous=NORMAL keeps every committed
-    // transaction across a process crash (kill -9); only a power loss can cost the last ones.
-    connection.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-    connection.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
-    match version {
-        0 => {
-            connection.execute_batch(SCHEMA).map_err(wrap)?;
-            connection.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(wrap)?;
-        }
-        SCHEMA_VERSION => {}
-        found => return Err(StoreError::Version { path: path.into(), found }),
-    }
-    Ok(connection)
-}
-
 /// Whether the database file `connection` has open was unlinked or replaced since: SQLite's
 /// unix VFS compares the open file's inode with the one now at its path
 /// (`SQLITE_FCNTL_HAS_MOVED`). Rows written to an unlinked file are lost when it is closed.
-fn file_moved(connection: &Connection) -> bool {
+pub fn file_moved(connection: &Connection) -> bool {
     let mut moved: std::ffi::c_int = 0;
     // SAFETY: `handle` is the live connection's database handle, borrowed for this call only;
     // "main" is a NUL-terminated schema name; HAS_MOVED writes one int through the pointer,
@@ -478,22 +232,133 @@ fn file_moved(connection: &Connection) -> bool {
     result == rusqlite::ffi::SQLITE_OK && moved != 0
 }
 
-/// Deletes attempts older than `retention` before `now`; returns how many.
-pub fn purge(connection: &Connection, now: SystemTime, retention: Duration) -> Result<usize, rusqlite::Error> {
-    let cutoff = millis(now.checked_sub(retention).unwrap_or(UNIX_EPOCH));
-    connection.execute("DELETE FROM attempts WHERE ts_ms < ?1", [cutoff])
+/// Opens the database read-only (reports) and checks that its schema is the one this binary
+/// reads.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let wrap = |source| StoreError::Sqlite { path: path.into(), source };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(wrap)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::Version { store: path.display().to_string(), found: version });
+    }
+    Ok(connection)
 }
 
-/// Writes attempts straight into a database (tests, benchmarks and imports).
-pub fn insert_all(path: &Path, attempts: &[Attempt], pseudonymizer: Option<&Pseudonymizer>) -> Result<(), StoreError> {
-    let mut connection = open(path, false)?;
+/// Opens (creating) the database for writing and migrates an older schema; rows written before
+/// version 2 are given `node`.
+pub fn open_writable(path: &Path, node: &str) -> Result<Connection, StoreError> {
     let wrap = |source| StoreError::Sqlite { path: path.into(), source };
-    let tx = connection.transaction().map_err(wrap)?;
-    {
-        let mut insert = tx.prepare_cached(INSERT).map_err(wrap)?;
-        for attempt in attempts {
-            insert.execute(params_from_iter(Row::of(attempt, pseudonymizer).values())).map_err(wrap)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut connection = Connection::open_with_flags(path, flags).map_err(wrap)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+    register_functions(&connection).map_err(wrap)?;
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Version { store: path.display().to_string(), found: version });
+    }
+    // WAL: readers (reports) never block the writer; synchronous=NORMAL keeps every committed
+    // transaction across a process crash (kill -9); only a power loss can cost the last ones.
+    connection.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+    connection.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+    if version < SCHEMA_VERSION {
+        migrate(&mut connection, version, node).map_err(wrap)?;
+        if version > 0 {
+            info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "attempt store schema migrated");
         }
     }
-    tx.commit().map_err(wrap)
+    Ok(connection)
+}
+
+/// Opens the database: read-only for readers, otherwise writable with this host's name for
+/// migrated rows (tests and tools).
+pub fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    if read_only { open_read_only(path) } else { open_writable(path, &StoreConfig::default().node_name()) }
+}
+
+fn migrate(connection: &mut Connection, from: i64, node: &str) -> Result<(), rusqlite::Error> {
+    let tx = connection.transaction()?;
+    if from < 1 {
+        tx.execute_batch(SCHEMA_V1)?;
+    }
+    if from < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
+        tx.execute("UPDATE attempts SET node = ?1", [node])?;
+        // The rollups of the rows already there, so summaries see them.
+        let mut rollups = Rollups::default();
+        {
+            let mut rows =
+                tx.prepare("SELECT ts_ms, device_key, app, app_name, owner, kind, domain FROM attempts ORDER BY id")?;
+            let mut cursor = rows.query([])?;
+            while let Some(r) = cursor.next()? {
+                rollups.add(&Record {
+                    ts_ms: r.get(0)?,
+                    node: node.to_string(),
+                    device_key: r.get(1)?,
+                    app: r.get(2)?,
+                    app_name: r.get(3)?,
+                    owner: r.get(4)?,
+                    kind: r.get(5)?,
+                    domain: r.get(6)?,
+                    mode: "enforce".into(),
+                    ..Record::default()
+                });
+            }
+        }
+        add_rollups(&tx, &rollups)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
+/// Deletes at most `limit` raw rows older than `raw_before_ms` and rollups of days before
+/// `rollups_before_day`; returns how many rows went.
+pub fn purge_chunk(
+    connection: &Connection,
+    raw_before_ms: i64,
+    rollups_before_day: i64,
+    limit: usize,
+) -> Result<usize, rusqlite::Error> {
+    let raw = connection.execute(
+        "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+        params![raw_before_ms, limit as i64],
+    )?;
+    let rollups = connection.execute(
+        "DELETE FROM rollups WHERE (day, device_key, app, node, mode) IN \
+         (SELECT day, device_key, app, node, mode FROM rollups WHERE day < ?1 LIMIT ?2)",
+        params![rollups_before_day, limit as i64],
+    )?;
+    Ok(raw + rollups)
+}
+
+/// The whole purge at once, chunk after chunk (tests and tools): raw rows older than
+/// `raw_days`, rollups older than `retention_days`, before `now`.
+pub fn purge(
+    connection: &Connection,
+    now: SystemTime,
+    raw_days: u32,
+    retention_days: u32,
+) -> Result<usize, rusqlite::Error> {
+    let (raw, rollups) = cutoffs(now, raw_days, retention_days);
+    let mut total = 0;
+    loop {
+        let n = purge_chunk(connection, raw, rollups, PURGE_CHUNK)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
+/// Writes attempts straight into a database (tests, benchmarks and imports), as `node`.
+pub fn insert_all(
+    path: &Path,
+    attempts: &[Attempt],
+    pseudonymizer: Option<&Pseudonymizer>,
+    node: &str,
+) -> Result<(), StoreError> {
+    let mut connection = open_writable(path, node)?;
+    let records: Vec<Record> = attempts.iter().map(|a| Record::of(a, pseudonymizer, node)).collect();
+    insert(&mut connection, &records).map_err(|source| StoreError::Sqlite { path: path.into(), source })
 }

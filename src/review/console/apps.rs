@@ -31,13 +31,13 @@ pub async fn app(
     let officer = who.role >= Role::Officer;
     let now = c.now();
     let app = view.app.clone().filter(|a| !a.is_empty()).ok_or(ConsoleError::NotFound)?;
-    let mut filter = report::Filter { device: None, ..view.filter(now)? };
+    let mut filter = report::Filter { device: None, ..view.filter(now, c.store_config.raw_days)? };
     if !officer {
         filter.owner = None;
     }
-    let store = c.store()?;
-    let rows = report::summaries(&store, &filter, c.pseudonymizer.as_ref())?;
-    let domains = queries::app_domains(&store, &app, filter.since.unwrap_or(now), filter.until.unwrap_or(now))?;
+    let mut store = c.store()?;
+    let rows = report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?;
+    let domains = queries::app_domains(&mut store, &app, filter.since.unwrap_or(now), filter.until.unwrap_or(now))?;
     let mut kinds: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for (_, kind, attempts, devices) in &domains {
         let entry = kinds.entry(kind).or_default();

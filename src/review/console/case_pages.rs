@@ -33,9 +33,9 @@ pub fn state_key(state: CaseState) -> &'static str {
 pub async fn list(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
     who.require(Role::Officer)?;
     let lang = c.language();
-    let store = c.store()?;
+    let mut store = c.store()?;
     let db = c.db();
-    cases::refresh(&db, &store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
+    cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
     let all = cases::list(&db, None)?;
     let body = html! {
         table id="cases" {
@@ -117,9 +117,9 @@ pub async fn open(
 pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i64>) -> Result<Markup, ConsoleError> {
     who.require(Role::Officer)?;
     let lang = c.language();
-    let store = c.store()?;
+    let mut store = c.store()?;
     let db = c.db();
-    cases::refresh(&db, &store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
+    cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
     let k = cases::get(&db, id)?;
     let today = &humantime::format_rfc3339_seconds(c.now()).to_string()[..10];
     let body = html! {

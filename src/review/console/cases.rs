@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::{ConsoleError, audit, queries::time_text};
 use crate::{
-    evidence::store::{Pseudonymizer, millis},
+    evidence::store::{Pseudonymizer, millis, read::Reader},
     review::report::{self, Filter},
 };
 
@@ -182,7 +182,7 @@ pub fn update(db: &Connection, id: i64, change: &Change, now: SystemTime) -> Res
 /// each change is audited as actor `nxguard`. Returns the cases that changed.
 pub fn refresh(
     db: &Connection,
-    store: &Connection,
+    store: &mut Reader,
     pseudonymizer: Option<&Pseudonymizer>,
     now: SystemTime,
     verify_days: u32,
@@ -199,8 +199,15 @@ pub fn refresh(
             app: Some(case.app.clone()),
             device: Some(case.device.clone()),
             owner: None,
+            mode: report::ModeFilter::Enforce,
+            now: Some(now),
+            // Every day since the removal counts, whole days from the rollups and the partial
+            // first and last days from the raw rows (0: taken as kept; a removal older than
+            // store.raw_days loses only the attempts of its own, partial, day).
+            raw_days: 0,
         };
-        let attempts: u64 = report::summaries(store, &filter, pseudonymizer)?.iter().map(|s| s.attempts).sum();
+        let attempts: u64 =
+            report::summaries(std::slice::from_mut(store), &filter, pseudonymizer)?.iter().map(|s| s.attempts).sum();
         let Some(state) = verdict(removed, attempts, now, verify_days) else { continue };
         if state == case.state {
             continue;

@@ -21,7 +21,10 @@ use super::{
     cases,
     layout::View,
 };
-use crate::review::report::{self, Format, ReportError};
+use crate::review::{
+    render,
+    report::{self, Format, ReportError},
+};
 
 /// `text` with a `'` before it when a spreadsheet would read it as a formula.
 pub fn neutralise(text: &str) -> String {
@@ -53,9 +56,9 @@ fn csv_response(name: &str, body: String) -> Response {
 
 /// The summary rows of a view, as the devices page shows them (officers see identities).
 fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
-    let filter = report::Filter { device: None, ..view.filter(c.now())? };
-    let store = c.store()?;
-    Ok(view.apply(report::summaries(&store, &filter, c.pseudonymizer.as_ref())?, None))
+    let filter = report::Filter { device: None, ..view.filter(c.now(), c.store_config.raw_days)? };
+    let mut store = c.store()?;
+    Ok(view.apply(report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?, None))
 }
 
 pub async fn summary_csv(
@@ -66,15 +69,15 @@ pub async fn summary_csv(
     who.require(Role::Officer)?;
     let rows = summary_rows(&c, &view)?;
     audit::by(&c.db(), c.now(), &who, "export summary", "", &format!("{}; {} rows", view.query(), rows.len()))?;
-    Ok(csv_response("nxguard-summary.csv", neutralise_csv(&report::render_summaries(&rows, Format::Csv)?)?))
+    Ok(csv_response("nxguard-summary.csv", neutralise_csv(&render::summaries(&rows, Format::Csv)?)?))
 }
 
 fn timeline_events(c: &Console, view: &View) -> Result<Vec<report::Event>, ConsoleError> {
     if view.device.as_deref().is_none_or(str::is_empty) {
         return Err(ConsoleError::Input("give device=".into()));
     }
-    let filter = report::Filter { owner: None, ..view.filter(c.now())? };
-    Ok(report::timeline(&c.store()?, &filter, c.pseudonymizer.as_ref())?)
+    let filter = report::Filter { owner: None, ..view.filter(c.now(), c.store_config.raw_days)? };
+    Ok(report::timeline(std::slice::from_mut(&mut c.store()?), &filter, c.pseudonymizer.as_ref())?.events)
 }
 
 pub async fn timeline_csv(
@@ -86,7 +89,7 @@ pub async fn timeline_csv(
     let events = timeline_events(&c, &view)?;
     let device = view.device.clone().unwrap_or_default();
     audit::by(&c.db(), c.now(), &who, "export timeline", &device, &format!("{}; {} rows", view.query(), events.len()))?;
-    Ok(csv_response("nxguard-timeline.csv", neutralise_csv(&report::render_timeline(&events, Format::Csv)?)?))
+    Ok(csv_response("nxguard-timeline.csv", neutralise_csv(&render::timeline(&events, Format::Csv)?)?))
 }
 
 pub async fn audit_csv(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Response, ConsoleError> {

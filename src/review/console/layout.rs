@@ -89,8 +89,9 @@ impl View {
         given(&self.since).unwrap_or("30d")
     }
 
-    /// The report filter for this view at `now` (owner and app as typed; device as given).
-    pub fn filter(&self, now: SystemTime) -> Result<Filter, ConsoleError> {
+    /// The report filter for this view at `now` (owner and app as typed; device as given), over
+    /// a store that keeps raw rows `raw_days`. Enforced attempts only, as `report` shows them.
+    pub fn filter(&self, now: SystemTime, raw_days: u32) -> Result<Filter, ConsoleError> {
         let until = given(&self.until).map(|u| report::parse_time(u, now)).transpose()?;
         Ok(Filter {
             since: Some(report::parse_time(self.since_text(), now)?),
@@ -98,6 +99,9 @@ impl View {
             app: given(&self.app).map(str::to_string),
             device: given(&self.device).map(str::to_string),
             owner: given(&self.owner).map(str::to_string),
+            mode: report::ModeFilter::Enforce,
+            now: Some(now),
+            raw_days,
         })
     }
 

@@ -48,8 +48,8 @@ use rusqlite::Connection;
 use thiserror::Error;
 
 use crate::{
-    config::{ConsoleConfig, Language, PolicyConfig},
-    evidence::store::Pseudonymizer,
+    config::{ConsoleConfig, Language, PolicyConfig, StoreConfig},
+    evidence::store::{Pseudonymizer, read::Reader},
     review::report::ReportError,
 };
 
@@ -98,6 +98,10 @@ pub struct Console {
     pub config: ConsoleConfig,
     /// The attempt store, opened read-only per request through `report::open`.
     pub store_path: PathBuf,
+    /// A PostgreSQL store (`store.url`) read instead of `store_path`.
+    pub store_url: Option<String>,
+    /// The `[store]` settings a PostgreSQL reader needs (password file, TLS, CA).
+    pub store_config: StoreConfig,
     pub pseudonymizer: Option<Pseudonymizer>,
     /// The policy settings the lists-health page loads (None: the page says so).
     pub policy: Option<PolicyConfig>,
@@ -130,6 +134,8 @@ impl Console {
         Ok(Console {
             config,
             store_path,
+            store_url: None,
+            store_config: StoreConfig::default(),
             pseudonymizer,
             policy: None,
             db: Mutex::new(db),
@@ -152,9 +158,12 @@ impl Console {
         self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The attempt store, read-only.
-    pub fn store(&self) -> Result<Connection, ConsoleError> {
-        Ok(crate::review::report::open(&self.store_path)?)
+    /// The attempt store, read-only: the SQLite file at `store_path`, or `store_url` on
+    /// PostgreSQL (with the password, TLS and CA of `store_config`).
+    pub fn store(&self) -> Result<Reader, ConsoleError> {
+        let path = self.store_path.display().to_string();
+        let source = self.store_url.as_deref().unwrap_or(&path);
+        Ok(Reader::open(source, &self.store_config).map_err(ReportError::from)?)
     }
 
     /// The pseudonymous key a viewer sees for a device key: stable, but not the identity.

@@ -133,18 +133,18 @@ pub async fn overview(
     let lang = c.language();
     let now = c.now();
     let officer = who.role >= Role::Officer;
-    let mut filter = report::Filter { device: None, ..view.filter(now)? };
+    let mut filter = report::Filter { device: None, ..view.filter(now, c.store_config.raw_days)? };
     if !officer {
         // Viewers get no owner filter: counts per owner would point at people.
         filter.owner = None;
     }
-    let store = c.store()?;
-    let rows = report::summaries(&store, &filter, c.pseudonymizer.as_ref())?;
+    let mut store = c.store()?;
+    let rows = report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let days = queries::daily(&store, since, until, filter.app.as_deref())?;
+    let days = queries::daily(&mut store, since, until, filter.app.as_deref())?;
     let all_cases = {
         let db = c.db();
-        cases::refresh(&db, &store, c.pseudonymizer.as_ref(), now, c.config.verify_days)?;
+        cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), now, c.config.verify_days)?;
         cases::list(&db, None)?
     };
     let mut by_app: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
@@ -228,13 +228,13 @@ pub async fn devices(
 ) -> Result<Markup, ConsoleError> {
     let lang = c.language();
     let officer = who.role >= Role::Officer;
-    let mut filter = view.filter(c.now())?;
+    let mut filter = view.filter(c.now(), c.store_config.raw_days)?;
     filter.device = None;
     if !officer {
         filter.owner = None;
     }
-    let store = c.store()?;
-    let rows = report::summaries(&store, &filter, c.pseudonymizer.as_ref())?;
+    let mut store = c.store()?;
+    let rows = report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?;
     let mask = |d: &str| c.masked(d);
     let rows = view.apply(rows, if officer { None } else { Some(&mask) });
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
@@ -285,12 +285,17 @@ pub async fn device(
     let lang = c.language();
     let now = c.now();
     let key = view.device.clone().filter(|d| !d.is_empty()).ok_or(ConsoleError::NotFound)?;
-    let filter = view.filter(now)?;
+    let filter = view.filter(now, c.store_config.raw_days)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let store = c.store()?;
-    let sources = queries::identity_sources(&store, &key)?;
-    let lanes = queries::device_daily(&store, &key, since, until)?;
-    let hits = report::timeline(&store, &report::Filter { owner: None, ..filter }, c.pseudonymizer.as_ref())?;
+    let mut store = c.store()?;
+    let sources = queries::identity_sources(&mut store, &key)?;
+    let lanes = queries::device_daily(&mut store, &key, since, until)?;
+    let hits = report::timeline(
+        std::slice::from_mut(&mut store),
+        &report::Filter { owner: None, ..filter },
+        c.pseudonymizer.as_ref(),
+    )?
+    .events;
     let device_cases = {
         let db = c.db();
         audit::by(&db, now, &who, "view device", &key, &format!("since {}", view.since_text()))?;

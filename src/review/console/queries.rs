@@ -1,12 +1,18 @@
 //! The console's own reads of the attempt store, beyond `review::report`: per-day counts for the
-//! trend charts and a device's identity sources. Each takes the connection `report::open`
-//! returns; like `report`, they move with the store's schema.
+//! trend charts (from the daily rollups, so they reach back `store.retention_days`), a device's
+//! identity sources and an app's domains (from the raw rows, kept `store.raw_days`). Each takes
+//! a `Reader`, so they run on SQLite and PostgreSQL alike; only enforced attempts are counted,
+//! as in `report`'s default view.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, params};
-
-use crate::{evidence::store::millis, review::report::ReportError};
+use crate::{
+    evidence::store::{
+        millis,
+        read::{Param, Reader},
+    },
+    review::report::ReportError,
+};
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -19,6 +25,15 @@ pub fn day_text(day: i64) -> String {
     time_text(day * DAY_MS)[..10].to_string()
 }
 
+/// Whole UTC days touched by [since, until): the first day and the day after the last.
+fn days(since: SystemTime, until: SystemTime) -> (i64, i64) {
+    (millis(since).div_euclid(DAY_MS), (millis(until) + DAY_MS - 1).div_euclid(DAY_MS))
+}
+
+fn count(n: i64) -> u64 {
+    n.max(0) as u64
+}
+
 /// One day of attempts: the day number (UTC days since 1970), attempts and distinct devices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Day {
@@ -27,43 +42,47 @@ pub struct Day {
     pub devices: u64,
 }
 
-/// Attempts and devices per UTC day in [since, until), optionally for one app (id or name).
+/// Attempts and devices per UTC day touched by [since, until), optionally for one app (id or
+/// name, any case).
 pub fn daily(
-    db: &Connection,
+    db: &mut Reader,
     since: SystemTime,
     until: SystemTime,
     app: Option<&str>,
 ) -> Result<Vec<Day>, ReportError> {
-    let mut statement = db.prepare(
-        "SELECT ts_ms / 86400000, COUNT(*), COUNT(DISTINCT device_key) FROM attempts \
-         WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (?3 IS NULL OR app = ?3 COLLATE NOCASE OR app_name = ?3 COLLATE NOCASE) \
-         GROUP BY 1 ORDER BY 1",
-    )?;
-    let rows = statement.query_map(params![millis(since), millis(until), app], |r| {
-        Ok(Day {
-            day: r.get(0)?,
-            attempts: r.get::<_, i64>(1)?.max(0) as u64,
-            devices: r.get::<_, i64>(2)?.max(0) as u64,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let (first, end) = days(since, until);
+    let mut params = vec![Param::Int(first), Param::Int(end)];
+    let app_clause = match app {
+        Some(app) => {
+            params.push(Param::Text(app.to_lowercase()));
+            params.push(Param::Text(app.to_lowercase()));
+            " AND (LOWER(app) = ? OR LOWER(app_name) = ?)"
+        }
+        None => "",
+    };
+    let sql = format!(
+        "SELECT day, SUM(attempts), COUNT(DISTINCT device_key) FROM rollups \
+         WHERE day >= ? AND day < ? AND mode = 'enforce'{app_clause} GROUP BY day ORDER BY day"
+    );
+    let rows = db.rows(&sql, &params)?;
+    Ok(rows.iter().map(|r| Day { day: r[0].int(), attempts: count(r[1].int()), devices: count(r[2].int()) }).collect())
 }
 
-/// Attempts of one device per app and UTC day in [since, until): (app name, day, attempts).
+/// Attempts of one device per app and UTC day touched by [since, until): (app name, day,
+/// attempts).
 pub fn device_daily(
-    db: &Connection,
+    db: &mut Reader,
     device_key: &str,
     since: SystemTime,
     until: SystemTime,
 ) -> Result<Vec<(String, i64, u64)>, ReportError> {
-    let mut statement = db.prepare(
-        "SELECT app_name, ts_ms / 86400000, COUNT(*) FROM attempts \
-         WHERE device_key = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY app, 2 ORDER BY app_name, 2",
+    let (first, end) = days(since, until);
+    let rows = db.rows(
+        "SELECT MAX(app_name), day, SUM(attempts) FROM rollups \
+         WHERE device_key = ? AND day >= ? AND day < ? AND mode = 'enforce' GROUP BY app, day ORDER BY 1, 2",
+        &[Param::Text(device_key.to_string()), Param::Int(first), Param::Int(end)],
     )?;
-    let rows = statement.query_map(params![device_key, millis(since), millis(until)], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows.iter().map(|r| (r[0].string(), r[1].int(), count(r[2].int()))).collect())
 }
 
 /// Where a device's identity came from: each distinct (name, owner, hostname, MAC, address,
@@ -82,43 +101,43 @@ pub struct IdentitySource {
     pub attempts: u64,
 }
 
-pub fn identity_sources(db: &Connection, device_key: &str) -> Result<Vec<IdentitySource>, ReportError> {
-    let mut statement = db.prepare(
+pub fn identity_sources(db: &mut Reader, device_key: &str) -> Result<Vec<IdentitySource>, ReportError> {
+    let rows = db.rows(
         "SELECT COALESCE(device, ''), COALESCE(owner, ''), COALESCE(hostname, ''), COALESCE(mac, ''), \
          COALESCE(device_ip, ''), identity_source, MIN(ts_ms), MAX(ts_ms), COUNT(*) FROM attempts \
-         WHERE device_key = ?1 GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY MAX(ts_ms) DESC LIMIT 50",
+         WHERE device_key = ? GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY MAX(ts_ms) DESC LIMIT 50",
+        &[Param::Text(device_key.to_string())],
     )?;
-    let rows = statement.query_map([device_key], |r| {
-        Ok(IdentitySource {
-            device: r.get(0)?,
-            owner: r.get(1)?,
-            hostname: r.get(2)?,
-            mac: r.get(3)?,
-            address: r.get(4)?,
-            source: r.get(5)?,
-            first_seen: time_text(r.get(6)?),
-            last_seen: time_text(r.get(7)?),
-            attempts: r.get::<_, i64>(8)?.max(0) as u64,
+    Ok(rows
+        .iter()
+        .map(|r| IdentitySource {
+            device: r[0].string(),
+            owner: r[1].string(),
+            hostname: r[2].string(),
+            mac: r[3].string(),
+            address: r[4].string(),
+            source: r[5].string(),
+            first_seen: time_text(r[6].int()),
+            last_seen: time_text(r[7].int()),
+            attempts: count(r[8].int()),
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect())
 }
 
-/// The domains of one app hit in [since, until): (domain, kind, attempts, devices), most hit
-/// first.
+/// The domains of one app (id or name, any case) hit in [since, until): (domain, kind,
+/// attempts, devices), most hit first.
 pub fn app_domains(
-    db: &Connection,
+    db: &mut Reader,
     app: &str,
     since: SystemTime,
     until: SystemTime,
 ) -> Result<Vec<(String, String, u64, u64)>, ReportError> {
-    let mut statement = db.prepare(
+    let app = app.to_lowercase();
+    let rows = db.rows(
         "SELECT domain, kind, COUNT(*), COUNT(DISTINCT device_key) FROM attempts \
-         WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (app = ?3 COLLATE NOCASE OR app_name = ?3 COLLATE NOCASE) \
+         WHERE ts_ms >= ? AND ts_ms < ? AND mode = 'enforce' AND (LOWER(app) = ? OR LOWER(app_name) = ?) \
          GROUP BY domain, kind ORDER BY 3 DESC, 1 LIMIT 500",
+        &[Param::Int(millis(since)), Param::Int(millis(until)), Param::Text(app.clone()), Param::Text(app)],
     )?;
-    let rows = statement.query_map(params![millis(since), millis(until), app], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64, r.get::<_, i64>(3)?.max(0) as u64))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows.iter().map(|r| (r[0].string(), r[1].string(), count(r[2].int()), count(r[3].int()))).collect())
 }
