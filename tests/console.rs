@@ -341,7 +341,7 @@ async fn csv_export_is_the_report_csv_with_formulas_neutralised() {
     assert_eq!(timeline.body, report_csv(&s.store, &["--device", "LT-0001", "--since", "7d"]));
     let temu = send(&app, "GET", "/export/summary.csv?since=7d&app=Temu", Some(&cookie), None).await;
     let row = temu.body.lines().nth(1).unwrap();
-    assert!(row.starts_with("'@evil,\"'=HYPERLINK(\"\"http://x\"\")\",Temu,1,"), "{row}");
+    assert!(row.starts_with("'@evil,\"'=HYPERLINK(\"\"http://x\"\")\",inventory-ip,Temu,1,"), "{row}");
     assert!(report_csv(&s.store, &["--since", "7d", "--app", "Temu"]).contains("\n@evil,\"=HYPERLINK"));
 }
 

@@ -219,7 +219,7 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     let cookie = browser.get_named_cookie("nxguard_session").await?;
     let (head, csv) = http_get(console_port, &href, &format!("nxguard_session={}", cookie.value()));
     assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/csv"), "{head}");
-    assert!(csv.starts_with("device,owner,app,attempts,"), "{csv}");
+    assert!(csv.starts_with("device,owner,source,app,attempts,"), "{csv}");
     assert!(
         csv.lines().any(|l| l.starts_with("127.0.0.1,")) && csv.lines().any(|l| l.starts_with("127.0.0.2,")),
         "{csv}"

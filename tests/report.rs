@@ -280,7 +280,7 @@ fn retention_purge_uses_the_clock_it_is_given() {
     assert_eq!((count("attempts"), count("rollups")), (3, 7));
     // The summary still counts the purged days from the rollups; the timeline says so.
     let summary = report(&db, &["--app", "tiktok", "--format", "csv"]);
-    assert!(summary.lines().any(|l| l.starts_with("LT-0001,Burgerzaken,TikTok,5,3,3,2,")), "{summary}");
+    assert!(summary.lines().any(|l| l.starts_with("LT-0001,Burgerzaken,inventory-ip,TikTok,5,3,3,2,")), "{summary}");
     let half_a_year_later = now + Duration::from_secs(183 * 86_400);
     assert_eq!(store::purge(&connection, half_a_year_later, 14, 90).unwrap(), 10);
     assert_eq!((count("attempts"), count("rollups")), (0, 0));

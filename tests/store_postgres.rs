@@ -102,7 +102,7 @@ async fn two_nodes_write_one_database_and_the_report_merges_them() {
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].ends_with(",nodes"), "{out}");
     assert_eq!(lines.len(), 2, "one device, one app, both nodes: {out}");
-    assert!(lines[1].starts_with("127.0.0.1,,TikTok,50,") && lines[1].ends_with(",ns1 ns2"), "{out}");
+    assert!(lines[1].starts_with("127.0.0.1,,unknown,TikTok,50,") && lines[1].ends_with(",ns1 ns2"), "{out}");
     let timeline = blocking(|| report(&cluster, dir.path(), &["--device", "127.0.0.1", "--format", "csv"]));
     assert_eq!(timeline.lines().count(), 51);
     assert!(timeline.lines().next().unwrap().ends_with(",node"), "{timeline}");
