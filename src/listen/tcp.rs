@@ -94,20 +94,26 @@ where
     let mut received = Vec::with_capacity(1024);
     let mut upstream: JoinSet<(Vec<u8>, Outcome)> = JoinSet::new();
     let mut out = Vec::new();
+    // The length prefix and the answer, written with one call; reused for every answer.
+    let mut framed = Vec::new();
     let mut idle_until = Instant::now() + limits.idle;
     let mut closed = false;
     loop {
         // Every whole query already read, as far as the cap allows.
         while upstream.len() < limits.max_in_flight {
-            let Some(packet) = next_frame(&mut received) else { break };
-            match resolver.answer_locally(&packet, client, &mut out, std::time::Instant::now()) {
+            let Some(len) = frame_len(&received) else { break };
+            // Answered in place; only a query that waits for an upstream gets its own copy.
+            match resolver.answer_locally(&received[2..2 + len], client, &mut out, std::time::Instant::now()) {
                 Step::Done(outcome) => {
-                    if !write_framed(&mut writer, &out, limits.idle).await {
+                    received.drain(..2 + len);
+                    if !write_framed(&mut writer, &mut framed, &out, limits.idle).await {
                         return;
                     }
                     renew(&mut idle_until, outcome, limits.idle);
                 }
                 Step::Upstream(forward) => {
+                    let packet = received[2..2 + len].to_vec();
+                    received.drain(..2 + len);
                     let resolver = Arc::clone(&resolver);
                     upstream.spawn(async move {
                         let mut out = Vec::new();
@@ -129,7 +135,7 @@ where
             },
             Some(done) = upstream.join_next(), if !upstream.is_empty() => {
                 let Ok((answer, outcome)) = done else { continue };
-                if !write_framed(&mut writer, &answer, limits.idle).await {
+                if !write_framed(&mut writer, &mut framed, &answer, limits.idle).await {
                     return;
                 }
                 renew(&mut idle_until, outcome, limits.idle);
@@ -139,28 +145,29 @@ where
     }
 }
 
-/// Takes one whole length-prefixed message off the front of `received`, if there is one.
-fn next_frame(received: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// The length of the whole length-prefixed message at the front of `received`, if it is all
+/// there (the message is `received[2..2 + len]`).
+fn frame_len(received: &[u8]) -> Option<usize> {
     let len = usize::from(u16::from_be_bytes([*received.first()?, *received.get(1)?]));
-    if received.len() < 2 + len {
-        return None;
-    }
-    let packet = received[2..2 + len].to_vec();
-    received.drain(..2 + len);
-    Some(packet)
+    (received.len() >= 2 + len).then_some(len)
 }
 
 /// Writes `answer` with its length prefix (nothing when it is empty); false when the
 /// connection is gone, or the client has read nothing for an idle period (a client that never
 /// reads must not hold its slot either).
-async fn write_framed<W: AsyncWrite + Unpin>(writer: &mut W, answer: &[u8], idle: Duration) -> bool {
+async fn write_framed<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    framed: &mut Vec<u8>,
+    answer: &[u8],
+    idle: Duration,
+) -> bool {
     if answer.is_empty() {
         return true;
     }
-    let mut framed = Vec::with_capacity(answer.len() + 2);
+    framed.clear();
     framed.extend_from_slice(&(answer.len() as u16).to_be_bytes());
     framed.extend_from_slice(answer);
-    matches!(tokio::time::timeout(idle, writer.write_all(&framed)).await, Ok(Ok(())))
+    matches!(tokio::time::timeout(idle, writer.write_all(framed)).await, Ok(Ok(())))
 }
 
 /// An answered query keeps the connection open for another idle period; one that was dropped,
