@@ -407,24 +407,7 @@ async fn dot_answers_pipelined_queries_as_each_is_ready() {
     let server = start_tls_server(&certs.config(upstream.addr, ""));
     udp_ask(server.udp, &query("cached.example.org.", RecordType::A, false)).await;
     let mut stream = tls_connect(server.dot, &trusted, &[]).await.unwrap();
-    let slow = query("slow.example.org.", RecordType::A, false);
-    let cached = query("cached.example.org.", RecordType::A, false);
-    let blocked = query("x.tiktok.com.", RecordType::A, false);
-    let mut framed = Vec::new();
-    for message in [&slow, &cached, &blocked] {
-        let bytes = message.to_vec().unwrap();
-        framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&bytes);
-    }
-    stream.write_all(&framed).await.unwrap();
-    let mut order = Vec::new();
-    for _ in 0..3 {
-        let len =
-            tokio::time::timeout(Duration::from_secs(5), stream.read_u16()).await.expect("no DoT answer").unwrap();
-        let mut reply = vec![0u8; usize::from(len)];
-        stream.read_exact(&mut reply).await.unwrap();
-        order.push(Message::from_vec(&reply).unwrap().metadata.id);
-    }
-    let expected = vec![cached.metadata.id, blocked.metadata.id, slow.metadata.id];
+    let (order, [slow, cached, blocked]) = pipelined_order(&mut stream).await;
+    let expected = vec![cached, blocked, slow];
     assert_eq!(order, expected, "the cached and blocked answers waited for the slow one");
 }

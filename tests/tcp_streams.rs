@@ -127,34 +127,17 @@ async fn slow_upstream_server(delay: Duration, server_extra: &str) -> (FakeUpstr
     (upstream, server)
 }
 
-/// Sends a slow upstream query, then a cached and a blocked one, on one connection; returns the
-/// IDs of the answers in the order they arrived, and the three queries' IDs.
-async fn pipelined_order(server: &TestServer) -> (Vec<u16>, [u16; 3]) {
+/// The pipelined exchange of `common::pipelined_order` over a plain TCP connection.
+async fn pipelined_order_over_tcp(server: &TestServer) -> (Vec<u16>, [u16; 3]) {
     tcp_ask(server.tcp, &query("cached.example.org.", RecordType::A, false)).await;
     let mut stream = TcpStream::connect(server.tcp).await.unwrap();
-    let slow = query("slow.example.org.", RecordType::A, false);
-    let cached = query("cached.example.org.", RecordType::A, false);
-    let blocked = query("x.tiktok.com.", RecordType::A, false);
-    // All three in one write, so they arrive together whatever the machine's load.
-    let mut framed = Vec::new();
-    for message in [&slow, &cached, &blocked] {
-        let bytes = message.to_vec().unwrap();
-        framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&bytes);
-    }
-    stream.write_all(&framed).await.unwrap();
-    let mut order = Vec::new();
-    for _ in 0..3 {
-        let reply = receive(&mut stream).await.expect("an answer");
-        order.push(reply.metadata.id);
-    }
-    (order, [slow.metadata.id, cached.metadata.id, blocked.metadata.id])
+    pipelined_order(&mut stream).await
 }
 
 #[tokio::test]
 async fn pipelined_queries_are_answered_as_each_is_ready() {
     let (_upstream, server) = slow_upstream_server(Duration::from_millis(600), "").await;
-    let (order, [slow, cached, blocked]) = pipelined_order(&server).await;
+    let (order, [slow, cached, blocked]) = pipelined_order_over_tcp(&server).await;
     assert_eq!(order, vec![cached, blocked, slow], "the cached and blocked answers waited for the slow one");
 }
 
@@ -162,6 +145,6 @@ async fn pipelined_queries_are_answered_as_each_is_ready() {
 async fn the_per_connection_cap_holds_later_queries_back() {
     let (_upstream, server) =
         slow_upstream_server(Duration::from_millis(300), "tcp_max_in_flight_per_connection = 1").await;
-    let (order, [slow, cached, blocked]) = pipelined_order(&server).await;
+    let (order, [slow, cached, blocked]) = pipelined_order_over_tcp(&server).await;
     assert_eq!(order, vec![slow, cached, blocked], "with one query in flight the connection waits for it");
 }

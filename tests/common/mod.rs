@@ -28,7 +28,7 @@ use nxguard::{
     server::{self, Running},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream, UdpSocket},
     sync::mpsc,
 };
@@ -537,4 +537,29 @@ pub async fn wait_until_serving(server: SocketAddr) {
         }
     }
     panic!("nxguard did not start serving");
+}
+
+/// Sends a slow upstream query (`slow.example.org`), then a cached (`cached.example.org`, which
+/// the caller has asked once) and a blocked one on one length-framed connection (TCP or DoT),
+/// all in one write so they arrive together whatever the machine's load; returns the IDs of the
+/// answers in the order they arrived, and the three queries' IDs in the order sent.
+pub async fn pipelined_order<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> (Vec<u16>, [u16; 3]) {
+    let slow = query("slow.example.org.", RecordType::A, false);
+    let cached = query("cached.example.org.", RecordType::A, false);
+    let blocked = query("x.tiktok.com.", RecordType::A, false);
+    let mut framed = Vec::new();
+    for message in [&slow, &cached, &blocked] {
+        let bytes = message.to_vec().unwrap();
+        framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&bytes);
+    }
+    stream.write_all(&framed).await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let len = tokio::time::timeout(Duration::from_secs(10), stream.read_u16()).await.expect("no answer").unwrap();
+        let mut reply = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut reply).await.unwrap();
+        order.push(Message::from_vec(&reply).unwrap().metadata.id);
+    }
+    (order, [slow.metadata.id, cached.metadata.id, blocked.metadata.id])
 }
