@@ -11,54 +11,37 @@ mod common;
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     process::Command,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use common::*;
 use hickory_proto::{
-    op::{Message, MessageType, OpCode, ResponseCode},
+    op::{Message, ResponseCode},
     rr::{Name, RData, Record, RecordType, rdata::PTR},
 };
 use nxguard::{config::Config, evidence::attempt::Attempt, evidence::devices::Source};
-use tokio::net::UdpSocket;
 
 /// A PTR server on 127.0.0.1: 10.20.1.2 is laptop-0002.gemeente.example, 10.20.1.3
 /// laptop-0003 and 10.20.1.4 laptop-0004, every other address NXDOMAIN; each answer after
 /// `delay`.
 async fn ptr_server(delay: Duration) -> SocketAddr {
-    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
-            let Some(q) = query.queries.first().cloned() else { continue };
-            let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
-            reply.metadata.recursion_desired = query.metadata.recursion_desired;
-            reply.add_query(q.clone());
-            let owner = q.name().to_ascii().to_lowercase();
-            let host = match owner.as_str() {
-                "2.1.20.10.in-addr.arpa." => Some("laptop-0002.gemeente.example."),
-                "3.1.20.10.in-addr.arpa." => Some("laptop-0003.gemeente.example."),
-                "4.1.20.10.in-addr.arpa." => Some("laptop-0004.gemeente.example."),
-                _ => None,
-            };
-            match (host, q.query_type()) {
-                (Some(host), RecordType::PTR) => {
-                    let target = Name::from_ascii(host).unwrap();
-                    reply.add_answer(Record::from_rdata(q.name().clone(), 600, RData::PTR(PTR(target))));
-                }
-                _ => reply.metadata.response_code = ResponseCode::NXDomain,
+    lookup_server(delay, |q, reply| {
+        let owner = q.name().to_ascii().to_lowercase();
+        let host = match owner.as_str() {
+            "2.1.20.10.in-addr.arpa." => Some("laptop-0002.gemeente.example."),
+            "3.1.20.10.in-addr.arpa." => Some("laptop-0003.gemeente.example."),
+            "4.1.20.10.in-addr.arpa." => Some("laptop-0004.gemeente.example."),
+            _ => None,
+        };
+        match (host, q.query_type()) {
+            (Some(host), RecordType::PTR) => {
+                let target = Name::from_ascii(host).unwrap();
+                reply.add_answer(Record::from_rdata(q.name().clone(), 600, RData::PTR(PTR(target))));
             }
-            let socket = Arc::clone(&socket);
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
-            });
+            _ => reply.metadata.response_code = ResponseCode::NXDomain,
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// The relay 127.0.0.1 is trusted; the inventory names 10.20.1.4 LT-0004.

@@ -12,11 +12,10 @@ use std::{
 
 use common::*;
 use hickory_proto::{
-    op::{Message, MessageType, OpCode, ResponseCode},
+    op::ResponseCode,
     rr::{RData, Record, RecordType, rdata::A},
 };
 use nxguard::config::Config;
-use tokio::net::UdpSocket;
 
 const UPSTREAM_NAME: &str = "upstream.example.net";
 
@@ -25,31 +24,19 @@ const UPSTREAM_NAME: &str = "upstream.example.net";
 type Answer = Arc<Mutex<Option<Ipv4Addr>>>;
 
 async fn bootstrap_server(answer: Answer) -> SocketAddr {
-    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
-            let Some(q) = query.queries.first().cloned() else { continue };
-            let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
-            reply.metadata.recursion_desired = query.metadata.recursion_desired;
-            reply.metadata.recursion_available = true;
-            reply.add_query(q.clone());
-            let ours = q.name().to_ascii().trim_end_matches('.').eq_ignore_ascii_case(UPSTREAM_NAME);
-            let current = *answer.lock().unwrap();
-            match (ours, q.query_type(), current) {
-                (true, RecordType::A, Some(ip)) => {
-                    reply.add_answer(Record::from_rdata(q.name().clone(), 1, RData::A(A(ip))));
-                }
-                (true, _, Some(_)) => {}
-                (true, _, None) => reply.metadata.response_code = ResponseCode::ServFail,
-                (false, _, _) => reply.metadata.response_code = ResponseCode::NXDomain,
+    lookup_server(Duration::ZERO, move |q, reply| {
+        let ours = q.name().to_ascii().trim_end_matches('.').eq_ignore_ascii_case(UPSTREAM_NAME);
+        let current = *answer.lock().unwrap();
+        match (ours, q.query_type(), current) {
+            (true, RecordType::A, Some(ip)) => {
+                reply.add_answer(Record::from_rdata(q.name().clone(), 1, RData::A(A(ip))));
             }
-            let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+            (true, _, Some(_)) => {}
+            (true, _, None) => reply.metadata.response_code = ResponseCode::ServFail,
+            (false, _, _) => reply.metadata.response_code = ResponseCode::NXDomain,
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// Queries fresh names until `upstream` has been asked, for at most ~5 s.

@@ -563,3 +563,32 @@ pub async fn pipelined_order<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) 
     }
     (order, [slow.metadata.id, cached.metadata.id, blocked.metadata.id])
 }
+
+/// A DNS server on 127.0.0.1 for nxguard's own lookups (PTR names, bootstrap addresses): for
+/// each query it starts a response with the question echoed and RD copied, lets `fill` add the
+/// answer or set the rcode, and sends it after `delay`.
+pub async fn lookup_server<F>(delay: Duration, fill: F) -> SocketAddr
+where
+    F: Fn(&hickory_proto::op::Query, &mut Message) + Send + Sync + 'static,
+{
+    let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+            let Some(q) = query.queries.first().cloned() else { continue };
+            let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.add_query(q.clone());
+            fill(&q, &mut reply);
+            let socket = Arc::clone(&socket);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+            });
+        }
+    });
+    addr
+}
