@@ -177,6 +177,29 @@ async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out()
     result.unwrap();
 }
 
+/// The text of element `id` once it reads `expected`, or its last text after 10 s. A click that
+/// loads a new page leaves the old page's element in the browser for a moment; reading it then
+/// gives the old text, or fails as stale, so both are read again.
+async fn text_once(
+    browser: &fantoccini::Client,
+    id: &str,
+    expected: &str,
+) -> Result<String, fantoccini::error::CmdError> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(element) = browser.find(Locator::Id(id)).await
+            && let Ok(text) = element.text().await
+        {
+            if text == expected {
+                return Ok(text);
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(last)
+}
+
 async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> Result<(), fantoccini::error::CmdError> {
     let shots = repo("target/console-screenshots");
     // Any page without a session lands on the sign-in form.
@@ -209,7 +232,8 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     let state = browser.wait().for_element(Locator::Id("case-state")).await?.text().await?;
     assert_eq!(state, "open");
     browser.find(Locator::Id("request-removal")).await?.click().await?;
-    let state = browser.wait().for_element(Locator::Id("case-state")).await?.text().await?;
+    // The page before the click has a case state too: wait for the new page's.
+    let state = text_once(browser, "case-state", "verwijdering aangevraagd").await?;
     assert_eq!(state, "verwijdering aangevraagd");
     save(&shots.join("case.png"), &browser.screenshot().await?);
 
