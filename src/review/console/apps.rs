@@ -31,12 +31,12 @@ pub async fn app(
     let officer = who.role >= Role::Officer;
     let now = c.now();
     let app = view.app.clone().filter(|a| !a.is_empty()).ok_or(ConsoleError::NotFound)?;
-    let mut filter = report::Filter { device: None, ..view.filter(now, c.store_config.raw_days)? };
+    let mut filter = report::Filter { device: None, ..c.filter(&view)? };
     if !officer {
         filter.owner = None;
     }
     let mut store = c.store()?;
-    let rows = report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?;
+    let rows = c.summaries(&mut store, &filter)?;
     let domains = queries::app_domains(&mut store, &app, filter.since.unwrap_or(now), filter.until.unwrap_or(now))?;
     let mut kinds: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for (_, kind, attempts, devices) in &domains {

@@ -56,9 +56,9 @@ fn csv_response(name: &str, body: String) -> Response {
 
 /// The summary rows of a view, as the devices page shows them (officers see identities).
 fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
-    let filter = report::Filter { device: None, ..view.filter(c.now(), c.store_config.raw_days)? };
+    let filter = report::Filter { device: None, ..c.filter(view)? };
     let mut store = c.store()?;
-    Ok(view.apply(report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?, None))
+    Ok(view.apply(c.summaries(&mut store, &filter)?, None))
 }
 
 pub async fn summary_csv(
@@ -76,7 +76,7 @@ fn timeline_events(c: &Console, view: &View) -> Result<Vec<report::Event>, Conso
     if view.device.as_deref().is_none_or(str::is_empty) {
         return Err(ConsoleError::Input("give device=".into()));
     }
-    let filter = report::Filter { owner: None, ..view.filter(c.now(), c.store_config.raw_days)? };
+    let filter = report::Filter { owner: None, ..c.filter(view)? };
     Ok(report::timeline(std::slice::from_mut(&mut c.store()?), &filter, c.pseudonymizer.as_ref())?.events)
 }
 

@@ -50,7 +50,7 @@ use thiserror::Error;
 use crate::{
     config::{ConsoleConfig, Language, PolicyConfig, StoreConfig},
     evidence::store::{Pseudonymizer, read::Reader},
-    review::report::ReportError,
+    review::report::{self, ReportError},
 };
 
 #[derive(Debug, Error)]
@@ -164,6 +164,16 @@ impl Console {
         let path = self.store_path.display().to_string();
         let source = self.store_url.as_deref().unwrap_or(&path);
         Ok(Reader::open(source, &self.store_config).map_err(ReportError::from)?)
+    }
+
+    /// The report filter a page's view asks for now, over this console's store.
+    pub fn filter(&self, view: &layout::View) -> Result<report::Filter, ConsoleError> {
+        view.filter(self.now(), self.store_config.raw_days)
+    }
+
+    /// The per device and app summary of `store` for `filter` (pseudonymised as the store is).
+    pub fn summaries(&self, store: &mut Reader, filter: &report::Filter) -> Result<Vec<report::Summary>, ConsoleError> {
+        Ok(report::summaries(std::slice::from_mut(store), filter, self.pseudonymizer.as_ref())?)
     }
 
     /// The pseudonymous key a viewer sees for a device key: stable, but not the identity.

@@ -133,13 +133,13 @@ pub async fn overview(
     let lang = c.language();
     let now = c.now();
     let officer = who.role >= Role::Officer;
-    let mut filter = report::Filter { device: None, ..view.filter(now, c.store_config.raw_days)? };
+    let mut filter = report::Filter { device: None, ..c.filter(&view)? };
     if !officer {
         // Viewers get no owner filter: counts per owner would point at people.
         filter.owner = None;
     }
     let mut store = c.store()?;
-    let rows = report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?;
+    let rows = c.summaries(&mut store, &filter)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let days = queries::daily(&mut store, since, until, filter.app.as_deref())?;
     let all_cases = {
@@ -228,13 +228,13 @@ pub async fn devices(
 ) -> Result<Markup, ConsoleError> {
     let lang = c.language();
     let officer = who.role >= Role::Officer;
-    let mut filter = view.filter(c.now(), c.store_config.raw_days)?;
+    let mut filter = c.filter(&view)?;
     filter.device = None;
     if !officer {
         filter.owner = None;
     }
     let mut store = c.store()?;
-    let rows = report::summaries(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref())?;
+    let rows = c.summaries(&mut store, &filter)?;
     let mask = |d: &str| c.masked(d);
     let rows = view.apply(rows, if officer { None } else { Some(&mask) });
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
@@ -285,7 +285,7 @@ pub async fn device(
     let lang = c.language();
     let now = c.now();
     let key = view.device.clone().filter(|d| !d.is_empty()).ok_or(ConsoleError::NotFound)?;
-    let filter = view.filter(now, c.store_config.raw_days)?;
+    let filter = c.filter(&view)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut store = c.store()?;
     let sources = queries::identity_sources(&mut store, &key)?;
