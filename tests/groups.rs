@@ -116,3 +116,20 @@ async fn shadowed_feed_and_app_resolve_and_are_recorded_log_only() {
     assert_blocked(&udp_ask(server.udp, &query("tiktok.com.", RecordType::A, true)).await, "TikTok", 300, true);
     assert_eq!(next_attempt(&mut server.attempts).await.stamp.mode, Mode::Enforce);
 }
+
+#[tokio::test]
+async fn a_cname_match_is_recorded_when_the_query_name_was_exempt() {
+    // The query name is a local block the client is exempt from; its CNAME leads into TikTok,
+    // which the client's group only logs. The exempt match wrote no record, so the CNAME's
+    // log-only record must be written.
+    let upstream = FakeUpstream::start().await;
+    let extra = "[policy]\nextra = [\"alias-to-tiktok.example.org\"]\n\
+         [[policy.groups]]\nname = \"pilot\"\nclients = [\"127.0.0.4/32\"]\n\
+         apps = { local = \"exempt\", tiktok = \"log-only\" }\n";
+    let mut server = start_server(&config_for(upstream.addr, extra));
+    let reply = ask_from(server.udp, 4, "alias-to-tiktok.example.org.").await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(!reply.answers.is_empty());
+    let a = next_attempt(&mut server.attempts).await;
+    assert_eq!((a.stamp.mode, a.app_id(), matches!(a.via, Via::Cname { .. })), (Mode::LogOnly, "tiktok", true));
+}

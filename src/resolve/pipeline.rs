@@ -216,7 +216,7 @@ impl Resolver {
             if let Some((matched, alias)) =
                 recheck.then(|| chain_match(policy, query.name.as_bytes(), &entry.chain)).flatten()
                 && let Some(step) =
-                    self.apply(&query, client, &live, matched, Via::Cname { alias }, direct.is_some(), out)
+                    self.apply(&query, client, &live, matched, Via::Cname { alias }, logged(&live, direct, client), out)
             {
                 return step;
             }
@@ -271,7 +271,7 @@ impl Resolver {
                 warn!(%error, qname = %query.name_text(), "no upstream answer; serving stale");
                 let live = self.live.load();
                 if let Some((matched, alias)) = chain_match(&live.policy, query.name.as_bytes(), &entry.chain) {
-                    let direct = live.policy.lookup(query.name.as_bytes()).is_some();
+                    let direct = logged(&live, live.policy.lookup(query.name.as_bytes()), client);
                     if self.apply(&query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
                         return Outcome::Blocked;
                     }
@@ -311,7 +311,7 @@ impl Resolver {
             self.cache.insert(cache::key(&query, &mut key), Arc::clone(&answer));
         }
         if let Some((matched, alias)) = blocked_by {
-            let direct = live.policy.lookup(query.name.as_bytes()).is_some();
+            let direct = logged(&live, live.policy.lookup(query.name.as_bytes()), client);
             if self.apply(&query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
                 return Outcome::Blocked;
             }
@@ -478,6 +478,12 @@ fn chain_match<'p>(policy: &'p Policy, qname: &[u8], chain: &[Box<str>]) -> Opti
 /// HS, NONE, CHAOS and class 0).
 fn class_served(query: &Query<'_>) -> bool {
     query.qclass == CLASS_IN || query.qclass == CLASS_ANY
+}
+
+/// Whether the query name's own match (`direct`) was recorded as log-only for this client, so a
+/// CNAME match of the same query is not recorded a second time. An exempt match records nothing.
+fn logged(live: &Live, direct: Option<Match<'_>>, client: Client) -> bool {
+    direct.is_some_and(|m| live.policy.decide(&m, client.addr.ip()) == GroupMode::LogOnly)
 }
 
 fn udp_limit(query: &Query<'_>, client: Client) -> Option<usize> {
