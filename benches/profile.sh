@@ -118,7 +118,7 @@ if [[ $TOOL == perf ]]; then
 fi
 
 # callgrind: counters off until the warm-up is done.
-start_server valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT/callgrind.$SCENARIO.out" \
+start_server valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.$SCENARIO.out" \
     "$BIN" serve --config "$WORK/nxguard.toml"
 queries 2000 w
 dnsperf_fixed warm >/dev/null
@@ -130,6 +130,6 @@ callgrind_control -i off "$SERVER" >/dev/null
 callgrind_control -d "$SERVER" >/dev/null
 sleep 1
 file=$(ls -t "$OUT"/callgrind."$SCENARIO".out* | head -n 1)
-total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t { gsub(",", "", $1); t = $1 } END { print t }')
 echo "$SCENARIO: $done_queries queries, $total instructions, $((total / done_queries)) per query ($file)"
 callgrind_annotate --inclusive=yes "$file" 2>/dev/null | sed -n '/^Ir/,$p' | head -n "${TOP:-45}" | cut -c1-200
