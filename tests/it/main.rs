@@ -5,6 +5,7 @@
 
 mod common;
 
+mod app_assessment;
 mod attempt_store;
 mod bypass;
 mod cli;
