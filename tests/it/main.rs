@@ -18,6 +18,7 @@ mod encrypted_upstream;
 mod feeds;
 mod groups;
 mod hostile_queries;
+mod identity_spoofing;
 mod metrics;
 mod prefetch;
 mod quic_listeners;

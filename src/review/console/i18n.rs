@@ -93,7 +93,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("open_case", "Zaak openen", "Open a case"),
     ("export_csv", "Exporteren (CSV)", "Export (CSV)"),
     ("identity", "Identiteit en bronnen", "Identity and its sources"),
-    ("hostname", "Hostnaam", "Hostname"),
+    ("hostname", "Hostnaam (opgegeven door het apparaat)", "Hostname (as the device claims it)"),
     ("mac", "MAC", "MAC"),
     ("address", "Adres", "Address"),
     ("source", "Bron", "Source"),
