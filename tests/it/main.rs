@@ -5,6 +5,7 @@
 
 mod common;
 
+mod app_assessment;
 mod attempt_store;
 mod bypass;
 mod cli;
@@ -17,6 +18,7 @@ mod encrypted_upstream;
 mod feeds;
 mod groups;
 mod hostile_queries;
+mod identity_spoofing;
 mod metrics;
 mod prefetch;
 mod quic_listeners;
