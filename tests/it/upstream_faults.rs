@@ -218,3 +218,39 @@ async fn answers_in_another_case_that_disagree_are_rejected() {
     assert_eq!(counted(&server, 0, "case_rejected"), 1);
     assert_eq!(counted(&server, 0, "case_double_query"), 0);
 }
+
+/// NLnet Labs' `fwd_edns_probe`: an upstream that answers FORMERR to queries with EDNS and
+/// folds the case of names. The case-folding and no-EDNS fallbacks must compose: the FORMERR
+/// (in another case) is settled like any answer, then the query goes without EDNS.
+#[tokio::test]
+async fn an_upstream_without_edns_that_folds_case_is_answered() {
+    for (no_tcp, tcp_silent) in [(false, false), (true, false), (false, true)] {
+        let faults = Faults { fold_case: true, formerr_edns: true, no_tcp, tcp_silent, ..Faults::default() };
+        let upstream = FakeUpstream::start_faulty(faults).await;
+        let server = start_server(&config_for(upstream.addr, ""));
+        for i in 1..=3 {
+            let asked = query(&long_name(i), RecordType::A, true);
+            let reply = udp_ask(server.udp, &asked).await;
+            assert_forwarded(&reply, RecordType::A);
+            assert_eq!(reply.queries[0].name().to_ascii(), asked.queries[0].name().to_ascii(), "{faults:?}");
+        }
+        assert!(counted(&server, 0, "edns_plain") >= 3, "{faults:?}: answered without EDNS");
+    }
+}
+
+
+/// `fwd_edns_probe` itself: a name the upstream answers FORMERR with and without EDNS gives
+/// SERVFAIL, and does not stop the next name from being asked with EDNS; the upstream folds
+/// case and its TCP side answers nothing (ldns-testns entries that match UDP only).
+#[tokio::test]
+async fn after_a_lasting_formerr_a_case_folding_upstream_still_gets_edns() {
+    let upstream = FakeUpstream::start_faulty(Faults { fold_case: true, tcp_silent: true, ..Faults::default() }).await;
+    let server = start_server(&config_for(upstream.addr, ""));
+    let nasty = query("formerr-abcdefghijklmnopqrstuvwxyz.example.org.", RecordType::A, true);
+    assert_servfail(&udp_ask(server.udp, &nasty).await, 22);
+    let mut asked = query(&long_name(1), RecordType::A, true);
+    asked.edns.as_mut().unwrap().set_dnssec_ok(true);
+    let reply = udp_ask(server.udp, &asked).await;
+    assert_forwarded(&reply, RecordType::A);
+    assert!(reply.edns.expect("an OPT record").flags().dnssec_ok, "asked with EDNS, DO echoed");
+}

@@ -165,6 +165,11 @@ pub struct Faults {
     pub no_tcp: bool,
     /// Error answers (with `rcode`) leave the question out: header only, QDCOUNT 0.
     pub no_question: bool,
+    /// FORMERR to every query that carries an OPT record, without OPT (a server that does not
+    /// know EDNS, RFC 6891 §7); the normal answer without.
+    pub formerr_edns: bool,
+    /// TCP connections are accepted and read, never answered.
+    pub tcp_silent: bool,
 }
 
 impl Faults {
@@ -173,7 +178,14 @@ impl Faults {
         if self.drop_edns && query.edns.is_some() {
             return None;
         }
+        if over_tcp && self.tcp_silent {
+            return None;
+        }
         let mut reply = respond(query, over_tcp)?;
+        if self.formerr_edns && query.edns.is_some() {
+            reply.metadata.response_code = ResponseCode::FormErr;
+            (reply.edns, reply.answers, reply.authorities) = (None, Vec::new(), Vec::new());
+        }
         if let Some(code) = self.rcode {
             reply.metadata.response_code = code;
             reply.answers.clear();
