@@ -170,6 +170,9 @@ pub struct Faults {
     pub formerr_edns: bool,
     /// TCP connections are accepted and read, never answered.
     pub tcp_silent: bool,
+    /// UDP queries are answered one at a time, each this long after the previous answer
+    /// (ldns-testns with `sleep=`: slow but sure, a single thread).
+    pub one_at_a_time: Option<Duration>,
 }
 
 impl Faults {
@@ -281,7 +284,13 @@ impl FakeUpstream {
                 let Ok(query) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
-                if let Some(reply) = faults.reply(&query, false, serial) {
+                let Some(reply) = faults.reply(&query, false, serial) else {
+                    continue;
+                };
+                if let Some(each) = faults.one_at_a_time {
+                    tokio::time::sleep(each).await;
+                    let _ = udp.send_to(&reply, peer).await;
+                } else {
                     let udp = Arc::clone(&udp);
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
