@@ -117,16 +117,28 @@ enum UserAction {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Disable a user: no sign-in, and the user's sessions end.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Delete a user and end the user's sessions (the audit log keeps the name).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
 enum TokenAction {
-    /// Make a token (printed once; stored only hashed).
+    /// Make a token (printed once; stored only hashed). It opens /api/v1/ only.
     Add {
         name: String,
         #[arg(long, value_enum)]
         role: auth::Role,
+        /// The token stops working after this long (90d) or at this time (2027-03-01); without
+        /// it, it works until revoked.
+        #[arg(long)]
+        expires: Option<String>,
     },
+    /// Revoke a token: it stops working at once.
+    Revoke { name: String },
 }
 
 #[derive(clap::Args)]
@@ -155,14 +167,19 @@ enum CaseAction {
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Change a case: removal requested, removed (on a date), or its ticket and note.
+    /// Change a case: removal requested, removed (at a moment), closed as a false positive, or
+    /// its ticket and note.
     Update {
         id: i64,
-        #[arg(long, conflicts_with = "removed")]
+        #[arg(long, conflicts_with_all = ["removed", "false_positive"])]
         request_removal: bool,
-        /// The app was removed on this date (2026-11-30) or time; "now" for now.
-        #[arg(long)]
+        /// The app was removed at this time (2026-11-30T10:30, UTC) or "now"; a date alone means
+        /// the end of that day (now, for today). Future moments are refused.
+        #[arg(long, conflicts_with = "false_positive")]
         removed: Option<String>,
+        /// Close the case as a false positive, for this reason.
+        #[arg(long, value_name = "REASON")]
+        false_positive: Option<String>,
         #[arg(long)]
         ticket: Option<String>,
         #[arg(long)]
@@ -206,21 +223,60 @@ fn run_console(args: &ConsoleArgs) -> Result<()> {
                 .context("cannot start the async runtime")?
                 .block_on(console::serve(std::sync::Arc::new(console)))?;
         }
-        Some(ConsoleAction::User { action: UserAction::Add { name, role, .. } }) => {
+        Some(ConsoleAction::User { action }) => run_user(&console, action)?,
+        Some(ConsoleAction::Token { action }) => run_token(&console, action)?,
+    }
+    Ok(())
+}
+
+fn run_user(console: &Console, action: &UserAction) -> Result<()> {
+    let db = console.db();
+    let (verb, name) = match action {
+        UserAction::Add { name, role, .. } => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']);
-            auth::add_user(&console.db(), name, *role, password, console.now())?;
-            audit_cli(&console, "user add", name, role.as_str())?;
-            println!("user {name} ({}) saved", role.as_str());
+            auth::add_user(&db, name, *role, password, console.now())?;
+            ("add", name)
         }
-        Some(ConsoleAction::Token { action: TokenAction::Add { name, role } }) => {
-            let token = auth::add_token(&console.db(), name, *role, console.now())?;
-            audit_cli(&console, "token add", name, role.as_str())?;
+        UserAction::Disable { name } => (auth::set_disabled(&db, name, true).map(|()| "disable")?, name),
+        UserAction::Enable { name } => (auth::set_disabled(&db, name, false).map(|()| "enable")?, name),
+        UserAction::Delete { name } => (auth::delete_user(&db, name).map(|()| "delete")?, name),
+    };
+    drop(db);
+    audit_cli(console, &format!("user {verb}"), name, "")?;
+    println!("user {name}: {verb} done");
+    Ok(())
+}
+
+fn run_token(console: &Console, action: &TokenAction) -> Result<()> {
+    let now = console.now();
+    match action {
+        TokenAction::Add { name, role, expires } => {
+            let expires = expires.as_deref().map(|e| token_expiry(e, now)).transpose()?;
+            let token = auth::add_token(&console.db(), name, *role, expires, now)?;
+            let until = expires.map(|at| humantime::format_rfc3339_seconds(at).to_string());
+            let detail = format!("{}; expires {}", role.as_str(), until.as_deref().unwrap_or("never"));
+            audit_cli(console, "token add", name, &detail)?;
             println!("{token}");
+        }
+        TokenAction::Revoke { name } => {
+            auth::revoke_token(&console.db(), name)?;
+            audit_cli(console, "token revoke", name, "")?;
+            println!("token {name} revoked");
         }
     }
     Ok(())
+}
+
+/// `--expires`: a duration from now (90d) or a date or time (2027-03-01).
+fn token_expiry(text: &str, now: std::time::SystemTime) -> Result<std::time::SystemTime> {
+    if let Ok(ahead) = humantime::parse_duration(text) {
+        return Ok(now + ahead);
+    }
+    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
+    humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
+        .with_context(|| format!("--expires {text:?}: give a duration (90d) or a date (2027-03-01)"))
 }
 
 fn run_case(args: &CaseArgs) -> Result<()> {
@@ -239,18 +295,20 @@ fn run_case(args: &CaseArgs) -> Result<()> {
             audit_cli(&console, "case open", &format!("case {id}"), &format!("{device} × {app}; ticket {ticket:?}"))?;
             println!("{id}");
         }
-        CaseAction::Update { id, request_removal, removed, ticket, note } => {
-            let action = match (request_removal, removed) {
-                (true, _) => "request_removal",
-                (false, Some(_)) => "removed",
-                (false, None) => "note",
+        CaseAction::Update { id, request_removal, removed, false_positive, ticket, note } => {
+            let action = match (request_removal, removed, false_positive) {
+                (true, _, _) => "request_removal",
+                (false, Some(_), _) => "removed",
+                (false, None, Some(_)) => "false_positive",
+                (false, None, None) => "note",
             };
-            let removed = removed.as_deref().filter(|r| *r != "now").unwrap_or("");
+            let removed = removed.as_deref().unwrap_or("");
+            let reason = false_positive.as_deref().unwrap_or("");
             let before = cases::get(&console.db(), *id)?;
             let note = note.clone().unwrap_or(before.note);
-            let change = console::case_pages::change(action, removed, ticket.clone(), &note, now)?;
+            let change = console::case_pages::change(action, removed, ticket.clone(), &note, reason, now)?;
             let after = cases::update(&console.db(), *id, &change, now)?;
-            let detail = format!("{} -> {}; {action}", before.state.as_str(), after.state.as_str());
+            let detail = console::case_pages::update_detail(before.state, &after, &change);
             audit_cli(&console, "case update", &format!("case {id}"), &detail)?;
             println!("case {id}: {}", after.state.as_str());
         }

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 use axum::{
     Form,
     extract::{Query, State},
-    http::header,
+    http::{StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
@@ -28,44 +28,81 @@ pub struct LoginQuery {
     pub error: Option<String>,
 }
 
-pub async fn login_form(State(c): State<Arc<Console>>, Query(q): Query<LoginQuery>) -> Markup {
+/// The cookie that carries the sign-in form's CSRF token (the form carries the same value).
+pub const LOGIN_COOKIE: &str = "nxguard_login";
+
+/// `GET /login`: the form, with a fresh CSRF token in a hidden field and in a cookie. One
+/// message for every refusal (wrong name, wrong password, locked, disabled): the page never
+/// tells which accounts exist.
+pub async fn login_form(
+    State(c): State<Arc<Console>>,
+    parts: axum::http::request::Parts,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let lang = c.language();
-    let message = match q.error.as_deref() {
-        Some("locked") => Some(t(lang, "locked")),
-        Some(_) => Some(t(lang, "login_failed")),
-        None => None,
+    let token = super::state::random_hex();
+    let cookie = format!("{LOGIN_COOKIE}={token}; {}", c.cookie_attributes(&parts));
+    let body = html! {
+        @if q.error.is_some() { p class="error" id="login-error" { (t(lang, "login_failed")) } }
+        form method="post" action="/login" class="stack" {
+            input type="hidden" name="csrf" value=(token);
+            label { (t(lang, "user")) input type="text" name="user" id="user" autocomplete="username" required; }
+            label { (t(lang, "password")) input type="password" name="password" id="password" autocomplete="current-password" required; }
+            button type="submit" id="login" { (t(lang, "login")) }
+        }
     };
-    page(
-        lang,
-        None,
-        t(lang, "login"),
-        html! {
-            @if let Some(message) = message { p class="error" { (message) } }
-            form method="post" action="/login" class="stack" {
-                label { (t(lang, "user")) input type="text" name="user" id="user" autocomplete="username" required; }
-                label { (t(lang, "password")) input type="password" name="password" id="password" autocomplete="current-password" required; }
-                button type="submit" id="login" { (t(lang, "login")) }
-            }
-        },
-    )
+    ([(header::SET_COOKIE, cookie)], page(lang, None, t(lang, "login"), body)).into_response()
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
+    pub csrf: String,
     pub user: String,
     pub password: String,
 }
 
-/// `POST /login`: checks the password (argon2id), locks after `console.lockout_failures` wrong
-/// ones, audits both outcomes, and sets the session cookie (HttpOnly, SameSite=Strict, Secure
-/// under TLS).
+/// The sign-in form's token matches its cookie (double submit: another site can make the
+/// browser post the form, but cannot read or set the cookie).
+fn login_csrf(parts: &axum::http::request::Parts, sent: &str) -> Result<(), ConsoleError> {
+    let cookie = auth::cookie(parts, LOGIN_COOKIE).unwrap_or("");
+    if auth::same_secret(sent, cookie) { Ok(()) } else { Err(ConsoleError::Csrf) }
+}
+
+/// Audits what the throttle decided for this address; true when the sign-in is refused.
+fn throttled(c: &Console, address: &str, now: SystemTime) -> Result<bool, ConsoleError> {
+    let gate = c.throttle.gate(address, millis(now));
+    let db = c.db();
+    let write = |action: &str, detail: &str| {
+        let record = audit::Record { actor: "", role: "", address, action, target: "", detail };
+        audit::record(&db, now, &record)
+    };
+    if let Some(refused) = gate.ended_refusals {
+        write("login throttle ended", &format!("{refused} sign-ins refused"))?;
+    }
+    if gate.first_refusal {
+        let until = queries::time_text(gate.until_ms);
+        let detail = format!("{} failed sign-ins from this address; refused until {until}", super::throttle::FAILURES);
+        write("login throttled", &detail)?;
+    }
+    Ok(gate.refused)
+}
+
+/// `POST /login`: checks the CSRF token and the address's failed sign-ins, then the password
+/// (argon2id), locks after `console.lockout_failures` wrong ones, audits the outcome, and sets
+/// the session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS).
 pub async fn login(
     State(c): State<Arc<Console>>,
     parts: axum::http::request::Parts,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
-    let address = auth::address(&parts);
+    login_csrf(&parts, &form.csrf)?;
+    let address = auth::address(&parts, &c.config.trust_proxy);
     let now = c.now();
+    if throttled(&c, &address, now)? {
+        let retry = (super::throttle::WINDOW_MS / 1000).to_string();
+        return Ok((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry)]).into_response());
+    }
     let db = c.db();
     let outcome =
         auth::check_password(&db, &form.user, &form.password, now, c.config.lockout_failures, c.config.lockout_mins)?;
@@ -73,21 +110,23 @@ pub async fn login(
         Login::Ok(role) => ("login", role.as_str()),
         Login::Wrong => ("login failed", ""),
         Login::Locked => ("login locked", ""),
+        Login::Disabled => ("login disabled", ""),
     };
     // A name typed at the sign-in form is kept short in the log (it may be anything).
     let actor: String = form.user.chars().take(64).collect();
     let record = audit::Record { actor: &actor, role, address: &address, action, target: "", detail: "" };
     audit::record(&db, now, &record)?;
-    match outcome {
-        Login::Ok(_) => {
-            let (id, _) = auth::start_session(&db, &form.user, now)?;
-            let secure = if c.secure_cookie { "; Secure" } else { "" };
-            let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
-            Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
-        }
-        Login::Wrong => Ok(Redirect::to("/login?error=wrong").into_response()),
-        Login::Locked => Ok(Redirect::to("/login?error=locked").into_response()),
-    }
+    let Login::Ok(_) = outcome else {
+        c.throttle.failed(&address, millis(now));
+        return Ok(Redirect::to("/login?error=1").into_response());
+    };
+    let (id, _) = auth::start_session(&db, &form.user, now)?;
+    let attributes = c.cookie_attributes(&parts);
+    let cookies = [
+        (header::SET_COOKIE, format!("{COOKIE}={id}; {attributes}")),
+        (header::SET_COOKIE, format!("{LOGIN_COOKIE}=; {attributes}; Max-Age=0")),
+    ];
+    Ok((cookies, Redirect::to("/")).into_response())
 }
 
 #[derive(Deserialize)]
@@ -108,14 +147,26 @@ pub async fn logout(
         auth::end_session(&db, id)?;
     }
     audit::by(&db, c.now(), &who, "logout", "", "")?;
-    let secure = if c.secure_cookie { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
+    let cookie = format!("{COOKIE}=; {}; Max-Age=0", c.cookie_attributes(&parts));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
 }
 
 /// The device key as this user may see it.
 fn shown(c: &Console, who: &SignedIn, device: &str) -> String {
     if who.role >= Role::Officer { device.to_string() } else { c.masked(device) }
+}
+
+/// The newest case of a summary row's device × app.
+fn case_of<'a>(all: &'a [cases::Case], s: &report::Summary) -> Option<&'a cases::Case> {
+    all.iter().find(|k| k.device == s.device && k.app == s.app)
+}
+
+/// The last cell of an officer's device × app row: its case, or a link to open one.
+fn case_cell(lang: crate::config::Language, all: &[cases::Case], s: &report::Summary) -> Markup {
+    match case_of(all, s) {
+        Some(k) => html! { a href=(format!("/cases/{}", k.id)) class="case" { (t(lang, "case")) " #" (k.id) ": " (t(lang, super::case_pages::state_key(k.state))) } },
+        None => html! { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } },
+    }
 }
 
 /// Device × app rows the overview lists (most recently seen first); the rest are on /devices.
@@ -156,8 +207,9 @@ pub async fn overview(
         };
         by_app.entry(&s.app).or_default()[column] += 1;
     }
-    let has_case =
-        |s: &report::Summary| all_cases.iter().any(|k| k.device == s.device && k.app == s.app && k.state.is_active());
+    // Any case takes a device × app off the list, whatever its state: a verified or false
+    // positive case was decided, and one that recurs shows under the recurrences.
+    let has_case = |s: &report::Summary| case_of(&all_cases, s).is_some();
     let to_act: Vec<&report::Summary> =
         rows.iter().filter(|s| s.assessment == "app likely installed" && !has_case(s)).collect();
     let recurred: Vec<&cases::Case> = all_cases.iter().filter(|k| k.state == CaseState::Recurred).collect();
@@ -235,6 +287,7 @@ pub async fn devices(
     }
     let mut store = c.store()?;
     let rows = c.summaries(&mut store, &filter)?;
+    let all_cases = if officer { cases::list(&c.db(), None)? } else { Vec::new() };
     let mask = |d: &str| c.masked(d);
     let rows = view.apply(rows, if officer { None } else { Some(&mask) });
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
@@ -257,7 +310,7 @@ pub async fn devices(
                     td { (s.app) } td.num { (s.attempts) } td.num { (s.domains) } td.num { (s.days) }
                     td { (s.first_seen) } td { (s.last_seen) }
                     td class=[(s.assessment == "app likely installed").then_some("likely")] { (assessment(lang, s.assessment)) }
-                    @if officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
+                    @if officer { td { (case_cell(lang, &all_cases, s)) } }
                 }
             }
         }
@@ -372,8 +425,8 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
     let table = |id: &str, rows: &[auth::Account]| {
         html! {
             table id=(id) {
-                tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } }
-                @for a in rows { tr { td { (a.name) } td { (a.role) } td { (a.locked_until) } td { (a.created) } } }
+                tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } th { (t(lang, "expires")) } th { (t(lang, "disabled")) } }
+                @for a in rows { tr { td { (a.name) } td { (a.role) } td { (a.locked_until) } td { (a.created) } td { (a.expires) } td { @if a.disabled { "✓" } } } }
             }
         }
     };
@@ -381,7 +434,7 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         (table("users", &users))
         h2 { (t(lang, "tokens")) }
         (table("tokens", &tokens))
-        p.note { code { "nxguard console user add NAME --role viewer|officer|admin --password-stdin" } }
+        p.note { code { "nxguard console user add|disable|enable|delete NAME" } " · " code { "nxguard console token add|revoke NAME" } }
     };
     Ok(page(lang, Some(&who), t(lang, "users"), body))
 }
