@@ -121,9 +121,9 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
     let db = c.db();
     cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
     let k = cases::get(&db, id)?;
-    // The removal moment's field: now, to the minute, and never later (UTC until the console
+    // The removal moment's field: now, to the second, and never later (UTC until the console
     // has a time zone of its own; `cases::removal_moment` reads it the same way).
-    let now_local = &humantime::format_rfc3339_seconds(c.now()).to_string()[..16];
+    let now_local = &humantime::format_rfc3339_seconds(c.now()).to_string()[..19];
     let body = html! {
         table id="case" {
             tr { th { (t(lang, "device")) } td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } } }
@@ -148,7 +148,7 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
             form method="post" action=(format!("/cases/{id}")) class="inline" {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="action" value="removed";
-                label { (t(lang, "removed_at")) " " input type="datetime-local" name="removed" value=(now_local) max=(now_local); }
+                label { (t(lang, "removed_at")) " " input type="datetime-local" name="removed" step="1" value=(now_local) max=(now_local); }
                 button type="submit" id="mark-removed" { (t(lang, "mark_removed")) }
             }
         }

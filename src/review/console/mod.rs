@@ -203,6 +203,20 @@ impl Console {
         }
     }
 
+    /// A fresh token for the sign-in form: a random nonce and this console's signature of it.
+    pub fn login_token(&self) -> String {
+        let nonce = state::random_hex();
+        let tag = ring::hmac::sign(&self.secret, format!("login:{nonce}").as_bytes());
+        format!("{nonce}.{}", data_encoding::HEXLOWER.encode(tag.as_ref()))
+    }
+
+    /// `token` is one `login_token` made.
+    pub fn login_token_is_ours(&self, token: &str) -> bool {
+        let Some((nonce, tag)) = token.split_once('.') else { return false };
+        let Ok(tag) = data_encoding::HEXLOWER.decode(tag.as_bytes()) else { return false };
+        ring::hmac::verify(&self.secret, format!("login:{nonce}").as_bytes(), &tag).is_ok()
+    }
+
     /// The pseudonymous key a viewer sees for a device key: stable, but not the identity.
     pub fn masked(&self, device: &str) -> String {
         let tag = ring::hmac::sign(&self.secret, device.as_bytes());

@@ -40,7 +40,7 @@ pub async fn login_form(
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let lang = c.language();
-    let token = super::state::random_hex();
+    let token = c.login_token();
     let cookie = format!("{LOGIN_COOKIE}={token}; {}", c.cookie_attributes(&parts));
     let body = html! {
         @if q.error.is_some() { p class="error" id="login-error" { (t(lang, "login_failed")) } }
@@ -62,11 +62,12 @@ pub struct LoginForm {
     pub password: String,
 }
 
-/// The sign-in form's token matches its cookie (double submit: another site can make the
-/// browser post the form, but cannot read or set the cookie).
-fn login_csrf(parts: &axum::http::request::Parts, sent: &str) -> Result<(), ConsoleError> {
+/// The sign-in form's token matches its cookie and was made by this console (double submit,
+/// signed: another site can make the browser post the form, but can neither read the cookie
+/// nor make a token of its own).
+fn login_csrf(c: &Console, parts: &axum::http::request::Parts, sent: &str) -> Result<(), ConsoleError> {
     let cookie = auth::cookie(parts, LOGIN_COOKIE).unwrap_or("");
-    if auth::same_secret(sent, cookie) { Ok(()) } else { Err(ConsoleError::Csrf) }
+    if auth::same_secret(sent, cookie) && c.login_token_is_ours(sent) { Ok(()) } else { Err(ConsoleError::Csrf) }
 }
 
 /// Audits what the throttle decided for this address; true when the sign-in is refused.
@@ -96,7 +97,7 @@ pub async fn login(
     parts: axum::http::request::Parts,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
-    login_csrf(&parts, &form.csrf)?;
+    login_csrf(&c, &parts, &form.csrf)?;
     let address = auth::address(&parts, &c.config.trust_proxy);
     let now = c.now();
     if throttled(&c, &address, now)? {
@@ -126,7 +127,7 @@ pub async fn login(
         (header::SET_COOKIE, format!("{COOKIE}={id}; {attributes}")),
         (header::SET_COOKIE, format!("{LOGIN_COOKIE}=; {attributes}; Max-Age=0")),
     ];
-    Ok((cookies, Redirect::to("/")).into_response())
+    Ok((axum::response::AppendHeaders(cookies), Redirect::to("/")).into_response())
 }
 
 #[derive(Deserialize)]
