@@ -30,13 +30,30 @@ pub fn state_key(state: CaseState) -> &'static str {
     }
 }
 
-pub async fn list(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    /// "active" (still to act on), or one state (open, recurred, …); empty: every case.
+    #[serde(default)]
+    pub state: String,
+}
+
+pub async fn list(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Result<Markup, ConsoleError> {
     who.require(Role::Officer)?;
     let lang = c.language();
     let mut store = c.store()?;
     let db = c.db();
     cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
-    let all = cases::list(&db, None)?;
+    let wanted = CaseState::parse(&q.state);
+    let mut all = cases::list(&db, None)?;
+    all.retain(|k| match (q.state.as_str(), wanted) {
+        ("active", _) => k.state.is_active(),
+        (_, Some(state)) => k.state == state,
+        _ => true,
+    });
     let body = html! {
         table id="cases" {
             tr { th { "#" } th { (t(lang, "device")) } th { (t(lang, "app")) } th { (t(lang, "owner")) } th { (t(lang, "ticket")) } th { (t(lang, "state")) } th { (t(lang, "removed_on")) } th { (t(lang, "opened")) } }

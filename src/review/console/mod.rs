@@ -26,6 +26,7 @@ pub mod cases;
 pub mod export;
 pub mod i18n;
 pub mod layout;
+pub mod overview;
 pub mod pages;
 pub mod queries;
 pub mod responses;
@@ -228,7 +229,7 @@ impl Console {
 /// Every route of the console.
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/devices", get(pages::devices))

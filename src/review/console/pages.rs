@@ -1,6 +1,7 @@
-//! The pages: sign-in and sign-out, overview, devices, one device, and the audit log.
+//! The pages: sign-in and sign-out, devices, one device, the audit log and users (the overview
+//! is `overview`).
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::{sync::Arc, time::SystemTime};
 
 use axum::{
     Form,
@@ -14,8 +15,8 @@ use serde::Deserialize;
 use super::{
     Console, ConsoleError, audit,
     auth::{self, COOKIE, Login, Role, SignedIn},
-    cases::{self, CaseState},
-    i18n::{assessment, t},
+    cases,
+    i18n::{self, assessment, t},
     layout::{self, PAGE_ROWS, View, encode, filters, page},
     queries::{self, DAY_MS},
     svg,
@@ -153,12 +154,12 @@ pub async fn logout(
 }
 
 /// The device key as this user may see it.
-fn shown(c: &Console, who: &SignedIn, device: &str) -> String {
+pub(super) fn shown(c: &Console, who: &SignedIn, device: &str) -> String {
     if who.role >= Role::Officer { device.to_string() } else { c.masked(device) }
 }
 
 /// The newest case of a summary row's device × app.
-fn case_of<'a>(all: &'a [cases::Case], s: &report::Summary) -> Option<&'a cases::Case> {
+pub(super) fn case_of<'a>(all: &'a [cases::Case], s: &report::Summary) -> Option<&'a cases::Case> {
     all.iter().find(|k| k.device == s.device && k.app == s.app)
 }
 
@@ -170,108 +171,8 @@ fn case_cell(lang: crate::config::Language, all: &[cases::Case], s: &report::Sum
     }
 }
 
-/// Device × app rows the overview lists (most recently seen first); the rest are on /devices.
-const RECENT: usize = 15;
-
-fn day_of(time: SystemTime) -> i64 {
+pub(super) fn day_of(time: SystemTime) -> i64 {
     millis(time).div_euclid(DAY_MS)
-}
-
-pub async fn overview(
-    State(c): State<Arc<Console>>,
-    who: SignedIn,
-    Query(view): Query<View>,
-) -> Result<Markup, ConsoleError> {
-    let lang = c.language();
-    let now = c.now();
-    let officer = who.role >= Role::Officer;
-    let mut filter = report::Filter { device: None, ..c.filter(&view)? };
-    if !officer {
-        // Viewers get no owner filter: counts per owner would point at people.
-        filter.owner = None;
-    }
-    let mut store = c.store()?;
-    let rows = c.summaries(&mut store, &filter)?;
-    let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let days = queries::daily(&mut store, since, until, filter.app.as_deref())?;
-    let all_cases = {
-        let db = c.db();
-        cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), now, c.config.verify_days)?;
-        cases::list(&db, None)?
-    };
-    let mut by_app: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-    for s in &rows {
-        let column = match s.assessment {
-            "app likely installed" => 0,
-            "app possibly installed" => 1,
-            _ => 2,
-        };
-        by_app.entry(&s.app).or_default()[column] += 1;
-    }
-    // Any case takes a device × app off the list, whatever its state: a verified or false
-    // positive case was decided, and one that recurs shows under the recurrences.
-    let has_case = |s: &report::Summary| case_of(&all_cases, s).is_some();
-    let to_act: Vec<&report::Summary> =
-        rows.iter().filter(|s| s.assessment == "app likely installed" && !has_case(s)).collect();
-    let recurred: Vec<&cases::Case> = all_cases.iter().filter(|k| k.state == CaseState::Recurred).collect();
-    let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.attempts)).collect();
-    let body = html! {
-        (filters(lang, &view, "/", officer))
-        h2 { (t(lang, "by_app")) }
-        @if by_app.is_empty() { p { (t(lang, "no_data")) } } @else {
-            table id="by-app" {
-                tr { th { (t(lang, "app")) } th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } }
-                @for (app, counts) in &by_app {
-                    tr {
-                        td { a href=(format!("/app?{}", view.with("app", app))) { (app) } }
-                        td.num.likely { (counts[0]) } td.num { (counts[1]) } td.num { (counts[2]) }
-                    }
-                }
-            }
-        }
-        h2 { (t(lang, "recent_devices")) }
-        @if rows.is_empty() { p { (t(lang, "no_data")) } } @else {
-            table id="recent" {
-                tr { th { (t(lang, "device")) } th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
-                @for s in rows.iter().take(RECENT) {
-                    tr {
-                        td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                        td { (s.app) } td.num { (s.attempts) } td { (s.last_seen) }
-                        td class=[(s.assessment == "app likely installed").then_some("likely")] { (assessment(lang, s.assessment)) }
-                    }
-                }
-            }
-            @if rows.len() > RECENT { p { a href=(format!("/devices?{}", view.query())) { (t(lang, "all_devices")) " (" (rows.len()) ")" } } }
-        }
-        h2 { (t(lang, "trend")) }
-        (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, "trend")))
-        h2 { (t(lang, "to_act")) }
-        @if to_act.is_empty() { p { (t(lang, "none")) } } @else {
-            table id="to-act" {
-                tr { th { (t(lang, "device")) } th { (t(lang, "app")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } @if officer { th {} } }
-                @for s in &to_act {
-                    tr {
-                        td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                        td { (s.app) } td.num { (s.days) } td { (s.last_seen) }
-                        @if officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
-                    }
-                }
-            }
-        }
-        h2 { (t(lang, "recurred")) }
-        @if recurred.is_empty() { p { (t(lang, "none")) } } @else {
-            table id="recurred" {
-                @for k in &recurred {
-                    tr.recurred {
-                        td { @if officer { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } }
-                        td { (shown(&c, &who, &k.device)) } td { (k.app) } td { (k.removed.as_deref().unwrap_or("")) }
-                    }
-                }
-            }
-        }
-        @if !officer { p.note { (t(lang, "pseudonymous")) } }
-    };
-    Ok(page(lang, Some(&who), t(lang, "overview"), body))
 }
 
 pub async fn devices(
@@ -290,7 +191,7 @@ pub async fn devices(
     let rows = c.summaries(&mut store, &filter)?;
     let all_cases = if officer { cases::list(&c.db(), None)? } else { Vec::new() };
     let mask = |d: &str| c.masked(d);
-    let rows = view.apply(rows, if officer { None } else { Some(&mask) });
+    let rows = view.apply(rows, if officer { None } else { Some(&mask) }, c.now());
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
     let page = view.page.unwrap_or(0);
     let pages = rows.len().div_ceil(PAGE_ROWS).max(1);
@@ -342,7 +243,8 @@ pub async fn device(
     let filter = c.filter(&view)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut store = c.store()?;
-    let sources = queries::identity_sources(&mut store, &key)?;
+    let sources = queries::identity_sources(&mut store, &key, since, until)?;
+    let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() })?;
     let lanes = queries::device_daily(&mut store, &key, since, until)?;
     let hits = report::timeline(
         std::slice::from_mut(&mut store),
@@ -370,6 +272,7 @@ pub async fn device(
                 tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (s.first_seen) } td { (s.last_seen) } td.num { (s.attempts) } }
             }
         }
+        (device_totals(lang, &totals, &sources))
         h2 { (t(lang, "per_app")) }
         (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, "per_app")))
         p {
@@ -389,13 +292,29 @@ pub async fn device(
         p { a href=(format!("/export/timeline.csv?{}", view.query())) id="export-timeline" { (t(lang, "export_csv")) } }
         @if hits.len() > 200 { p.note { (t(lang, "hits_limited")) } }
         table id="hits" {
-            tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { "Type" } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
+            tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { (t(lang, "qtype")) } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
             @for e in hits.iter().take(200) {
                 tr { td { (e.time) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
     };
     Ok(page(lang, Some(&who), &format!("{}: {key}", t(lang, "device")), body))
+}
+
+/// The device's totals per app, the same rows the devices table shows, and whether the identity
+/// sources above add up to them (they do while the period's raw rows are kept).
+fn device_totals(lang: crate::config::Language, totals: &[report::Summary], sources: &[queries::IdentitySource]) -> Markup {
+    let (all, raw) = (totals.iter().map(|s| s.attempts).sum::<u64>(), sources.iter().map(|s| s.attempts).sum::<u64>());
+    html! {
+        h2 { (t(lang, "totals")) }
+        table id="totals" {
+            tr { th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+            @for s in totals {
+                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } }
+            }
+        }
+        @if raw != all { p.note id="totals-differ" { (t(lang, "totals_differ")) " (" (raw) " / " (all) ")" } }
+    }
 }
 
 pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
@@ -409,11 +328,26 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         table id="audit" {
             tr { th { (t(lang, "time")) } th { (t(lang, "actor")) } th { (t(lang, "role")) } th { (t(lang, "address")) } th { (t(lang, "action")) } th { (t(lang, "target")) } th { (t(lang, "detail")) } }
             @for e in &entries {
-                tr { td { (e.time) } td { (e.actor) } td { (e.role) } td { (e.address) } td { (e.action) } td { (e.target) } td { (e.detail) } }
+                tr {
+                    td { (e.time) } td { (e.actor) } td { (role_name(lang, &e.role)) } td { (e.address) }
+                    td { (i18n::audit_action(lang, &e.action)) } td { (e.target) } td { (i18n::audit_detail(lang, &e.detail)) }
+                }
             }
         }
     };
     Ok(page(lang, Some(&who), t(lang, "audit"), body))
+}
+
+/// A role as the pages name it.
+pub fn role_name(lang: crate::config::Language, role: &str) -> &'static str {
+    match role {
+        "viewer" => t(lang, "role_viewer"),
+        "officer" => t(lang, "role_officer"),
+        "admin" => t(lang, "role_admin"),
+        "system" => "nxguard",
+        "cli" => t(lang, "role_cli"),
+        _ => "",
+    }
 }
 
 /// Users and API tokens (admins; changed with `nxguard console user|token add`).
@@ -427,7 +361,7 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         html! {
             table id=(id) {
                 tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } th { (t(lang, "expires")) } th { (t(lang, "disabled")) } }
-                @for a in rows { tr { td { (a.name) } td { (a.role) } td { (a.locked_until) } td { (a.created) } td { (a.expires) } td { @if a.disabled { "✓" } } } }
+                @for a in rows { tr { td { (a.name) } td { (role_name(lang, &a.role)) } td { (a.locked_until) } td { (a.created) } td { (a.expires) } td { @if a.disabled { "✓" } } } }
             }
         }
     };
