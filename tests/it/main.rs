@@ -13,6 +13,7 @@ mod console;
 mod console_browser;
 mod console_tls;
 mod deploy_files;
+mod docs;
 mod encrypted_listeners;
 mod encrypted_upstream;
 mod feeds;
