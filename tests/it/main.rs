@@ -15,6 +15,7 @@ mod console_browser;
 mod console_cases;
 mod console_tls;
 mod deploy_files;
+mod docs;
 mod encrypted_listeners;
 mod encrypted_upstream;
 mod feeds;
