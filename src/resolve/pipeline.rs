@@ -293,7 +293,9 @@ impl Resolver {
         // The pool tries the next server on an error rcode or silence, and falls back to plain
         // DNS for servers that do not take EDNS (`upstream::fallback`).
         let asked = upstream_query(&query);
-        let fetch = upstreams.exchange(&asked, query.name.as_bytes());
+        // Boxed: the exchange's state (pool, fallback, socket) is kilobytes, and inline it made
+        // every spawned miss that large, copied several times over while being spawned.
+        let fetch = Box::pin(upstreams.exchange(&asked, query.name.as_bytes()));
         let result = tokio::time::timeout(budget, fetch)
             .await
             .unwrap_or_else(|_| Err(UpstreamError::Timeout { server: std::net::SocketAddr::from(([0, 0, 0, 0], 0)) }));
