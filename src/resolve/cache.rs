@@ -64,6 +64,9 @@ pub struct CachedAnswer {
     ttls: Box<[(u16, u32)]>,
     pub stored_at: Instant,
     pub expires_at: Instant,
+    /// From when a hit makes the entry due for a prefetch: the last tenth of its TTL (None:
+    /// no TTL, never). Kept as an instant so that a hit compares instead of computing durations.
+    prefetch_from: Option<Instant>,
     /// The CNAME targets the answer passes through, lowercased.
     pub chain: Box<[Box<str>]>,
     /// The policy generation the chain was last checked against.
@@ -131,7 +134,9 @@ impl CachedAnswer {
             body.truncate(start);
         }
         let cache_ttl = records.cache_ttl(flags, limits);
-        let expires_at = now + Duration::from_secs(u64::from(cache_ttl.unwrap_or(0)));
+        let ttl = Duration::from_secs(u64::from(cache_ttl.unwrap_or(0)));
+        let expires_at = now + ttl;
+        let prefetch_from = (!ttl.is_zero()).then(|| expires_at - ttl / 10);
         Ok(Inspected {
             answer: CachedAnswer {
                 body: body.into_boxed_slice(),
@@ -141,6 +146,7 @@ impl CachedAnswer {
                 ttls: records.ttls.into_boxed_slice(),
                 stored_at: now,
                 expires_at,
+                prefetch_from,
                 chain,
                 generation,
                 chain_blocked: false,
@@ -159,11 +165,8 @@ impl CachedAnswer {
     /// floor so that a name asked once is left to expire).
     pub fn hit_wants_prefetch(&self, now: Instant) -> bool {
         let hits = self.hits.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        let ttl = self.expires_at.saturating_duration_since(self.stored_at);
-        let left = self.expires_at.saturating_duration_since(now);
         hits >= PREFETCH_MIN_HITS
-            && !ttl.is_zero()
-            && left * 10 <= ttl
+            && self.prefetch_from.is_some_and(|from| now >= from)
             && !self.prefetch_started.swap(true, Ordering::Relaxed)
     }
 
@@ -456,10 +459,13 @@ impl Cache {
         let Some(entry) = self.inner.as_ref().and_then(|inner| inner.get(key)) else {
             return Lookup::Absent;
         };
-        match now.checked_duration_since(entry.expires_at) {
-            None => Lookup::Fresh(entry),
-            Some(expired_for) if expired_for <= self.stale => Lookup::Stale(entry),
-            Some(_) => Lookup::Absent,
+        // An instant comparison first: a fresh hit computes no duration.
+        if now < entry.expires_at {
+            Lookup::Fresh(entry)
+        } else if now - entry.expires_at <= self.stale {
+            Lookup::Stale(entry)
+        } else {
+            Lookup::Absent
         }
     }
 
