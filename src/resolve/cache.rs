@@ -297,7 +297,13 @@ impl Records {
         Ok(records)
     }
 
-    fn add(&mut self, response: &[u8], rec: &wire::RecordAt, section: Section, limits: &CacheConfig) -> Result<(), WireError> {
+    fn add(
+        &mut self,
+        response: &[u8],
+        rec: &wire::RecordAt,
+        section: Section,
+        limits: &CacheConfig,
+    ) -> Result<(), WireError> {
         let rtype = rec.rtype(response);
         if rtype == TYPE_OPT {
             self.opt = Some((rec.name_at, rec.end));
