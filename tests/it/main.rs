@@ -10,6 +10,8 @@ mod attempt_store;
 mod bypass;
 mod cli;
 mod console;
+mod console_access;
+mod console_cases;
 mod console_browser;
 mod console_tls;
 mod deploy_files;
