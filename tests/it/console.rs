@@ -437,7 +437,7 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
     assert!(recurred.contains("LT-0001") && recurred.contains("LT-0002"), "{recurred}");
 }
 
-fn report_html(db: &Path, extra: &[&str]) -> String {
+pub(crate) fn report_html(db: &Path, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
         .args(["report", "--db", db.to_str().unwrap(), "--now", "2026-11-23T00:00:00Z", "--since", "7d"])
         .args(["--format", "html"])

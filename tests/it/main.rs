@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod console_access;
 mod console_cases;
+mod console_day;
 mod console_browser;
 mod console_tls;
 mod deploy_files;

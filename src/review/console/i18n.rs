@@ -160,7 +160,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("previous_period", "vorige periode", "previous period"),
     ("this_period", "deze periode", "this period"),
-    ("qtype", "Type", "Type"),
+    ("qtype", "Vraagtype", "Query type"),
     ("date_placeholder", "JJJJ-MM-DD", "YYYY-MM-DD"),
     ("error", "Fout", "Error"),
     (
@@ -249,6 +249,7 @@ const AUDIT_WORDS: &[(&str, &str)] = &[
     ("verified", "geverifieerd"),
     ("removed", "verwijderd"),
     ("rows", "rijen"),
+    ("case", "zaak"),
     ("since", "vanaf"),
     ("note", "notitie"),
     ("open", "open"),
@@ -277,8 +278,8 @@ pub fn audit_detail(language: Language, detail: &str) -> String {
         let at_word = out.chars().last().is_none_or(|p| !p.is_alphanumeric() && p != '_');
         if at_word {
             for (en, nl) in AUDIT_WORDS {
-                let ends_word = rest[en.len().min(rest.len())..].chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_');
-                if rest.starts_with(en) && ends_word {
+                let Some(after) = rest.strip_prefix(en) else { continue };
+                if after.chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_') {
                     out.push_str(nl);
                     rest = &rest[en.len()..];
                     continue 'next;

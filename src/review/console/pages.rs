@@ -330,7 +330,7 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
             @for e in &entries {
                 tr {
                     td { (e.time) } td { (e.actor) } td { (role_name(lang, &e.role)) } td { (e.address) }
-                    td { (i18n::audit_action(lang, &e.action)) } td { (e.target) } td { (i18n::audit_detail(lang, &e.detail)) }
+                    td { (i18n::audit_action(lang, &e.action)) } td { (i18n::audit_detail(lang, &e.target)) } td { (i18n::audit_detail(lang, &e.detail)) }
                 }
             }
         }
