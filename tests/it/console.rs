@@ -46,7 +46,14 @@ pub(crate) fn app(id: &str, name: &str) -> Arc<AppEntry> {
     Arc::new(AppEntry { app, notice })
 }
 
-pub(crate) fn attempt(at: u64, device: Option<(&str, &str)>, ip: &str, qname: &str, app: &Arc<AppEntry>, kind: Kind) -> Attempt {
+pub(crate) fn attempt(
+    at: u64,
+    device: Option<(&str, &str)>,
+    ip: &str,
+    qname: &str,
+    app: &Arc<AppEntry>,
+    kind: Kind,
+) -> Attempt {
     let ip = ip.parse().unwrap();
     let identity = match device {
         Some((name, owner)) => Identity {
@@ -547,7 +554,7 @@ async fn pages_speak_english_when_asked() {
     assert!(page.body.contains("<html lang=\"en\">") && page.body.contains("Sign in"), "{}", page.body);
 }
 
-fn nxguard(args: &[&str], config: &Path) -> String {
+pub(crate) fn nxguard(args: &[&str], config: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_nxguard")).args(args).arg("--config").arg(config).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()

@@ -46,10 +46,26 @@ async fn every_route_sends_the_security_headers_and_personal_pages_are_not_cache
     let (admin, csrf) = login(&app, "admin").await;
     send(&app, "POST", "/cases", Some(&admin), Some(&format!("csrf={csrf}&device=LT-0001&app=TikTok"))).await;
     let routes = [
-        "/", "/login", "/devices", "/device?device=LT-0001", "/app?app=TikTok", "/lists", "/audit", "/users",
-        "/cases", "/cases/new", "/cases/1", "/export/summary.csv", "/export/timeline.csv?device=LT-0001",
-        "/export/audit.csv", "/api/v1/summary", "/api/v1/timeline?device=LT-0001", "/api/v1/cases",
-        "/static/console.css", "/no-such-page", "/cases/999",
+        "/",
+        "/login",
+        "/devices",
+        "/device?device=LT-0001",
+        "/app?app=TikTok",
+        "/lists",
+        "/audit",
+        "/users",
+        "/cases",
+        "/cases/new",
+        "/cases/1",
+        "/export/summary.csv",
+        "/export/timeline.csv?device=LT-0001",
+        "/export/audit.csv",
+        "/api/v1/summary",
+        "/api/v1/timeline?device=LT-0001",
+        "/api/v1/cases",
+        "/static/console.css",
+        "/no-such-page",
+        "/cases/999",
     ];
     for uri in routes {
         for cookie in [Some(admin.as_str()), None] {
@@ -112,10 +128,10 @@ async fn api_tokens_open_only_the_api_and_expire_or_are_revoked() {
     auth::revoke_token(&s.console.db(), "siem").unwrap();
     assert_eq!(bearer(&app, "/api/v1/cases", &forever).await.0, StatusCode::UNAUTHORIZED, "revoked");
     let users = auth::accounts(&s.console.db(), true, SystemTime::now()).unwrap();
-    assert_eq!(users.iter().map(|a| (a.name.as_str(), a.expires.as_str())).collect::<Vec<_>>(), [(
-        "monthly",
-        "2026-12-23T00:00:00Z"
-    )]);
+    assert_eq!(
+        users.iter().map(|a| (a.name.as_str(), a.expires.as_str())).collect::<Vec<_>>(),
+        [("monthly", "2026-12-23T00:00:00Z")]
+    );
 }
 
 #[tokio::test]
@@ -212,4 +228,42 @@ async fn failed_sign_ins_from_one_address_are_throttled_before_the_audit_log() {
         .query_row("SELECT detail FROM audit WHERE action = 'login throttle ended'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(detail, "11 sign-ins refused");
+}
+
+#[test]
+fn tokens_and_users_are_managed_from_the_command_line_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("console.sqlite");
+    let config = dir.path().join("nxguard.toml");
+    let store = dir.path().join("attempts.sqlite");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n[store]\npath = {store:?}\n[console]\nstate_path = {state:?}\n"
+        ),
+    )
+    .unwrap();
+    let token =
+        super::console::nxguard(&["console", "token", "add", "siem", "--role", "officer", "--expires", "90d"], &config);
+    assert!(token.starts_with("nxg_"), "{token}");
+    assert_eq!(super::console::nxguard(&["console", "token", "revoke", "siem"], &config), "token siem revoked\n");
+    {
+        let db = rusqlite::Connection::open(&state).unwrap();
+        auth::add_user(&db, "ann", Role::Viewer, PASSWORD, SystemTime::now()).unwrap();
+    }
+    assert_eq!(super::console::nxguard(&["console", "user", "disable", "ann"], &config), "user ann: disable done\n");
+    assert_eq!(super::console::nxguard(&["console", "user", "delete", "ann"], &config), "user ann: delete done\n");
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let actions: Vec<String> = db
+        .prepare("SELECT action FROM audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(actions, ["token add", "token revoke", "user disable", "user delete"]);
+    let detail: String = db.query_row("SELECT detail FROM audit WHERE action = 'token add'", [], |r| r.get(0)).unwrap();
+    assert!(detail.starts_with("officer; expires 20"), "{detail}");
+    let users: i64 = db.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 0);
 }

@@ -51,7 +51,10 @@ async fn the_overview_opens_with_figures_that_link_to_their_lists_and_pages_to_a
         ("fig_new", 31, "/devices?since=7d&amp;assessment=likely&amp;new=7d"),
     ] {
         let item = figures.split(&format!("id=\"{id}\"")).nth(1).unwrap().split("</li>").next().unwrap();
-        assert!(item.contains(&format!("href=\"{href}\"")) && item.contains(&format!("<strong>{count}</strong>")), "{item}");
+        assert!(
+            item.contains(&format!("href=\"{href}\"")) && item.contains(&format!("<strong>{count}</strong>")),
+            "{item}"
+        );
     }
     let new = send(&app, "GET", "/devices?since=7d&assessment=likely&new=7d", Some(&cookie), None).await;
     assert_eq!(section(&new.body, "devices").matches("<tr>").count(), 1 + 31);
@@ -145,8 +148,16 @@ async fn dutch_pages_have_action_buttons_and_no_english_left() {
         let page = send(&app, "GET", uri, Some(&cookie), None).await;
         let text = page.body.split("<main>").nth(1).unwrap();
         for english in [
-            ">Domain<", ">Type<", "YYYY", "case update", "request_removal", "removal_requested", "view device",
-            ">case 1<", "(admin)", "since 7d",
+            ">Domain<",
+            ">Type<",
+            "YYYY",
+            "case update",
+            "request_removal",
+            "removal_requested",
+            "view device",
+            ">case 1<",
+            "(admin)",
+            "since 7d",
         ] {
             assert!(!text.contains(english), "{uri}: {english:?} in {text}");
         }
@@ -161,7 +172,8 @@ fn the_board_report_aligns_figures_with_headers_and_compares_with_the_previous_p
     let s = setup();
     // The week before the report's: one TikTok link click.
     let tiktok = app("tiktok", "TikTok");
-    let before = attempt(DAY0 - 5 * DAY, Some(("LT-0003", "Ruimte")), "10.20.3.3", "www.tiktok.com", &tiktok, Kind::Web);
+    let before =
+        attempt(DAY0 - 5 * DAY, Some(("LT-0003", "Ruimte")), "10.20.3.3", "www.tiktok.com", &tiktok, Kind::Web);
     store::insert_all(&s.store, &[before], None, "ns1").unwrap();
     let html = report_html(&s.store, &[]);
     let tiktok = html.split("<h2>TikTok</h2>").nth(1).unwrap().split("</section>").next().unwrap();

@@ -185,7 +185,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Er is nog geen pogingenopslag: geen enkele resolver heeft nog iets vastgelegd. Start `nxguard serve` met hetzelfde store.path, of controleer dat pad.",
         "There is no attempt store yet: no resolver has recorded anything. Start `nxguard serve` with the same store.path, or check that path.",
     ),
-    ("err_500", "Er ging iets mis. De details staan in het log van de console.", "Something went wrong. The details are in the console's log."),
+    (
+        "err_500",
+        "Er ging iets mis. De details staan in het log van de console.",
+        "Something went wrong. The details are in the console's log.",
+    ),
     ("actor", "Wie", "Who"),
     ("action", "Actie", "Action"),
     ("target", "Waarop", "On what"),
@@ -328,7 +332,10 @@ mod tests {
             "verwijderd → teruggekeerd (3 pogingen sinds de verwijdering)"
         );
         assert_eq!(audit_detail(Language::Nl, "since=7d&app=TikTok; 2 rows"), "vanaf=7d&app=TikTok; 2 rijen");
-        assert_eq!(audit_detail(Language::Nl, "LT-0001 × TikTok; ticket \"INC-7\""), "LT-0001 × TikTok; ticket \"INC-7\"");
+        assert_eq!(
+            audit_detail(Language::Nl, "LT-0001 × TikTok; ticket \"INC-7\""),
+            "LT-0001 × TikTok; ticket \"INC-7\""
+        );
         assert_eq!(audit_detail(Language::Nl, "reopened"), "reopened", "only whole words");
     }
 }
