@@ -16,6 +16,7 @@ mod console_cases;
 mod console_day;
 mod console_tls;
 mod deploy_files;
+mod docs;
 mod encrypted_listeners;
 mod encrypted_upstream;
 mod feeds;
