@@ -76,6 +76,68 @@ fn counts_row(label: &str, list: &[&Summary]) -> Markup {
     }
 }
 
+/// Devices with attempts per day for `app` over every store (a device seen by two nodes is
+/// counted once per store: an upper bound).
+fn devices_per_day(
+    stores: &mut [Reader],
+    since: SystemTime,
+    until: SystemTime,
+    app: &str,
+) -> Result<Vec<(i64, u64)>, ConsoleError> {
+    let mut days: BTreeMap<i64, u64> = BTreeMap::new();
+    for store in stores.iter_mut() {
+        for day in queries::daily(store, since, until, Some(app))? {
+            *days.entry(day.day).or_default() += day.devices;
+        }
+    }
+    Ok(days.into_iter().collect())
+}
+
+/// How a section is shown: language, the period's first and last day, identities or not.
+struct Shown {
+    lang: Language,
+    first: i64,
+    last: i64,
+    with_identities: bool,
+}
+
+/// One app's section: its figures against the previous period, the trend, the cases by state
+/// and (asked for) its device rows.
+fn app_section(
+    shown: &Shown,
+    app: &str,
+    list: &[&Summary],
+    before: &[&Summary],
+    trend: &[(i64, u64)],
+    app_cases: &[&cases::Case],
+) -> Markup {
+    let lang = shown.lang;
+    let states = CaseState::ALL;
+    html! {
+        section {
+            h2 { (app) }
+            table.figures {
+                tr { th {} th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } th.num { (t(lang, "attempts")) } }
+                (counts_row(t(lang, "this_period"), list))
+                (counts_row(t(lang, "previous_period"), before))
+            }
+            p.note { (t(lang, "devices_per_day")) }
+            (svg::daily_bars(trend, shown.first, shown.last, &format!("{app}: {}", t(lang, "devices_per_day"))))
+            p.note { (t(lang, "cases_by_state")) }
+            table {
+                tr { @for s in states { th.num { (t(lang, state_key(s))) } } }
+                tr { @for s in states { td.num { (app_cases.iter().filter(|c| c.state == s).count()) } } }
+            }
+            @if shown.with_identities {
+                table {
+                    tr { th { (t(lang, "device")) } th { (t(lang, "owner")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+                    @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } } }
+                }
+            }
+        }
+    }
+}
+
 /// Writes the board report for `filter` (its since/until; app and owner narrow it).
 pub fn render(
     stores: &mut [Reader],
@@ -100,47 +162,11 @@ pub fn render(
     let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
     let mut sections = Vec::new();
     for (app, list) in &by_app {
-        let mut days: Vec<queries::Day> = Vec::new();
-        for store in stores.iter_mut() {
-            for day in queries::daily(store, since, until, Some(app))? {
-                match days.iter_mut().find(|d| d.day == day.day) {
-                    // A device seen by two nodes is counted once per store: an upper bound.
-                    Some(known) => {
-                        known.attempts += day.attempts;
-                        known.devices += day.devices;
-                    }
-                    None => days.push(day),
-                }
-            }
-        }
-        days.sort_by_key(|d| d.day);
-        let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.devices)).collect();
-        let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == *app).collect();
-        let states = CaseState::ALL;
-        sections.push(html! {
-            section {
-                h2 { (app) }
-                @let before: Vec<&Summary> = previous.iter().filter(|s| s.app == *app).collect();
-                table.figures {
-                    tr { th {} th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } th.num { (t(lang, "attempts")) } }
-                    (counts_row(t(lang, "this_period"), list))
-                    (counts_row(t(lang, "previous_period"), &before))
-                }
-                p.note { (t(lang, "devices_per_day")) }
-                (svg::daily_bars(&trend, first, last, &format!("{app}: {}", t(lang, "devices_per_day"))))
-                p.note { (t(lang, "cases_by_state")) }
-                table {
-                    tr { @for s in states { th.num { (t(lang, state_key(s))) } } }
-                    tr { @for s in states { td.num { (app_cases.iter().filter(|c| c.state == s).count()) } } }
-                }
-                @if with_identities {
-                    table {
-                        tr { th { (t(lang, "device")) } th { (t(lang, "owner")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
-                        @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } } }
-                    }
-                }
-            }
-        });
+        let trend = devices_per_day(stores, since, until, app)?;
+        let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == **app).collect();
+        let before: Vec<&Summary> = previous.iter().filter(|s| s.app == **app).collect();
+        let shown = Shown { lang, first, last, with_identities };
+        sections.push(app_section(&shown, app, list, &before, &trend, &app_cases));
     }
     let period = format!("{} – {}", queries::day_text(first), queries::day_text(last));
     let page: Markup = html! {

@@ -444,7 +444,7 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
     assert!(recurred.contains("LT-0001") && recurred.contains("LT-0002"), "{recurred}");
 }
 
-fn report_html(db: &Path, extra: &[&str]) -> String {
+pub(crate) fn report_html(db: &Path, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
         .args(["report", "--db", db.to_str().unwrap(), "--now", "2026-11-23T00:00:00Z", "--since", "7d"])
         .args(["--format", "html"])
@@ -554,7 +554,7 @@ async fn pages_speak_english_when_asked() {
     assert!(page.body.contains("<html lang=\"en\">") && page.body.contains("Sign in"), "{}", page.body);
 }
 
-fn nxguard(args: &[&str], config: &Path) -> String {
+pub(crate) fn nxguard(args: &[&str], config: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_nxguard")).args(args).arg("--config").arg(config).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()

@@ -229,3 +229,41 @@ async fn failed_sign_ins_from_one_address_are_throttled_before_the_audit_log() {
         .unwrap();
     assert_eq!(detail, "11 sign-ins refused");
 }
+
+#[test]
+fn tokens_and_users_are_managed_from_the_command_line_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("console.sqlite");
+    let config = dir.path().join("nxguard.toml");
+    let store = dir.path().join("attempts.sqlite");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n[store]\npath = {store:?}\n[console]\nstate_path = {state:?}\n"
+        ),
+    )
+    .unwrap();
+    let token =
+        super::console::nxguard(&["console", "token", "add", "siem", "--role", "officer", "--expires", "90d"], &config);
+    assert!(token.starts_with("nxg_"), "{token}");
+    assert_eq!(super::console::nxguard(&["console", "token", "revoke", "siem"], &config), "token siem revoked\n");
+    {
+        let db = rusqlite::Connection::open(&state).unwrap();
+        auth::add_user(&db, "ann", Role::Viewer, PASSWORD, SystemTime::now()).unwrap();
+    }
+    assert_eq!(super::console::nxguard(&["console", "user", "disable", "ann"], &config), "user ann: disable done\n");
+    assert_eq!(super::console::nxguard(&["console", "user", "delete", "ann"], &config), "user ann: delete done\n");
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let actions: Vec<String> = db
+        .prepare("SELECT action FROM audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(actions, ["token add", "token revoke", "user disable", "user delete"]);
+    let detail: String = db.query_row("SELECT detail FROM audit WHERE action = 'token add'", [], |r| r.get(0)).unwrap();
+    assert!(detail.starts_with("officer; expires 20"), "{detail}");
+    let users: i64 = db.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 0);
+}

@@ -223,22 +223,7 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     save(&shots.join("device.png"), &png);
     save_for_readme("console-device.png", &png);
 
-    browser.find(Locator::Css("a.open-case")).await?.click().await?;
-    browser.wait().for_element(Locator::Id("ticket")).await?.send_keys("INC-4711").await?;
-    browser.find(Locator::Id("note")).await?.send_keys("Asked the owner to remove TikTok").await?;
-    browser.find(Locator::Id("open-case")).await?.click().await?;
-    let state = browser.wait().for_element(Locator::Id("case-state")).await?.text().await?;
-    assert_eq!(state, "open");
-    browser.find(Locator::Id("request-removal")).await?.click().await?;
-    // The page before the click has a case state too: wait for the new page's.
-    let state = text_once(browser, "case-state", "verwijdering aangevraagd").await?;
-    assert_eq!(state, "verwijdering aangevraagd");
-    // Recorded as removed now (the form's default moment): the attempts of a few seconds ago
-    // came before it, so the case is removed, not recurred.
-    browser.find(Locator::Id("mark-removed")).await?.click().await?;
-    let state = text_once(browser, "case-state", "verwijderd").await?;
-    assert_eq!(state, "verwijderd");
-    save(&shots.join("case.png"), &browser.screenshot().await?);
+    run_a_case(browser, &shots).await?;
 
     // The export link of the devices page, fetched with the browser's own session.
     browser.goto(&format!("{base}/devices?since=7d")).await?;
@@ -261,5 +246,26 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     assert!(browser.find(Locator::Id("devices")).await.is_err(), "Back showed a signed-in page from the cache");
     browser.goto(&format!("{base}/")).await?;
     assert!(browser.current_url().await?.path().ends_with("/login"), "the session survived sign-out");
+    Ok(())
+}
+
+/// From the device page: open a case, request the removal, record it as removed now.
+async fn run_a_case(browser: &fantoccini::Client, shots: &Path) -> Result<(), fantoccini::error::CmdError> {
+    browser.find(Locator::Css("a.open-case")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("ticket")).await?.send_keys("INC-4711").await?;
+    browser.find(Locator::Id("note")).await?.send_keys("Asked the owner to remove TikTok").await?;
+    browser.find(Locator::Id("open-case")).await?.click().await?;
+    let state = browser.wait().for_element(Locator::Id("case-state")).await?.text().await?;
+    assert_eq!(state, "open");
+    browser.find(Locator::Id("request-removal")).await?.click().await?;
+    // The page before the click has a case state too: wait for the new page's.
+    let state = text_once(browser, "case-state", "verwijdering aangevraagd").await?;
+    assert_eq!(state, "verwijdering aangevraagd");
+    // Recorded as removed now (the form's default moment): the attempts of a few seconds ago
+    // came before it, so the case is removed, not recurred.
+    browser.find(Locator::Id("mark-removed")).await?.click().await?;
+    let state = text_once(browser, "case-state", "verwijderd").await?;
+    assert_eq!(state, "verwijderd");
+    save(&shots.join("case.png"), &browser.screenshot().await?);
     Ok(())
 }

@@ -13,6 +13,7 @@ mod console;
 mod console_access;
 mod console_browser;
 mod console_cases;
+mod console_day;
 mod console_tls;
 mod deploy_files;
 mod docs;

@@ -160,7 +160,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("previous_period", "vorige periode", "previous period"),
     ("this_period", "deze periode", "this period"),
-    ("qtype", "Type", "Type"),
+    ("qtype", "Vraagtype", "Query type"),
     ("date_placeholder", "JJJJ-MM-DD", "YYYY-MM-DD"),
     ("error", "Fout", "Error"),
     (
@@ -253,6 +253,7 @@ const AUDIT_WORDS: &[(&str, &str)] = &[
     ("verified", "geverifieerd"),
     ("removed", "verwijderd"),
     ("rows", "rijen"),
+    ("case", "zaak"),
     ("since", "vanaf"),
     ("note", "notitie"),
     ("open", "open"),
@@ -282,8 +283,7 @@ pub fn audit_detail(language: Language, detail: &str) -> String {
         if at_word {
             for (en, nl) in AUDIT_WORDS {
                 let Some(after) = rest.strip_prefix(en) else { continue };
-                let ends_word = after.chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_');
-                if ends_word {
+                if after.chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_') {
                     out.push_str(nl);
                     rest = &rest[en.len()..];
                     continue 'next;

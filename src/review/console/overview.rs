@@ -9,7 +9,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use axum::extract::{Query, State};
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use maud::{Markup, html};
 
 use super::{
@@ -46,14 +50,17 @@ pub async fn overview(
     State(c): State<Arc<Console>>,
     who: SignedIn,
     Query(view): Query<View>,
-) -> Result<Markup, ConsoleError> {
+) -> Result<Response, ConsoleError> {
     let (lang, now, officer) = (c.language(), c.now(), who.role >= Role::Officer);
     let mut filter = report::Filter { device: None, ..c.filter(&view)? };
     if !officer {
         // Viewers get no owner filter: counts per owner would point at people.
         filter.owner = None;
     }
-    let mut store = c.store()?;
+    let mut store = match c.store() {
+        Err(ConsoleError::NoStore(_)) => return Ok(first_run(lang, &who)),
+        store => store?,
+    };
     let rows = c.summaries(&mut store, &filter)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let days = queries::daily(&mut store, since, until, filter.app.as_deref())?;
@@ -77,7 +84,14 @@ pub async fn overview(
         (resolvers(lang, &nodes))
         @if !officer { p.note { (t(lang, "pseudonymous")) } }
     };
-    Ok(page(lang, Some(&who), t(lang, "overview"), body))
+    Ok(page(lang, Some(&who), t(lang, "overview"), body).into_response())
+}
+
+/// Before any resolver has written the attempt store: say so (503, with the navigation and
+/// sign-out), instead of failing.
+fn first_run(lang: Language, who: &SignedIn) -> Response {
+    let body = html! { p.error id="no-store" { (t(lang, "err_503")) } };
+    (StatusCode::SERVICE_UNAVAILABLE, page(lang, Some(who), t(lang, "overview"), body)).into_response()
 }
 
 /// A likely-installed row first seen within `NEW` of `now`.

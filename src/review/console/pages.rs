@@ -269,13 +269,7 @@ pub async fn device(
     let owner = sources.iter().find(|s| !s.owner.is_empty()).map_or("", |s| s.owner.as_str());
     let body = html! {
         (filters(lang, &view, "/device", false))
-        h2 { (t(lang, "identity")) }
-        table id="identity" {
-            tr { th { (t(lang, "name")) } th { (t(lang, "owner")) } th { (t(lang, "hostname")) } th { (t(lang, "mac")) } th { (t(lang, "address")) } th { (t(lang, "source")) } th { (t(lang, "first_seen")) } th { (t(lang, "last_seen")) } th.num { (t(lang, "attempts")) } }
-            @for s in &sources {
-                tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (s.first_seen) } td { (s.last_seen) } td.num { (s.attempts) } }
-            }
-        }
+        (identity_table(lang, &sources))
         (device_totals(lang, &totals, &sources))
         h2 { (t(lang, "per_app")) }
         (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, "per_app")))
@@ -303,6 +297,19 @@ pub async fn device(
         }
     };
     Ok(page(lang, Some(&who), &format!("{}: {key}", t(lang, "device")), body))
+}
+
+/// Where the device's identity came from, one row per distinct source.
+fn identity_table(lang: crate::config::Language, sources: &[queries::IdentitySource]) -> Markup {
+    html! {
+        h2 { (t(lang, "identity")) }
+        table id="identity" {
+            tr { th { (t(lang, "name")) } th { (t(lang, "owner")) } th { (t(lang, "hostname")) } th { (t(lang, "mac")) } th { (t(lang, "address")) } th { (t(lang, "source")) } th { (t(lang, "first_seen")) } th { (t(lang, "last_seen")) } th.num { (t(lang, "attempts")) } }
+            @for s in sources {
+                tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (s.first_seen) } td { (s.last_seen) } td.num { (s.attempts) } }
+            }
+        }
+    }
 }
 
 /// The device's totals per app, the same rows the devices table shows, and whether the identity
@@ -338,7 +345,7 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
             @for e in &entries {
                 tr {
                     td { (e.time) } td { (e.actor) } td { (role_name(lang, &e.role)) } td { (e.address) }
-                    td { (i18n::audit_action(lang, &e.action)) } td { (e.target) } td { (i18n::audit_detail(lang, &e.detail)) }
+                    td { (i18n::audit_action(lang, &e.action)) } td { (i18n::audit_detail(lang, &e.target)) } td { (i18n::audit_detail(lang, &e.detail)) }
                 }
             }
         }
