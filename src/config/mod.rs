@@ -4,7 +4,8 @@
 //! reports every problem at once with its location. The tables live in one file per room that
 //! reads them (`listen`, `resolve`, `upstream`, `policy`, `evidence`, `ops`, `review`); all are re-exported
 //! here, so `config::StoreConfig` names a table wherever it lives.
-//! Does not own: loading domain lists (`policy::load`) or acting on the settings.
+//! Does not own: loading domain lists (`policy::load`) or acting on the settings. The ground
+//! floor: imports no other room but `domain` (the syntax and kinds of listed names).
 
 use std::path::{Path, PathBuf};
 
@@ -215,7 +216,7 @@ impl Config {
         }
         for (key, names) in [("policy.extra", &self.policy.extra), ("policy.allow", &self.policy.allow)] {
             for name in names {
-                if let Err(problem) = crate::policy::domains::check_domain(name) {
+                if let Err(problem) = crate::domain::check_domain(name) {
                     p.push(format!("{key}: {problem}"));
                 }
             }

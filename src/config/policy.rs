@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::{collections::BTreeMap, path::PathBuf};
 
 use super::BlockResponse;
-use crate::policy::domains::Kind;
+use crate::domain::Kind;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
