@@ -281,9 +281,9 @@ pub fn audit_detail(language: Language, detail: &str) -> String {
         let at_word = out.chars().last().is_none_or(|p| !p.is_alphanumeric() && p != '_');
         if at_word {
             for (en, nl) in AUDIT_WORDS {
-                let ends_word =
-                    rest[en.len().min(rest.len())..].chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_');
-                if rest.starts_with(en) && ends_word {
+                let Some(after) = rest.strip_prefix(en) else { continue };
+                let ends_word = after.chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_');
+                if ends_word {
                     out.push_str(nl);
                     rest = &rest[en.len()..];
                     continue 'next;
