@@ -101,6 +101,7 @@ impl CachedAnswer {
         Self::inspect(query, response, limits, now, generation, false)
     }
 
+    #[allow(clippy::too_many_lines)]
     fn inspect(
         query: &Query<'_>,
         response: &[u8],

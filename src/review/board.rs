@@ -77,6 +77,7 @@ fn counts_row(label: &str, list: &[&Summary]) -> Markup {
 }
 
 /// Writes the board report for `filter` (its since/until; app and owner narrow it).
+#[allow(clippy::too_many_lines)]
 pub fn render(
     stores: &mut [Reader],
     console: Option<&Connection>,
