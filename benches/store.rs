@@ -198,6 +198,7 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
+#[allow(clippy::too_many_lines)]
 fn main() {
     let big = std::env::args().any(|a| a == "--bench");
     let n = env("ATTEMPTS", 1_000_000, 20_000, big);

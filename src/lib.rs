@@ -36,9 +36,11 @@
 //!
 //! # Rooms
 //! Each folder owns one concern; its `mod.rs` says what it owns and what it must not touch.
-//! Imports go one way, down this list's dependencies: `dns` and `config` import nothing of the
-//! others' rooms, `policy` and `upstream` build on `dns`, `evidence` on `policy`, `resolve` on all
-//! of those, `listen` on `resolve`, and `server` assembles the lot.
+//! Imports go one way (no cycle between rooms): `domain` (listed names: their syntax and
+//! `Kind`) imports nothing, `config` only `domain`, `dns` only `config`; `policy` and `upstream`
+//! build on `dns`, `evidence` on `policy`, `resolve` on all of those, `listen` on `resolve`;
+//! `review` reads `evidence`, `ops` watches `resolve`, and `server` assembles the lot.
+//! - [`domain`]: a listed domain's syntax (`check_domain`) and what it is used for (`Kind`).
 //! - [`config`]: the TOML configuration, defaults and validation, one file per room's tables.
 //! - [`dns`]: the wire format on the hot path (`wire`), blocked answers written by hand
 //!   (`blocked`), batched UDP receive and send (`datagrams`), hickory-resolver set up for
@@ -67,6 +69,7 @@
 
 pub mod config;
 pub mod dns;
+pub mod domain;
 pub mod evidence;
 pub mod listen;
 pub mod ops;

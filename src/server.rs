@@ -188,6 +188,7 @@ impl Running {
 
 /// Builds the policy and resolver from `config` and serves on `listeners`; `sinks` receive every
 /// attempt record besides the tracing event. Must be called inside a tokio runtime.
+#[allow(clippy::too_many_lines)]
 pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<Running, StartError> {
     let (records, outputs) = Records::open(config, sinks)?;
     let policy = build_policy(config, &records.devices)?;

@@ -4,7 +4,8 @@
 //! reports every problem at once with its location. The tables live in one file per room that
 //! reads them (`listen`, `resolve`, `upstream`, `policy`, `evidence`, `ops`, `review`); all are re-exported
 //! here, so `config::StoreConfig` names a table wherever it lives.
-//! Does not own: loading domain lists (`policy::load`) or acting on the settings.
+//! Does not own: loading domain lists (`policy::load`) or acting on the settings. The ground
+//! floor: imports no other room but `domain` (the syntax and kinds of listed names).
 
 use std::path::{Path, PathBuf};
 
@@ -133,6 +134,19 @@ impl Config {
     /// Every problem, each with the key it concerns.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
+        self.validate_server(&mut p);
+        self.validate_access_and_limits(&mut p);
+        self.validate_upstream_zones(&mut p);
+        self.validate_upstream_servers(&mut p);
+        self.validate_upstream_lookups(&mut p);
+        self.validate_answers_and_policy(&mut p);
+        self.validate_evidence(&mut p);
+        p.extend(self.console.problems());
+        p
+    }
+
+    /// `[server]`: listen addresses, TCP bounds, the certificate of the encrypted listeners.
+    fn validate_server(&self, p: &mut Vec<String>) {
         if self.server.udp.is_empty() && self.server.tcp.is_empty() {
             p.push("server: no udp or tcp listen address".to_string());
         }
@@ -155,6 +169,10 @@ impl Config {
         if !self.server.https_path.starts_with('/') {
             p.push("server.https_path: must start with '/'".to_string());
         }
+    }
+
+    /// `[access]` and `[limits]`: never an open resolver, caps above 0.
+    fn validate_access_and_limits(&self, p: &mut Vec<String>) {
         if self.access.allow.is_empty() {
             p.push("access.allow: no client networks listed; nxguard refuses to run as an open resolver".to_string());
         }
@@ -164,12 +182,13 @@ impl Config {
         if self.limits.tcp_max_connections == 0 || self.limits.tcp_max_connections_per_client == 0 {
             p.push("limits.tcp_max_connections*: must be above 0".to_string());
         }
+    }
+
+    /// `upstream.servers` present, and each `[[upstream.zones]]` names zones and servers.
+    fn validate_upstream_zones(&self, p: &mut Vec<String>) {
         if self.upstream.servers.is_empty() {
             p.push("upstream.servers: no upstream server".to_string());
         }
-        let zone_servers = self.upstream.zones.iter().enumerate().flat_map(|(z, zone)| {
-            zone.servers.iter().enumerate().map(move |(i, s)| (format!("upstream.zones[{z}].servers[{i}]"), s))
-        });
         for (z, zone) in self.upstream.zones.iter().enumerate() {
             if zone.zones.is_empty() || zone.servers.is_empty() {
                 p.push(format!("upstream.zones[{z}]: needs at least one zone and one server"));
@@ -181,6 +200,13 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// Each upstream server, main or zoned: TLS names and paths fit its protocol.
+    fn validate_upstream_servers(&self, p: &mut Vec<String>) {
+        let zone_servers = self.upstream.zones.iter().enumerate().flat_map(|(z, zone)| {
+            zone.servers.iter().enumerate().map(move |(i, s)| (format!("upstream.zones[{z}].servers[{i}]"), s))
+        });
         let main_servers = self.upstream.servers.iter().enumerate().map(|(i, s)| (format!("upstream.servers[{i}]"), s));
         for (at, s) in main_servers.chain(zone_servers) {
             let encrypted = matches!(s.protocol, Protocol::Tls | Protocol::Https | Protocol::Quic);
@@ -197,6 +223,10 @@ impl Config {
                 p.push(format!("{at}.path: must start with '/'"));
             }
         }
+    }
+
+    /// `upstream.bootstrap` (needed for host names) and `upstream.timeout_ms`.
+    fn validate_upstream_lookups(&self, p: &mut Vec<String>) {
         match NameServers::parse(&self.upstream.bootstrap) {
             Err(problem) => p.push(format!("upstream.bootstrap: {problem}")),
             Ok(None) if self.upstream_hosts().next().is_some() => {
@@ -207,6 +237,10 @@ impl Config {
         if !(100..=30_000).contains(&self.upstream.timeout_ms) {
             p.push(format!("upstream.timeout_ms: {} is outside 100..=30000", self.upstream.timeout_ms));
         }
+    }
+
+    /// `[cache]`, `[block]` and `[policy]`: TTL bounds, listed names, feeds and groups.
+    fn validate_answers_and_policy(&self, p: &mut Vec<String>) {
         if self.cache.min_ttl_secs > self.cache.max_ttl_secs {
             p.push("cache.min_ttl_secs: greater than cache.max_ttl_secs".to_string());
         }
@@ -215,12 +249,16 @@ impl Config {
         }
         for (key, names) in [("policy.extra", &self.policy.extra), ("policy.allow", &self.policy.allow)] {
             for name in names {
-                if let Err(problem) = crate::policy::domains::check_domain(name) {
+                if let Err(problem) = crate::domain::check_domain(name) {
                     p.push(format!("{key}: {problem}"));
                 }
             }
         }
-        self.policy.validate_feeds_and_groups(&mut p);
+        self.policy.validate_feeds_and_groups(p);
+    }
+
+    /// `[store]`, `[privacy]`, `[devices]`, `[attempts]` and `[log]`.
+    fn validate_evidence(&self, p: &mut Vec<String>) {
         p.extend(self.store.problems());
         if self.privacy.pseudonymize && self.privacy.key_file.is_none() {
             p.push("privacy.key_file: required when privacy.pseudonymize is true".to_string());
@@ -243,8 +281,6 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(self.log.filter()).is_err() {
             p.push(format!("log.level: {:?} is not a valid filter", self.log.level));
         }
-        p.extend(self.console.problems());
-        p
     }
 }
 

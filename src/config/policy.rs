@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::{collections::BTreeMap, path::PathBuf};
 
 use super::BlockResponse;
-use crate::policy::domains::Kind;
+use crate::domain::Kind;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -219,6 +219,12 @@ impl GroupConfig {
 impl PolicyConfig {
     /// The problems of the feeds and groups tables (part of `Config::validate`).
     pub fn validate_feeds_and_groups(&self, p: &mut Vec<String>) {
+        self.validate_feeds(p);
+        self.validate_groups(p);
+    }
+
+    /// `[[policy.feeds]]`: names unique and plain, URLs, one of app and category, limits.
+    fn validate_feeds(&self, p: &mut Vec<String>) {
         if !self.feeds.is_empty() && self.cache_dir.is_none() {
             p.push("policy.cache_dir: required when policy.feeds lists a feed".to_string());
         }
@@ -248,6 +254,10 @@ impl PolicyConfig {
                 p.push(format!("{at}: refresh_secs, max_bytes and timeout_secs must be above 0"));
             }
         }
+    }
+
+    /// `[[policy.groups]]`: names unique, clients listed once and reachable (first match wins).
+    fn validate_groups(&self, p: &mut Vec<String>) {
         let mut group_names = std::collections::HashSet::new();
         let mut devices: BTreeMap<String, &str> = BTreeMap::new();
         let mut earlier: Vec<(ipnet::IpNet, &str)> = Vec::new();

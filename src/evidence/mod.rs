@@ -1,6 +1,7 @@
 //! The evidence: which device tried which banned app, when.
 //!
-//! Owns: the attempt record (`attempt`, imported by every sink and importing none), moving
+//! Owns: the attempt record (`attempt`, imported by every sink; it names the client's identity from
+//! `devices` and the app entry from `policy`), moving
 //! records off the query path (`dispatch`), who a client is (`devices`; PTR names by reverse DNS
 //! in `rdns`), the durable store
 //! (`store`), the SIEM stream (`siem`), and opening and closing those outputs for a running

@@ -31,6 +31,7 @@ use crate::{
 };
 
 /// All metrics in the Prometheus text exposition format (version 0.0.4).
+#[allow(clippy::too_many_lines)]
 pub fn render(resolver: &Resolver) -> String {
     let mut out = String::with_capacity(4096);
     let stats = &resolver.stats;

@@ -4,10 +4,11 @@
 //! Owns: parsing and checking list files, and the copies of the shipped lists compiled into
 //! the binary. Does not own: matching (see `matcher`).
 
-use std::{collections::HashMap, fmt, path::Path};
+use std::{collections::HashMap, path::Path};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+pub use crate::domain::{Kind, check_domain};
 
 /// The shipped lists, compiled in so that `nxguard serve` works without any file on disk.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -44,55 +45,6 @@ pub fn must_resolve(text: &str) -> Vec<&str> {
     text.lines().map(|l| l.split('#').next().unwrap_or_default().trim()).filter(|l| !l.is_empty()).collect()
 }
 
-/// What a domain is used for: tells the security officer how strong a hit is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// App backend: API, login, messaging, configuration. A hit means the app runs.
-    Api,
-    /// SDK analytics and logging the app sends in the background. A hit means the app runs.
-    Telemetry,
-    /// Static, image and video content, used by the app and by web pages alike.
-    Cdn,
-    /// Public website, storefront or short link: a hit may be one clicked link.
-    Web,
-    /// A CDN alias seen only inside CNAME chains.
-    Alias,
-    /// Not stated (lists added by the operator).
-    #[default]
-    Unspecified,
-}
-
-impl Kind {
-    fn parse(word: &str) -> Option<Kind> {
-        Some(match word {
-            "api" => Kind::Api,
-            "telemetry" => Kind::Telemetry,
-            "cdn" => Kind::Cdn,
-            "web" => Kind::Web,
-            "alias" => Kind::Alias,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Api => "api",
-            Kind::Telemetry => "telemetry",
-            Kind::Cdn => "cdn",
-            Kind::Web => "web",
-            Kind::Alias => "alias",
-            Kind::Unspecified => "unspecified",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub domain: String,
@@ -119,24 +71,6 @@ pub struct ListError {
     pub origin: String,
     pub line: usize,
     pub problem: String,
-}
-
-/// Checks a domain in presentation form: lowercase letters, digits, '-' and '_', labels of
-/// 1–63 octets not starting or ending with '-', at most 253 octets, at least two labels.
-pub fn check_domain(name: &str) -> Result<(), String> {
-    if name.len() > crate::dns::wire::MAX_NAME_TEXT {
-        return Err(format!("{name:?} is longer than 253 characters"));
-    }
-    if !name.contains('.') {
-        return Err(format!("{name:?} has a single label; a whole top-level domain is never listed"));
-    }
-    for label in name.split('.') {
-        let ok_chars = label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if label.is_empty() || label.len() > 63 || !ok_chars || label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("{name:?} is not a valid lowercase domain name (label {label:?})"));
-        }
-    }
-    Ok(())
 }
 
 /// One entry as read from a list line, borrowing the line's text.

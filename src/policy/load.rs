@@ -96,20 +96,7 @@ fn feed_copies(config: &PolicyConfig) -> Vec<FeedCopy<'_>> {
 /// a broken file is reported whichever apps are chosen. Allow entries go in first: the first
 /// entry for a name wins.
 pub fn load(config: &PolicyConfig) -> Result<Policy, PolicyError> {
-    enum Source {
-        File(std::path::PathBuf),
-        Builtin(&'static str),
-    }
-    let sources: Vec<(String, Source)> = match &config.domains_dir {
-        Some(dir) => domains::list_files(dir)
-            .map_err(|e| PolicyError::Lists(vec![e]))?
-            .into_iter()
-            .map(|(id, path)| (id, Source::File(path)))
-            .collect(),
-        None => domains::BUILTIN.iter().map(|(id, text)| (id.to_string(), Source::Builtin(text))).collect(),
-    };
-    let enforced = |id: &str| config.apps.as_ref().is_none_or(|apps| apps.iter().any(|a| a == id));
-    let mode_of = |id: &str| config.app_modes.get(id).copied().unwrap_or_default();
+    let sources = list_sources(config)?;
     let copies = feed_copies(config);
     let mut builder = PolicyBuilder::new();
     for name in &config.allow {
@@ -124,37 +111,8 @@ pub fn load(config: &PolicyConfig) -> Result<Policy, PolicyError> {
     }
     let mut errors: Vec<ListError> = Vec::new();
     for (id, source) in &sources {
-        let (origin, rule) = match source {
-            Source::File(path) => (path.display().to_string(), format!("file:{}", path.display())),
-            Source::Builtin(_) => (format!("domains/{id}.txt"), format!("builtin:{id}")),
-        };
-        let mut reader = Reader::new(id, &origin);
-        // Registered before the header is read (directives may come anywhere), named after.
-        let app = enforced(id).then(|| builder.app(App::new(id, "", "")));
-        let mut hash = EntryHash::new();
-        let mut block = |e: EntryRef<'_>| {
-            if let Some(app) = app {
-                hash.add(&e);
-                builder.block(e.domain, app, e.kind, e.exact);
-            }
-        };
-        match source {
-            Source::File(path) => {
-                if let Err(e) = domains::read_file(path, &mut reader, &mut block) {
-                    errors.push(ListError { origin, line: 0, problem: e.to_string() });
-                    continue;
-                }
-            }
-            Source::Builtin(text) => text.lines().filter_map(|raw| reader.line(raw)).for_each(&mut block),
-        }
-        match reader.finish() {
-            Ok(list) => {
-                if let Some(app) = app {
-                    builder.describe_app(app, &list.name, &list.vendor);
-                    builder.set_rule(app, &format!("{rule}@{}", hash.text()), mode_of(id));
-                }
-            }
-            Err(mut e) => errors.append(&mut e),
+        if let Err(mut e) = add_list(&mut builder, config, id, source) {
+            errors.append(&mut e);
         }
     }
     if !errors.is_empty() {
@@ -168,44 +126,118 @@ pub fn load(config: &PolicyConfig) -> Result<Policy, PolicyError> {
         }
     }
     check_app_ids(config, &available)?;
-    for (id, response) in config.bypass.enabled() {
-        let text = domains::BYPASS.iter().find(|(bypass, _)| *bypass == id).map(|(_, text)| *text).unwrap_or_default();
-        let list = domains::parse(id, text, &format!("domains/bypass/{id}.txt")).map_err(PolicyError::Lists)?;
-        let app = builder.app(App { response, ..App::new(id, &list.name, &list.vendor) });
-        builder.set_rule(app, &format!("builtin:bypass/{id}@{}", feeds::hash(text.as_bytes())), mode_of(id));
-        for entry in &list.entries {
-            builder.block(&entry.domain, app, entry.kind, entry.exact);
-        }
-    }
+    add_bypass(&mut builder, config)?;
     if !config.extra.is_empty() {
         let app = builder.app(App::new(LOCAL_APP_ID, "Local policy", "the network operator"));
-        builder.set_rule(app, "config:policy.extra", mode_of(LOCAL_APP_ID));
+        builder.set_rule(app, "config:policy.extra", mode_of(config, LOCAL_APP_ID));
         for name in &config.extra {
             builder.block(name, app, Kind::Unspecified, false);
         }
     }
     for copy in &copies {
-        let feed = copy.feed;
-        let rule = format!("feed:{}@{}", feed.name, copy.version);
-        let origin = match (&feed.app, &feed.category) {
-            (Some(app), _) => match builder.find_app(app) {
-                Some(of) => builder.origin(of, &rule, feed.mode),
-                None => continue,
-            },
-            (None, category) => {
-                let name = category.as_deref().unwrap_or(&feed.name);
-                let origin = builder.app(App::new(&feed.name, name, &format!("feed {}", feed.name)));
-                builder.set_rule(origin, &rule, feed.mode);
-                origin
-            }
-        };
-        feeds::scan(feed.format, &copy.text, |line| {
-            if let Line::Block(name) = line {
-                builder.block(&name, origin, feed.kind, false);
-            }
-        });
+        add_feed(&mut builder, copy);
     }
     Ok(builder.build())
+}
+
+/// Where an app list comes from.
+enum Source {
+    File(std::path::PathBuf),
+    Builtin(&'static str),
+}
+
+/// The app lists, by id: the files of `domains_dir`, or the built-in lists.
+fn list_sources(config: &PolicyConfig) -> Result<Vec<(String, Source)>, PolicyError> {
+    Ok(match &config.domains_dir {
+        Some(dir) => domains::list_files(dir)
+            .map_err(|e| PolicyError::Lists(vec![e]))?
+            .into_iter()
+            .map(|(id, path)| (id, Source::File(path)))
+            .collect(),
+        None => domains::BUILTIN.iter().map(|(id, text)| (id.to_string(), Source::Builtin(text))).collect(),
+    })
+}
+
+/// The mode of app `id` (`policy.app_modes`, enforce by default).
+fn mode_of(config: &PolicyConfig, id: &str) -> crate::config::ListMode {
+    config.app_modes.get(id).copied().unwrap_or_default()
+}
+
+/// Streams one app list into the builder (its entries only when the app is enforced; a list not
+/// enforced is still read, so that its problems are reported).
+fn add_list(
+    builder: &mut PolicyBuilder,
+    config: &PolicyConfig,
+    id: &str,
+    source: &Source,
+) -> Result<(), Vec<ListError>> {
+    let enforced = config.apps.as_ref().is_none_or(|apps| apps.iter().any(|a| a == id));
+    let (origin, rule) = match source {
+        Source::File(path) => (path.display().to_string(), format!("file:{}", path.display())),
+        Source::Builtin(_) => (format!("domains/{id}.txt"), format!("builtin:{id}")),
+    };
+    let mut reader = Reader::new(id, &origin);
+    // Registered before the header is read (directives may come anywhere), named after.
+    let app = enforced.then(|| builder.app(App::new(id, "", "")));
+    let mut hash = EntryHash::new();
+    let mut block = |e: EntryRef<'_>| {
+        if let Some(app) = app {
+            hash.add(&e);
+            builder.block(e.domain, app, e.kind, e.exact);
+        }
+    };
+    match source {
+        Source::File(path) => {
+            if let Err(e) = domains::read_file(path, &mut reader, &mut block) {
+                return Err(vec![ListError { origin, line: 0, problem: e.to_string() }]);
+            }
+        }
+        Source::Builtin(text) => text.lines().filter_map(|raw| reader.line(raw)).for_each(&mut block),
+    }
+    let list = reader.finish()?;
+    if let Some(app) = app {
+        builder.describe_app(app, &list.name, &list.vendor);
+        builder.set_rule(app, &format!("{rule}@{}", hash.text()), mode_of(config, id));
+    }
+    Ok(())
+}
+
+/// The bypass-resistance categories the config enables, each as an app of its own.
+fn add_bypass(builder: &mut PolicyBuilder, config: &PolicyConfig) -> Result<(), PolicyError> {
+    for (id, response) in config.bypass.enabled() {
+        let text = domains::BYPASS.iter().find(|(bypass, _)| *bypass == id).map(|(_, text)| *text).unwrap_or_default();
+        let list = domains::parse(id, text, &format!("domains/bypass/{id}.txt")).map_err(PolicyError::Lists)?;
+        let app = builder.app(App { response, ..App::new(id, &list.name, &list.vendor) });
+        builder.set_rule(app, &format!("builtin:bypass/{id}@{}", feeds::hash(text.as_bytes())), mode_of(config, id));
+        for entry in &list.entries {
+            builder.block(&entry.domain, app, entry.kind, entry.exact);
+        }
+    }
+    Ok(())
+}
+
+/// A feed's blocked names, under its app (skipped when that app is not enforced) or as a
+/// category of its own.
+fn add_feed(builder: &mut PolicyBuilder, copy: &FeedCopy<'_>) {
+    let feed = copy.feed;
+    let rule = format!("feed:{}@{}", feed.name, copy.version);
+    let origin = match (&feed.app, &feed.category) {
+        (Some(app), _) => match builder.find_app(app) {
+            Some(of) => builder.origin(of, &rule, feed.mode),
+            None => return,
+        },
+        (None, category) => {
+            let name = category.as_deref().unwrap_or(&feed.name);
+            let origin = builder.app(App::new(&feed.name, name, &format!("feed {}", feed.name)));
+            builder.set_rule(origin, &rule, feed.mode);
+            origin
+        }
+    };
+    feeds::scan(feed.format, &copy.text, |line| {
+        if let Line::Block(name) = line {
+            builder.block(&name, origin, feed.kind, false);
+        }
+    });
 }
 
 /// `app_modes` and the feeds' `app` must name lists this policy enforces.

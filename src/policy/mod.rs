@@ -6,7 +6,7 @@
 //! files (`load`) and the matcher that says which app a name belongs to and which list or feed
 //! said so (`matcher`).
 //! Must not touch: answering queries (`resolve`), the cache or attempt records. It imports only
-//! `config` and `dns::wire`; device names in groups are resolved to addresses by the caller.
+//! `domain` (the kinds and syntax of listed names), `config` and `dns::wire`; device names in groups are resolved to addresses by the caller.
 
 pub mod domains;
 pub mod feeds;

@@ -139,6 +139,7 @@ fn app_section(
 }
 
 /// Writes the board report for `filter` (its since/until; app and owner narrow it).
+#[allow(clippy::too_many_lines)]
 pub fn render(
     stores: &mut [Reader],
     console: Option<&Connection>,

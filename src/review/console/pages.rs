@@ -235,6 +235,7 @@ pub async fn devices(
 
 /// One device: identity and its sources, when each app was active, its hits and its cases.
 /// Officers only; every view is audited.
+#[allow(clippy::too_many_lines)]
 pub async fn device(
     State(c): State<Arc<Console>>,
     who: SignedIn,
