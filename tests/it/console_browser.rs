@@ -8,8 +8,6 @@
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`apt-get install chromium
 //! chromium-driver`; `.ci/run` installs them). Without them the test fails, never skips.
 
-mod common;
-
 use std::{
     io::{Read, Write},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
@@ -18,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use fantoccini::{ClientBuilder, Locator};
 use hickory_proto::rr::RecordType;
 

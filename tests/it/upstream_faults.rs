@@ -4,9 +4,7 @@
 //! Each test checks what the client gets (rcode, EDE, answer) and how often the upstream was
 //! asked.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::RecordType,

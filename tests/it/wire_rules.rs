@@ -1,14 +1,12 @@
 //! Wire hygiene (RFC 1035, 6891, 7766, 8482, 8906), access control and limits, checked with raw
 //! packets against the running server.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::{Message, OpCode, ResponseCode},
     rr::{RData, RecordType},

@@ -2,8 +2,6 @@
 //! writing one database, an outage during a burst, `kill -9` with records in the spool, a
 //! wrong password and an unreachable host (DNS keeps answering, `check` names the problem).
 
-mod common;
-
 use std::{
     net::{IpAddr, SocketAddr},
     path::Path,
@@ -11,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{pg::PgCluster, *};
+use crate::common::{pg::PgCluster, *};
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
 /// Runs blocking database work off the async runtime (the `postgres` client brings its own).

@@ -2,8 +2,6 @@
 //! the test, the server in-process with `server.quic` and `server.h3` on 127.0.0.1:0, and
 //! hickory-net's QUIC and HTTP/3 client streams trusting only that certificate.
 
-mod common;
-
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -11,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use futures_util::FutureExt;
 use hickory_net::{
     h3::H3ClientStream,

@@ -2,9 +2,7 @@
 //! public-resolver category get their specified answers and appear in the attempt log under
 //! their own category; each can be switched off.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
 #[tokio::test]

@@ -2,8 +2,6 @@
 //! from trusted relays only), durability across kill -9, a failing store path, hostile query
 //! names, the SIEM stream and pseudonymisation.
 
-mod common;
-
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -11,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use nxguard::{config::Config, evidence::store};
 

@@ -2,14 +2,12 @@
 //! classes, a compression pointer for a question name, and a flood of banned names over the
 //! client's rate. Each over real sockets, against the server or the `nxguard serve` binary.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     time::{Duration, SystemTime},
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use nxguard::{ops::metrics, resolve::Outcome};
 

@@ -2,14 +2,12 @@
 //! background and never expires for clients; a name the current policy bans is never
 //! prefetched. Time is passed in (`answer_locally(.., now)`), so nothing sleeps out a TTL.
 
-mod common;
-
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use nxguard::{
     evidence::attempt::Transport,

@@ -2,8 +2,6 @@
 //! RELOADING=1 and READY=1 around a SIGHUP reload, STOPPING=1 on SIGTERM. systemd is played by
 //! a unix datagram socket in a temporary directory, named in NOTIFY_SOCKET.
 
-mod common;
-
 use std::{
     net::{Ipv4Addr, SocketAddr},
     os::unix::net::UnixDatagram,
@@ -12,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 
 /// The next notification; on a timeout, fails with what nxguard logged.

@@ -1,14 +1,12 @@
 //! Client groups and shadow mode over real sockets: clients on different loopback addresses
 //! (127.0.0.1, .2, .3) get their group's mode per app, and the attempt records say so.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::RecordType,

@@ -1,12 +1,10 @@
 //! Forwarding over DNS-over-TLS and DNS-over-HTTPS to fake upstreams on loopback, with a
 //! certificate generated in the test and trusted through `ca_file`.
 
-mod common;
-
 use std::{net::SocketAddr, sync::Arc};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use hickory_proto::{op::Message, rr::RecordType};
 use nxguard::config::Config;
 use tokio::{

@@ -6,15 +6,13 @@
 //! (10.20.1.x): hickory-resolver answers every PTR under 127.in-addr.arpa itself with
 //! "localhost" (RFC 6761 §6.3), so loopback client addresses cannot be named by a fake server.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     process::Command,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{Name, RData, Record, RecordType, rdata::PTR},

@@ -2,8 +2,6 @@
 //! server (it is reopened, counted and logged), and a store path `nxguard check` passed although
 //! nothing can be written there.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr},
     path::Path,
@@ -12,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use nxguard::{evidence::store, ops::metrics};
 

@@ -1,11 +1,9 @@
 //! The upstream pool: failover when a server dies, background recovery, the lowest-latency
 //! strategy, and conditional forwarding of internal zones.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use nxguard::config::Config;
 

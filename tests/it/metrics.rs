@@ -1,8 +1,6 @@
 //! The Prometheus endpoint, scraped over HTTP: counters match the queries sent.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -2,11 +2,9 @@
 //! random records (a seeded loop, so a failure repeats) written in random batches must leave
 //! rollups that equal a GROUP BY over the raw rows. And a version 1 SQLite store is migrated.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::pg::PgCluster;
+use crate::common::pg::PgCluster;
 use nxguard::{
     config::{StoreConfig, StoreTls},
     evidence::store::{self, DAY_MS, Record, read::Reader, rollup::KINDS},

@@ -4,11 +4,9 @@
 //! for silence, EDE 22 for error answers); a name the current policy bans is blocked, never
 //! served stale.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 use nxguard::config::Config;
 

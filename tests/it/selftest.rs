@@ -1,11 +1,9 @@
 //! `nxguard selftest`, run as an operator would: the real binary against a server started
 //! in-process on 127.0.0.1:0.
 
-mod common;
-
 use std::{net::SocketAddr, process::Output};
 
-use common::*;
+use crate::common::*;
 
 async fn selftest(args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_nxguard")).arg("selftest").args(args).output().await.unwrap()

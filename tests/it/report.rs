@@ -2,9 +2,7 @@
 //! JSON output, the window and filter flags, and the retention purge with an injected clock.
 //! Every golden file is checked against the same records in SQLite and in a real PostgreSQL
 //! (a throwaway cluster, `common::pg`): the output must be the same byte for byte.
-//! Regenerate the golden files with `UPDATE_GOLDEN=1 cargo test --test report`.
-
-mod common;
+//! Regenerate the golden files with `UPDATE_GOLDEN=1 cargo test --test it report::`.
 
 use std::{
     path::Path,
@@ -13,7 +11,7 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use common::pg::PgCluster;
+use crate::common::pg::PgCluster;
 use nxguard::{
     config::{StoreConfig, StoreTls},
     evidence::{

@@ -3,8 +3,6 @@
 //! `ca_file`: answers pass through, one connection carries every query, and a dead DoQ server
 //! is failed over like any other upstream.
 
-mod common;
-
 use std::{
     net::SocketAddr,
     sync::{
@@ -13,7 +11,7 @@ use std::{
     },
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::RecordType,

@@ -3,15 +3,13 @@
 //! refresh the server reloads (as `serve` does when a copy changed) and the test asks what is
 //! blocked now.
 
-mod common;
-
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use nxguard::{
     config::Config,

@@ -1,11 +1,9 @@
 //! The `nxguard serve` process: SIGHUP reloads the domain lists, SIGTERM during load lets the
 //! answers in flight complete and exits 0.
 
-mod common;
-
 use std::{net::SocketAddr, time::Duration};
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
 /// Asks until `name` is blocked (a reload is asynchronous), for at most ~5 s.

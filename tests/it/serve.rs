@@ -1,14 +1,12 @@
 //! End-to-end behaviour of `nxguard serve`: real sockets on 127.0.0.1:0, a fake upstream that
 //! counts its calls, and a DNS client built on hickory-proto.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::RecordType,

@@ -2,15 +2,13 @@
 //! bootstrap server on loopback (`upstream.bootstrap`), a changed address is picked up once the
 //! record's TTL ran out, and the last good address is kept while the bootstrap server fails.
 
-mod common;
-
 use std::{
     net::{Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::ResponseCode,
     rr::{RData, Record, RecordType, rdata::A},

@@ -2,12 +2,10 @@
 //! the server started in-process with DoT and DoH listeners on 127.0.0.1:0, and real TLS and
 //! HTTP/2 clients that trust only that certificate.
 
-mod common;
-
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use hickory_proto::{op::Message, rr::RecordType};
 use nxguard::{
     config::Config,

@@ -1,11 +1,9 @@
 //! Live reload: the new policy is validated before it replaces the old one, the swap is atomic,
 //! and the cache never serves a name that the new policy bans.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use hickory_proto::rr::RecordType;
 use nxguard::config::Config;
 

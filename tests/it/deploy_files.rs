@@ -2,7 +2,7 @@
 //! loads and matches the ports the manifest uses, the Containerfile copies files that exist and
 //! runs what it exposes, and the systemd unit passes `systemd-analyze verify` (when that tool is
 //! installed) and runs commands the binary accepts. The plain TOML files under deploy/ are
-//! loaded by tests/shipped.rs.
+//! loaded by tests/it/shipped.rs.
 
 use std::{
     path::{Path, PathBuf},

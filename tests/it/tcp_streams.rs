@@ -3,14 +3,12 @@
 //! answer don't keep a connection open, and pipelined queries are answered as each is ready
 //! (RFC 7766 §6.2.1.1) up to the per-connection cap.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::RecordType,
