@@ -59,6 +59,8 @@
 //! - [`review`]: reading the evidence for people: `nxguard report`, the HTML board report, and
 //!   the security officer's web console (`nxguard console`) with its users, audit log and cases.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
+//! - [`zone`]: the policy as a Response Policy Zone for other resolvers (served with
+//!   hickory-server: SOA, AXFR/IXFR, TSIG, NOTIFY).
 //! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.
 
 pub mod config;
@@ -71,3 +73,4 @@ pub mod resolve;
 pub mod review;
 pub mod server;
 pub mod upstream;
+pub mod zone;

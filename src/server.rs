@@ -35,6 +35,7 @@ use crate::{
     },
     resolve::{Resolver, limits::ConnectionLimits},
     upstream::UpstreamError,
+    zone::{ZoneError, serve::RpzServer},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub enum StartError {
     Outputs(#[from] OutputsError),
     #[error(transparent)]
     Listen(#[from] listen::ListenError),
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
 }
 
 /// A running server: its resolver, the addresses it listens on, and its tasks.
@@ -76,6 +79,8 @@ pub struct Running {
     /// The feed refresher's settings, once it runs (`refresh_feeds`).
     feed_settings: Option<watch::Sender<Arc<PolicyConfig>>>,
     feed_task: Option<tokio::task::JoinHandle<()>>,
+    /// The Response Policy Zone, when `[rpz]` names a listen address.
+    pub rpz: Option<RpzServer>,
 }
 
 /// Builds the policy `config` asks for, with its client groups: device names and `owner:`
@@ -145,6 +150,9 @@ impl Running {
         if let (Ok(()), Some(current), Some(certificate)) = (&result, &self.certificates, certificate) {
             current.replace(certificate);
         }
+        if let (Ok(()), Some(rpz)) = (&result, &self.rpz) {
+            rpz.zone.publish(self.resolver.live());
+        }
         if result.is_ok() {
             self.feeds.set(feed_statuses(&config.policy));
             if let Some(settings) = &self.feed_settings {
@@ -173,6 +181,9 @@ impl Running {
             task.abort();
         }
         self.listeners.shutdown().await;
+        if let Some(rpz) = self.rpz.take() {
+            rpz.shutdown().await;
+        }
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
             warn!(remaining = self.in_flight.len(), "shutdown: queries still in flight after the grace period");
@@ -234,6 +245,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     }
     udp_addrs.dedup();
     let live = resolver.live();
+    let rpz = (!config.rpz.listen.is_empty()).then(|| RpzServer::start(&config.rpz, live.clone())).transpose()?;
     info!(
         udp = ?udp_addrs,
         tcp = ?tcp_addrs,
@@ -265,5 +277,6 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         feeds,
         feed_settings: None,
         feed_task: None,
+        rpz,
     })
 }

@@ -18,6 +18,7 @@ mod policy;
 mod resolve;
 mod review;
 mod upstream;
+mod zone;
 
 pub use evidence::*;
 pub use listen::*;
@@ -26,6 +27,7 @@ pub use policy::*;
 pub use resolve::*;
 pub use review::*;
 pub use upstream::*;
+pub use zone::*;
 
 /// Servers nxguard asks for its own lookups (PTR names, upstream host names): a list of
 /// addresses (port 53 unless given), or the system's resolver configuration.
@@ -90,6 +92,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub console: ConsoleConfig,
+    pub rpz: RpzConfig,
+    pub ingest: IngestConfig,
 }
 
 impl Config {
@@ -220,6 +224,7 @@ impl Config {
             }
         }
         self.policy.validate_feeds_and_groups(&mut p);
+        p.extend(zone_problems(&self.rpz, &self.ingest));
         p.extend(self.store.problems());
         if self.privacy.pseudonymize && self.privacy.key_file.is_none() {
             p.push("privacy.key_file: required when privacy.pseudonymize is true".to_string());
