@@ -59,6 +59,8 @@
 //! - [`review`]: reading the evidence for people: `nxguard report`, the HTML board report, and
 //!   the security officer's web console (`nxguard console`) with its users, audit log and cases.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
+//! - [`ingest`]: evidence from other resolvers over dnstap (Frame Streams, prost), recorded
+//!   through the same dispatcher.
 //! - [`zone`]: the policy as a Response Policy Zone for other resolvers (served with
 //!   hickory-server: SOA, AXFR/IXFR, TSIG, NOTIFY).
 //! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.
@@ -66,6 +68,7 @@
 pub mod config;
 pub mod dns;
 pub mod evidence;
+pub mod ingest;
 pub mod listen;
 pub mod ops;
 pub mod policy;

@@ -35,6 +35,7 @@ use crate::{
     },
     resolve::{Resolver, limits::ConnectionLimits},
     upstream::UpstreamError,
+    ingest::{Ingest, IngestError},
     zone::{ZoneError, serve::RpzServer},
 };
 
@@ -54,6 +55,8 @@ pub enum StartError {
     Listen(#[from] listen::ListenError),
     #[error(transparent)]
     Zone(#[from] ZoneError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
 }
 
 /// A running server: its resolver, the addresses it listens on, and its tasks.
@@ -81,6 +84,8 @@ pub struct Running {
     feed_task: Option<tokio::task::JoinHandle<()>>,
     /// The Response Policy Zone, when `[rpz]` names a listen address.
     pub rpz: Option<RpzServer>,
+    /// The dnstap receivers, when `[ingest]` lists a socket.
+    pub ingest: Option<Ingest>,
 }
 
 /// Builds the policy `config` asks for, with its client groups: device names and `owner:`
@@ -184,6 +189,7 @@ impl Running {
         if let Some(rpz) = self.rpz.take() {
             rpz.shutdown().await;
         }
+        drop(self.ingest.take());
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
             warn!(remaining = self.in_flight.len(), "shutdown: queries still in flight after the grace period");
@@ -246,6 +252,8 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     udp_addrs.dedup();
     let live = resolver.live();
     let rpz = (!config.rpz.listen.is_empty()).then(|| RpzServer::start(&config.rpz, live.clone())).transpose()?;
+    let ingest =
+        (!config.ingest.dnstap.is_empty()).then(|| Ingest::start(&config.ingest, Arc::clone(&resolver))).transpose()?;
     info!(
         udp = ?udp_addrs,
         tcp = ?tcp_addrs,
@@ -278,5 +286,6 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         feed_settings: None,
         feed_task: None,
         rpz,
+        ingest,
     })
 }

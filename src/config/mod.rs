@@ -136,8 +136,9 @@ impl Config {
     /// Every problem, each with the key it concerns.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if self.server.udp.is_empty() && self.server.tcp.is_empty() {
-            p.push("server: no udp or tcp listen address".to_string());
+        let other_service = !self.rpz.listen.is_empty() || !self.ingest.dnstap.is_empty();
+        if self.server.udp.is_empty() && self.server.tcp.is_empty() && !other_service {
+            p.push("server: no udp or tcp listen address (nor rpz.listen or ingest.dnstap)".to_string());
         }
         if self.server.tcp_idle_timeout_ms == 0 {
             p.push("server.tcp_idle_timeout_ms: must be above 0".to_string());

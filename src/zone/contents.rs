@@ -169,7 +169,7 @@ mod tests {
             "exact.example.rpz.test. CNAME .",
             "safe.tiktok.com.rpz.test. CNAME rpz-passthru.",
             "*.safe.tiktok.com.rpz.test. CNAME rpz-passthru.",
-            "rpz.test. TXT \"nxguard app tiktok: TikTok (ByteDance)\"",
+            "rpz.test. TXT nxguard app tiktok: TikTok (ByteDance)",
         ] {
             assert!(lines.iter().any(|l| l == line), "{line} missing from {lines:?}");
         }

@@ -73,6 +73,7 @@ fn attempt(at: u64, device: Option<(&str, &str)>, ip: &str, qname: &str, app: &A
         kind,
         via: Via::Query,
         stamp: Stamp::enforced("test", "tiktok"),
+        resolver: None,
     }
 }
 
