@@ -59,6 +59,8 @@
 //! - [`review`]: reading the evidence for people: `nxguard report`, the HTML board report, and
 //!   the security officer's web console (`nxguard console`) with its users, audit log and cases.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
+//! - [`export`]: `nxguard export`: the policy as an RPZ, Unbound, BIND, dnsmasq, hosts or adblock
+//!   file.
 //! - [`ingest`]: evidence from other resolvers over dnstap (Frame Streams, prost), recorded
 //!   through the same dispatcher.
 //! - [`zone`]: the policy as a Response Policy Zone for other resolvers (served with
@@ -68,6 +70,7 @@
 pub mod config;
 pub mod dns;
 pub mod evidence;
+pub mod export;
 pub mod ingest;
 pub mod listen;
 pub mod ops;

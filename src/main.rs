@@ -81,6 +81,44 @@ enum Command {
     Console(ConsoleArgs),
     /// Removal cases (the console's cases, from the command line): list, open, update.
     Case(CaseArgs),
+    /// Receive other resolvers' dnstap (`[ingest]`) and serve the Response Policy Zone
+    /// (`[rpz]`) without answering DNS queries: the evidence and policy centre for Unbound,
+    /// BIND, PowerDNS or Knot resolvers. SIGHUP reloads as for serve.
+    Ingest {
+        /// Configuration file (TOML) with [ingest] (and [rpz], [store], [policy]).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Write the policy as a file for another resolver: rpz, unbound, bind, dnsmasq, hosts or
+    /// adblock (see docs/operator/existing-resolvers.md).
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Configuration file (TOML) naming the lists, feeds and policy.extra; without it, the
+    /// embedded default (every shipped app).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    format: nxguard::export::Format,
+    /// Write here (replaced atomically) instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn run_export(args: &ExportArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let policy = policy::load(&config.policy)?;
+    let serial = nxguard::zone::next_serial(0, std::time::SystemTime::now());
+    let zone = nxguard::export::ZoneParams { zone: &config.rpz.zone, serial, ttl: config.rpz.refresh_secs };
+    let mut text = Vec::new();
+    nxguard::export::write(&policy, args.format, &zone, &mut text)?;
+    match &args.out {
+        Some(path) => feeds::write_atomically(path, &text)?,
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), &text)?,
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -543,13 +581,19 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
 /// How long queries in flight may take to finish on shutdown (upstream timeouts are shorter).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
+/// Runs the server; without `dns`, only `[rpz]`, `[ingest]` and the metrics endpoint (`nxguard
+/// ingest`).
+async fn serve(path: Option<&PathBuf>, config: Config, dns: bool) -> Result<()> {
     init_logging(&config);
     // Signals are watched before the sockets answer, so that a SIGHUP or SIGTERM sent as soon
     // as the server responds is handled instead of killing the process.
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let listeners = listen::Listeners::bind(&config).context("cannot open the listening sockets")?;
+    let listeners = if dns {
+        listen::Listeners::bind(&config).context("cannot open the listening sockets")?
+    } else {
+        listen::Listeners { udp: vec![], tcp: vec![], tls: vec![], https: vec![], quic: vec![], h3: vec![] }
+    };
     let mut running = server::start(&config, listeners, Vec::new())?;
     let mut feed_updates = running.refresh_feeds(&config);
     // Ready only once SIGHUP is handled: `systemctl reload` right after start must not kill us.
@@ -560,7 +604,7 @@ async fn serve(path: Option<&PathBuf>, config: Config) -> Result<()> {
     let mut seen = fingerprint(path, &current);
     loop {
         tokio::select! {
-            _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
+            _ = running.wait(), if dns => anyhow::bail!("a listener stopped unexpectedly"),
             _ = hangup.recv() => reload_notified(path, &config, &mut current, &running),
             Some(()) = feed_updates.recv() => {
                 tracing::info!("a feed changed; reloading the policy");
@@ -715,8 +759,17 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?
-                .block_on(serve(config.as_ref(), loaded))
+                .block_on(serve(config.as_ref(), loaded, true))
         }),
+        Command::Ingest { config } => Config::read(config).map_err(anyhow::Error::from).and_then(|loaded| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(serve(Some(config), loaded, false))
+        }),
+        Command::Export(args) => run_export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
