@@ -22,6 +22,7 @@ mod prefetch;
 mod quic_listeners;
 mod quic_upstream;
 mod reload;
+mod resolvers;
 mod report;
 mod reverse_dns;
 mod selftest;

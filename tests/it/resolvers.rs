@@ -1,0 +1,230 @@
+//! Real resolvers as nxguard's secondaries and evidence sources, started by the tests on
+//! loopback high ports with their own config files in a temporary directory (Debian packages
+//! `unbound` and `bind9`; `.ci/run` installs them). Unbound transfers the Response Policy Zone
+//! unsigned (it cannot sign transfers) from an `rpz.allow_unsigned` address and sends dnstap to
+//! `[ingest]`; a feed update reaches it by NOTIFY. BIND's named transfers the same zone with
+//! TSIG. Daemons are stopped by PID.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime},
+};
+
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::RecordType,
+};
+use nxguard::policy::fetch;
+
+use crate::{
+    common::*,
+    feeds::{FeedServer, Play},
+};
+
+/// The zone both secondaries load.
+const ZONE: &str = "rpz.nxguard.invalid";
+/// Unbound's transfers leave from 127.0.0.1 (it has no transfer source setting): the one
+/// `rpz.allow_unsigned` address.
+const UNBOUND_SOURCE: &str = "127.0.0.1";
+/// BIND transfers from here (`transfer-source`), signed; an unsigned transfer from here is refused.
+const BIND_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+/// The client asking Unbound, as the attempt must name it.
+const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 9);
+const KEY: &str = "key \"nxguard-xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"bnhndWFyZC10ZXN0LWtleS1ueGd1YXJkLXRlc3Qta2V5\";\n};\n";
+
+/// A daemon this test started, stopped by its PID when dropped.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(program: &str, args: &[&str], log: PathBuf) -> Daemon {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} ({e}): install Debian packages unbound and bind9"));
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    assert!(found, "{tool} is missing: install Debian packages unbound, bind9 and bind9-dnsutils (.ci/run does)");
+}
+
+fn check_tool(tool: &str, args: &[&str]) {
+    let out = Command::new(tool).args(args).output().unwrap();
+    assert!(out.status.success(), "{tool} {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn unbound_conf(dir: &Path, port: u16, rpz: SocketAddr, upstream: SocketAddr) -> PathBuf {
+    let d = dir.display();
+    let text = format!(
+        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n\
+         \x20 access-control: 127.0.0.0/8 allow\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n\
+         \x20 pidfile: \"{d}/unbound.pid\"\n  logfile: \"\"\n  use-syslog: no\n  verbosity: 1\n  num-threads: 1\n\
+         \x20 do-not-query-localhost: no\n  module-config: \"respip iterator\"\n  so-reuseport: no\n\
+         forward-zone:\n  name: \".\"\n  forward-addr: {}@{}\n\
+         rpz:\n  name: \"{ZONE}\"\n  primary: {}@{}\n  allow-notify: 127.0.0.1\n  rpz-log: yes\n  rpz-log-name: \"nxguard\"\n\
+         dnstap:\n  dnstap-enable: yes\n  dnstap-socket-path: \"{d}/dnstap.sock\"\n  dnstap-bidirectional: yes\n\
+         \x20 dnstap-send-identity: yes\n  dnstap-identity: \"unbound-test\"\n\
+         \x20 dnstap-log-client-query-messages: yes\n  dnstap-log-client-response-messages: yes\n\
+         remote-control:\n  control-enable: no\n",
+        upstream.ip(),
+        upstream.port(),
+        rpz.ip(),
+        rpz.port(),
+    );
+    let path = dir.join("unbound.conf");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn ask(server: SocketAddr, name: &str) -> Option<Message> {
+    let bytes = query(name, RecordType::A, false).to_vec().unwrap();
+    let reply = udp_exchange_raw(server, IpAddr::V4(CLIENT), &bytes, Duration::from_millis(500)).await?;
+    Message::from_vec(&reply).ok()
+}
+
+/// Polls until `name` gets NXDOMAIN from `server`, for at most `limit`.
+async fn until_nxdomain(server: SocketAddr, name: &str, limit: Duration, daemon: &Daemon) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ask(server, name).await.is_some_and(|m| m.metadata.response_code == ResponseCode::NXDomain) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} never got NXDOMAIN from {server} within {limit:?}; log:\n{}", daemon.log());
+}
+
+fn nxguard_config(dir: &Path, upstream: SocketAddr, feed: &str, notify: &[u16]) -> nxguard::config::Config {
+    std::fs::write(dir.join("xfr.key"), KEY).unwrap();
+    let notify: Vec<String> = notify.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let d = dir.display();
+    config_for(
+        upstream,
+        &format!(
+            "[policy]\ncache_dir = \"{d}/feeds\"\n[[policy.feeds]]\nname = \"test\"\nurl = \"{feed}\"\n\
+             category = \"Test feed\"\nkind = \"api\"\ntimeout_secs = 2\n\
+             [rpz]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\nallow_unsigned = [\"{UNBOUND_SOURCE}/32\"]\n\
+             tsig_key_file = \"{d}/xfr.key\"\nnotify = [{}]\nrefresh_secs = 3600\n\
+             [ingest]\ndnstap = [\"unix:{d}/dnstap.sock\"]\n\
+             [store]\npath = \"{d}/attempts.sqlite\"\n",
+            notify.join(", ")
+        ),
+    )
+}
+
+/// One query over TCP from `source` (a loopback address), its answer.
+async fn tcp_ask_from(source: Ipv4Addr, server: SocketAddr, message: &Message) -> Message {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    let bytes = message.to_vec().unwrap();
+    stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let len = tokio::time::timeout(Duration::from_secs(5), stream.read_u16()).await.expect("no TCP answer").unwrap();
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await.unwrap();
+    Message::from_vec(&buf).unwrap()
+}
+
+fn feed_body(names: &[&str]) -> String {
+    names.iter().map(|n| format!("{n}.feed.example\n")).collect()
+}
+
+/// Polls `nxguard report` over the store until a line names `device` and `app`.
+async fn until_reported(store: &Path, device: &str, app: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
+            .args(["report", "--db", store.to_str().unwrap(), "--format", "csv", "--since", "1d"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.lines().any(|l| l.starts_with(device) && l.contains(app)) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "report never showed {device} and {app}:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_notify() {
+    require("unbound");
+    require("unbound-checkconf");
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&["a"]) }).await;
+    let unbound_port = free_port();
+    let config = nxguard_config(dir.path(), upstream.addr, &feed.url, &[unbound_port]);
+    let client = fetch::client().unwrap();
+    fetch::refresh(&client, &config.policy.feeds[0], &dir.path().join("feeds"), 50, SystemTime::now()).await;
+    let mut server = start_server(&config);
+    let rpz = server.running.rpz.as_ref().expect("rpz serving").addrs[0];
+
+    // Without a signature, a transfer from outside rpz.allow_unsigned is refused and counted.
+    let refused = tcp_ask_from(BIND_SOURCE, rpz, &query(&format!("{ZONE}."), RecordType::AXFR, false)).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    let zone = std::sync::Arc::clone(&server.running.rpz.as_ref().unwrap().zone);
+    assert_eq!(zone.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    let conf = unbound_conf(dir.path(), unbound_port, rpz, upstream.addr);
+    check_tool("unbound-checkconf", &[conf.to_str().unwrap()]);
+    let unbound = Daemon::spawn("unbound", &["-d", "-c", conf.to_str().unwrap()], dir.path().join("unbound.log"));
+    let resolver: SocketAddr = ([127, 0, 0, 1], unbound_port).into();
+
+    // The zone arrives; TikTok and the feed's entry are NXDOMAIN, other names resolve.
+    until_nxdomain(resolver, "tiktok.com.", Duration::from_secs(20), &unbound).await;
+    until_nxdomain(resolver, "deep.a.b.c.d.e.f.tiktok.com.", Duration::from_secs(2), &unbound).await;
+    until_nxdomain(resolver, "a.feed.example.", Duration::from_secs(2), &unbound).await;
+    let open = ask(resolver, "example.org.").await.expect("unbound answers");
+    assert_eq!(open.metadata.response_code, ResponseCode::NoError, "{open:?}");
+
+    // The attempt comes back over dnstap, naming the client and the resolver.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let attempt = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempt = tokio::time::timeout(left, server.attempts.recv()).await.expect("no attempt over dnstap").unwrap();
+        if attempt.qname == "tiktok.com" {
+            break attempt;
+        }
+    };
+    assert_eq!(attempt.client.ip(), IpAddr::V4(CLIENT));
+    assert_eq!(attempt.resolver.as_deref(), Some("unbound-test"));
+    assert_eq!(attempt.app.app.id, "tiktok");
+    until_reported(&dir.path().join("attempts.sqlite"), &CLIENT.to_string(), "TikTok").await;
+
+    // A feed update: reload, a higher serial, NOTIFY, and Unbound blocks the new entry (its
+    // SOA refresh is an hour away, so only the NOTIFY can have told it).
+    let serial = zone.snapshot().serial;
+    feed.play(Play::List { etag: "v2", body: feed_body(&["a", "b"]) });
+    fetch::refresh(&client, &config.policy.feeds[0], &dir.path().join("feeds"), 50, SystemTime::now()).await;
+    server.running.reload(&config).unwrap();
+    assert!(zone.snapshot().serial > serial);
+    until_nxdomain(resolver, "b.feed.example.", Duration::from_secs(5), &unbound).await;
+    assert!(zone.stats.notifies_sent.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    drop(unbound);
+    server.running.shutdown(Duration::from_secs(1)).await;
+}
