@@ -71,6 +71,8 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct ZoneStats {
     pub transfers: AtomicU64,
+    /// Transfers whose request carried a valid TSIG (their answers are signed).
+    pub signed_transfers: AtomicU64,
     /// Requests from sources outside `rpz.allow`, unsigned transfers from sources outside
     /// `rpz.allow_unsigned` while a key is set, and bad signatures.
     pub refused: AtomicU64,

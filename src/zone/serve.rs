@@ -102,6 +102,9 @@ impl RequestHandler for Handler {
         match qtype {
             Some(RecordType::AXFR | RecordType::IXFR) if request.protocol().is_stream() => {
                 ZoneStats::count(&stats.transfers);
+                if chain.is_some() {
+                    ZoneStats::count(&stats.signed_transfers);
+                }
                 info!(source = %source, serial = snapshot.serial, signed = chain.is_some(), "rpz transfer");
                 transfer_zone(&self.zone, request, chain, response).await
             }

@@ -224,7 +224,65 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     server.running.reload(&config).unwrap();
     assert!(zone.snapshot().serial > serial);
     until_nxdomain(resolver, "b.feed.example.", Duration::from_secs(5), &unbound).await;
+    let unsigned = zone.stats.transfers.load(std::sync::atomic::Ordering::Relaxed)
+        - zone.stats.signed_transfers.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(unsigned >= 2, "Unbound transferred unsigned, twice: {unsigned}");
     assert!(zone.stats.notifies_sent.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     drop(unbound);
+    server.running.shutdown(Duration::from_secs(1)).await;
+}
+
+fn named_conf(dir: &Path, port: u16, rpz: SocketAddr, upstream: SocketAddr) -> PathBuf {
+    let d = dir.display();
+    let text = format!(
+        "include \"{d}/xfr.key\";\n\
+         options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n\
+         \x20 listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion yes;\n\
+         \x20 allow-query {{ 127.0.0.0/8; }};\n  forwarders {{ {} port {}; }};\n  forward only;\n\
+         \x20 dnssec-validation no;\n  notify no;\n  transfer-source {BIND_SOURCE};\n\
+         \x20 response-policy {{ zone \"{ZONE}\" log yes; }} qname-wait-recurse no;\n}};\n\
+         controls {{ }};\n\
+         zone \"{ZONE}\" {{\n  type secondary;\n  primaries {{ {} port {} key \"nxguard-xfr\"; }};\n\
+         \x20 file \"{d}/rpz.db\";\n}};\n",
+        upstream.ip(),
+        upstream.port(),
+        rpz.ip(),
+        rpz.port(),
+    );
+    let path = dir.join("named.conf");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_transfers_the_zone_with_tsig_and_blocks() {
+    require("named");
+    require("named-checkconf");
+    require("named-checkzone");
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&["a"]) }).await;
+    let named_port = free_port();
+    let config = nxguard_config(dir.path(), upstream.addr, &feed.url, &[named_port]);
+    let server = start_server(&config);
+    let rpz = server.running.rpz.as_ref().expect("rpz serving").addrs[0];
+    let zone = std::sync::Arc::clone(&server.running.rpz.as_ref().unwrap().zone);
+
+    let conf = named_conf(dir.path(), named_port, rpz, upstream.addr);
+    check_tool("named-checkconf", &[conf.to_str().unwrap()]);
+    let named = Daemon::spawn("named", &["-g", "-c", conf.to_str().unwrap()], dir.path().join("named.log"));
+    let resolver: SocketAddr = ([127, 0, 0, 1], named_port).into();
+
+    until_nxdomain(resolver, "tiktok.com.", Duration::from_secs(20), &named).await;
+    until_nxdomain(resolver, "x.y.tiktok.com.", Duration::from_secs(2), &named).await;
+    let open = ask(resolver, "example.org.").await.expect("named answers");
+    assert_eq!(open.metadata.response_code, ResponseCode::NoError, "{open:?}");
+    // BIND transferred from transfer-source 127.0.0.3, outside rpz.allow_unsigned: only a valid
+    // TSIG let it in, and nothing was refused.
+    assert!(zone.stats.signed_transfers.load(std::sync::atomic::Ordering::Relaxed) >= 1, "{}", named.log());
+    assert_eq!(zone.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 0, "{}", named.log());
+    // The transferred copy is a valid zone, as named-checkzone reads it.
+    check_tool("named-checkzone", &["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()]);
+    drop(named);
     server.running.shutdown(Duration::from_secs(1)).await;
 }
