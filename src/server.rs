@@ -243,17 +243,21 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         &in_flight,
         &mut tasks,
     )?;
+    let rpz = (!config.rpz.listen.is_empty()).then(|| RpzServer::start(&config.rpz, resolver.live())).transpose()?;
+    let ingest =
+        (!config.ingest.dnstap.is_empty()).then(|| Ingest::start(&config.ingest, Arc::clone(&resolver))).transpose()?;
+    let services = metrics::Services {
+        rpz: rpz.as_ref().map(|r| Arc::clone(&r.zone)),
+        ingest: ingest.as_ref().map(|i| Arc::clone(&i.stats)),
+    };
     let mut metrics_addr = None;
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
         let listener = TcpListener::from_std(listener)?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), listener));
+        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), services, listener));
     }
     udp_addrs.dedup();
     let live = resolver.live();
-    let rpz = (!config.rpz.listen.is_empty()).then(|| RpzServer::start(&config.rpz, live.clone())).transpose()?;
-    let ingest =
-        (!config.ingest.dnstap.is_empty()).then(|| Ingest::start(&config.ingest, Arc::clone(&resolver))).transpose()?;
     info!(
         udp = ?udp_addrs,
         tcp = ?tcp_addrs,

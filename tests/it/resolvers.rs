@@ -189,6 +189,9 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
     let zone = std::sync::Arc::clone(&server.running.rpz.as_ref().unwrap().zone);
     assert_eq!(zone.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let services = nxguard::ops::metrics::Services { rpz: Some(std::sync::Arc::clone(&zone)), ingest: None };
+    let metrics = nxguard::ops::metrics::render_services(&services);
+    assert!(metrics.contains("\nnxguard_rpz_refused_total 1\n"), "{metrics}");
 
     let conf = unbound_conf(dir.path(), unbound_port, rpz, upstream.addr);
     check_tool("unbound-checkconf", &[conf.to_str().unwrap()]);
@@ -285,4 +288,114 @@ async fn bind_transfers_the_zone_with_tsig_and_blocks() {
     check_tool("named-checkzone", &["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()]);
     drop(named);
     server.running.shutdown(Duration::from_secs(1)).await;
+}
+
+/// One Frame Streams sender on the ingest socket: the handshake, then frames.
+async fn dnstap_sender(path: &Path) -> tokio::net::UnixStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    let control = |kind: u32| {
+        let ct = b"protobuf:dnstap.Dnstap";
+        let mut frame = vec![0, 0, 0, 0];
+        frame.extend_from_slice(&(12 + ct.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&kind.to_be_bytes());
+        frame.extend_from_slice(&1u32.to_be_bytes());
+        frame.extend_from_slice(&(ct.len() as u32).to_be_bytes());
+        frame.extend_from_slice(ct);
+        frame
+    };
+    stream.write_all(&control(4)).await.unwrap();
+    let mut accept = [0u8; 12];
+    stream.read_exact(&mut accept).await.unwrap();
+    assert_eq!(&accept[8..12], &1u32.to_be_bytes(), "ACCEPT answers READY");
+    let mut rest = vec![0u8; u32::from_be_bytes([accept[4], accept[5], accept[6], accept[7]]) as usize - 4];
+    stream.read_exact(&mut rest).await.unwrap();
+    stream.write_all(&control(2)).await.unwrap();
+    stream
+}
+
+fn data_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test]
+async fn a_malformed_dnstap_frame_closes_that_sender_only() {
+    use nxguard::ingest::dnstap::{self, Dnstap};
+    use prost::Message as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let socket = dir.path().join("tap.sock");
+    let config = config_for(upstream.addr, &format!("[ingest]\ndnstap = [\"unix:{}\"]\n", socket.display()));
+    let mut server = start_server(&config);
+
+    let mut broken = dnstap_sender(&socket).await;
+    let mut good = dnstap_sender(&socket).await;
+    broken.write_all(&data_frame(b"\xff\xff\xff not protobuf")).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), broken.read(&mut byte)).await.expect("not closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "the malformed sender is closed");
+
+    let tap = Dnstap {
+        identity: Some(b"resolver-2".to_vec()),
+        version: None,
+        extra: None,
+        r#type: dnstap::TYPE_MESSAGE,
+        message: Some(dnstap::Message {
+            r#type: dnstap::CLIENT_QUERY,
+            socket_family: Some(1),
+            socket_protocol: Some(dnstap::PROTOCOL_TCP),
+            query_address: Some(vec![10, 1, 2, 3]),
+            query_port: Some(5353),
+            query_time_sec: Some(1_800_000_000),
+            query_message: Some(query("www.tiktok.com.", RecordType::AAAA, false).to_vec().unwrap()),
+            ..Default::default()
+        }),
+    };
+    good.write_all(&data_frame(&tap.encode_to_vec())).await.unwrap();
+    let attempt = tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt").unwrap();
+    assert_eq!((attempt.qname.as_str(), attempt.qtype.as_str()), ("www.tiktok.com", "AAAA"));
+    assert_eq!(attempt.client, "10.1.2.3:5353".parse().unwrap());
+    assert_eq!(attempt.transport, nxguard::evidence::attempt::Transport::Tcp);
+    assert_eq!(attempt.resolver.as_deref(), Some("resolver-2"));
+    let stats = &server.running.ingest.as_ref().unwrap().stats;
+    assert_eq!(stats.malformed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // STOP is answered with FINISH.
+    good.write_all(&[0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 3]).await.unwrap();
+    let mut finish = [0u8; 12];
+    good.read_exact(&mut finish).await.unwrap();
+    assert_eq!(&finish[8..12], &5u32.to_be_bytes());
+}
+
+#[test]
+fn exported_files_load_in_unbound_and_bind() {
+    require("unbound-checkconf");
+    require("named-checkzone");
+    let dir = tempfile::tempdir().unwrap();
+    let export = |format: &str| {
+        let out = dir.path().join(format!("policy.{format}"));
+        let status = Command::new(env!("CARGO_BIN_EXE_nxguard"))
+            .args(["export", "--format", format, "--out", out.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "export --format {format}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("tiktok.com"), "{format}: {text}");
+        out
+    };
+    let unbound = export("unbound");
+    let conf = dir.path().join("unbound.conf");
+    let d = dir.path().display();
+    std::fs::write(&conf, format!("server:\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\ninclude: \"{}\"\n", unbound.display())).unwrap();
+    check_tool("unbound-checkconf", &[conf.to_str().unwrap()]);
+    for format in ["rpz", "bind"] {
+        let zone = export(format);
+        check_tool("named-checkzone", &[ZONE, zone.to_str().unwrap()]);
+    }
+    for (format, line) in [("dnsmasq", "address=/tiktok.com/"), ("hosts", "0.0.0.0 tiktok.com"), ("adblock", "||tiktok.com^")] {
+        let text = std::fs::read_to_string(export(format)).unwrap();
+        assert!(text.lines().any(|l| l == line), "{format} lacks {line}");
+    }
 }
