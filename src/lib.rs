@@ -65,7 +65,11 @@
 //!   through the same dispatcher.
 //! - [`zone`]: the policy as a Response Policy Zone for other resolvers (served with
 //!   hickory-server: SOA, AXFR/IXFR, TSIG, NOTIFY).
-//! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.
+//! - [`server`]: a whole running server assembled from a config: start, reload (`reload`: the
+//!   reload policy, watched files, the reload thread's priority), shutdown.
+//!
+//! The `nxguard` binary (`main.rs`) is a small entry point; its `cli` folder holds one file per
+//! subcommand, each with its clap `Args` and `run`.
 
 pub mod config;
 pub mod dns;

@@ -117,13 +117,14 @@ async fn rows_carry_the_device_known_at_query_time() {
             ("LT-0001", "inventory-ip"),
             ("LT-0002", "inventory-ip"),
             ("127.0.0.4", "unknown"),
-            ("phone-anna", "dhcp"),
+            ("02:00:00:00:00:05", "dhcp"),
             ("LT-0002", "inventory-mac"),
             ("127.0.0.7", "unknown"),
             ("LT-0001", "inventory-ip"),
         ]
     );
-    assert_eq!(found[3].2.as_deref(), Some("02:00:00:00:00:05"));
+    // A DHCP hostname is the device's claim: stored, never its key.
+    assert_eq!((found[3].2.as_deref(), found[3].3.as_deref()), (Some("02:00:00:00:00:05"), Some("phone-anna")));
 
     // The DHCP server hands 127.0.0.5 to another device: picked up without a restart.
     std::fs::write(&leases, "1999999999 02:00:00:00:00:09 127.0.0.5 laptop-bob *\n").unwrap();
@@ -131,7 +132,8 @@ async fn rows_carry_the_device_known_at_query_time() {
     for i in 0..40 {
         blocked_from(server.udp, [127, 0, 0, 5], &tiktok).await;
         let found = rows(&db, 8 + i);
-        if found.last().unwrap().0 == "laptop-bob" {
+        if found.last().unwrap().3.as_deref() == Some("laptop-bob") {
+            assert_eq!(found.last().unwrap().0, "02:00:00:00:00:09");
             picked_up = true;
             break;
         }

@@ -5,10 +5,13 @@
 
 mod common;
 
+mod app_assessment;
 mod attempt_store;
 mod bypass;
 mod cli;
 mod console;
+mod console_access;
+mod console_cases;
 mod console_browser;
 mod console_tls;
 mod deploy_files;
@@ -17,6 +20,7 @@ mod encrypted_upstream;
 mod feeds;
 mod groups;
 mod hostile_queries;
+mod identity_spoofing;
 mod metrics;
 mod prefetch;
 mod quic_listeners;
