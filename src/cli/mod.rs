@@ -8,6 +8,7 @@ mod console;
 mod export;
 mod ingest;
 mod lists;
+mod manpage;
 mod pseudonym;
 mod report;
 mod selftest;
@@ -71,6 +72,9 @@ enum Command {
     /// Write the policy as a file for another resolver: rpz, unbound, bind, dnsmasq, hosts or
     /// adblock (see docs/operator/existing-resolvers.md).
     Export(export::Args),
+    /// Write the nxguard(8) manual page (roff) to standard output.
+    #[command(hide = true)]
+    Manpage,
 }
 
 impl Cli {
@@ -88,6 +92,7 @@ impl Cli {
             Command::Case(args) => case::run(args, config),
             Command::Ingest => ingest::run(config),
             Command::Export(args) => export::run(args, config),
+            Command::Manpage => manpage::run(),
         }
     }
 }

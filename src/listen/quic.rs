@@ -10,7 +10,7 @@
 //! Does not own: the QUIC and HTTP/3 protocol work (hickory-server, hickory-net, quinn, h3), or
 //! the answer (`resolve`).
 //!
-//! Where hickory-server 0.26 sets the limits (see the README for the measurements): handshakes
+//! Where hickory-server 0.26 sets the limits (see docs/operator/listeners.md for the measurements): handshakes
 //! are completed one at a time in the accept loop (5 s bound each); a DoQ connection's streams
 //! are read one at a time (the bridge answers each in a task of its own, up to `PER_CONNECTION`
 //! at once per connection, so a slow upstream answer holds up no later stream on the

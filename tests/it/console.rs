@@ -46,7 +46,14 @@ pub(crate) fn app(id: &str, name: &str) -> Arc<AppEntry> {
     Arc::new(AppEntry { app, notice })
 }
 
-pub(crate) fn attempt(at: u64, device: Option<(&str, &str)>, ip: &str, qname: &str, app: &Arc<AppEntry>, kind: Kind) -> Attempt {
+pub(crate) fn attempt(
+    at: u64,
+    device: Option<(&str, &str)>,
+    ip: &str,
+    qname: &str,
+    app: &Arc<AppEntry>,
+    kind: Kind,
+) -> Attempt {
     let ip = ip.parse().unwrap();
     let identity = match device {
         Some((name, owner)) => Identity {

@@ -46,10 +46,26 @@ async fn every_route_sends_the_security_headers_and_personal_pages_are_not_cache
     let (admin, csrf) = login(&app, "admin").await;
     send(&app, "POST", "/cases", Some(&admin), Some(&format!("csrf={csrf}&device=LT-0001&app=TikTok"))).await;
     let routes = [
-        "/", "/login", "/devices", "/device?device=LT-0001", "/app?app=TikTok", "/lists", "/audit", "/users",
-        "/cases", "/cases/new", "/cases/1", "/export/summary.csv", "/export/timeline.csv?device=LT-0001",
-        "/export/audit.csv", "/api/v1/summary", "/api/v1/timeline?device=LT-0001", "/api/v1/cases",
-        "/static/console.css", "/no-such-page", "/cases/999",
+        "/",
+        "/login",
+        "/devices",
+        "/device?device=LT-0001",
+        "/app?app=TikTok",
+        "/lists",
+        "/audit",
+        "/users",
+        "/cases",
+        "/cases/new",
+        "/cases/1",
+        "/export/summary.csv",
+        "/export/timeline.csv?device=LT-0001",
+        "/export/audit.csv",
+        "/api/v1/summary",
+        "/api/v1/timeline?device=LT-0001",
+        "/api/v1/cases",
+        "/static/console.css",
+        "/no-such-page",
+        "/cases/999",
     ];
     for uri in routes {
         for cookie in [Some(admin.as_str()), None] {
@@ -112,10 +128,10 @@ async fn api_tokens_open_only_the_api_and_expire_or_are_revoked() {
     auth::revoke_token(&s.console.db(), "siem").unwrap();
     assert_eq!(bearer(&app, "/api/v1/cases", &forever).await.0, StatusCode::UNAUTHORIZED, "revoked");
     let users = auth::accounts(&s.console.db(), true, SystemTime::now()).unwrap();
-    assert_eq!(users.iter().map(|a| (a.name.as_str(), a.expires.as_str())).collect::<Vec<_>>(), [(
-        "monthly",
-        "2026-12-23T00:00:00Z"
-    )]);
+    assert_eq!(
+        users.iter().map(|a| (a.name.as_str(), a.expires.as_str())).collect::<Vec<_>>(),
+        [("monthly", "2026-12-23T00:00:00Z")]
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! 127.0.0.2 into its store; `nxguard console` serves them; the browser signs in, sees both
 //! devices on the overview, opens a device page, opens a case, exports CSV and signs out.
 //! Screenshots go to target/console-screenshots/; the overview and device page are copied to
-//! tests/screenshots/ for the README (when missing, or with `UPDATE_SCREENSHOTS=1`).
+//! tests/screenshots/ for docs/security-officer/ (when missing, or with `UPDATE_SCREENSHOTS=1`).
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`apt-get install chromium
 //! chromium-driver`; `.ci/run` installs them). Without them the test fails, never skips.
@@ -65,7 +65,7 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// The README's screenshot under tests/screenshots/: written when missing or with `UPDATE_SCREENSHOTS=1`,
+/// The console docs' screenshot under tests/screenshots/: written when missing or with `UPDATE_SCREENSHOTS=1`,
 /// so that a test run does not rewrite committed images.
 fn save_for_readme(name: &str, png: &[u8]) {
     let path = repo(&format!("tests/screenshots/{name}"));

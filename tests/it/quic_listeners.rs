@@ -207,7 +207,7 @@ async fn a_client_outside_access_allow_gets_no_answer_over_doq_or_doh3() {
 /// hickory-server 0.26 completes QUIC handshakes one at a time in its accept loop, each bounded
 /// by 5 s. One Initial packet that is never followed up (here: a real client's first datagram,
 /// replayed from a socket that then stays silent) holds up every new DoQ or DoH3 connection until
-/// that bound runs out. Measured, not asserted: the figures go into the README.
+/// that bound runs out. Measured, not asserted: the figures go into docs/operator/listeners.md.
 #[tokio::test]
 async fn measure_a_stalled_handshake_holding_up_new_connections() {
     let upstream = FakeUpstream::start().await;
@@ -262,7 +262,7 @@ async fn measure_a_stalled_handshake_holding_up_new_connections() {
 }
 
 /// hickory-server 0.26's DoH3 handler reads the POST body and ignores the method and the path:
-/// `server.https_path` does not apply to DoH3 (recorded in the README).
+/// `server.https_path` does not apply to DoH3 (recorded in docs/operator/listeners.md).
 #[tokio::test]
 async fn doh3_answers_on_any_path() {
     let upstream = FakeUpstream::start().await;

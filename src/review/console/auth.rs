@@ -126,11 +126,9 @@ pub fn check_password(
     lock_mins: u64,
 ) -> Result<Login, ConsoleError> {
     let row: Option<(String, String, i64, i64, bool)> = db
-        .query_row(
-            "SELECT role, hash, failures, locked_until_ms, disabled FROM users WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
+        .query_row("SELECT role, hash, failures, locked_until_ms, disabled FROM users WHERE name = ?1", [name], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .optional()?;
     let Some((role, hash, failures, locked_until, disabled)) = row else {
         // The same work as for a real user, so the answer time does not tell which names exist.

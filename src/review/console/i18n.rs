@@ -185,7 +185,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Er is nog geen pogingenopslag: geen enkele resolver heeft nog iets vastgelegd. Start `nxguard serve` met hetzelfde store.path, of controleer dat pad.",
         "There is no attempt store yet: no resolver has recorded anything. Start `nxguard serve` with the same store.path, or check that path.",
     ),
-    ("err_500", "Er ging iets mis. De details staan in het log van de console.", "Something went wrong. The details are in the console's log."),
+    (
+        "err_500",
+        "Er ging iets mis. De details staan in het log van de console.",
+        "Something went wrong. The details are in the console's log.",
+    ),
     ("actor", "Wie", "Who"),
     ("action", "Actie", "Action"),
     ("target", "Waarop", "On what"),
@@ -277,8 +281,9 @@ pub fn audit_detail(language: Language, detail: &str) -> String {
         let at_word = out.chars().last().is_none_or(|p| !p.is_alphanumeric() && p != '_');
         if at_word {
             for (en, nl) in AUDIT_WORDS {
-                let ends_word = rest[en.len().min(rest.len())..].chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_');
-                if rest.starts_with(en) && ends_word {
+                let Some(after) = rest.strip_prefix(en) else { continue };
+                let ends_word = after.chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_');
+                if ends_word {
                     out.push_str(nl);
                     rest = &rest[en.len()..];
                     continue 'next;
@@ -327,7 +332,10 @@ mod tests {
             "verwijderd → teruggekeerd (3 pogingen sinds de verwijdering)"
         );
         assert_eq!(audit_detail(Language::Nl, "since=7d&app=TikTok; 2 rows"), "vanaf=7d&app=TikTok; 2 rijen");
-        assert_eq!(audit_detail(Language::Nl, "LT-0001 × TikTok; ticket \"INC-7\""), "LT-0001 × TikTok; ticket \"INC-7\"");
+        assert_eq!(
+            audit_detail(Language::Nl, "LT-0001 × TikTok; ticket \"INC-7\""),
+            "LT-0001 × TikTok; ticket \"INC-7\""
+        );
         assert_eq!(audit_detail(Language::Nl, "reopened"), "reopened", "only whole words");
     }
 }

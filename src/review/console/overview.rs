@@ -100,7 +100,12 @@ fn headline(f: &Facts<'_>) -> Markup {
         ("fig_likely", likely, format!("/devices?{}", f.view.with("assessment", "likely")), true),
         ("fig_open_cases", open, "/cases?state=active".to_string(), f.officer),
         ("fig_recurred", recurred, "/cases?state=recurred".to_string(), f.officer),
-        ("fig_new", new, format!("/devices?{}", View { new: Some("7d".into()), ..f.view.clone() }.with("assessment", "likely")), true),
+        (
+            "fig_new",
+            new,
+            format!("/devices?{}", View { new: Some("7d".into()), ..f.view.clone() }.with("assessment", "likely")),
+            true,
+        ),
     ];
     html! {
         ul.figures id="figures" {

@@ -166,8 +166,12 @@ pub(super) fn case_of<'a>(all: &'a [cases::Case], s: &report::Summary) -> Option
 /// The last cell of an officer's device × app row: its case, or a link to open one.
 fn case_cell(lang: crate::config::Language, all: &[cases::Case], s: &report::Summary) -> Markup {
     match case_of(all, s) {
-        Some(k) => html! { a href=(format!("/cases/{}", k.id)) class="case" { (t(lang, "case")) " #" (k.id) ": " (t(lang, super::case_pages::state_key(k.state))) } },
-        None => html! { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } },
+        Some(k) => {
+            html! { a href=(format!("/cases/{}", k.id)) class="case" { (t(lang, "case")) " #" (k.id) ": " (t(lang, super::case_pages::state_key(k.state))) } }
+        }
+        None => {
+            html! { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } }
+        }
     }
 }
 
@@ -303,7 +307,11 @@ pub async fn device(
 
 /// The device's totals per app, the same rows the devices table shows, and whether the identity
 /// sources above add up to them (they do while the period's raw rows are kept).
-fn device_totals(lang: crate::config::Language, totals: &[report::Summary], sources: &[queries::IdentitySource]) -> Markup {
+fn device_totals(
+    lang: crate::config::Language,
+    totals: &[report::Summary],
+    sources: &[queries::IdentitySource],
+) -> Markup {
     let (all, raw) = (totals.iter().map(|s| s.attempts).sum::<u64>(), sources.iter().map(|s| s.attempts).sum::<u64>());
     html! {
         h2 { (t(lang, "totals")) }
