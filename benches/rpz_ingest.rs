@@ -28,7 +28,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn status_kib(key: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -43,11 +47,18 @@ async fn transfer(entries: usize) {
         builder.block(&format!("host-{i:x}.tracker{}.example", i % 97), app, Kind::Unspecified, false);
     }
     let source: Arc<dyn PolicySource> = Arc::new(builder.build());
-    let config = RpzConfig { listen: vec!["127.0.0.1:0".parse().unwrap()], allow: vec!["127.0.0.0/8".parse().unwrap()], ..RpzConfig::default() };
+    let config = RpzConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        ..RpzConfig::default()
+    };
     let rpz = RpzServer::start(&config, source).expect("rpz starts");
     let loaded = status_kib("VmRSS:");
     let mut query = Message::query();
-    query.add_query(hickory_proto::op::Query::query(Name::from_ascii("rpz.nxguard.invalid.").unwrap(), RecordType::AXFR));
+    query.add_query(hickory_proto::op::Query::query(
+        Name::from_ascii("rpz.nxguard.invalid.").unwrap(),
+        RecordType::AXFR,
+    ));
     let bytes = query.to_vec().unwrap();
     let started = Instant::now();
     let mut stream = tokio::net::TcpStream::connect(rpz.addrs[0]).await.unwrap();

@@ -26,6 +26,7 @@ use crate::{
         dispatch::{self, Sink},
         outputs::{OutputsError, Records},
     },
+    ingest::{Ingest, IngestError},
     listen::{
         self, Listeners,
         tls::{Certificates, ServerTls, TlsError},
@@ -38,7 +39,6 @@ use crate::{
     },
     resolve::{Resolver, limits::ConnectionLimits},
     upstream::UpstreamError,
-    ingest::{Ingest, IngestError},
     zone::{ZoneError, serve::RpzServer},
 };
 

@@ -54,7 +54,8 @@ impl DnstapSocket {
         if let Some(path) = text.strip_prefix("unix:") {
             return Ok(DnstapSocket::Unix(path.into()));
         }
-        let address = text.strip_prefix("tcp:").ok_or_else(|| format!("{text:?}: give unix:PATH or tcp:ADDRESS:PORT"))?;
+        let address =
+            text.strip_prefix("tcp:").ok_or_else(|| format!("{text:?}: give unix:PATH or tcp:ADDRESS:PORT"))?;
         address.parse().map(DnstapSocket::Tcp).map_err(|_| format!("{text:?}: {address:?} is not an address:port"))
     }
 }

@@ -81,7 +81,10 @@ fn notes(format: Format, zone: &ZoneParams<'_>) -> Vec<String> {
             format!("  options {{ response-policy {{ zone \"{}\" log yes; }}; }};", zone.zone),
         ],
         Format::Unbound | Format::Dnsmasq => {
-            vec!["each name is blocked with its subdomains (exact-only entries too: this format has no exact match)".into()]
+            vec![
+                "each name is blocked with its subdomains (exact-only entries too: this format has no exact match)"
+                    .into(),
+            ]
         }
         Format::Hosts => vec!["exact names only: subdomains are not covered, and exceptions are left out".into()],
         Format::Rpz | Format::Adblock => Vec::new(),
@@ -180,7 +183,11 @@ mod tests {
             (Format::Bind, &["response-policy { zone \"rpz.nxguard.invalid\" log yes; }", "tiktok.com.rpz"], &[]),
             (
                 Format::Unbound,
-                &["server:\n", "  local-zone: \"tiktok.com.\" always_nxdomain\n", "\"safe.tiktok.com.\" always_transparent\n"],
+                &[
+                    "server:\n",
+                    "  local-zone: \"tiktok.com.\" always_nxdomain\n",
+                    "\"safe.tiktok.com.\" always_transparent\n",
+                ],
                 &[],
             ),
             (Format::Dnsmasq, &["address=/tiktok.com/\n", "server=/safe.tiktok.com/#\n"], &[]),

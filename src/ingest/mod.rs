@@ -82,7 +82,8 @@ impl Ingest {
         for socket in config.sockets().map_err(IngestError::Socket)? {
             let name = format!("{socket:?}");
             let bind_error = |source| IngestError::Bind { socket: name.clone(), source };
-            let context = Context { resolver: Arc::clone(&resolver), stats: Arc::clone(&ingest.stats), max_frame_bytes };
+            let context =
+                Context { resolver: Arc::clone(&resolver), stats: Arc::clone(&ingest.stats), max_frame_bytes };
             match socket {
                 DnstapSocket::Tcp(address) => {
                     let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
@@ -93,7 +94,9 @@ impl Ingest {
                 }
                 DnstapSocket::Unix(path) => {
                     // A socket file left by an earlier run would make the bind fail.
-                    if std::fs::symlink_metadata(&path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+                    if std::fs::symlink_metadata(&path)
+                        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                    {
                         let _ = std::fs::remove_file(&path);
                     }
                     let listener = UnixListener::bind(&path).map_err(bind_error)?;

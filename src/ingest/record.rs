@@ -39,7 +39,8 @@ pub fn attempt_of(message: &Message, resolver: &Arc<str>, live: &Live) -> Option
     } else {
         (message.query_time_sec, message.query_time_nsec)
     };
-    let time = secs.map_or_else(SystemTime::now, |s| UNIX_EPOCH + Duration::new(s, nanos.unwrap_or(0).min(999_999_999)));
+    let time =
+        secs.map_or_else(SystemTime::now, |s| UNIX_EPOCH + Duration::new(s, nanos.unwrap_or(0).min(999_999_999)));
     Some(Attempt {
         time,
         client,

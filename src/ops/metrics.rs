@@ -342,7 +342,11 @@ pub fn render_services(services: &Services) -> String {
     let mut counter = |name: &str, help: &str, value: u64| metric("counter", name, help, value);
     if let Some(zone) = &services.rpz {
         let s = &zone.stats;
-        counter("nxguard_rpz_transfers_total", "Zone transfers served (AXFR, IXFR as AXFR).", s.transfers.load(Relaxed));
+        counter(
+            "nxguard_rpz_transfers_total",
+            "Zone transfers served (AXFR, IXFR as AXFR).",
+            s.transfers.load(Relaxed),
+        );
         counter("nxguard_rpz_signed_transfers_total", "Transfers with a valid TSIG.", s.signed_transfers.load(Relaxed));
         counter(
             "nxguard_rpz_refused_total",
@@ -351,12 +355,24 @@ pub fn render_services(services: &Services) -> String {
         );
         counter("nxguard_rpz_notifies_sent_total", "NOTIFYs a secondary answered.", s.notifies_sent.load(Relaxed));
         counter("nxguard_rpz_notifies_failed_total", "NOTIFYs never answered.", s.notifies_failed.load(Relaxed));
-        counter("nxguard_rpz_serial", "The zone's serial (a counter: it only rises).", u64::from(zone.snapshot().serial));
+        counter(
+            "nxguard_rpz_serial",
+            "The zone's serial (a counter: it only rises).",
+            u64::from(zone.snapshot().serial),
+        );
     }
     if let Some(s) = &services.ingest {
         counter("nxguard_ingest_messages_total", "dnstap messages received.", s.messages.load(Relaxed));
-        counter("nxguard_ingest_recorded_total", "dnstap client messages for a listed name, recorded.", s.recorded.load(Relaxed));
-        counter("nxguard_ingest_malformed_total", "dnstap senders closed for a malformed frame.", s.malformed.load(Relaxed));
+        counter(
+            "nxguard_ingest_recorded_total",
+            "dnstap client messages for a listed name, recorded.",
+            s.recorded.load(Relaxed),
+        );
+        counter(
+            "nxguard_ingest_malformed_total",
+            "dnstap senders closed for a malformed frame.",
+            s.malformed.load(Relaxed),
+        );
         counter("nxguard_ingest_refused_total", "dnstap TCP senders outside ingest.allow.", s.refused.load(Relaxed));
     }
     out
@@ -378,7 +394,12 @@ pub async fn serve(resolver: Arc<Resolver>, feeds: Arc<Board>, services: Service
     }
 }
 
-async fn respond(resolver: &Resolver, feeds: &Board, services: &Services, mut stream: TcpStream) -> std::io::Result<()> {
+async fn respond(
+    resolver: &Resolver,
+    feeds: &Board,
+    services: &Services,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
@@ -390,9 +411,11 @@ async fn respond(resolver: &Resolver, feeds: &Board, services: &Services, mut st
     }
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, content_type, body) = match line {
-        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
-            ("200 OK", "text/plain; version=0.0.4", render(resolver) + &render_feeds(feeds) + &render_services(services))
-        }
+        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            render(resolver) + &render_feeds(feeds) + &render_services(services),
+        ),
         b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_string()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };

@@ -46,7 +46,13 @@ pub struct Handler {
 impl Handler {
     pub fn new(zone: Arc<Zone>, config: &RpzConfig) -> Result<Handler, ZoneError> {
         let key = config.tsig_key_file.as_deref().map(tsig::read_key).transpose()?;
-        Ok(Handler { origin: LowerName::from(zone.origin.clone()), zone, allow: config.allow.clone(), allow_unsigned: config.allow_unsigned.clone(), key })
+        Ok(Handler {
+            origin: LowerName::from(zone.origin.clone()),
+            zone,
+            allow: config.allow.clone(),
+            allow_unsigned: config.allow_unsigned.clone(),
+            key,
+        })
     }
 
     /// Checks a request's signature: Ok(None) unsigned and acceptable, Ok(Some) signed and

@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn reads_a_key_as_tsig_keygen_writes_it() {
-        let text = "key \"nxguard-xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\";\n};\n";
+        let text =
+            "key \"nxguard-xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\";\n};\n";
         let signer = parse_key(text).expect("key parses");
         assert_eq!(signer.signer_name().to_ascii(), "nxguard-xfr.");
         assert_eq!(signer.key(), b"secretsecretsecretsecret");

@@ -32,7 +32,8 @@ const UNBOUND_SOURCE: &str = "127.0.0.1";
 const BIND_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 /// The client asking Unbound, as the attempt must name it.
 const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 9);
-const KEY: &str = "key \"nxguard-xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"bnhndWFyZC10ZXN0LWtleS1ueGd1YXJkLXRlc3Qta2V5\";\n};\n";
+const KEY: &str =
+    "key \"nxguard-xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"bnhndWFyZC10ZXN0LWtleS1ueGd1YXJkLXRlc3Qta2V5\";\n};\n";
 
 /// A daemon this test started, stopped by its PID when dropped.
 struct Daemon {
@@ -66,13 +67,19 @@ impl Drop for Daemon {
 }
 
 fn require(tool: &str) {
-    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    let found =
+        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
     assert!(found, "{tool} is missing: install Debian packages unbound, bind9 and bind9-dnsutils (.ci/run does)");
 }
 
 fn check_tool(tool: &str, args: &[&str]) {
     let out = Command::new(tool).args(args).output().unwrap();
-    assert!(out.status.success(), "{tool} {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn unbound_conf(dir: &Path, port: u16, rpz: SocketAddr, upstream: SocketAddr) -> PathBuf {
@@ -165,7 +172,11 @@ async fn until_reported(store: &Path, device: &str, app: &str) -> String {
         if text.lines().any(|l| l.starts_with(device) && l.contains(app)) {
             return text;
         }
-        assert!(Instant::now() < deadline, "report never showed {device} and {app}:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "report never showed {device} and {app}:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -209,7 +220,8 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     let deadline = Instant::now() + Duration::from_secs(10);
     let attempt = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let attempt = tokio::time::timeout(left, server.attempts.recv()).await.expect("no attempt over dnstap").unwrap();
+        let attempt =
+            tokio::time::timeout(left, server.attempts.recv()).await.expect("no attempt over dnstap").unwrap();
         if attempt.qname == "tiktok.com" {
             break attempt;
         }
@@ -355,7 +367,8 @@ async fn a_malformed_dnstap_frame_closes_that_sender_only() {
         }),
     };
     good.write_all(&data_frame(&tap.encode_to_vec())).await.unwrap();
-    let attempt = tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt").unwrap();
+    let attempt =
+        tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt").unwrap();
     assert_eq!((attempt.qname.as_str(), attempt.qtype.as_str()), ("www.tiktok.com", "AAAA"));
     assert_eq!(attempt.client, "10.1.2.3:5353".parse().unwrap());
     assert_eq!(attempt.transport, nxguard::evidence::attempt::Transport::Tcp);
@@ -388,13 +401,22 @@ fn exported_files_load_in_unbound_and_bind() {
     let unbound = export("unbound");
     let conf = dir.path().join("unbound.conf");
     let d = dir.path().display();
-    std::fs::write(&conf, format!("server:\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\ninclude: \"{}\"\n", unbound.display())).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\ninclude: \"{}\"\n",
+            unbound.display()
+        ),
+    )
+    .unwrap();
     check_tool("unbound-checkconf", &[conf.to_str().unwrap()]);
     for format in ["rpz", "bind"] {
         let zone = export(format);
         check_tool("named-checkzone", &[ZONE, zone.to_str().unwrap()]);
     }
-    for (format, line) in [("dnsmasq", "address=/tiktok.com/"), ("hosts", "0.0.0.0 tiktok.com"), ("adblock", "||tiktok.com^")] {
+    for (format, line) in
+        [("dnsmasq", "address=/tiktok.com/"), ("hosts", "0.0.0.0 tiktok.com"), ("adblock", "||tiktok.com^")]
+    {
         let text = std::fs::read_to_string(export(format)).unwrap();
         assert!(text.lines().any(|l| l == line), "{format} lacks {line}");
     }
