@@ -31,6 +31,11 @@ use crate::{
     },
 };
 
+/// Answers queued per connection (hickory-server's response buffer): a whole transfer of a
+/// 1 M-entry policy is ~5,500 messages. With a small queue, transfers of more than ~190
+/// messages broke off mid-message after a full queue (seen in benches/rpz_ingest.rs).
+const RESPONSE_QUEUE: usize = 65_536;
+
 /// How long an idle transfer connection stays open.
 const TCP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -185,18 +190,36 @@ async fn send<R: ResponseHandler>(
             std::iter::empty(),
         )
     };
-    let mut message = build();
-    if let Some(chain) = chain {
-        let mut unsigned = Vec::with_capacity(4096);
-        let signature = build()
-            .destructive_emit(&mut BinEncoder::new(&mut unsigned))
-            .map_err(|error| warn!(%error, "rpz answer cannot be encoded"))
-            .and_then(|_| {
-                chain.sign(&unsigned, request.metadata.id).map_err(|error| warn!(%error, "rpz answer cannot be signed"))
-            })?;
-        message.set_signature(signature);
+    let signature = match chain {
+        Some(chain) => {
+            let mut unsigned = Vec::with_capacity(4096);
+            build()
+                .destructive_emit(&mut BinEncoder::new(&mut unsigned))
+                .map_err(|error| warn!(%error, "rpz answer cannot be encoded"))?;
+            let id = request.metadata.id;
+            Some(chain.sign(&unsigned, id).map_err(|error| warn!(%error, "rpz answer cannot be signed"))?)
+        }
+        None => None,
+    };
+    // hickory-server queues a connection's answers in a bounded channel and refuses one when it
+    // is full: a transfer of thousands of messages waits for the socket to drain instead.
+    let deadline = tokio::time::Instant::now() + TCP_TIMEOUT;
+    loop {
+        let mut message = build();
+        if let Some(signature) = &signature {
+            message.set_signature(signature.clone());
+        }
+        match response.send_response(message).await {
+            Ok(info) => return Ok(info),
+            Err(error) if error.to_string().contains("full") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(error) => {
+                debug!(%error, "rpz answer not sent");
+                return Err(());
+            }
+        }
     }
-    response.send_response(message).await.map_err(|error| debug!(%error, "rpz answer not sent"))
 }
 
 /// The zone server running: the zone (to publish new policies to), its addresses, the
@@ -224,7 +247,7 @@ impl RpzServer {
             let socket = std::net::UdpSocket::bind(bound).map_err(error)?;
             listener.set_nonblocking(true).map_err(error)?;
             socket.set_nonblocking(true).map_err(error)?;
-            server.register_listener(TcpListener::from_std(listener).map_err(error)?, TCP_TIMEOUT, 64);
+            server.register_listener(TcpListener::from_std(listener).map_err(error)?, TCP_TIMEOUT, RESPONSE_QUEUE);
             server.register_socket(UdpSocket::from_std(socket).map_err(error)?);
             addrs.push(bound);
         }
