@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Load benchmark: nxguard against Unbound, both forwarding to a local authoritative upstream.
+# Load benchmark: nxguard against Unbound and dnsdist, all forwarding to a local authoritative
+# upstream.
 #
 #   bash benches/load.sh [--quick] [--scaling] [--busy | --busy-only] [--keep]
 #
-# Installs dnsperf, unbound and dig from Debian packages when missing (needs root), builds
+# Installs dnsperf, unbound, dnsdist and dig from Debian packages when missing (needs root), builds
 # nxguard with `cargo build --release` (or takes NXGUARD_BIN), generates the query corpora and
 # block lists under a `mktemp -d` directory, and measures each server x list x scenario.
 # Everything runs on loopback ports above 15000 (never 53); every process the script starts is
@@ -37,7 +38,8 @@ Environment (defaults in brackets; --quick lowers the first three):
   CLIENTS [4]         dnsperf clients, i.e. source ports (dnsperf -c)
   CACHED_NAMES [10000]  distinct names in the cached corpus
   BLOCKED_NAMES [100000] names sampled from the generated list for its blocked corpus
-  PORT_BASE [15350]   nxguard on PORT_BASE, Unbound +1, upstream +2, nxguard metrics +3
+  PORT_BASE [15350]   nxguard on PORT_BASE, Unbound +1, upstream +2, nxguard metrics +3,
+                      dnsdist +4
   SERVER_CPU [1]  CLIENT_CPU [0]   cores for the servers and for dnsperf + upstream
   NXGUARD_BIN         use this nxguard binary instead of `cargo build --release`
 EOF
@@ -67,6 +69,8 @@ fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/unbound.sh
 source "$ROOT/benches/unbound.sh"
+# shellcheck source=benches/dnsdist.sh
+source "$ROOT/benches/dnsdist.sh"
 if ((QUICK)); then
     DURATION=${DURATION:-2}
     LAT_SECONDS=${LAT_SECONDS:-1}
@@ -89,6 +93,7 @@ NX_PORT=$PORT_BASE
 UB_PORT=$((PORT_BASE + 1))
 AUTH_PORT=$((PORT_BASE + 2))
 METRICS_PORT=$((PORT_BASE + 3))
+DD_PORT=$((PORT_BASE + 4))
 # Miss runs read each name once (dnsperf -n 1) so that no name repeats; this many names bound
 # the run at 150k q/s. A faster server ends the run early; q/s stays right (dnsperf's run time).
 MISS_NAMES=$((DURATION * 150000))
@@ -159,6 +164,7 @@ ensure_tools() {
     command -v unbound >/dev/null || missing+=(unbound)
     command -v unbound-checkconf >/dev/null || missing+=(unbound)
     command -v dig >/dev/null || missing+=(dnsutils)
+    command -v dnsdist >/dev/null || missing+=(dnsdist)
     if ((${#missing[@]})); then
         [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root to install them with apt-get, or install them yourself"
         command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them (Debian/Ubuntu expected)"
@@ -167,7 +173,7 @@ ensure_tools() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
     local tool
-    for tool in dnsperf unbound unbound-checkconf dig taskset renice timeout awk sort getconf; do
+    for tool in dnsperf unbound unbound-checkconf dnsdist dig taskset renice timeout awk sort getconf; do
         command -v "$tool" >/dev/null || die "required tool '$tool' not found"
     done
     command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
@@ -526,14 +532,16 @@ sanity() {
     grep -q 'status: NXDOMAIN' <<<"$answer" || die "$1 does not block $3:\n$answer"
 }
 
-# run_pair LIST LIST_LABEL: nxguard and Unbound on one list, scenarios interleaved.
+# run_pair LIST LIST_LABEL: nxguard, Unbound and dnsdist on one list, scenarios interleaved.
 run_pair() {
     local list=$1 label=$2 nx_conf="$WORK/nxguard.$1.toml" ub_conf="$WORK/unbound.$1.conf"
-    local dir probe zones
+    local dd_conf="$WORK/dnsdist.$1.conf" dir probe zones
     if [[ $list == apps ]]; then
         dir="$ROOT/domains" zones="$WORK/unbound_apps.conf"
+        write_dnsdist_conf "$dd_conf" "$DD_PORT" "$AUTH_PORT" "$WORK/app_domains.txt"
     else
         dir="$WORK/big" zones="$WORK/unbound_big.conf"
+        write_dnsdist_conf "$dd_conf" "$DD_PORT" "$AUTH_PORT" "$WORK/big_domains.txt"
     fi
     probe=$(awk 'NR == 1 { print $1; exit }' "$WORK/q/blocked_$list.txt")
     write_nxguard_conf "$nx_conf" 1 "$dir"
@@ -542,6 +550,7 @@ run_pair() {
     timeout "$READY_TIMEOUT_S" "$NXGUARD" check --config "$nx_conf" >&2 ||
         die "nxguard check failed (or ran over ${READY_TIMEOUT_S}s) for $nx_conf"
     unbound-checkconf "$ub_conf" >&2 || die "unbound-checkconf failed for $ub_conf"
+    dnsdist --check-config -C "$dd_conf" >&2 || die "dnsdist --check-config failed for $dd_conf"
 
     note "starting nxguard ($label) on core $SERVER_CPU"
     start "nxguard.$label" "$SERVER_CPU" "$NXGUARD" serve --config "$nx_conf"
@@ -553,12 +562,19 @@ run_pair() {
     local ub_pid=$LAST_PID ub_load
     ub_load=$(wait_ready "unbound.$label" "$ub_pid" "$UB_PORT" "$probe")
     READY_RSS[$ub_pid]=$(rss_mb "$ub_pid")
-    note "ready: nxguard ${nx_load}s, unbound ${ub_load}s"
+    note "starting dnsdist ($label) on core $SERVER_CPU"
+    start "dnsdist.$label" "$SERVER_CPU" dnsdist --supervised --disable-syslog -C "$dd_conf"
+    local dd_pid=$LAST_PID dd_load
+    dd_load=$(wait_ready "dnsdist.$label" "$dd_pid" "$DD_PORT" "$probe")
+    READY_RSS[$dd_pid]=$(rss_mb "$dd_pid")
+    note "ready: nxguard ${nx_load}s, unbound ${ub_load}s, dnsdist ${dd_load}s"
     sanity nxguard "$NX_PORT" "$probe"
     sanity unbound "$UB_PORT" "$probe"
+    sanity dnsdist "$DD_PORT" "$probe"
 
     prime "$NX_PORT" "$WORK/q/cached.txt"
     prime "$UB_PORT" "$WORK/q/cached.txt"
+    prime "$DD_PORT" "$WORK/q/cached.txt"
     local scenario qfile lfile
     for scenario in cached blocked mixed miss; do
         case $scenario in
@@ -569,9 +585,11 @@ run_pair() {
         esac
         measure nxguard "$label" "$scenario" "$nx_pid" "$NX_PORT" "$nx_load" "$qfile" "$lfile"
         measure unbound "$label" "$scenario" "$ub_pid" "$UB_PORT" "$ub_load" "$qfile" "$lfile"
+        measure dnsdist "$label" "$scenario" "$dd_pid" "$DD_PORT" "$dd_load" "$qfile" "$lfile"
     done
     stop_pid "$nx_pid"
     stop_pid "$ub_pid"
+    stop_pid "$dd_pid"
 }
 
 # run_scaling: nxguard on the app list, workers=1 on one core vs workers=2 on two cores.
@@ -956,7 +974,7 @@ main() {
         echo "nxguard load benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "command: bash benches/load.sh $*"
         echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
-        echo "nxguard: $NXGUARD_ORIGIN; $(unbound -V | awk 'NR == 1 { print "unbound " $2 }'), $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }')"
+        echo "nxguard: $NXGUARD_ORIGIN; $(unbound -V | awk 'NR == 1 { print "unbound " $2 }'), $(dnsdist --version 2>&1 | awk 'NR == 1 { print "dnsdist " $2 }'), $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }')"
         echo "runs: ${DURATION}s at -q $IN_FLIGHT -c $CLIENTS; latency: ${LAT_SECONDS}s at -Q $LAT_QPS; servers on core $SERVER_CPU, dnsperf and upstream on core $CLIENT_CPU (nxguard-w2: all unpinned)"
         if ((!BUSY_ONLY)); then
             echo

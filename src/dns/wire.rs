@@ -202,7 +202,7 @@ pub fn read_u16(packet: &[u8], at: usize) -> Result<u16, WireError> {
     packet.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(WireError::Truncated("field"))
 }
 
-fn read_u32(packet: &[u8], at: usize) -> Result<u32, WireError> {
+pub fn read_u32(packet: &[u8], at: usize) -> Result<u32, WireError> {
     packet.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or(WireError::Truncated("field"))
 }
 

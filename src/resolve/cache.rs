@@ -64,6 +64,9 @@ pub struct CachedAnswer {
     ttls: Box<[(u16, u32)]>,
     pub stored_at: Instant,
     pub expires_at: Instant,
+    /// From when a hit makes the entry due for a prefetch: the last tenth of its TTL (None:
+    /// no TTL, never). Kept as an instant so that a hit compares instead of computing durations.
+    prefetch_from: Option<Instant>,
     /// The CNAME targets the answer passes through, lowercased.
     pub chain: Box<[Box<str>]>,
     /// The policy generation the chain was last checked against.
@@ -109,94 +112,41 @@ impl CachedAnswer {
         generation: u64,
         scrubbed: bool,
     ) -> Result<Inspected, WireError> {
-        let [_, an, ns, ar] = wire::read_counts(response)?;
         let flags = wire::read_u16(response, 2)?;
-        let mut pos = wire::skip_name(response, HEADER_LEN)? + 4;
-        let question_end = pos;
-        let mut body = response.to_vec();
-        let mut ttls = Vec::new();
-        let mut counts = [an, ns, ar];
-        let mut soa_negative_ttl = None;
-        let mut min_answer_ttl = u32::MAX;
-        let mut cnames: Vec<(LowerName, LowerName)> = Vec::new();
-        let mut answer_owners: Vec<LowerName> = Vec::new();
-        let mut opt: Option<(usize, usize)> = None;
-        let mut dnssec_ok = false;
-        for index in 0..usize::from(an) + usize::from(ns) + usize::from(ar) {
-            let rec = wire::skip_record(response, pos)?;
-            pos = rec.end;
-            let rtype = rec.rtype(response);
-            if rtype == TYPE_OPT {
-                opt = Some((rec.name_at, rec.end));
-                // The OPT "TTL" holds extended rcode, version and flags; DO is the flags' top bit.
-                dnssec_ok = rec.ttl(response) & 0x8000 != 0;
-                counts[2] -= 1;
-                continue;
-            }
-            let ttl = rec.ttl(response).min(limits.max_ttl_secs).max(limits.min_ttl_secs);
-            ttls.push((rec.ttl_at() as u16, ttl));
-            let in_answer = index < usize::from(an);
-            if in_answer {
-                min_answer_ttl = min_answer_ttl.min(ttl);
-                let mut owner = LowerName::new();
-                wire::read_name(response, rec.name_at, &mut owner)?;
-                answer_owners.push(owner);
-            }
-            if in_answer && rtype == TYPE_CNAME {
-                let (mut owner, mut target) = (LowerName::new(), LowerName::new());
-                wire::read_name(response, rec.name_at, &mut owner)?;
-                wire::read_name(response, rec.rdata.start, &mut target)?;
-                cnames.push((owner, target));
-            }
-            let in_authority = !in_answer && index < usize::from(an) + usize::from(ns);
-            if in_authority && rtype == TYPE_SOA {
-                let minimum_at = rec.rdata.end.checked_sub(4).ok_or(WireError::Truncated("SOA"))?;
-                let minimum = u32::from_be_bytes(response[minimum_at..rec.rdata.end].try_into().expect("4 bytes"));
-                soa_negative_ttl = Some(rec.ttl(response).min(minimum));
-            }
-        }
-        if pos != response.len() {
-            return Err(WireError::TrailingBytes);
-        }
-        let (chain, chain_loop) = follow_chain(query, &cnames);
+        let records = Records::read(response, limits)?;
+        let (chain, chain_loop) = follow_chain(query, &records.cnames);
         let on_chain = |name: &LowerName| {
             name.as_bytes() == query.name.as_bytes() || chain.iter().any(|c| c.as_bytes() == name.as_bytes())
         };
-        let opt_not_last = opt.is_some_and(|(_, end)| end != response.len());
-        let foreign = answer_owners.iter().any(|owner| !on_chain(owner)) || counts[2] > 0 || opt_not_last;
+        let opt_not_last = records.opt.is_some_and(|(_, end)| end != response.len());
+        let foreign =
+            records.answer_owners.iter().any(|owner| !on_chain(owner)) || records.counts[2] > 0 || opt_not_last;
         if foreign && !scrubbed && !chain_loop {
             let clean = scrub(response, &query.name, &chain)?;
             let mut inspected = Self::inspect(query, &clean, limits, now, generation, true)?;
             // Scrubbing drops the OPT record; what it said about DO still holds.
-            inspected.answer.dnssec_ok = dnssec_ok;
+            inspected.answer.dnssec_ok = records.dnssec_ok;
             return Ok(inspected);
         }
-        if let Some((start, _)) = opt {
+        let mut body = response.to_vec();
+        if let Some((start, _)) = records.opt {
             // Last in the message (scrubbing made sure), so nothing points past it.
             body.truncate(start);
         }
-        let rc = (flags & flag::RCODE_MASK) as u8;
-        let negative = rc == rcode::NXDOMAIN || (rc == rcode::NOERROR && an == 0);
-        let cache_ttl = if flags & flag::TC != 0 {
-            None
-        } else if negative {
-            soa_negative_ttl.map(|t| t.min(limits.negative_max_ttl_secs))
-        } else if rc == rcode::NOERROR {
-            Some(min_answer_ttl)
-        } else {
-            None
-        };
-        let expires_at = now + Duration::from_secs(u64::from(cache_ttl.unwrap_or(0)));
-        debug_assert!(question_end <= body.len());
+        let cache_ttl = records.cache_ttl(flags, limits);
+        let ttl = Duration::from_secs(u64::from(cache_ttl.unwrap_or(0)));
+        let expires_at = now + ttl;
+        let prefetch_from = (!ttl.is_zero()).then(|| expires_at - ttl / 10);
         Ok(Inspected {
             answer: CachedAnswer {
                 body: body.into_boxed_slice(),
                 flags,
-                dnssec_ok,
-                counts,
-                ttls: ttls.into_boxed_slice(),
+                dnssec_ok: records.dnssec_ok,
+                counts: records.counts,
+                ttls: records.ttls.into_boxed_slice(),
                 stored_at: now,
                 expires_at,
+                prefetch_from,
                 chain,
                 generation,
                 chain_blocked: false,
@@ -215,11 +165,8 @@ impl CachedAnswer {
     /// floor so that a name asked once is left to expire).
     pub fn hit_wants_prefetch(&self, now: Instant) -> bool {
         let hits = self.hits.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        let ttl = self.expires_at.saturating_duration_since(self.stored_at);
-        let left = self.expires_at.saturating_duration_since(now);
         hits >= PREFETCH_MIN_HITS
-            && !ttl.is_zero()
-            && left * 10 <= ttl
+            && self.prefetch_from.is_some_and(|from| now >= from)
             && !self.prefetch_started.swap(true, Ordering::Relaxed)
     }
 
@@ -297,6 +244,120 @@ impl CachedAnswer {
             wire::push_opt(out, query.dnssec_ok() && self.dnssec_ok, 0, &options);
         }
     }
+}
+
+/// What the records of an upstream answer say, read in one pass.
+struct Records {
+    /// Answer, authority and additional counts without the OPT record.
+    counts: [u16; 3],
+    /// Where each record's TTL sits, and its value clamped to the configured bounds.
+    ttls: Vec<(u16, u32)>,
+    /// The answer section's own count (with CNAMEs), for telling a negative answer.
+    answers: u16,
+    soa_negative_ttl: Option<u32>,
+    min_answer_ttl: u32,
+    /// The answer section's CNAMEs, owner to target, lowercased.
+    cnames: Vec<(LowerName, LowerName)>,
+    answer_owners: Vec<LowerName>,
+    /// Where the OPT record starts and ends, if there is one.
+    opt: Option<(usize, usize)>,
+    dnssec_ok: bool,
+}
+
+impl Records {
+    fn read(response: &[u8], limits: &CacheConfig) -> Result<Records, WireError> {
+        let [_, an, ns, ar] = wire::read_counts(response)?;
+        let mut pos = wire::skip_name(response, HEADER_LEN)? + 4;
+        let mut records = Records {
+            counts: [an, ns, ar],
+            ttls: Vec::new(),
+            answers: an,
+            soa_negative_ttl: None,
+            min_answer_ttl: u32::MAX,
+            cnames: Vec::new(),
+            answer_owners: Vec::new(),
+            opt: None,
+            dnssec_ok: false,
+        };
+        for index in 0..usize::from(an) + usize::from(ns) + usize::from(ar) {
+            let rec = wire::skip_record(response, pos)?;
+            pos = rec.end;
+            let section = if index < usize::from(an) {
+                Section::Answer
+            } else if index < usize::from(an) + usize::from(ns) {
+                Section::Authority
+            } else {
+                Section::Additional
+            };
+            records.add(response, &rec, section, limits)?;
+        }
+        if pos != response.len() {
+            return Err(WireError::TrailingBytes);
+        }
+        Ok(records)
+    }
+
+    fn add(
+        &mut self,
+        response: &[u8],
+        rec: &wire::RecordAt,
+        section: Section,
+        limits: &CacheConfig,
+    ) -> Result<(), WireError> {
+        let rtype = rec.rtype(response);
+        if rtype == TYPE_OPT {
+            self.opt = Some((rec.name_at, rec.end));
+            // The OPT "TTL" holds extended rcode, version and flags; DO is the flags' top bit.
+            self.dnssec_ok = rec.ttl(response) & 0x8000 != 0;
+            self.counts[2] -= 1;
+            return Ok(());
+        }
+        let ttl = rec.ttl(response).min(limits.max_ttl_secs).max(limits.min_ttl_secs);
+        self.ttls.push((rec.ttl_at() as u16, ttl));
+        match section {
+            Section::Answer => {
+                self.min_answer_ttl = self.min_answer_ttl.min(ttl);
+                let mut owner = LowerName::new();
+                wire::read_name(response, rec.name_at, &mut owner)?;
+                if rtype == TYPE_CNAME {
+                    let mut target = LowerName::new();
+                    wire::read_name(response, rec.rdata.start, &mut target)?;
+                    self.cnames.push((owner.clone(), target));
+                }
+                self.answer_owners.push(owner);
+            }
+            Section::Authority if rtype == TYPE_SOA => {
+                let minimum_at = rec.rdata.end.checked_sub(4).ok_or(WireError::Truncated("SOA"))?;
+                let minimum = wire::read_u32(response, minimum_at)?;
+                self.soa_negative_ttl = Some(rec.ttl(response).min(minimum));
+            }
+            Section::Authority | Section::Additional => {}
+        }
+        Ok(())
+    }
+
+    /// How long the answer may be cached (None: not at all): negative answers per RFC 2308 §5,
+    /// NOERROR for its shortest answer TTL, truncated and error answers never.
+    fn cache_ttl(&self, flags: u16, limits: &CacheConfig) -> Option<u32> {
+        let rc = (flags & flag::RCODE_MASK) as u8;
+        let negative = rc == rcode::NXDOMAIN || (rc == rcode::NOERROR && self.answers == 0);
+        if flags & flag::TC != 0 {
+            None
+        } else if negative {
+            self.soa_negative_ttl.map(|t| t.min(limits.negative_max_ttl_secs))
+        } else if rc == rcode::NOERROR {
+            Some(self.min_answer_ttl)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Section {
+    Answer,
+    Authority,
+    Additional,
 }
 
 /// Follows CNAMEs from the query name (RFC 1034 §4.3.2); true when it runs in a circle.
@@ -404,10 +465,13 @@ impl Cache {
         let Some(entry) = self.inner.as_ref().and_then(|inner| inner.get(key)) else {
             return Lookup::Absent;
         };
-        match now.checked_duration_since(entry.expires_at) {
-            None => Lookup::Fresh(entry),
-            Some(expired_for) if expired_for <= self.stale => Lookup::Stale(entry),
-            Some(_) => Lookup::Absent,
+        // An instant comparison first: a fresh hit computes no duration.
+        if now < entry.expires_at {
+            Lookup::Fresh(entry)
+        } else if now - entry.expires_at <= self.stale {
+            Lookup::Stale(entry)
+        } else {
+            Lookup::Absent
         }
     }
 

@@ -159,73 +159,20 @@ impl Resolver {
         out.clear();
         self.stats.received(client.transport);
         let live = self.live.load();
-        let verdict = live.access.check(client.addr.ip());
-        if verdict == Verdict::Drop {
-            return self.finish(client, Outcome::Dropped);
-        }
-        let query = match wire::parse_query(packet) {
-            Ok(query) if query.is_response() => return self.finish(client, Outcome::Dropped),
+        let query = match self.admit(packet, client, &live, out, now) {
             Ok(query) => query,
-            Err(error) => {
-                debug!(%error, "malformed query");
-                // No reply to something that claims to be a response (no reflection loops).
-                wire::write_formerr_header(out, packet);
-                return self.finish(client, Outcome::Malformed);
-            }
+            Err(step) => return step,
         };
-        if client.transport == Transport::Udp && !live.rate.allow(client.addr.ip(), now) {
-            if live.over_limit == OverLimit::Truncate {
-                wire::write_truncated(out, &query);
-            }
-            if verdict == Verdict::Allow {
-                self.record_over_limit(&query, client, &live);
-            }
-            return self.finish(client, Outcome::RateLimited);
-        }
-        if verdict == Verdict::Refuse {
-            wire::write_error(out, &query, rcode::REFUSED.into(), Some((EDE_PROHIBITED, "")));
-            return self.finish(client, Outcome::Refused);
-        }
-        if query.opcode() != 0 {
-            wire::write_error(out, &query, rcode::NOTIMP.into(), None);
-            return self.finish(client, Outcome::Unsupported);
-        }
-        if query.edns.is_some_and(|e| e.version > 0) {
-            wire::write_error(out, &query, rcode::BADVERS, None);
-            return self.finish(client, Outcome::Unsupported);
-        }
-        if !class_served(&query) {
-            // HS, NONE, CHAOS, 0…: answered here as Unbound answers them, never forwarded, so
-            // an upstream's odd reply to them can never count against its health.
-            wire::write_error(out, &query, rcode::REFUSED.into(), None);
-            return self.finish(client, Outcome::Unsupported);
-        }
-        let policy = &live.policy;
-        let direct = policy.lookup(query.name.as_bytes());
+        let direct = live.policy.lookup(query.name.as_bytes());
         if let Some(step) = direct.and_then(|m| self.apply(&query, client, &live, m, Via::Query, false, out)) {
             return step;
         }
         let mut key = [0u8; cache::MAX_KEY];
-        let (fresh, stale) = match self.cache.lookup(cache::key(&query, &mut key), now) {
-            Lookup::Fresh(entry) => (Some(entry), None),
-            Lookup::Stale(entry) => (None, Some(entry)),
-            Lookup::Absent => (None, None),
+        let stale = match self.cache.lookup(cache::key(&query, &mut key), now) {
+            Lookup::Fresh(entry) => return self.answer_from_cache(&query, client, &live, direct, &entry, out, now),
+            Lookup::Stale(entry) => Some(entry),
+            Lookup::Absent => None,
         };
-        if let Some(entry) = fresh {
-            let recheck = entry.generation != policy.generation() || entry.chain_blocked;
-            if let Some((matched, alias)) =
-                recheck.then(|| chain_match(policy, query.name.as_bytes(), &entry.chain)).flatten()
-                && let Some(step) =
-                    self.apply(&query, client, &live, matched, Via::Cname { alias }, logged(&live, direct, client), out)
-            {
-                return step;
-            }
-            entry.write(&query, now, udp_limit(&query, client), out);
-            if direct.is_none() && !entry.chain_blocked && entry.hit_wants_prefetch(now) {
-                self.prefetch(&query, &entry, &live, now);
-            }
-            return self.finish(client, Outcome::Cached);
-        }
         if query.qtype == TYPE_ANY && client.transport == Transport::Udp {
             // RFC 8482 §4.2: a minimal answer instead of everything, which would make nxguard
             // an amplifier; clients that need more use TCP.
@@ -240,6 +187,91 @@ impl Resolver {
                 self.finish(client, Outcome::Overloaded)
             }
         }
+    }
+
+    /// The checks before the policy: access, parsing, the rate limit, opcode, EDNS version
+    /// and class. The parsed query, or the step that already answered it.
+    fn admit<'p>(
+        &self,
+        packet: &'p [u8],
+        client: Client,
+        live: &Live,
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) -> Result<Query<'p>, Step> {
+        let verdict = live.access.check(client.addr.ip());
+        if verdict == Verdict::Drop {
+            return Err(self.finish(client, Outcome::Dropped));
+        }
+        let query = match wire::parse_query(packet) {
+            Ok(query) if query.is_response() => return Err(self.finish(client, Outcome::Dropped)),
+            Ok(query) => query,
+            Err(error) => {
+                debug!(%error, "malformed query");
+                // No reply to something that claims to be a response (no reflection loops).
+                wire::write_formerr_header(out, packet);
+                return Err(self.finish(client, Outcome::Malformed));
+            }
+        };
+        if client.transport == Transport::Udp && !live.rate.allow(client.addr.ip(), now) {
+            if live.over_limit == OverLimit::Truncate {
+                wire::write_truncated(out, &query);
+            }
+            if verdict == Verdict::Allow {
+                self.record_over_limit(&query, client, live);
+            }
+            return Err(self.finish(client, Outcome::RateLimited));
+        }
+        let refusal = if verdict == Verdict::Refuse {
+            Some((rcode::REFUSED.into(), Some((EDE_PROHIBITED, "")), Outcome::Refused))
+        } else if query.opcode() != 0 {
+            Some((rcode::NOTIMP.into(), None, Outcome::Unsupported))
+        } else if query.edns.is_some_and(|e| e.version > 0) {
+            Some((rcode::BADVERS, None, Outcome::Unsupported))
+        } else if !class_served(&query) {
+            // HS, NONE, CHAOS, 0…: answered here as Unbound answers them, never forwarded, so
+            // an upstream's odd reply to them can never count against its health.
+            Some((rcode::REFUSED.into(), None, Outcome::Unsupported))
+        } else {
+            None
+        };
+        match refusal {
+            Some((code, ede, outcome)) => {
+                wire::write_error(out, &query, code, ede);
+                Err(self.finish(client, outcome))
+            }
+            None => Ok(query),
+        }
+    }
+
+    /// A fresh cache hit: the stored CNAME chain is checked again when the policy changed
+    /// since (or when it led into a banned domain), then the stored answer is served and, near
+    /// its expiry, refreshed.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_from_cache(
+        &self,
+        query: &Query<'_>,
+        client: Client,
+        live: &Arc<Live>,
+        direct: Option<Match<'_>>,
+        entry: &CachedAnswer,
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) -> Step {
+        let policy = &live.policy;
+        let recheck = entry.generation != policy.generation() || entry.chain_blocked;
+        if let Some((matched, alias)) =
+            recheck.then(|| chain_match(policy, query.name.as_bytes(), &entry.chain)).flatten()
+            && let Some(step) =
+                self.apply(query, client, live, matched, Via::Cname { alias }, logged(live, direct, client), out)
+        {
+            return step;
+        }
+        entry.write(query, now, udp_limit(query, client), out);
+        if direct.is_none() && !entry.chain_blocked && entry.hit_wants_prefetch(now) {
+            self.prefetch(query, entry, live, now);
+        }
+        self.finish(client, Outcome::Cached)
     }
 
     /// The upstream half: forward, inspect the CNAME chain, cache, answer.
@@ -261,45 +293,63 @@ impl Resolver {
         // The pool tries the next server on an error rcode or silence, and falls back to plain
         // DNS for servers that do not take EDNS (`upstream::fallback`).
         let asked = upstream_query(&query);
-        let fetch = upstreams.exchange(&asked, query.name.as_bytes());
+        // Boxed: the exchange's state (pool, fallback, socket) is kilobytes, and inline it made
+        // every spawned miss that large, copied several times over while being spawned.
+        let fetch = Box::pin(upstreams.exchange(&asked, query.name.as_bytes()));
         let result = tokio::time::timeout(budget, fetch)
             .await
             .unwrap_or_else(|_| Err(UpstreamError::Timeout { server: std::net::SocketAddr::from(([0, 0, 0, 0], 0)) }));
-        let response = match (result, stale) {
-            (Ok(response), _) => response,
-            (Err(error), Some(entry)) => {
-                warn!(%error, qname = %query.name_text(), "no upstream answer; serving stale");
-                let live = self.live.load();
-                if let Some((matched, alias)) = chain_match(&live.policy, query.name.as_bytes(), &entry.chain) {
-                    let direct = logged(&live, live.policy.lookup(query.name.as_bytes()), client);
-                    if self.apply(&query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
-                        return Outcome::Blocked;
-                    }
-                }
-                entry.write_stale(&query, udp_limit(&query, client), out);
-                return self.finished(client, Outcome::Stale);
-            }
+        match (result, stale) {
+            (Ok(response), _) => self.answer_with(&query, client, &response, out),
+            (Err(error), Some(entry)) => self.answer_stale(&query, client, &error, &entry, out),
             (Err(error), None) => {
                 warn!(%error, qname = %query.name_text(), "no upstream answer");
                 wire::write_error(out, &query, rcode::SERVFAIL.into(), Some((failure_ede(&error), "")));
-                return self.finished(client, Outcome::UpstreamFailed);
+                self.finished(client, Outcome::UpstreamFailed)
             }
-        };
+        }
+    }
+
+    /// No upstream answered in time but the cache still holds an expired answer (RFC 8767):
+    /// served stale, unless its chain now leads into a banned domain.
+    fn answer_stale(
+        &self,
+        query: &Query<'_>,
+        client: Client,
+        error: &UpstreamError,
+        entry: &CachedAnswer,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        warn!(%error, qname = %query.name_text(), "no upstream answer; serving stale");
+        let live = self.live.load();
+        if let Some((matched, alias)) = chain_match(&live.policy, query.name.as_bytes(), &entry.chain) {
+            let direct = logged(&live, live.policy.lookup(query.name.as_bytes()), client);
+            if self.apply(query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
+                return Outcome::Blocked;
+            }
+        }
+        entry.write_stale(query, udp_limit(query, client), out);
+        self.finished(client, Outcome::Stale)
+    }
+
+    /// The upstream's answer: inspected (CNAME chain, TTLs), cached, checked against the
+    /// policy along its chain, and served.
+    fn answer_with(&self, query: &Query<'_>, client: Client, response: &[u8], out: &mut Vec<u8>) -> Outcome {
         // Loaded after the upstream answered: a reload meanwhile applies to this answer too.
         let live = self.live.load();
         let now = Instant::now();
         let inspected =
-            match CachedAnswer::from_upstream(&query, &response, &live.cache_limits, now, live.policy.generation()) {
+            match CachedAnswer::from_upstream(query, response, &live.cache_limits, now, live.policy.generation()) {
                 Ok(inspected) => inspected,
                 Err(error) => {
                     warn!(%error, qname = %query.name_text(), "malformed upstream answer");
-                    wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
+                    wire::write_error(out, query, rcode::SERVFAIL.into(), None);
                     return self.finished(client, Outcome::UpstreamFailed);
                 }
             };
         if inspected.chain_loop {
             warn!(qname = %query.name_text(), "upstream answer has a CNAME loop");
-            wire::write_error(out, &query, rcode::SERVFAIL.into(), None);
+            wire::write_error(out, query, rcode::SERVFAIL.into(), None);
             return self.finished(client, Outcome::UpstreamFailed);
         }
         let mut answer = inspected.answer;
@@ -308,15 +358,15 @@ impl Resolver {
         let answer = Arc::new(answer);
         if inspected.ttl.is_some() {
             let mut key = [0u8; cache::MAX_KEY];
-            self.cache.insert(cache::key(&query, &mut key), Arc::clone(&answer));
+            self.cache.insert(cache::key(query, &mut key), Arc::clone(&answer));
         }
         if let Some((matched, alias)) = blocked_by {
             let direct = logged(&live, live.policy.lookup(query.name.as_bytes()), client);
-            if self.apply(&query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
+            if self.apply(query, client, &live, matched, Via::Cname { alias }, direct, out).is_some() {
                 return Outcome::Blocked;
             }
         }
-        answer.write(&query, now, udp_limit(&query, client), out);
+        answer.write(query, now, udp_limit(query, client), out);
         self.finished(client, Outcome::Forwarded)
     }
 

@@ -14,7 +14,7 @@
 //!   [`REMEMBER`] (then the silence is loss or a slow name, not an EDNS-dropping firewall);
 //!   whichever answer comes first is used. When the plain query is the one answered, the
 //!   server is noted as needing plain DNS and gets no OPT for [`REMEMBER`], so the silence
-//!   costs only the first query. Without OPT there is no DO bit: such answers carry no OPT
+//!   costs only the first query. So does a FORMERR followed by a usable answer without OPT. Without OPT there is no DO bit: such answers carry no OPT
 //!   record, and the cache does not echo DO for them (`resolve::cache`).
 //! - **Case-folding servers (UDP).** See [`Upstream::udp_exchange`] for the fallback and why it
 //!   keeps the spoofing protection.
@@ -50,6 +50,8 @@ pub struct Memory {
     needs_plain: Note,
     /// It answers over UDP with the question name's case changed.
     folds_case: Note,
+    /// When it last answered anything, in ms since `epoch` (0 = never).
+    heard_ms: AtomicU64,
 }
 
 impl Memory {
@@ -59,7 +61,20 @@ impl Memory {
             edns_works: Note::default(),
             needs_plain: Note::default(),
             folds_case: Note::default(),
+            heard_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Notes that the server answered (anything) at `now`.
+    pub fn hear(&self, now: std::time::Instant) {
+        self.heard_ms.store(self.ms(now).max(1), Ordering::Relaxed);
+    }
+
+    /// When the server last answered, if that was after `since`: it is alive.
+    pub fn heard_after(&self, since: std::time::Instant) -> Option<std::time::Instant> {
+        let ms = self.heard_ms.load(Ordering::Relaxed);
+        let heard = self.epoch + Duration::from_millis(ms);
+        (ms != 0 && heard > since).then_some(heard)
     }
 
     fn ms(&self, now: std::time::Instant) -> u64 {
@@ -176,10 +191,12 @@ impl Upstream {
         };
         if rcode_of(&answer) == rcode::FORMERR {
             // RFC 6891 §7: a server that does not know EDNS answers FORMERR; ask once more
-            // without the OPT record. Not noted: a FORMERR is quick to retry per query, and may
-            // be about this one query only.
+            // without the OPT record. When that is answered, the server is noted as needing
+            // plain DNS, as Unbound's infra cache does: against a server that also folds case,
+            // each FORMERR costs a round trip more, and together they outlast the budget. A
+            // FORMERR without OPT too is about this query only and is not noted.
             let answer = self.exchange(&plain, deadline).await?;
-            return self.answered_plain(answer, false);
+            return self.answered_plain(answer, true);
         }
         self.memory.set(&self.memory.edns_works, now);
         self.usable(answer)
@@ -211,13 +228,15 @@ impl Upstream {
     }
 
     /// An answer to the query without OPT, after the one with OPT failed. Unless it is FORMERR
-    /// too, it counts as a fallback, and with `remember` the server is noted as needing plain
-    /// DNS.
+    /// too, it counts as a fallback, and with `remember`, if it is usable, the server is noted
+    /// as needing plain DNS.
     fn answered_plain(&self, answer: Vec<u8>, remember: bool) -> Result<Vec<u8>, UpstreamError> {
         let now = std::time::Instant::now();
-        if rcode_of(&answer) != rcode::FORMERR {
+        let code = rcode_of(&answer);
+        if code != rcode::FORMERR {
             bump(&self.stats.fallbacks.edns_plain);
-            if remember {
+            let failed = matches!(code, rcode::SERVFAIL | rcode::REFUSED | rcode::NOTIMP);
+            if remember && !failed {
                 if !self.memory.needs_plain(now) {
                     info!(upstream = %self.address(), remember_secs = REMEMBER.as_secs(), "upstream answers only without EDNS");
                 }
@@ -263,7 +282,12 @@ impl Upstream {
     /// throws away itself.
     pub(super) async fn udp_exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
         let server = self.address();
-        let next = match self.udp.load().exchange(query).await.map_err(|source| UpstreamError::Io { server, source })? {
+        let delivery = self.udp.load().exchange(query).await.map_err(|source| UpstreamError::Io { server, source })?;
+        self.heard(&delivery);
+        let next = match delivery {
+            udp::Delivery::CaseMismatch(first) if self.formerr_to_edns_from_folder(query, &first) => {
+                Next::Answer(first)
+            }
             // Boxed: the rare path should not grow every query's future.
             udp::Delivery::CaseMismatch(first) => Box::pin(self.after_case_mismatch(query, first, deadline)).await?,
             other => self.settled(other)?,
@@ -272,6 +296,16 @@ impl Upstream {
             Next::Answer(answer) => Ok(answer),
             Next::Tcp => tcp_exchange(server, query).await,
         }
+    }
+
+    /// A FORMERR in another case to a query with OPT, from a server noted as folding case: taken
+    /// as it is, without TCP or a second query to confirm it. All it leads to is the query
+    /// asked again without OPT, whose answer is checked like any; confirming it would cost a
+    /// round trip more per query, which with the retry outlasts the budget (`fwd_edns_probe`).
+    fn formerr_to_edns_from_folder(&self, query: &[u8], answer: &[u8]) -> bool {
+        rcode_of(answer) == rcode::FORMERR
+            && self.memory.folds_case(std::time::Instant::now())
+            && without_opt(query).is_some()
     }
 
     async fn after_case_mismatch(
@@ -299,6 +333,7 @@ impl Upstream {
             .exchange_on_fresh_socket(query)
             .await
             .map_err(|source| UpstreamError::Io { server, source })?;
+        self.heard(&delivery);
         let udp::Delivery::CaseMismatch(second) = delivery else {
             return self.settled(delivery);
         };
@@ -312,6 +347,14 @@ impl Upstream {
         self.memory.set(&self.memory.folds_case, now);
         bump(&self.stats.fallbacks.case_double_query);
         self.settled(udp::Delivery::Answer(second))
+    }
+
+    /// Notes a delivered answer, in any case, as a sign of life (the pool waits for a slow
+    /// server that keeps answering, `pool::Rtt`).
+    fn heard(&self, delivery: &udp::Delivery) {
+        if matches!(delivery, udp::Delivery::Answer(_) | udp::Delivery::CaseMismatch(_) | udp::Delivery::Oversize) {
+            self.memory.hear(std::time::Instant::now());
+        }
     }
 
     /// What one UDP delivery comes to: the answer, or TCP for truncated and oversized ones.

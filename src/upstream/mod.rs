@@ -217,8 +217,18 @@ impl Upstream {
 }
 
 impl Upstream {
-    /// Sends `query` to this server; the caller bounds the time.
+    /// Sends `query` to this server; the caller bounds the time. Any answer, error rcodes
+    /// included, is noted as a sign of life (`fallback::Memory::heard_after`; over UDP, each
+    /// delivery is, in `Upstream::udp_exchange`).
     pub async fn exchange(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
+        let result = self.exchange_once(query, deadline).await;
+        if result.is_ok() && self.config.protocol != Protocol::Udp {
+            self.memory.hear(std::time::Instant::now());
+        }
+        result
+    }
+
+    async fn exchange_once(&self, query: &[u8], deadline: Instant) -> Result<Vec<u8>, UpstreamError> {
         let server = self.target().await?;
         match self.config.protocol {
             Protocol::Udp => self.udp_exchange(query, deadline).await,

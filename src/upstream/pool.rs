@@ -45,6 +45,8 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 pub const WAIT_MAX: Duration = Duration::from_secs(10);
 /// The shortest retransmission timeout computed (Unbound's `RTT_MIN_TIMEOUT`).
 const RTO_MIN: Duration = Duration::from_millis(50);
+/// The timeout for a server not measured yet (Unbound's `UNKNOWN_SERVER_NICENESS`).
+const RTO_UNMEASURED: Duration = Duration::from_millis(376);
 /// Timeouts in a row after which the timeout stops doubling (2^3 = 8 times).
 const BACKOFF_MAX: u32 = 3;
 
@@ -91,18 +93,23 @@ impl Rtt {
 
     fn rto(&self) -> Duration {
         let (srtt, rttvar) = (self.srtt_us.load(Ordering::Relaxed), self.rttvar_us.load(Ordering::Relaxed));
+        if srtt == 0 {
+            return RTO_UNMEASURED;
+        }
         let base = Duration::from_micros(srtt.saturating_add(rttvar.saturating_mul(4)));
         (base * (1 << self.backoff.load(Ordering::Relaxed))).clamp(RTO_MIN, WAIT_MAX)
     }
 
     /// When a query sent at `sent` may still be waited for, past its share of the time: one
-    /// timeout after the server's last answer, if that answer came after `sent` (the server is
-    /// alive and working through its queue), and never past `sent + WAIT_MAX`. None for a
-    /// server that has not answered since: a dead one is not waited for.
-    fn waited_until(&self, sent: Instant) -> Option<Instant> {
+    /// timeout after the server's last answer, if that answer (or `heard`, any other answer
+    /// it gave, error rcodes included) came after `sent` (the server is alive and working
+    /// through its queue), and never past `sent + WAIT_MAX`. None for a server that has not
+    /// answered since: a dead one is not waited for.
+    fn waited_until(&self, sent: Instant, heard: Option<Instant>) -> Option<Instant> {
         let last = self.last_answer_ms.load(Ordering::Relaxed);
-        let answered = self.epoch + Duration::from_millis(last);
-        (last != 0 && answered > sent).then(|| (answered + self.rto()).min(sent + WAIT_MAX))
+        let answered = (last != 0).then(|| self.epoch + Duration::from_millis(last));
+        let latest = answered.max(heard).filter(|at| *at > sent)?;
+        Some((latest + self.rto()).min(sent + WAIT_MAX))
     }
 }
 
@@ -144,7 +151,8 @@ impl Member {
             if let Ok(result) = timeout_at(until, &mut ask).await {
                 return result;
             }
-            match self.rtt.waited_until(sent).filter(|later| extend && *later > until) {
+            let heard = self.upstream.memory.heard_after(sent.into_std()).map(Instant::from_std);
+            match self.rtt.waited_until(sent, heard).filter(|later| extend && *later > until) {
                 Some(later) => {
                     debug!(upstream = %self.upstream.address(), wait_ms = (later - sent).as_millis() as u64, "slow upstream still answering; waiting");
                     until = later;
@@ -339,12 +347,14 @@ mod tests {
         let epoch = Instant::now();
         let (secs, ms) = (Duration::from_secs, Duration::from_millis);
         let rtt = Rtt::new(epoch);
-        assert_eq!(rtt.waited_until(epoch), None, "never answered: not waited for");
-        assert_eq!(rtt.rto(), RTO_MIN);
+        assert_eq!(rtt.waited_until(epoch, None), None, "never answered: not waited for");
+        assert_eq!(rtt.rto(), RTO_UNMEASURED);
+        let heard = Some(epoch + ms(200));
+        assert_eq!(rtt.waited_until(epoch, heard), Some(epoch + ms(200) + RTO_UNMEASURED), "an error answer is life");
         rtt.answered(secs(1), epoch + secs(1));
         assert_eq!(rtt.rto(), secs(3), "srtt 1 s + 4 x rttvar 0.5 s");
-        assert_eq!(rtt.waited_until(epoch), Some(epoch + secs(4)), "one timeout after the last answer");
-        assert_eq!(rtt.waited_until(epoch + secs(2)), None, "no answer since this query went out");
+        assert_eq!(rtt.waited_until(epoch, None), Some(epoch + secs(4)), "one timeout after the last answer");
+        assert_eq!(rtt.waited_until(epoch + secs(2), None), None, "no answer since this query went out");
         rtt.answered(secs(2), epoch + secs(2));
         assert_eq!((rtt.srtt_us.load(Ordering::Relaxed), rtt.rttvar_us.load(Ordering::Relaxed)), (1_125_000, 625_000));
         // Doubled per timeout in a row, clamped; an answer resets the backoff.
@@ -353,7 +363,8 @@ mod tests {
         assert_eq!(rtt.rto(), base * 2);
         (0..5).for_each(|_| rtt.timed_out());
         assert_eq!(rtt.rto(), WAIT_MAX);
-        assert_eq!(rtt.waited_until(epoch + ms(1500)), Some(epoch + ms(1500) + WAIT_MAX), "never past WAIT_MAX");
+        let late = Some(epoch + ms(1600));
+        assert_eq!(rtt.waited_until(epoch + ms(1500), late), Some(epoch + ms(1500) + WAIT_MAX), "never past WAIT_MAX");
         rtt.answered(ms(10), epoch + secs(3));
         assert!(rtt.rto() < base * 2, "an answer resets the backoff");
     }

@@ -316,3 +316,31 @@ async fn a_dead_or_silent_upstream_still_gives_servfail_within_the_client_timer(
         assert_eq!(reply.metadata.response_code, ResponseCode::ServFail, "{upstream}");
     }
 }
+
+/// `fwd_edns_probe` against a real-world pace: the upstream takes a while per answer (one at a
+/// time) besides answering FORMERR to EDNS and folding case, so the two fallbacks (a second
+/// query to confirm the case, a retry without EDNS) add up to four round trips, past the
+/// budget. They compose: the server is waited for while it answers, a FORMERR from a server
+/// known to fold case needs no confirming, and the need for plain DNS is remembered, so later
+/// queries take two round trips (plain, and the case check).
+#[tokio::test]
+async fn a_slow_upstream_without_edns_that_folds_case_is_answered() {
+    for no_tcp in [false, true] {
+        let each = Some(Duration::from_millis(150));
+        let faults = Faults { fold_case: true, formerr_edns: true, no_tcp, one_at_a_time: each, ..Faults::default() };
+        let upstream = FakeUpstream::start_faulty(faults).await;
+        let server = start_server(&config_for(upstream.addr, ""));
+        for i in 1..=3 {
+            let before = upstream.udp_calls();
+            let asked = query(&long_name(i), RecordType::A, true);
+            let reply = udp_ask(server.udp, &asked).await;
+            assert_forwarded(&reply, RecordType::A);
+            assert_eq!(reply.queries[0].name().to_ascii(), asked.queries[0].name().to_ascii());
+            if i > 1 {
+                assert_eq!(upstream.udp_calls() - before, 2, "no_tcp={no_tcp}: plain at once, then the case check");
+            }
+        }
+        let live = server.running.resolver.live();
+        assert!(live.upstreams.upstreams().next().unwrap().memory.needs_plain(std::time::Instant::now()));
+    }
+}
