@@ -69,7 +69,10 @@ async fn transfer(entries: usize) {
     let mut buf = vec![0u8; 65_535];
     while records < expected {
         let len = usize::from(stream.read_u16().await.expect("transfer ended early"));
-        stream.read_exact(&mut buf[..len]).await.unwrap_or_else(|e| panic!("after {messages} messages, {records} records: {e}"));
+        stream
+            .read_exact(&mut buf[..len])
+            .await
+            .unwrap_or_else(|e| panic!("after {messages} messages, {records} records: {e}"));
         records += usize::from(u16::from_be_bytes([buf[6], buf[7]]));
         messages += 1;
         wire += len + 2;
