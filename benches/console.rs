@@ -61,6 +61,7 @@ fn attempts(n: usize, start: SystemTime) -> impl Iterator<Item = Attempt> {
             kind: if i % 4 == 0 { Kind::Web } else { Kind::Api },
             via: Via::Query,
             stamp: Stamp::enforced("bench", "tiktok"),
+            resolver: None,
         }
     })
 }

@@ -84,6 +84,7 @@ fn attempts(n: usize, devices: usize, start: SystemTime) -> impl Iterator<Item =
             kind: if i % 4 == 0 { Kind::Web } else { Kind::Api },
             via: Via::Query,
             stamp: Stamp::enforced("bench", "tiktok"),
+            resolver: None,
         }
     })
 }

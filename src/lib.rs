@@ -61,6 +61,12 @@
 //! - [`review`]: reading the evidence for people: `nxguard report`, the HTML board report, and
 //!   the security officer's web console (`nxguard console`) with its users, audit log and cases.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
+//! - [`export`]: `nxguard export`: the policy as an RPZ, Unbound, BIND, dnsmasq, hosts or adblock
+//!   file.
+//! - [`ingest`]: evidence from other resolvers over dnstap (Frame Streams, prost), recorded
+//!   through the same dispatcher.
+//! - [`zone`]: the policy as a Response Policy Zone for other resolvers (served with
+//!   hickory-server: SOA, AXFR/IXFR, TSIG, NOTIFY).
 //! - [`server`]: a whole running server assembled from a config: start, reload (`reload`: the
 //!   reload policy, watched files, the reload thread's priority), shutdown.
 //!
@@ -71,6 +77,8 @@ pub mod config;
 pub mod dns;
 pub mod domain;
 pub mod evidence;
+pub mod export;
+pub mod ingest;
 pub mod listen;
 pub mod ops;
 pub mod policy;
@@ -78,3 +86,4 @@ pub mod resolve;
 pub mod review;
 pub mod server;
 pub mod upstream;
+pub mod zone;

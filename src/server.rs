@@ -26,6 +26,7 @@ use crate::{
         dispatch::{self, Sink},
         outputs::{OutputsError, Records},
     },
+    ingest::{Ingest, IngestError},
     listen::{
         self, Listeners,
         tls::{Certificates, ServerTls, TlsError},
@@ -38,6 +39,7 @@ use crate::{
     },
     resolve::{Resolver, limits::ConnectionLimits},
     upstream::UpstreamError,
+    zone::{ZoneError, serve::RpzServer},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,10 @@ pub enum StartError {
     Outputs(#[from] OutputsError),
     #[error(transparent)]
     Listen(#[from] listen::ListenError),
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
 }
 
 /// A running server: its resolver, the addresses it listens on, and its tasks.
@@ -79,6 +85,10 @@ pub struct Running {
     /// The feed refresher's settings, once it runs (`refresh_feeds`).
     feed_settings: Option<watch::Sender<Arc<PolicyConfig>>>,
     feed_task: Option<tokio::task::JoinHandle<()>>,
+    /// The Response Policy Zone, when `[rpz]` names a listen address.
+    pub rpz: Option<RpzServer>,
+    /// The dnstap receivers, when `[ingest]` lists a socket.
+    pub ingest: Option<Ingest>,
 }
 
 /// Builds the policy `config` asks for, with its client groups: device names and `owner:`
@@ -148,6 +158,9 @@ impl Running {
         if let (Ok(()), Some(current), Some(certificate)) = (&result, &self.certificates, certificate) {
             current.replace(certificate);
         }
+        if let (Ok(()), Some(rpz)) = (&result, &self.rpz) {
+            rpz.zone.publish(self.resolver.live());
+        }
         if result.is_ok() {
             self.feeds.set(feed_statuses(&config.policy));
             if let Some(settings) = &self.feed_settings {
@@ -176,6 +189,10 @@ impl Running {
             task.abort();
         }
         self.listeners.shutdown().await;
+        if let Some(rpz) = self.rpz.take() {
+            rpz.shutdown().await;
+        }
+        drop(self.ingest.take());
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
             warn!(remaining = self.in_flight.len(), "shutdown: queries still in flight after the grace period");
@@ -230,11 +247,18 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         &in_flight,
         &mut tasks,
     )?;
+    let rpz = (!config.rpz.listen.is_empty()).then(|| RpzServer::start(&config.rpz, resolver.live())).transpose()?;
+    let ingest =
+        (!config.ingest.dnstap.is_empty()).then(|| Ingest::start(&config.ingest, Arc::clone(&resolver))).transpose()?;
+    let services = metrics::Services {
+        rpz: rpz.as_ref().map(|r| Arc::clone(&r.zone)),
+        ingest: ingest.as_ref().map(|i| Arc::clone(&i.stats)),
+    };
     let mut metrics_addr = None;
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
         let listener = TcpListener::from_std(listener)?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), listener));
+        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), services, listener));
     }
     udp_addrs.dedup();
     let live = resolver.live();
@@ -269,5 +293,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         feeds,
         feed_settings: None,
         feed_task: None,
+        rpz,
+        ingest,
     })
 }

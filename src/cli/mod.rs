@@ -5,6 +5,8 @@
 mod case;
 mod check;
 mod console;
+mod export;
+mod ingest;
 mod lists;
 mod manpage;
 mod pseudonym;
@@ -63,6 +65,13 @@ enum Command {
     Console(console::Args),
     /// Removal cases (the console's cases, from the command line): list, open, update.
     Case(case::Args),
+    /// Receive other resolvers' dnstap (`[ingest]`) and serve the Response Policy Zone
+    /// (`[rpz]`) without answering DNS queries: the evidence and policy centre for Unbound,
+    /// BIND, PowerDNS or Knot resolvers. SIGHUP reloads as for serve.
+    Ingest,
+    /// Write the policy as a file for another resolver: rpz, unbound, bind, dnsmasq, hosts or
+    /// adblock (see docs/operator/existing-resolvers.md).
+    Export(export::Args),
     /// Write the nxguard(8) manual page (roff) to standard output.
     #[command(hide = true)]
     Manpage,
@@ -81,6 +90,8 @@ impl Cli {
             Command::Pseudonym(args) => pseudonym::run(args, config),
             Command::Console(args) => console::run(args, config),
             Command::Case(args) => case::run(args, config),
+            Command::Ingest => ingest::run(config),
+            Command::Export(args) => export::run(args, config),
             Command::Manpage => manpage::run(),
         }
     }

@@ -22,16 +22,22 @@ pub fn run(path: Option<&Path>) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(path, config))
+        .block_on(serve(path, config, true))
 }
 
-async fn serve(path: Option<&Path>, config: Config) -> Result<()> {
+/// Runs the server until SIGTERM; without `dns`, only `[rpz]`, `[ingest]` and the metrics
+/// endpoint (`nxguard ingest`).
+pub(super) async fn serve(path: Option<&Path>, config: Config, dns: bool) -> Result<()> {
     super::init_logging(&config);
     // Signals are watched before the sockets answer, so that a SIGHUP or SIGTERM sent as soon
     // as the server responds is handled instead of killing the process.
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let listeners = listen::Listeners::bind(&config).context("cannot open the listening sockets")?;
+    let listeners = if dns {
+        listen::Listeners::bind(&config).context("cannot open the listening sockets")?
+    } else {
+        listen::Listeners { udp: vec![], tcp: vec![], tls: vec![], https: vec![], quic: vec![], h3: vec![] }
+    };
     let mut running = server::start(&config, listeners, Vec::new())?;
     let mut feed_updates = running.refresh_feeds(&config);
     // Ready only once SIGHUP is handled: `systemctl reload` right after start must not kill us.
@@ -41,7 +47,7 @@ async fn serve(path: Option<&Path>, config: Config) -> Result<()> {
     let mut reloader = Reloader::new(path, config);
     loop {
         tokio::select! {
-            _ = running.wait() => anyhow::bail!("a listener stopped unexpectedly"),
+            _ = running.wait(), if dns => anyhow::bail!("a listener stopped unexpectedly"),
             _ = hangup.recv() => reloader.reload(&running),
             Some(()) = feed_updates.recv() => {
                 tracing::info!("a feed changed; reloading the policy");

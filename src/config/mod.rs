@@ -20,6 +20,7 @@ mod resolve;
 mod restart;
 mod review;
 mod upstream;
+mod zone;
 
 pub use evidence::*;
 pub use listen::*;
@@ -28,6 +29,7 @@ pub use policy::*;
 pub use resolve::*;
 pub use review::*;
 pub use upstream::*;
+pub use zone::*;
 
 /// Servers nxguard asks for its own lookups (PTR names, upstream host names): a list of
 /// addresses (port 53 unless given), or the system's resolver configuration.
@@ -92,6 +94,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub console: ConsoleConfig,
+    pub rpz: RpzConfig,
+    pub ingest: IngestConfig,
 }
 
 impl Config {
@@ -141,14 +145,16 @@ impl Config {
         self.validate_upstream_lookups(&mut p);
         self.validate_answers_and_policy(&mut p);
         self.validate_evidence(&mut p);
+        p.extend(zone_problems(&self.rpz, &self.ingest));
         p.extend(self.console.problems());
         p
     }
 
     /// `[server]`: listen addresses, TCP bounds, the certificate of the encrypted listeners.
     fn validate_server(&self, p: &mut Vec<String>) {
-        if self.server.udp.is_empty() && self.server.tcp.is_empty() {
-            p.push("server: no udp or tcp listen address".to_string());
+        let other_service = !self.rpz.listen.is_empty() || !self.ingest.dnstap.is_empty();
+        if self.server.udp.is_empty() && self.server.tcp.is_empty() && !other_service {
+            p.push("server: no udp or tcp listen address (nor rpz.listen or ingest.dnstap)".to_string());
         }
         if self.server.tcp_idle_timeout_ms == 0 {
             p.push("server.tcp_idle_timeout_ms: must be above 0".to_string());

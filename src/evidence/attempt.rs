@@ -80,6 +80,9 @@ pub struct Attempt {
     pub via: Via,
     /// What was in force when the name matched.
     pub stamp: Stamp,
+    /// The resolver that reported the query over dnstap (its dnstap identity); None when
+    /// nxguard answered it itself.
+    pub resolver: Option<Arc<str>>,
 }
 
 /// Whether a matched query was blocked or only recorded.
@@ -151,6 +154,9 @@ pub struct Flat<'a> {
     pub mode: &'static str,
     pub policy_version: &'a str,
     pub rule: &'a str,
+    /// The resolver that reported it over dnstap, when another resolver answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<&'a str>,
 }
 
 impl Attempt {
@@ -191,6 +197,7 @@ impl Attempt {
             mode: self.stamp.mode.as_str(),
             policy_version: &self.stamp.policy_version,
             rule: &self.stamp.rule,
+            resolver: self.resolver.as_deref(),
         }
     }
 
@@ -226,6 +233,7 @@ impl Attempt {
             mode = f.mode,
             policy_version = f.policy_version,
             rule = %f.rule,
+            resolver = f.resolver.unwrap_or(""),
             "blocked"
         );
     }

@@ -193,6 +193,7 @@ mod tests {
             kind: Kind::Web,
             via: Via::Cname { alias: "x.tiktok.com".into() },
             stamp: Stamp::enforced("test", "tiktok"),
+            resolver: None,
         }
     }
 

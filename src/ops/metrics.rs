@@ -326,8 +326,61 @@ pub fn render_feeds(feeds: &Board) -> String {
     out
 }
 
+/// The counters of the services beside the resolver: the Response Policy Zone and dnstap ingest.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub rpz: Option<Arc<crate::zone::Zone>>,
+    pub ingest: Option<Arc<crate::ingest::IngestStats>>,
+}
+
+/// The RPZ and ingest counters, for the services that run.
+pub fn render_services(services: &Services) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    let mut metric = |kind: &str, name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    let mut counter = |name: &str, help: &str, value: u64| metric("counter", name, help, value);
+    if let Some(zone) = &services.rpz {
+        let s = &zone.stats;
+        counter(
+            "nxguard_rpz_transfers_total",
+            "Zone transfers served (AXFR, IXFR as AXFR).",
+            s.transfers.load(Relaxed),
+        );
+        counter("nxguard_rpz_signed_transfers_total", "Transfers with a valid TSIG.", s.signed_transfers.load(Relaxed));
+        counter(
+            "nxguard_rpz_refused_total",
+            "Requests refused: source outside rpz.allow, unsigned transfer outside rpz.allow_unsigned, bad TSIG.",
+            s.refused.load(Relaxed),
+        );
+        counter("nxguard_rpz_notifies_sent_total", "NOTIFYs a secondary answered.", s.notifies_sent.load(Relaxed));
+        counter("nxguard_rpz_notifies_failed_total", "NOTIFYs never answered.", s.notifies_failed.load(Relaxed));
+        counter(
+            "nxguard_rpz_serial",
+            "The zone's serial (a counter: it only rises).",
+            u64::from(zone.snapshot().serial),
+        );
+    }
+    if let Some(s) = &services.ingest {
+        counter("nxguard_ingest_messages_total", "dnstap messages received.", s.messages.load(Relaxed));
+        counter(
+            "nxguard_ingest_recorded_total",
+            "dnstap client messages for a listed name, recorded.",
+            s.recorded.load(Relaxed),
+        );
+        counter(
+            "nxguard_ingest_malformed_total",
+            "dnstap senders closed for a malformed frame.",
+            s.malformed.load(Relaxed),
+        );
+        counter("nxguard_ingest_refused_total", "dnstap TCP senders outside ingest.allow.", s.refused.load(Relaxed));
+    }
+    out
+}
+
 /// Serves `GET /metrics` and `GET /health` on `listener` until the task is dropped.
-pub async fn serve(resolver: Arc<Resolver>, feeds: Arc<Board>, listener: TcpListener) {
+pub async fn serve(resolver: Arc<Resolver>, feeds: Arc<Board>, services: Services, listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -335,13 +388,19 @@ pub async fn serve(resolver: Arc<Resolver>, feeds: Arc<Board>, listener: TcpList
         };
         let resolver = Arc::clone(&resolver);
         let feeds = Arc::clone(&feeds);
+        let services = services.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), respond(&resolver, &feeds, stream)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), respond(&resolver, &feeds, &services, stream)).await;
         });
     }
 }
 
-async fn respond(resolver: &Resolver, feeds: &Board, mut stream: TcpStream) -> std::io::Result<()> {
+async fn respond(
+    resolver: &Resolver,
+    feeds: &Board,
+    services: &Services,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
@@ -353,9 +412,11 @@ async fn respond(resolver: &Resolver, feeds: &Board, mut stream: TcpStream) -> s
     }
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, content_type, body) = match line {
-        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
-            ("200 OK", "text/plain; version=0.0.4", render(resolver) + &render_feeds(feeds))
-        }
+        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            render(resolver) + &render_feeds(feeds) + &render_services(services),
+        ),
         b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_string()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };

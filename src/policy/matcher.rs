@@ -67,6 +67,15 @@ pub struct Match<'p> {
     pub mode: ListMode,
 }
 
+/// One listed name, as `Policy::entries` hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry<'p> {
+    /// `name` (and, unless `exact`, its subdomains) belongs to `app`, listed by `rule`.
+    Block { name: &'p str, app: &'p App, rule: &'p str, exact: bool, mode: ListMode },
+    /// `name` and its subdomains are exempt from every block.
+    Allow { name: &'p str },
+}
+
 /// Where entries came from: an app, the list or feed (its rule text) and the list's mode. A
 /// slot names its origin by index, so an entry costs no more than before.
 #[derive(Debug)]
@@ -416,6 +425,22 @@ impl Policy {
     /// Bytes the matcher holds on the heap (arena, slots, table), for benchmarks and metrics.
     pub fn heap_bytes(&self) -> usize {
         self.arena.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>() + self.table.allocation_size()
+    }
+
+    /// Every entry in the order it was added, for writing the policy out in other resolvers'
+    /// formats (the Response Policy Zone, `nxguard export`).
+    pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
+        self.slots.iter().map(|slot| {
+            let name = &self.arena[slot.start as usize..slot.start as usize + slot.len as usize];
+            match slot.rule() {
+                Rule::Allow => Entry::Allow { name },
+                Rule::Block { app, exact, .. } => {
+                    let origin = &self.origins[usize::from(app)];
+                    let app = &self.apps[usize::from(origin.app)].app;
+                    Entry::Block { name, app, rule: &origin.rule, exact, mode: origin.mode }
+                }
+            }
+        })
     }
 
     /// A few names per app that the policy blocks, for self-tests and examples.

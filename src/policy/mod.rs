@@ -16,4 +16,4 @@ pub mod load;
 pub mod matcher;
 
 pub use load::{LOCAL_APP_ID, PolicyError, load};
-pub use matcher::{App, AppEntry, Match, Policy, PolicyBuilder};
+pub use matcher::{App, AppEntry, Entry, Match, Policy, PolicyBuilder};

@@ -433,6 +433,7 @@ impl Resolver {
             kind: matched.kind,
             via,
             stamp: Stamp { mode, policy_version: live.policy.version(), rule: Arc::clone(matched.rule) },
+            resolver: None,
         });
     }
 

@@ -50,6 +50,7 @@ fn attempt(policy: &Policy, device: &str, (day, hour): (u64, u64), qname: &str) 
         kind: matched.kind,
         via: Via::Query,
         stamp: Stamp::enforced("test", "builtin"),
+        resolver: None,
     }
 }
 

@@ -80,6 +80,7 @@ pub(crate) fn attempt(
         kind,
         via: Via::Query,
         stamp: Stamp::enforced("test", "tiktok"),
+        resolver: None,
     }
 }
 

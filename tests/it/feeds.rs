@@ -25,7 +25,7 @@ use tokio::{
 
 /// What the feed server answers next.
 #[derive(Clone)]
-enum Play {
+pub(crate) enum Play {
     /// 200 with this ETag and body; 304 when the request carries the ETag.
     List {
         etag: &'static str,
@@ -39,15 +39,15 @@ enum Play {
     Oversized,
 }
 
-struct FeedServer {
-    url: String,
+pub(crate) struct FeedServer {
+    pub(crate) url: String,
     play: Arc<Mutex<Play>>,
     requests: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FeedServer {
-    async fn start(play: Play) -> FeedServer {
+    pub(crate) async fn start(play: Play) -> FeedServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let play = Arc::new(Mutex::new(play));
@@ -109,7 +109,7 @@ impl FeedServer {
         FeedServer { url: format!("http://{addr}/lists/test.txt"), play, requests, task }
     }
 
-    fn play(&self, play: Play) {
+    pub(crate) fn play(&self, play: Play) {
         *self.play.lock().unwrap() = play;
     }
 

@@ -50,6 +50,7 @@ fn attempt(policy: &Policy, identity: &Identity, day: u64, qname: &str) -> Attem
         kind: matched.kind,
         via: Via::Query,
         stamp: Stamp::enforced("test", "builtin"),
+        resolver: None,
     }
 }
 

@@ -33,6 +33,7 @@ mod quic_listeners;
 mod quic_upstream;
 mod reload;
 mod report;
+mod resolvers;
 mod reverse_dns;
 mod selftest;
 mod serve;

@@ -65,6 +65,7 @@ fn attempt(
         kind,
         via: Via::Query,
         stamp: Stamp::enforced("test", "tiktok"),
+        resolver: None,
     }
 }
 

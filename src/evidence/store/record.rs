@@ -67,7 +67,8 @@ impl Record {
         };
         Record {
             ts_ms: millis(attempt.time),
-            node: node.to_string(),
+            // Evidence another resolver sent over dnstap names that resolver as its source.
+            node: attempt.resolver.as_deref().map_or_else(|| node.to_string(), |r| format!("{r} (dnstap)")),
             device_key,
             client_ip: identifying.then(|| attempt.client.ip().to_string()),
             client_port: identifying.then(|| i32::from(attempt.client.port())),
