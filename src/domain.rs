@@ -63,19 +63,30 @@ impl fmt::Display for Kind {
     }
 }
 
+/// Why a name cannot be listed; its text names the domain and, for a bad label, the label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0:?} is longer than 253 characters")]
+    TooLong(String),
+    #[error("{0:?} has a single label; a whole top-level domain is never listed")]
+    SingleLabel(String),
+    #[error("{name:?} is not a valid lowercase domain name (label {label:?})")]
+    BadLabel { name: String, label: String },
+}
+
 /// Checks a domain in presentation form: lowercase letters, digits, '-' and '_', labels of
 /// 1–63 octets not starting or ending with '-', at most 253 octets, at least two labels.
-pub fn check_domain(name: &str) -> Result<(), String> {
+pub fn check_domain(name: &str) -> Result<(), DomainError> {
     if name.len() > MAX_NAME_TEXT {
-        return Err(format!("{name:?} is longer than 253 characters"));
+        return Err(DomainError::TooLong(name.to_string()));
     }
     if !name.contains('.') {
-        return Err(format!("{name:?} has a single label; a whole top-level domain is never listed"));
+        return Err(DomainError::SingleLabel(name.to_string()));
     }
     for label in name.split('.') {
         let ok_chars = label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if label.is_empty() || label.len() > 63 || !ok_chars || label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("{name:?} is not a valid lowercase domain name (label {label:?})"));
+            return Err(DomainError::BadLabel { name: name.to_string(), label: label.to_string() });
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::{collections::HashMap, path::Path};
 
 use thiserror::Error;
 
-pub use crate::domain::{Kind, check_domain};
+pub use crate::domain::{DomainError, Kind, check_domain};
 
 /// The shipped lists, compiled in so that `nxguard serve` works without any file on disk.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -133,7 +133,7 @@ impl Reader {
         let mut words = body.split_whitespace();
         let domain = words.next().unwrap_or_default();
         if let Err(problem) = check_domain(domain) {
-            self.fail(problem);
+            self.fail(problem.to_string());
             return None;
         }
         let mut entry = EntryRef { domain, kind: Kind::Unspecified, exact: false, sources: "", line: self.line };
