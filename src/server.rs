@@ -25,6 +25,7 @@ use crate::{
     },
     listen::{
         self, Listeners,
+        quic::HandshakeStats,
         tls::{Certificates, ServerTls, TlsError},
     },
     ops::metrics,
@@ -63,6 +64,8 @@ pub struct Running {
     pub quic_addrs: Vec<SocketAddr>,
     pub h3_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// What became of the connection attempts on the DoQ and DoH3 listeners.
+    pub handshakes: Arc<HandshakeStats>,
     /// The certificate of the DoT, DoH, DoQ and DoH3 listeners, when any of them run.
     certificates: Option<Arc<Certificates>>,
     listeners: JoinSet<()>,
@@ -216,13 +219,14 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
             in_flight.clone(),
         ));
     }
+    let handshakes = Arc::new(HandshakeStats::default());
     let encrypted = listen::start_encrypted(
         config,
         listeners.tls,
         listeners.https,
         (listeners.quic, listeners.h3),
         &resolver,
-        connections,
+        (connections, Arc::clone(&handshakes)),
         &in_flight,
         &mut tasks,
     )?;
@@ -230,7 +234,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
         let listener = TcpListener::from_std(listener)?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), listener));
+        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), Arc::clone(&handshakes), listener));
     }
     udp_addrs.dedup();
     let live = resolver.live();
@@ -256,6 +260,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         quic_addrs: encrypted.quic_addrs,
         h3_addrs: encrypted.h3_addrs,
         metrics_addr,
+        handshakes,
         certificates: encrypted.certificates,
         listeners: tasks,
         in_flight,
