@@ -23,10 +23,10 @@ use hickory_proto::{
     rr::RecordType,
 };
 use nxguard::{
-    listen::quic::Admission,
     config::Config,
     evidence::attempt::{Attempt, Transport},
     listen::Listeners,
+    listen::quic::Admission,
     resolve::Outcome,
     server::{self, Running},
 };
@@ -303,9 +303,11 @@ async fn a_stream_that_breaks_rfc_9250_closes_the_connection_with_doq_protocol_e
     two_queries.extend_from_slice(&framed(&doq_query("www.example.org.", 0)));
     let mut cut_short = framed(&doq_query("www.example.org.", 0));
     cut_short.pop();
-    for (what, stream) in
-        [("message ID 7", framed(&doq_query("www.example.org.", 7))), ("two queries", two_queries), ("cut short", cut_short)]
-    {
+    for (what, stream) in [
+        ("message ID 7", framed(&doq_query("www.example.org.", 7))),
+        ("two queries", two_queries),
+        ("cut short", cut_short),
+    ] {
         let connection = doq_connect(&client, server.quic).await.expect("connection");
         let answer = doq_stream(&connection, &stream).await;
         assert!(answer.is_err(), "{what}: answered {answer:?}");
@@ -336,8 +338,7 @@ async fn h3_request(
     }
     stream.finish().await.unwrap();
     let response = stream.recv_response().await.unwrap();
-    let content_type =
-        response.headers().get(http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string());
+    let content_type = response.headers().get(http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string());
     let mut out = Vec::new();
     while let Some(mut chunk) = stream.recv_data().await.unwrap() {
         while chunk.has_remaining() {

@@ -95,7 +95,8 @@ pub async fn capture_initials(n: usize, trusted_pem: &str, alpn: &[u8]) -> Vec<V
             tokio::time::timeout(Duration::from_secs(5), catcher.recv_from(&mut buf)).await.unwrap().unwrap();
         let datagram = &buf[..len];
         let dcid = datagram.get(6..6 + usize::from(*datagram.get(5).unwrap_or(&0))).map(<[u8]>::to_vec);
-        if packet_type(datagram) == Some(PacketType::Initial) && len >= 1_200 && dcid.is_some_and(|id| seen.insert(id)) {
+        if packet_type(datagram) == Some(PacketType::Initial) && len >= 1_200 && dcid.is_some_and(|id| seen.insert(id))
+        {
             initials.push(datagram.to_vec());
         }
     }
@@ -155,14 +156,16 @@ pub struct FloodCounts {
 }
 
 /// From each attacker address, `rate` datagrams per second for `duration`, alternately a
-/// replayed `initials` entry (round robin) and a junk Initial; the replies are counted, never
-/// answered. Ends when `duration` is over.
+/// replayed `initials` entry (round robin over all addresses) and a junk Initial; the replies
+/// are counted, never answered. Ends when `duration` is over.
 pub async fn flood(target: SocketAddr, initials: Arc<Vec<Vec<u8>>>, rate: u32, duration: Duration) -> Arc<FloodCounts> {
     let counts = Arc::new(FloodCounts::default());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for (n, from) in attacker_addresses().into_iter().enumerate() {
-        let socket = UdpSocket::bind(SocketAddr::new(from, 0)).await.expect("bind 127.0.0.x (Linux routes 127/8 to lo)");
-        let (initials, counts) = (Arc::clone(&initials), Arc::clone(&counts));
+        let socket =
+            UdpSocket::bind(SocketAddr::new(from, 0)).await.expect("bind 127.0.0.x (Linux routes 127/8 to lo)");
+        let (initials, counts, next) = (Arc::clone(&initials), Arc::clone(&counts), Arc::clone(&next));
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
             let end = Instant::now() + duration;
@@ -171,7 +174,11 @@ pub async fn flood(target: SocketAddr, initials: Arc<Vec<Vec<u8>>>, rate: u32, d
             while Instant::now() < end {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let datagram = if i % 2 == 0 { initials[(i / 2) % initials.len()].clone() } else { junk_initial() };
+                        let datagram = if i % 2 == 0 {
+                            initials[next.fetch_add(1, Ordering::Relaxed) % initials.len()].clone()
+                        } else {
+                            junk_initial()
+                        };
                         if socket.send_to(&datagram, target).await.is_ok() {
                             counts.sent.fetch_add(1, Ordering::Relaxed);
                         }
