@@ -537,6 +537,9 @@ fn check(path: Option<&PathBuf>) -> Result<()> {
         }
     }
     println!("ok: {} apps, {} domains, policy version {}", policy.apps().len(), policy.len(), policy.version());
+    for line in listen::requirements(&config) {
+        println!("{line}");
+    }
     Ok(())
 }
 

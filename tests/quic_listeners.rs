@@ -409,3 +409,29 @@ async fn a_real_client_is_answered_while_50_sources_flood_replayed_and_junk_init
     assert!(handshakes.get(Transport::Quic, Admission::Established) >= 5);
     assert_eq!(server.running.resolver.stats.received_on(Transport::Quic), 5, "only the real client's queries");
 }
+
+#[test]
+fn check_explains_what_each_encrypted_listener_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let generated = rcgen::generate_simple_self_signed(vec![TLS_NAME.to_string()]).unwrap();
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let config = dir.path().join("nxguard.toml");
+    let text = format!(
+        "[server]\nquic = [\"127.0.0.1:8853\"]\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n[[upstream.servers]]\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let line =
+        |name: &str| stdout.lines().find(|l| l.starts_with(&format!("listener {name}:"))).unwrap_or("").to_string();
+    let doq = line("doq");
+    assert!(doq.contains("on 127.0.0.1:8853/udp") && doq.contains(&cert.display().to_string()), "{stdout}");
+    assert!(doq.contains("0-RTT off") && doq.contains("quic_unvalidated_handshakes_max"), "{doq}");
+    assert!(line("doh3").contains("off (server.h3 = [])") && line("dot").contains("tcp port"), "{stdout}");
+}

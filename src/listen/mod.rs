@@ -223,3 +223,48 @@ pub(crate) fn start_encrypted(
     started.certificates = Some(certificates);
     Ok(started)
 }
+
+/// One line per encrypted listener for `nxguard check`: whether it is on, where, and what it
+/// needs (certificate, key, the port clients must reach) and enforces before the handshake.
+pub fn requirements(config: &Config) -> Vec<String> {
+    let server = &config.server;
+    let certificate = match (&server.tls_cert_file, &server.tls_key_file) {
+        (Some(cert), Some(key)) => format!("certificate {} and key {}", cert.display(), key.display()),
+        _ => "server.tls_cert_file and server.tls_key_file (not set)".to_string(),
+    };
+    let caps = format!(
+        "access.allow checked before the handshake, at most {} connections and {} per client (limits.tcp_max_connections*, shared with TCP), handshake and idle bound server.tcp_idle_timeout_ms = {}",
+        config.limits.tcp_max_connections, config.limits.tcp_max_connections_per_client, server.tcp_idle_timeout_ms
+    );
+    let retry = format!(
+        "a Retry once {} handshakes from unproven addresses are in progress (server.quic_unvalidated_handshakes_max)",
+        server.quic_unvalidated_handshakes_max
+    );
+    let kinds: [(&str, &str, &[SocketAddr], &str, String); 4] = [
+        ("dot", "tls", &server.tls, "tcp", "RFC 7858, no ALPN needed".to_string()),
+        ("doh", "https", &server.https, "tcp", format!("HTTP/2 (ALPN h2) at {}", server.https_path)),
+        ("doq", "quic", &server.quic, "udp", format!("RFC 9250 (ALPN doq, TLS 1.3, 0-RTT off), {retry}")),
+        (
+            "doh3",
+            "h3",
+            &server.h3,
+            "udp",
+            format!("HTTP/3 (ALPN h3, TLS 1.3, 0-RTT off) at {}, {retry}", server.https_path),
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (name, key, addrs, proto, serves) in kinds {
+        if addrs.is_empty() {
+            lines.push(format!(
+                "listener {name}: off (server.{key} = []); it needs {certificate} and a {proto} port clients can reach"
+            ));
+            continue;
+        }
+        let on: Vec<String> = addrs.iter().map(|addr| format!("{addr}/{proto}")).collect();
+        lines.push(format!(
+            "listener {name}: on {} (clients must reach these {proto} ports); {serves}; uses {certificate}; {caps}",
+            on.join(", ")
+        ));
+    }
+    lines
+}
