@@ -15,7 +15,7 @@
 //! half-open handshakes (set SECONDS, RATE, HALF_OPEN); under `cargo test` it runs a smoke pass
 //! of 1 s at 5 datagrams/s and 20 half-open.
 
-#[path = "../tests/common/quic.rs"]
+#[path = "../tests/it/common/quic.rs"]
 #[allow(dead_code)]
 mod quic;
 
