@@ -69,8 +69,8 @@ fn probe_names(policy: &Policy) -> Vec<(String, String, String)> {
                     list.entries.iter().find(|e| e.kind == *kind).map(|e| name_under(&e.domain, e.exact, "a1"))
                 })
             };
-            let backend = pick(&[Kind::Api, Kind::Telemetry])
-                .unwrap_or_else(|| panic!("{}: no api or telemetry entry", list.id));
+            let backend =
+                pick(&[Kind::Api, Kind::Telemetry]).unwrap_or_else(|| panic!("{}: no api or telemetry entry", list.id));
             let link = pick(&[Kind::Web, Kind::Cdn]).unwrap_or_else(|| panic!("{}: no web or cdn entry", list.id));
             for (name, backend_kind) in [(&backend, true), (&link, false)] {
                 let kind = policy.lookup_text(name).map(|m| m.kind);
