@@ -150,9 +150,14 @@ async fn flood_run(sizes: &Sizes) {
     let target = running.quic_addrs[0];
     report("doq alone, 2 s", doq_clients(&trusted, target, 2).await);
     let initials = Arc::new(capture_initials(200, &trusted, b"doq").await);
-    let flooding = tokio::spawn(flood(target, initials, sizes.rate, Duration::from_secs(sizes.seconds)));
+    // The attacker runs on a thread and runtime of its own, as another machine would.
+    let (rate, seconds) = (sizes.rate, Duration::from_secs(sizes.seconds));
+    let flooding = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(flood(target, initials, rate, seconds))
+    });
     let during = doq_clients(&trusted, target, sizes.seconds).await;
-    let counts = flooding.await.unwrap();
+    let counts = tokio::task::spawn_blocking(move || flooding.join().unwrap()).await.unwrap();
     report(
         &format!("doq during the flood, {} s at {} datagrams/s from each of 50 addresses", sizes.seconds, sizes.rate),
         during,

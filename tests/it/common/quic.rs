@@ -115,7 +115,9 @@ pub fn junk_initial() -> Vec<u8> {
     out.push(0); // no token
     let length = 1_200 - out.len() - 2;
     out.extend_from_slice(&(0x4000u16 | length as u16).to_be_bytes());
-    out.extend((0..length).map(|_| rand::random::<u8>()));
+    let mut payload = vec![0u8; length];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut payload);
+    out.extend_from_slice(&payload);
     out
 }
 
@@ -161,11 +163,14 @@ pub struct FloodCounts {
 pub async fn flood(target: SocketAddr, initials: Arc<Vec<Vec<u8>>>, rate: u32, duration: Duration) -> Arc<FloodCounts> {
     let counts = Arc::new(FloodCounts::default());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Made ahead: the attacker's own cost must not slow the run down.
+    let junk: Arc<Vec<Vec<u8>>> = Arc::new((0..256).map(|_| junk_initial()).collect());
     let mut tasks = JoinSet::new();
     for (n, from) in attacker_addresses().into_iter().enumerate() {
         let socket =
             UdpSocket::bind(SocketAddr::new(from, 0)).await.expect("bind 127.0.0.x (Linux routes 127/8 to lo)");
         let (initials, counts, next) = (Arc::clone(&initials), Arc::clone(&counts), Arc::clone(&next));
+        let junk = Arc::clone(&junk);
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
             let end = Instant::now() + duration;
@@ -177,7 +182,7 @@ pub async fn flood(target: SocketAddr, initials: Arc<Vec<Vec<u8>>>, rate: u32, d
                         let datagram = if i % 2 == 0 {
                             initials[next.fetch_add(1, Ordering::Relaxed) % initials.len()].clone()
                         } else {
-                            junk_initial()
+                            junk[i % junk.len()].clone()
                         };
                         if socket.send_to(&datagram, target).await.is_ok() {
                             counts.sent.fetch_add(1, Ordering::Relaxed);
