@@ -5,6 +5,8 @@
 //! HTTP response: the DNS answer as `application/dns-message`, with `cache-control: max-age` no
 //! longer than the answer's smallest TTL (§5.1). Every DNS answer, NXDOMAIN and SERVFAIL
 //! included, is a 200 (§4.2.1); HTTP errors are only for requests that carry no DNS query.
+//! The request checks (`query_in`) and the responses (`response_to`) are DoH3's too (`h3`), so
+//! both answer alike.
 //! Does not own: TLS (`tls`) or the answer (`resolve`).
 
 use std::sync::Arc;
