@@ -29,14 +29,19 @@ enum Action {
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Change a case: removal requested, removed (on a date), or its ticket and note.
+    /// Change a case: removal requested, removed (at a moment), closed as a false positive, or
+    /// its ticket and note.
     Update {
         id: i64,
-        #[arg(long, conflicts_with = "removed")]
+        #[arg(long, conflicts_with_all = ["removed", "false_positive"])]
         request_removal: bool,
-        /// The app was removed on this date (2026-11-30) or time; "now" for now.
-        #[arg(long)]
+        /// The app was removed at this time (2026-11-30T10:30, UTC) or "now"; a date alone means
+        /// the end of that day (now, for today). Future moments are refused.
+        #[arg(long, conflicts_with = "false_positive")]
         removed: Option<String>,
+        /// Close the case as a false positive, for this reason.
+        #[arg(long, value_name = "REASON")]
+        false_positive: Option<String>,
         #[arg(long)]
         ticket: Option<String>,
         #[arg(long)]
@@ -65,18 +70,20 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
             )?;
             println!("{id}");
         }
-        Action::Update { id, request_removal, removed, ticket, note } => {
-            let action = match (request_removal, removed) {
-                (true, _) => "request_removal",
-                (false, Some(_)) => "removed",
-                (false, None) => "note",
+        Action::Update { id, request_removal, removed, false_positive, ticket, note } => {
+            let action = match (request_removal, removed, false_positive) {
+                (true, _, _) => "request_removal",
+                (false, Some(_), _) => "removed",
+                (false, None, Some(_)) => "false_positive",
+                (false, None, None) => "note",
             };
-            let removed = removed.as_deref().filter(|r| *r != "now").unwrap_or("");
+            let removed = removed.as_deref().unwrap_or("");
+            let reason = false_positive.as_deref().unwrap_or("");
             let before = cases::get(&console.db(), *id)?;
             let note = note.clone().unwrap_or(before.note);
-            let change = console::case_pages::change(action, removed, ticket.clone(), &note, now)?;
+            let change = console::case_pages::change(action, removed, ticket.clone(), &note, reason, now)?;
             let after = cases::update(&console.db(), *id, &change, now)?;
-            let detail = format!("{} -> {}; {action}", before.state.as_str(), after.state.as_str());
+            let detail = console::case_pages::update_detail(before.state, &after, &change);
             super::console::audit(&console, "case update", &format!("case {id}"), &detail)?;
             println!("case {id}: {}", after.state.as_str());
         }

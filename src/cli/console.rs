@@ -41,16 +41,28 @@ enum UserAction {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Disable a user: no sign-in, and the user's sessions end.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Delete a user and end the user's sessions (the audit log keeps the name).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
 enum TokenAction {
-    /// Make a token (printed once; stored only hashed).
+    /// Make a token (printed once; stored only hashed). It opens /api/v1/ only.
     Add {
         name: String,
         #[arg(long, value_enum)]
         role: auth::Role,
+        /// The token stops working after this long (90d) or at this time (2027-03-01); without
+        /// it, it works until revoked.
+        #[arg(long)]
+        expires: Option<String>,
     },
+    /// Revoke a token: it stops working at once.
+    Revoke { name: String },
 }
 
 /// The console over a config: its database and the attempt store it reads.
@@ -89,19 +101,58 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
                 .context("cannot start the async runtime")?
                 .block_on(console::serve(std::sync::Arc::new(console)))?;
         }
-        Some(Action::User { action: UserAction::Add { name, role, .. } }) => {
+        Some(Action::User { action }) => run_user(&console, action)?,
+        Some(Action::Token { action }) => run_token(&console, action)?,
+    }
+    Ok(())
+}
+
+fn run_user(console: &Console, action: &UserAction) -> Result<()> {
+    let db = console.db();
+    let (verb, name) = match action {
+        UserAction::Add { name, role, .. } => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']);
-            auth::add_user(&console.db(), name, *role, password, console.now())?;
-            audit(&console, "user add", name, role.as_str())?;
-            println!("user {name} ({}) saved", role.as_str());
+            auth::add_user(&db, name, *role, password, console.now())?;
+            ("add", name)
         }
-        Some(Action::Token { action: TokenAction::Add { name, role } }) => {
-            let token = auth::add_token(&console.db(), name, *role, console.now())?;
-            audit(&console, "token add", name, role.as_str())?;
+        UserAction::Disable { name } => (auth::set_disabled(&db, name, true).map(|()| "disable")?, name),
+        UserAction::Enable { name } => (auth::set_disabled(&db, name, false).map(|()| "enable")?, name),
+        UserAction::Delete { name } => (auth::delete_user(&db, name).map(|()| "delete")?, name),
+    };
+    drop(db);
+    audit(console, &format!("user {verb}"), name, "")?;
+    println!("user {name}: {verb} done");
+    Ok(())
+}
+
+fn run_token(console: &Console, action: &TokenAction) -> Result<()> {
+    let now = console.now();
+    match action {
+        TokenAction::Add { name, role, expires } => {
+            let expires = expires.as_deref().map(|e| token_expiry(e, now)).transpose()?;
+            let token = auth::add_token(&console.db(), name, *role, expires, now)?;
+            let until = expires.map(|at| humantime::format_rfc3339_seconds(at).to_string());
+            let detail = format!("{}; expires {}", role.as_str(), until.as_deref().unwrap_or("never"));
+            audit(console, "token add", name, &detail)?;
             println!("{token}");
+        }
+        TokenAction::Revoke { name } => {
+            auth::revoke_token(&console.db(), name)?;
+            audit(console, "token revoke", name, "")?;
+            println!("token {name} revoked");
         }
     }
     Ok(())
+}
+
+/// `--expires`: a duration from now (90d) or a date or time (2027-03-01).
+fn token_expiry(text: &str, now: std::time::SystemTime) -> Result<std::time::SystemTime> {
+    if let Ok(ahead) = humantime::parse_duration(text) {
+        return Ok(now + ahead);
+    }
+    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
+    humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
+        .with_context(|| format!("--expires {text:?}: give a duration (90d) or a date (2027-03-01)"))
 }

@@ -6,6 +6,7 @@ mod case;
 mod check;
 mod console;
 mod lists;
+mod manpage;
 mod pseudonym;
 mod report;
 mod selftest;
@@ -62,6 +63,9 @@ enum Command {
     Console(console::Args),
     /// Removal cases (the console's cases, from the command line): list, open, update.
     Case(case::Args),
+    /// Write the nxguard(8) manual page (roff) to standard output.
+    #[command(hide = true)]
+    Manpage,
 }
 
 impl Cli {
@@ -77,6 +81,7 @@ impl Cli {
             Command::Pseudonym(args) => pseudonym::run(args, config),
             Command::Console(args) => console::run(args, config),
             Command::Case(args) => case::run(args, config),
+            Command::Manpage => manpage::run(),
         }
     }
 }

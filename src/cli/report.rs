@@ -28,7 +28,7 @@ pub struct Args {
     /// One device (inventory name, hostname, MAC, address or pseudonym): its timeline.
     #[arg(long)]
     device: Option<String>,
-    /// Only devices of this owner or department.
+    /// Only devices of this owner or department (anywhere in the owner text, any case).
     #[arg(long)]
     owner: Option<String>,
     /// Which attempts count: blocked (enforce, the default), would-be blocks of log-only

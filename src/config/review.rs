@@ -40,6 +40,11 @@ pub struct ConsoleConfig {
     pub verify_days: u32,
     /// Audit rows older than this are deleted (its own retention, apart from the store's).
     pub audit_retention_days: u32,
+    /// Reverse proxies (CIDRs, e.g. "127.0.0.1/32") whose X-Forwarded-For and X-Forwarded-Proto
+    /// are believed: the audit log then records the client's address, and the session cookie is
+    /// Secure when the proxy was reached over HTTPS. Empty (the default): headers are ignored,
+    /// since any client can send them.
+    pub trust_proxy: Vec<ipnet::IpNet>,
 }
 
 impl Default for ConsoleConfig {
@@ -55,6 +60,7 @@ impl Default for ConsoleConfig {
             lockout_mins: 15,
             verify_days: 7,
             audit_retention_days: 730,
+            trust_proxy: Vec::new(),
         }
     }
 }

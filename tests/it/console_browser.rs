@@ -3,7 +3,7 @@
 //! 127.0.0.2 into its store; `nxguard console` serves them; the browser signs in, sees both
 //! devices on the overview, opens a device page, opens a case, exports CSV and signs out.
 //! Screenshots go to target/console-screenshots/; the overview and device page are copied to
-//! tests/screenshots/ for the README (when missing, or with `UPDATE_SCREENSHOTS=1`).
+//! tests/screenshots/ for docs/security-officer/ (when missing, or with `UPDATE_SCREENSHOTS=1`).
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`apt-get install chromium
 //! chromium-driver`; `.ci/run` installs them). Without them the test fails, never skips.
@@ -65,7 +65,7 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// The README's screenshot under tests/screenshots/: written when missing or with `UPDATE_SCREENSHOTS=1`,
+/// The console docs' screenshot under tests/screenshots/: written when missing or with `UPDATE_SCREENSHOTS=1`,
 /// so that a test run does not rewrite committed images.
 fn save_for_readme(name: &str, png: &[u8]) {
     let path = repo(&format!("tests/screenshots/{name}"));
@@ -233,6 +233,11 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     // The page before the click has a case state too: wait for the new page's.
     let state = text_once(browser, "case-state", "verwijdering aangevraagd").await?;
     assert_eq!(state, "verwijdering aangevraagd");
+    // Recorded as removed now (the form's default moment): the attempts of a few seconds ago
+    // came before it, so the case is removed, not recurred.
+    browser.find(Locator::Id("mark-removed")).await?.click().await?;
+    let state = text_once(browser, "case-state", "verwijderd").await?;
+    assert_eq!(state, "verwijderd");
     save(&shots.join("case.png"), &browser.screenshot().await?);
 
     // The export link of the devices page, fetched with the browser's own session.
@@ -250,6 +255,10 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
     browser.find(Locator::Id("logout")).await?.click().await?;
     browser.wait().for_element(Locator::Id("login")).await?;
     assert!(browser.current_url().await?.path().ends_with("/login"));
+    // Back, after sign-out, must not show the devices page (with its owners) from the cache.
+    browser.back().await?;
+    browser.wait().for_element(Locator::Id("login")).await?;
+    assert!(browser.find(Locator::Id("devices")).await.is_err(), "Back showed a signed-in page from the cache");
     browser.goto(&format!("{base}/")).await?;
     assert!(browser.current_url().await?.path().ends_with("/login"), "the session survived sign-out");
     Ok(())

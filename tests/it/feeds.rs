@@ -323,7 +323,7 @@ fn check_warns_when_a_feed_would_block_a_name_that_must_resolve() {
 
 #[test]
 fn readme_feed_and_group_examples_parse() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operator/blocking.md")).unwrap();
     let mut seen = 0;
     for block in readme.split("```text\n").skip(1).filter_map(|b| b.split("```").next()) {
         if block.starts_with("[policy]") || block.starts_with("[[policy.") {

@@ -1,4 +1,4 @@
-//! The files we ship load and follow their rules: domain lists, deploy configs, the README's
+//! The files we ship load and follow their rules: domain lists, deploy configs, the docs'
 //! config example and the embedded default.
 
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ fn deploy_configs_load() {
 
 #[test]
 fn readme_config_example_parses() {
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo("docs/operator/configuration.md")).unwrap();
     let start = readme.find("```toml\n").expect("README has a ```toml example") + "```toml\n".len();
     let end = start + readme[start..].find("```").unwrap();
     let config = Config::from_toml(&readme[start..end]).unwrap_or_else(|e| panic!("README example: {e}"));

@@ -58,7 +58,7 @@ fn csv_response(name: &str, body: String) -> Response {
 fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
     let filter = report::Filter { device: None, ..c.filter(view)? };
     let mut store = c.store()?;
-    Ok(view.apply(c.summaries(&mut store, &filter)?, None))
+    Ok(view.apply(c.summaries(&mut store, &filter)?, None, c.now()))
 }
 
 pub async fn summary_csv(

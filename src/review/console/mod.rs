@@ -26,10 +26,13 @@ pub mod cases;
 pub mod export;
 pub mod i18n;
 pub mod layout;
+pub mod overview;
 pub mod pages;
 pub mod queries;
+pub mod responses;
 pub mod state;
 pub mod svg;
+pub mod throttle;
 pub mod tls;
 
 use std::{
@@ -69,6 +72,9 @@ pub enum ConsoleError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// The attempt store does not exist yet (no resolver has written to it).
+    #[error("no attempt store at {0} yet")]
+    NoStore(PathBuf),
     #[error("console TLS: {0}")]
     Tls(String),
     #[error("console: {0}")]
@@ -80,13 +86,19 @@ impl IntoResponse for ConsoleError {
         let status = match &self {
             ConsoleError::Forbidden | ConsoleError::Csrf => StatusCode::FORBIDDEN,
             ConsoleError::NotFound => StatusCode::NOT_FOUND,
+            ConsoleError::NoStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleError::Input(_) | ConsoleError::Report(ReportError::Time(_)) => StatusCode::BAD_REQUEST,
             _ => {
                 tracing::error!(error = %self, "console request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, format!("{}: {self}\n", status.as_u16())).into_response()
+        if status != StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::info!(status = status.as_u16(), error = %self, "console request refused");
+        }
+        // The words a person reads come from `responses` (in the console's language); the
+        // message itself may hold what was typed, so it goes to the log only.
+        (status, format!("{}\n", status.canonical_reason().unwrap_or(""))).into_response()
     }
 }
 
@@ -110,6 +122,8 @@ pub struct Console {
     clock: Clock,
     /// The session cookie is marked Secure (the console serves TLS itself).
     pub secure_cookie: bool,
+    /// Failed sign-ins per client address.
+    pub throttle: throttle::Throttle,
 }
 
 impl Console {
@@ -142,6 +156,7 @@ impl Console {
             secret: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
             clock,
             secure_cookie,
+            throttle: throttle::Throttle::default(),
         })
     }
 
@@ -161,6 +176,9 @@ impl Console {
     /// The attempt store, read-only: the SQLite file at `store_path`, or `store_url` on
     /// PostgreSQL (with the password, TLS and CA of `store_config`).
     pub fn store(&self) -> Result<Reader, ConsoleError> {
+        if self.store_url.is_none() && !self.store_path.exists() {
+            return Err(ConsoleError::NoStore(self.store_path.clone()));
+        }
         let path = self.store_path.display().to_string();
         let source = self.store_url.as_deref().unwrap_or(&path);
         Ok(Reader::open(source, &self.store_config).map_err(ReportError::from)?)
@@ -176,6 +194,30 @@ impl Console {
         Ok(report::summaries(std::slice::from_mut(store), filter, self.pseudonymizer.as_ref())?)
     }
 
+    /// The session cookie's attributes: HttpOnly, SameSite=Strict, and Secure when the request
+    /// came over HTTPS (served here, or said so by a trusted proxy).
+    pub fn cookie_attributes(&self, parts: &axum::http::request::Parts) -> &'static str {
+        if auth::https(parts, &self.config.trust_proxy, self.secure_cookie) {
+            "Path=/; HttpOnly; SameSite=Strict; Secure"
+        } else {
+            "Path=/; HttpOnly; SameSite=Strict"
+        }
+    }
+
+    /// A fresh token for the sign-in form: a random nonce and this console's signature of it.
+    pub fn login_token(&self) -> String {
+        let nonce = state::random_hex();
+        let tag = ring::hmac::sign(&self.secret, format!("login:{nonce}").as_bytes());
+        format!("{nonce}.{}", data_encoding::HEXLOWER.encode(tag.as_ref()))
+    }
+
+    /// `token` is one `login_token` made.
+    pub fn login_token_is_ours(&self, token: &str) -> bool {
+        let Some((nonce, tag)) = token.split_once('.') else { return false };
+        let Ok(tag) = data_encoding::HEXLOWER.decode(tag.as_bytes()) else { return false };
+        ring::hmac::verify(&self.secret, format!("login:{nonce}").as_bytes(), &tag).is_ok()
+    }
+
     /// The pseudonymous key a viewer sees for a device key: stable, but not the identity.
     pub fn masked(&self, device: &str) -> String {
         let tag = ring::hmac::sign(&self.secret, device.as_bytes());
@@ -187,7 +229,7 @@ impl Console {
 /// Every route of the console.
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/devices", get(pages::devices))
@@ -206,6 +248,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/timeline", get(export::api_timeline))
         .route("/api/v1/cases", get(export::api_cases))
         .route("/static/console.css", get(layout::stylesheet))
+        .fallback(responses::not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&console), responses::frame))
         .with_state(console)
 }
 
