@@ -29,6 +29,7 @@ use crate::{
     ingest::{Ingest, IngestError},
     listen::{
         self, Listeners,
+        quic::HandshakeStats,
         tls::{Certificates, ServerTls, TlsError},
     },
     ops::metrics,
@@ -72,6 +73,8 @@ pub struct Running {
     pub quic_addrs: Vec<SocketAddr>,
     pub h3_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// What became of the connection attempts on the DoQ and DoH3 listeners.
+    pub handshakes: Arc<HandshakeStats>,
     /// The certificate of the DoT, DoH, DoQ and DoH3 listeners, when any of them run.
     certificates: Option<Arc<Certificates>>,
     listeners: JoinSet<()>,
@@ -203,6 +206,31 @@ impl Running {
     }
 }
 
+/// Starts a task per UDP socket and TCP listener in `tasks`; their addresses.
+fn start_plain(
+    config: &Config,
+    (udp, tcp): (Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>),
+    resolver: &Arc<Resolver>,
+    connections: &Arc<ConnectionLimits>,
+    in_flight: &TaskTracker,
+    tasks: &mut JoinSet<()>,
+) -> io::Result<(Vec<SocketAddr>, Vec<SocketAddr>)> {
+    let (mut udp_addrs, mut tcp_addrs) = (Vec::new(), Vec::new());
+    for socket in udp {
+        let socket = Arc::new(UdpSocket::from_std(socket)?);
+        udp_addrs.push(socket.local_addr()?);
+        tasks.spawn(listen::udp::serve_udp(Arc::clone(resolver), socket, in_flight.clone()));
+    }
+    let limits = listen::tcp::StreamLimits::of(config);
+    for listener in tcp {
+        let listener = TcpListener::from_std(listener)?;
+        tcp_addrs.push(listener.local_addr()?);
+        let connections = Arc::clone(connections);
+        tasks.spawn(listen::tcp::serve_tcp(Arc::clone(resolver), listener, limits, connections, in_flight.clone()));
+    }
+    Ok((udp_addrs, tcp_addrs))
+}
+
 /// Builds the policy and resolver from `config` and serves on `listeners`; `sinks` receive every
 /// attempt record besides the tracing event. Must be called inside a tokio runtime.
 #[allow(clippy::too_many_lines)]
@@ -217,33 +245,17 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     let dispatcher = tokio::spawn(dispatcher.run(stop_dispatcher.clone()));
     let in_flight = TaskTracker::new();
     let mut tasks = JoinSet::new();
-    let mut udp_addrs = Vec::new();
-    let mut tcp_addrs = Vec::new();
-    for socket in listeners.udp {
-        let socket = Arc::new(UdpSocket::from_std(socket)?);
-        udp_addrs.push(socket.local_addr()?);
-        tasks.spawn(listen::udp::serve_udp(Arc::clone(&resolver), socket, in_flight.clone()));
-    }
-    let limits = listen::tcp::StreamLimits::of(config);
     let connections = Arc::new(ConnectionLimits::new(&config.limits));
-    for listener in listeners.tcp {
-        let listener = TcpListener::from_std(listener)?;
-        tcp_addrs.push(listener.local_addr()?);
-        tasks.spawn(listen::tcp::serve_tcp(
-            Arc::clone(&resolver),
-            listener,
-            limits,
-            Arc::clone(&connections),
-            in_flight.clone(),
-        ));
-    }
+    let plain = (listeners.udp, listeners.tcp);
+    let (mut udp_addrs, tcp_addrs) = start_plain(config, plain, &resolver, &connections, &in_flight, &mut tasks)?;
+    let handshakes = Arc::new(HandshakeStats::default());
     let encrypted = listen::start_encrypted(
         config,
         listeners.tls,
         listeners.https,
         (listeners.quic, listeners.h3),
         &resolver,
-        connections,
+        (connections, Arc::clone(&handshakes)),
         &in_flight,
         &mut tasks,
     )?;
@@ -253,6 +265,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     let services = metrics::Services {
         rpz: rpz.as_ref().map(|r| Arc::clone(&r.zone)),
         ingest: ingest.as_ref().map(|i| Arc::clone(&i.stats)),
+        handshakes: Arc::clone(&handshakes),
     };
     let mut metrics_addr = None;
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
@@ -261,21 +274,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), services, listener));
     }
     udp_addrs.dedup();
-    let live = resolver.live();
-    info!(
-        udp = ?udp_addrs,
-        tcp = ?tcp_addrs,
-        tls = ?encrypted.tls_addrs,
-        https = ?encrypted.https_addrs,
-        quic = ?encrypted.quic_addrs,
-        h3 = ?encrypted.h3_addrs,
-        metrics = ?metrics_addr,
-        apps = live.policy.apps().len(),
-        domains = live.policy.len(),
-        policy_version = %live.policy.version(),
-        "serving"
-    );
-    Ok(Running {
+    let running = Running {
         resolver,
         udp_addrs,
         tcp_addrs,
@@ -284,6 +283,7 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         quic_addrs: encrypted.quic_addrs,
         h3_addrs: encrypted.h3_addrs,
         metrics_addr,
+        handshakes,
         certificates: encrypted.certificates,
         listeners: tasks,
         in_flight,
@@ -295,5 +295,24 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
         feed_task: None,
         rpz,
         ingest,
-    })
+    };
+    log_serving(&running);
+    Ok(running)
+}
+
+fn log_serving(running: &Running) {
+    let live = running.resolver.live();
+    info!(
+        udp = ?running.udp_addrs,
+        tcp = ?running.tcp_addrs,
+        tls = ?running.tls_addrs,
+        https = ?running.https_addrs,
+        quic = ?running.quic_addrs,
+        h3 = ?running.h3_addrs,
+        metrics = ?running.metrics_addr,
+        apps = live.policy.apps().len(),
+        domains = live.policy.len(),
+        policy_version = %live.policy.version(),
+        "serving"
+    );
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use nxguard::{
     config::{Config, StoreBackend},
     evidence::{devices::Devices, store},
-    listen::tls,
+    listen::{self, tls},
     policy::{self, Policy, domains, feeds},
     server,
     upstream::pool,
@@ -40,6 +40,9 @@ pub fn run(path: Option<&Path>) -> Result<()> {
         warn_curation(dir)?;
     }
     println!("ok: {} apps, {} domains, policy version {}", policy.apps().len(), policy.len(), policy.version());
+    for line in listen::requirements(&config) {
+        println!("{line}");
+    }
     Ok(())
 }
 

@@ -18,8 +18,15 @@ pub struct ServerConfig {
     pub tcp_idle_timeout_ms: u64,
     /// Queries one TCP or DoT connection may have waiting for an upstream at once; they are
     /// answered out of order as each is ready (RFC 7766 §6.2.1.1), and the connection is not
-    /// read further while this many are pending. Blocked and cached answers never wait.
+    /// read further while this many are pending. Blocked and cached answers never wait. On DoQ
+    /// and DoH3 it is the number of streams (queries) a client may have open at once.
     pub tcp_max_in_flight_per_connection: usize,
+    /// DoQ and DoH3 handshakes from addresses that have not proved they receive our packets,
+    /// in progress at once; past it each new one first gets a Retry (RFC 9000 §8.1.2), which a
+    /// real client answers in one round trip and a replayed or spoofed Initial never does.
+    /// 0 = a Retry for every unproven address. 32 keeps the extra round trip off ordinary
+    /// traffic while a flood of Initials costs one Retry packet each (see benches/README.md).
+    pub quic_unvalidated_handshakes_max: usize,
     /// DNS-over-TLS listen addresses for clients (RFC 7858), e.g. "0.0.0.0:853". Default none:
     /// encrypted listeners need a certificate the clients trust.
     pub tls: Vec<SocketAddr>,
@@ -46,6 +53,7 @@ impl Default for ServerConfig {
             workers: 0,
             tcp_idle_timeout_ms: 10_000,
             tcp_max_in_flight_per_connection: 16,
+            quic_unvalidated_handshakes_max: 32,
             tls: Vec::new(),
             https: Vec::new(),
             quic: Vec::new(),

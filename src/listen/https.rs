@@ -5,6 +5,8 @@
 //! HTTP response: the DNS answer as `application/dns-message`, with `cache-control: max-age` no
 //! longer than the answer's smallest TTL (§5.1). Every DNS answer, NXDOMAIN and SERVFAIL
 //! included, is a 200 (§4.2.1); HTTP errors are only for requests that carry no DNS query.
+//! The request checks (`query_in`) and the responses (`response_to`) are DoH3's too (`h3`), so
+//! both answer alike.
 //! Does not own: TLS (`tls`) or the answer (`resolve`).
 
 use std::sync::Arc;
@@ -19,20 +21,20 @@ use tracing::debug;
 use crate::{
     dns::wire::{self, HEADER_LEN, TYPE_SOA, rcode},
     listen::tls::Service,
-    resolve::pipeline::Client,
+    resolve::{Resolver, pipeline::Client},
 };
 
 /// Requests a client may have open at once on one connection.
 const MAX_STREAMS: u32 = 100;
 /// Largest DNS message (RFC 8484 §6 allows any size up to the 16-bit DNS limit).
-const MAX_QUERY: usize = 65_535;
+pub(crate) const MAX_QUERY: usize = 65_535;
 /// Request headers are small; a larger block is an attack, not a DNS client.
 const MAX_HEADER_LIST: u32 = 16 << 10;
 const DNS_MESSAGE: &str = "application/dns-message";
 
 /// Why a request carries no usable DNS query.
 #[derive(Debug, Error)]
-enum RequestError {
+pub(crate) enum RequestError {
     #[error("no DNS endpoint at this path")]
     NotFound,
     #[error("only GET and POST are supported")]
@@ -44,7 +46,7 @@ enum RequestError {
     #[error("GET needs a dns parameter with the query in base64url")]
     BadQueryParameter,
     #[error("request body: {0}")]
-    Body(#[from] h2::Error),
+    Body(Box<dyn std::error::Error + Send + Sync>),
     #[error("the request did not arrive in time")]
     Timeout,
 }
@@ -109,27 +111,7 @@ async fn answer(service: Arc<Service>, request: Request<RecvStream>, mut respond
     let query = tokio::time::timeout(service.idle, read_query(request, &service.https_path))
         .await
         .unwrap_or(Err(RequestError::Timeout));
-    let (head, body) = match query {
-        Ok(query) => {
-            let mut out = Vec::new();
-            service.resolver.answer(&query, client, &mut out).await;
-            if out.is_empty() {
-                // Nothing to say (a response packet sent as a query, a header too short to
-                // answer): the same as a DNS server that stays silent.
-                error_response(StatusCode::BAD_REQUEST, "no DNS answer for this message")
-            } else {
-                dns_response(out)
-            }
-        }
-        Err(error) => {
-            debug!(client = %client.addr.ip(), %error, "https request without a DNS query");
-            let mut response = error_response(error.status(), &error.to_string());
-            if matches!(error, RequestError::MethodNotAllowed) {
-                response.0.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
-            }
-            response
-        }
-    };
+    let (head, body) = response_to(&service.resolver, query, client).await;
     match respond.send_response(head, false) {
         Ok(mut send) => {
             if let Err(error) = send.send_data(body, true) {
@@ -140,8 +122,47 @@ async fn answer(service: Arc<Service>, request: Request<RecvStream>, mut respond
     }
 }
 
-/// The DNS query in a request (RFC 8484 §4.1).
-async fn read_query(request: Request<RecvStream>, path: &str) -> Result<Vec<u8>, RequestError> {
+/// The HTTP response to a request whose DNS query is `query` (or could not be read): the
+/// pipeline's answer as 200, 400 when it has none, or the HTTP error of `query`. DoH3 answers
+/// through here too.
+pub(crate) async fn response_to(
+    resolver: &Resolver,
+    query: Result<Vec<u8>, RequestError>,
+    client: Client,
+) -> (Response<()>, Bytes) {
+    match query {
+        Ok(query) => {
+            let mut out = Vec::new();
+            resolver.answer(&query, client, &mut out).await;
+            if out.is_empty() {
+                // Nothing to say (a response packet sent as a query, a header too short to
+                // answer): the same as a DNS server that stays silent.
+                error_response(StatusCode::BAD_REQUEST, "no DNS answer for this message")
+            } else {
+                dns_response(out)
+            }
+        }
+        Err(error) => {
+            debug!(client = %client.addr.ip(), transport = client.transport.as_str(), %error, "https request without a DNS query");
+            let mut response = error_response(error.status(), &error.to_string());
+            if matches!(error, RequestError::MethodNotAllowed) {
+                response.0.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+            }
+            response
+        }
+    }
+}
+
+/// Where a request's DNS query is (RFC 8484 §4.1), from its head alone.
+pub(crate) enum QueryIn {
+    /// GET: decoded from `?dns=`.
+    Uri(Vec<u8>),
+    /// POST with `application/dns-message`: the body.
+    Body,
+}
+
+/// Checks a request's path, method and content type, and decodes a GET's query.
+pub(crate) fn query_in<B>(request: &Request<B>, path: &str) -> Result<QueryIn, RequestError> {
     if request.uri().path() != path {
         return Err(RequestError::NotFound);
     }
@@ -157,6 +178,7 @@ async fn read_query(request: Request<RecvStream>, path: &str) -> Result<Vec<u8>,
             // §4.1: base64url without padding; padding is tolerated.
             data_encoding::BASE64URL_NOPAD
                 .decode(encoded.trim_end_matches('=').as_bytes())
+                .map(QueryIn::Uri)
                 .map_err(|_| RequestError::BadQueryParameter)
         }
         Method::POST => {
@@ -164,16 +186,24 @@ async fn read_query(request: Request<RecvStream>, path: &str) -> Result<Vec<u8>,
             if content_type.is_none_or(|t| !t.trim().eq_ignore_ascii_case(DNS_MESSAGE)) {
                 return Err(RequestError::UnsupportedMediaType);
             }
-            read_body(request.into_body()).await
+            Ok(QueryIn::Body)
         }
         _ => Err(RequestError::MethodNotAllowed),
+    }
+}
+
+/// The DNS query in a request (RFC 8484 §4.1).
+async fn read_query(request: Request<RecvStream>, path: &str) -> Result<Vec<u8>, RequestError> {
+    match query_in(&request, path)? {
+        QueryIn::Uri(query) => Ok(query),
+        QueryIn::Body => read_body(request.into_body()).await,
     }
 }
 
 async fn read_body(mut body: RecvStream) -> Result<Vec<u8>, RequestError> {
     let mut query = Vec::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk?;
+        let chunk = chunk.map_err(|e| RequestError::Body(Box::new(e)))?;
         let _ = body.flow_control().release_capacity(chunk.len());
         if query.len() + chunk.len() > MAX_QUERY {
             return Err(RequestError::TooLarge);

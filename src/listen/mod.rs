@@ -2,15 +2,19 @@
 //!
 //! Owns: binding (one UDP socket per worker with SO_REUSEPORT, so the kernel spreads packets
 //! across cores), one file per listener (`udp`, `tcp`, `tls` for the certificate of every
-//! encrypted listener and the DoT/DoH accept loop, `https` for HTTP/2, `quic` for DoQ and DoH3
-//! through hickory-server), and starting them on a running resolver. Sockets can be bound
+//! encrypted listener and the DoT/DoH accept loop, `https` for HTTP/2, `quic` for the DoQ and
+//! DoH3 endpoints on quinn and their admission, `doq` for DoQ streams, `h3` for HTTP/3), and
+//! starting them on a running resolver. Sockets can be bound
 //! by the caller and passed in (tests bind 127.0.0.1:0). The TLS accept loop hands each accepted
 //! stream to the listener that serves it through one function (`tls::accept_loop` takes the
 //! handler); it never calls back into `tcp` or `https`. Every stream listener closes a source
-//! outside `access.allow` at accept, before it takes a connection slot.
+//! outside `access.allow` at accept, before it takes a connection slot; the QUIC ones ignore its
+//! Initial before any crypto.
 //! Must not touch: what the answer is (`resolve`), or attempt records beyond the client's
 //! transport.
 
+pub mod doq;
+pub mod h3;
 pub mod https;
 pub mod quic;
 pub mod tcp;
@@ -29,7 +33,10 @@ use crate::{
     resolve::{Resolver, limits::ConnectionLimits},
 };
 
-use self::tls::{Certificates, ServerTls, Service, TlsError};
+use self::{
+    quic::{HandshakeStats, Sockets},
+    tls::{Certificates, ServerTls, Service, TlsError},
+};
 
 /// Bound sockets, ready to serve.
 pub struct Listeners {
@@ -158,9 +165,9 @@ pub(crate) struct Started {
     pub certificates: Option<Arc<Certificates>>,
 }
 
-/// Starts a task per DoT (`dot`) and DoH (`doh`) listener in `tasks`, and one for the DoQ and
-/// DoH3 listeners (`udp`: those sockets), if there are any; they need `server.tls_cert_file` and
-/// `server.tls_key_file`.
+/// Starts a task per DoT (`dot`), DoH (`doh`), DoQ and DoH3 listener in `tasks`, if there are
+/// any; they need `server.tls_cert_file` and `server.tls_key_file`. The QUIC ones count their
+/// connection attempts in `handshakes`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start_encrypted(
     config: &Config,
@@ -168,7 +175,7 @@ pub(crate) fn start_encrypted(
     doh: Vec<std::net::TcpListener>,
     (quic, h3): (Vec<std::net::UdpSocket>, Vec<std::net::UdpSocket>),
     resolver: &Arc<Resolver>,
-    connections: Arc<ConnectionLimits>,
+    (connections, handshakes): (Arc<ConnectionLimits>, Arc<HandshakeStats>),
     in_flight: &TaskTracker,
     tasks: &mut JoinSet<()>,
 ) -> Result<Started, ListenError> {
@@ -183,8 +190,9 @@ pub(crate) fn start_encrypted(
         return Ok(started);
     }
     let certificates = Arc::new(Certificates::new(ServerTls::load(&config.server)?));
-    let idle = Duration::from_millis(config.server.tcp_idle_timeout_ms);
-    let over_quic = quic::start(quic, h3, resolver, &certificates, idle, in_flight, tasks)?;
+    let sockets = Sockets { quic, h3 };
+    let over_quic =
+        quic::start(config, sockets, resolver, &certificates, Arc::clone(&connections), handshakes, in_flight, tasks)?;
     (started.quic_addrs, started.h3_addrs) = (over_quic.quic_addrs, over_quic.h3_addrs);
     let service = Arc::new(Service {
         resolver: Arc::clone(resolver),
@@ -214,4 +222,49 @@ pub(crate) fn start_encrypted(
     }
     started.certificates = Some(certificates);
     Ok(started)
+}
+
+/// One line per encrypted listener for `nxguard check`: whether it is on, where, and what it
+/// needs (certificate, key, the port clients must reach) and enforces before the handshake.
+pub fn requirements(config: &Config) -> Vec<String> {
+    let server = &config.server;
+    let certificate = match (&server.tls_cert_file, &server.tls_key_file) {
+        (Some(cert), Some(key)) => format!("certificate {} and key {}", cert.display(), key.display()),
+        _ => "server.tls_cert_file and server.tls_key_file (not set)".to_string(),
+    };
+    let caps = format!(
+        "access.allow checked before the handshake, at most {} connections and {} per client (limits.tcp_max_connections*, shared with TCP), handshake and idle bound server.tcp_idle_timeout_ms = {}",
+        config.limits.tcp_max_connections, config.limits.tcp_max_connections_per_client, server.tcp_idle_timeout_ms
+    );
+    let retry = format!(
+        "a Retry once {} handshakes from unproven addresses are in progress (server.quic_unvalidated_handshakes_max)",
+        server.quic_unvalidated_handshakes_max
+    );
+    let kinds: [(&str, &str, &[SocketAddr], &str, String); 4] = [
+        ("dot", "tls", &server.tls, "tcp", "RFC 7858, no ALPN needed".to_string()),
+        ("doh", "https", &server.https, "tcp", format!("HTTP/2 (ALPN h2) at {}", server.https_path)),
+        ("doq", "quic", &server.quic, "udp", format!("RFC 9250 (ALPN doq, TLS 1.3, 0-RTT off), {retry}")),
+        (
+            "doh3",
+            "h3",
+            &server.h3,
+            "udp",
+            format!("HTTP/3 (ALPN h3, TLS 1.3, 0-RTT off) at {}, {retry}", server.https_path),
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (name, key, addrs, proto, serves) in kinds {
+        if addrs.is_empty() {
+            lines.push(format!(
+                "listener {name}: off (server.{key} = []); it needs {certificate} and a {proto} port clients can reach"
+            ));
+            continue;
+        }
+        let on: Vec<String> = addrs.iter().map(|addr| format!("{addr}/{proto}")).collect();
+        lines.push(format!(
+            "listener {name}: on {} (clients must reach these {proto} ports); {serves}; uses {certificate}; {caps}",
+            on.join(", ")
+        ));
+    }
+    lines
 }

@@ -2,7 +2,8 @@
 //!
 //! Owns: rendering all of nxguard's metrics in the Prometheus text format from read-only views
 //! of the running resolver (its `resolve::Stats` counters, cache, recorder and upstreams) and of
-//! the feeds' statuses (`policy::feeds::Board`), and
+//! the feeds' statuses (`policy::feeds::Board`) and of the QUIC listeners' connection attempts
+//! (`listen::quic::HandshakeStats`), and
 //! the small HTTP listener serving `GET /metrics` and `GET /health`. The listener is
 //! hand-written: two fixed routes over HTTP/1.0-style close-after-response need no framework.
 //! Must not touch: the counters themselves; it reads, the pipeline counts.
@@ -25,6 +26,7 @@ use tokio::{
 use crate::{
     config::Protocol,
     evidence::attempt::Transport,
+    listen::quic::{Admission, HandshakeStats},
     policy::feeds::{Board, FeedStatus},
     resolve::{Outcome, Resolver},
     upstream::{LATENCY_BUCKETS_MS, UdpPool},
@@ -326,11 +328,13 @@ pub fn render_feeds(feeds: &Board) -> String {
     out
 }
 
-/// The counters of the services beside the resolver: the Response Policy Zone and dnstap ingest.
+/// The counters of the services beside the resolver: the Response Policy Zone, dnstap ingest,
+/// and the DoQ/DoH3 listeners' connection attempts.
 #[derive(Clone, Default)]
 pub struct Services {
     pub rpz: Option<Arc<crate::zone::Zone>>,
     pub ingest: Option<Arc<crate::ingest::IngestStats>>,
+    pub handshakes: Arc<HandshakeStats>,
 }
 
 /// The RPZ and ingest counters, for the services that run.
@@ -379,6 +383,25 @@ pub fn render_services(services: &Services) -> String {
     out
 }
 
+/// The DoQ and DoH3 listeners' connection attempts, by transport and what became of them.
+pub fn render_handshakes(handshakes: &HandshakeStats) -> String {
+    let mut out = String::from(
+        "# HELP nxguard_quic_connection_attempts_total DoQ and DoH3 connection attempts by what became of them: outside_allow (ignored), retry (address validation asked), refused (over the connection caps), timed_out, failed, established.\n# TYPE nxguard_quic_connection_attempts_total counter\n",
+    );
+    for transport in [Transport::Quic, Transport::H3] {
+        for admission in Admission::ALL {
+            let _ = writeln!(
+                out,
+                "nxguard_quic_connection_attempts_total{{transport=\"{}\",result=\"{}\"}} {}",
+                transport.as_str(),
+                admission.as_str(),
+                handshakes.get(transport, admission)
+            );
+        }
+    }
+    out
+}
+
 /// Serves `GET /metrics` and `GET /health` on `listener` until the task is dropped.
 pub async fn serve(resolver: Arc<Resolver>, feeds: Arc<Board>, services: Services, listener: TcpListener) {
     loop {
@@ -412,11 +435,13 @@ async fn respond(
     }
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, content_type, body) = match line {
-        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            render(resolver) + &render_feeds(feeds) + &render_services(services),
-        ),
+        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
+            let body = render(resolver)
+                + &render_feeds(feeds)
+                + &render_services(services)
+                + &render_handshakes(&services.handshakes);
+            ("200 OK", "text/plain; version=0.0.4", body)
+        }
         b"GET /health HTTP/1.1" | b"GET /health HTTP/1.0" => ("200 OK", "text/plain", "ok\n".to_string()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };

@@ -20,6 +20,7 @@ use hickory_proto::{
     },
 };
 pub mod pg;
+pub mod quic;
 
 use nxguard::{
     config::Config,
