@@ -172,16 +172,15 @@ enum CaseAction {
 
 /// The console over a config: its database and the attempt store it reads.
 fn open_console(config: &Config) -> Result<Console> {
-    let (path, url) = match config.store.backend {
-        StoreBackend::Sqlite => (config.store.path.clone().context("no attempt store: set store.path")?, None),
-        StoreBackend::Postgres => {
-            (PathBuf::new(), Some(config.store.url.clone().context("no attempt store: set store.url")?))
+    let source = match config.store.backend {
+        StoreBackend::Sqlite => {
+            config.store.path.as_ref().context("no attempt store: set store.path")?.display().to_string()
         }
+        StoreBackend::Postgres => config.store.url.clone().context("no attempt store: set store.url")?,
     };
     let clock: console::Clock = std::sync::Arc::new(std::time::SystemTime::now);
-    let mut console = Console::open(config.console.clone(), path, pseudonymizer(config)?, clock)?;
-    console.store_url = url;
-    console.store_config = config.store.clone();
+    let mut console = Console::open(config.console.clone(), PathBuf::from(&source), pseudonymizer(config)?, clock)?;
+    console.read_store(&source, config.store.clone())?;
     console.policy = Some(config.policy.clone());
     Ok(console)
 }
@@ -190,7 +189,7 @@ fn open_console(config: &Config) -> Result<Console> {
 fn audit_cli(console: &Console, action: &str, target: &str, detail: &str) -> Result<()> {
     let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let record = audit::Record { actor: &actor, role: "cli", address: "local", action, target, detail };
-    Ok(audit::record(&console.db(), console.now(), &record)?)
+    Ok(audit::record(&console.db()?, console.now(), &record)?)
 }
 
 fn run_console(args: &ConsoleArgs) -> Result<()> {
@@ -210,12 +209,12 @@ fn run_console(args: &ConsoleArgs) -> Result<()> {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']);
-            auth::add_user(&console.db(), name, *role, password, console.now())?;
+            auth::add_user(&console.db()?, name, *role, password, console.now())?;
             audit_cli(&console, "user add", name, role.as_str())?;
             println!("user {name} ({}) saved", role.as_str());
         }
         Some(ConsoleAction::Token { action: TokenAction::Add { name, role } }) => {
-            let token = auth::add_token(&console.db(), name, *role, console.now())?;
+            let token = auth::add_token(&console.db()?, name, *role, console.now())?;
             audit_cli(&console, "token add", name, role.as_str())?;
             println!("{token}");
         }
@@ -230,12 +229,11 @@ fn run_case(args: &CaseArgs) -> Result<()> {
     match &args.action {
         CaseAction::List => {
             let mut store = console.store()?;
-            let db = console.db();
-            cases::refresh(&db, &mut store, console.pseudonymizer.as_ref(), now, console.config.verify_days)?;
-            println!("{}", serde_json::to_string_pretty(&cases::list(&db, None)?)?);
+            command_line_runtime()?.block_on(cases::refresh(&console, &mut store, now))?;
+            println!("{}", serde_json::to_string_pretty(&cases::list(&console.db()?, None)?)?);
         }
         CaseAction::Open { device, app, owner, ticket, note } => {
-            let id = cases::open(&console.db(), device, app, owner, ticket, note, now)?;
+            let id = cases::open(&console.db()?, device, app, owner, ticket, note, now)?;
             audit_cli(&console, "case open", &format!("case {id}"), &format!("{device} × {app}; ticket {ticket:?}"))?;
             println!("{id}");
         }
@@ -246,10 +244,10 @@ fn run_case(args: &CaseArgs) -> Result<()> {
                 (false, None) => "note",
             };
             let removed = removed.as_deref().filter(|r| *r != "now").unwrap_or("");
-            let before = cases::get(&console.db(), *id)?;
+            let before = cases::get(&console.db()?, *id)?;
             let note = note.clone().unwrap_or(before.note);
             let change = console::case_pages::change(action, removed, ticket.clone(), &note, now)?;
-            let after = cases::update(&console.db(), *id, &change, now)?;
+            let after = cases::update(&console.db()?, *id, &change, now)?;
             let detail = format!("{} -> {}; {action}", before.state.as_str(), after.state.as_str());
             audit_cli(&console, "case update", &format!("case {id}"), &detail)?;
             println!("case {id}: {}", after.state.as_str());
@@ -339,6 +337,12 @@ struct ReportArgs {
     now: Option<String>,
 }
 
+/// The runtime the command line's store reads run on (one thread, plus the blocking pool for
+/// SQLite).
+fn command_line_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
 fn run_report(args: &ReportArgs) -> Result<()> {
     let config = load_config(args.config.as_ref())?;
     let sources: Vec<String> = if args.db.is_empty() {
@@ -366,13 +370,28 @@ fn run_report(args: &ReportArgs) -> Result<()> {
         raw_days: config.store.raw_days,
     };
     let pseudonymizer = pseudonymizer(&config)?;
-    let mut dbs = sources.iter().map(|s| store::read::Reader::open(s, &config.store)).collect::<Result<Vec<_>, _>>()?;
-    let text = match args.format.plain() {
+    let limits = store::read::Limits::COMMAND_LINE;
+    let dbs = sources.iter().map(|s| store::read::Reader::open(s, &config.store, limits)).collect::<Result<_, _>>()?;
+    let text = command_line_runtime()?.block_on(report_text(args, &config, dbs, &filter, pseudonymizer, now))?;
+    print!("{text}");
+    Ok(())
+}
+
+/// The report `args` ask for, over `dbs`.
+async fn report_text(
+    args: &ReportArgs,
+    config: &Config,
+    mut dbs: Vec<store::read::Reader>,
+    filter: &report::Filter,
+    pseudonymizer: Option<store::Pseudonymizer>,
+    now: std::time::SystemTime,
+) -> Result<String> {
+    Ok(match args.format.plain() {
         Some(format) if args.shadow => {
-            render::shadow(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref())?, format)?
+            render::shadow(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref()).await?, format)?
         }
         Some(format) if args.device.is_some() => {
-            let timeline = report::timeline(&mut dbs, &filter, pseudonymizer.as_ref())?;
+            let timeline = report::timeline(&mut dbs, &filter, pseudonymizer.as_ref()).await?;
             if let Some(day) = &timeline.raw_from {
                 eprintln!(
                     "note: single attempts are kept store.raw_days ({} days); before {day} this device has only daily \
@@ -382,27 +401,24 @@ fn run_report(args: &ReportArgs) -> Result<()> {
             }
             render::timeline(&timeline.events, format)?
         }
-        Some(format) => render::summaries(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref())?, format)?,
+        Some(format) => {
+            render::summaries(&report::summaries(&mut dbs, &filter, pseudonymizer.as_ref()).await?, format)?
+        }
         None => {
             // The cases come from the console's database, when there is one.
             let console = config.console.state_path.as_ref().filter(|p| p.exists()).map(|p| {
                 rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                     .with_context(|| format!("opening {}", p.display()))
             });
-            let console = console.transpose()?;
-            board::render(
-                &mut dbs,
-                console.as_ref(),
-                &filter,
-                pseudonymizer.as_ref(),
-                args.with_identities,
-                now,
-                config.console.language,
-            )?
+            let all_cases = match console.transpose()? {
+                Some(db) => cases::list(&db, None)?,
+                None => Vec::new(),
+            };
+            let language = config.console.language;
+            board::render(&mut dbs, &all_cases, &filter, pseudonymizer.as_ref(), args.with_identities, now, language)
+                .await?
         }
-    };
-    print!("{text}");
-    Ok(())
+    })
 }
 
 fn pseudonymizer(config: &Config) -> Result<Option<store::Pseudonymizer>> {

@@ -112,8 +112,10 @@ async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out()
     let mut devices = 0;
     for _ in 0..100 {
         let config = nxguard::config::StoreConfig::default();
-        if let Ok(db) = nxguard::evidence::store::read::Reader::open(&store.display().to_string(), &config) {
-            let rows = nxguard::review::report::summaries(&mut [db], &Default::default(), None).unwrap_or_default();
+        let limits = nxguard::evidence::store::read::Limits::COMMAND_LINE;
+        if let Ok(db) = nxguard::evidence::store::read::Reader::open(&store.display().to_string(), &config, limits) {
+            let rows =
+                nxguard::review::report::summaries(&mut [db], &Default::default(), None).await.unwrap_or_default();
             devices = rows.iter().map(|r| r.device.as_str()).collect::<std::collections::BTreeSet<_>>().len();
         }
         if devices == 2 {

@@ -40,6 +40,15 @@ pub struct ConsoleConfig {
     pub verify_days: u32,
     /// Audit rows older than this are deleted (its own retention, apart from the store's).
     pub audit_retention_days: u32,
+    /// Each read of the attempt store (and each wait for one of its connections) is given up
+    /// after this long, and the page answers 503 "evidence store unreachable": a slow or down
+    /// database never holds a page open. 10 s is ten times the slowest page measured on a
+    /// 90-day store of 50 M attempts (benches/README.md).
+    pub store_timeout_ms: u64,
+    /// Connections the console keeps to the attempt store and to its own database, each: pages
+    /// beyond this wait their turn (bounded by `store_timeout_ms`). 4 serves a handful of
+    /// officers at once without taking many of PostgreSQL's connections.
+    pub store_connections: usize,
 }
 
 impl Default for ConsoleConfig {
@@ -55,6 +64,8 @@ impl Default for ConsoleConfig {
             lockout_mins: 15,
             verify_days: 7,
             audit_retention_days: 730,
+            store_timeout_ms: 10_000,
+            store_connections: 4,
         }
     }
 }
@@ -77,6 +88,12 @@ impl ConsoleConfig {
         }
         if !(30..=3650).contains(&self.audit_retention_days) {
             p.push(format!("console.audit_retention_days: {} is outside 30..=3650", self.audit_retention_days));
+        }
+        if !(100..=600_000).contains(&self.store_timeout_ms) {
+            p.push(format!("console.store_timeout_ms: {} is outside 100..=600000", self.store_timeout_ms));
+        }
+        if !(1..=64).contains(&self.store_connections) {
+            p.push(format!("console.store_connections: {} is outside 1..=64", self.store_connections));
         }
         p
     }

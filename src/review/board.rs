@@ -10,7 +10,6 @@
 use std::{collections::BTreeMap, time::SystemTime};
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use rusqlite::Connection;
 
 use super::{
     console::{
@@ -56,33 +55,30 @@ table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;p
 td.num,th.num{text-align:right}.chart{width:100%;max-width:720px}.chart .bar{fill:#0b5cad}.chart .axis{stroke:#d8dde6}\
 .chart .tick{font-size:10px;fill:#5b6677}.note{color:#5b6677}@media print{h2{break-after:avoid}section{break-inside:avoid}}";
 
-/// Writes the board report for `filter` (its since/until; app and owner narrow it).
-pub fn render(
+/// Writes the board report for `filter` (its since/until; app and owner narrow it), with
+/// `all_cases` (the console's, when there is one).
+pub async fn render(
     stores: &mut [Reader],
-    console: Option<&Connection>,
+    all_cases: &[cases::Case],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
     with_identities: bool,
     now: SystemTime,
     lang: Language,
 ) -> Result<String, ConsoleError> {
-    let rows = report::summaries(stores, filter, pseudonymizer)?;
+    let rows = report::summaries(stores, filter, pseudonymizer).await?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut by_app: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
     for s in &rows {
         by_app.entry(&s.app).or_default().push(s);
     }
-    let all_cases = match console {
-        Some(db) => cases::list(db, None)?,
-        None => Vec::new(),
-    };
     let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
     let count = |list: &[&Summary], a: &str| list.iter().filter(|s| s.assessment == a).count();
     let mut sections = Vec::new();
     for (app, list) in &by_app {
         let mut days: Vec<queries::Day> = Vec::new();
         for store in stores.iter_mut() {
-            for day in queries::daily(store, since, until, Some(app))? {
+            for day in queries::daily(store, since, until, Some(app)).await? {
                 match days.iter_mut().find(|d| d.day == day.day) {
                     // A device seen by two nodes is counted once per store: an upper bound.
                     Some(known) => {

@@ -174,7 +174,7 @@ fn time_text(ms: i64) -> String {
 /// The device keys `device` may mean in one store: itself or its pseudonym when rows carry
 /// that key (an index lookup), otherwise the keys of rows whose name, hostname, MAC or address
 /// is `device`.
-fn device_keys(
+async fn device_keys(
     db: &mut Reader,
     device: &str,
     pseudonymizer: Option<&Pseudonymizer>,
@@ -183,8 +183,8 @@ fn device_keys(
     keys.extend(pseudonymizer.map(|p| p.pseudonym(device)));
     for key in &keys {
         let p = [Param::Text(key.clone())];
-        if !db.rows("SELECT 1 FROM attempts WHERE device_key = ? LIMIT 1", &p)?.is_empty()
-            || !db.rows("SELECT 1 FROM rollups WHERE device_key = ? LIMIT 1", &p)?.is_empty()
+        if !db.rows("SELECT 1 FROM attempts WHERE device_key = ? LIMIT 1", &p).await?.is_empty()
+            || !db.rows("SELECT 1 FROM rollups WHERE device_key = ? LIMIT 1", &p).await?.is_empty()
         {
             return Ok(vec![key.clone()]);
         }
@@ -192,7 +192,7 @@ fn device_keys(
     let sql = "SELECT DISTINCT device_key FROM attempts WHERE lower(device) = lower(?) OR lower(hostname) = lower(?) \
                OR lower(mac) = lower(?) OR device_ip = ? ORDER BY device_key";
     let p = vec![Param::Text(device.to_string()); 4];
-    Ok(db.rows(sql, &p)?.iter().map(|r| r[0].string()).collect())
+    Ok(db.rows(sql, &p).await?.iter().map(|r| r[0].string()).collect())
 }
 
 /// The conditions beyond the time window, and their parameters.
@@ -334,7 +334,7 @@ impl Acc {
 }
 
 /// Per device and app, most recently seen first, over every store in `dbs`.
-pub fn summaries(
+pub async fn summaries(
     dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
@@ -343,14 +343,17 @@ pub fn summaries(
     let plan = plan(since, until, raw_from);
     let mut merged: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
     for db in dbs.iter_mut() {
-        let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+        let keys = match filter.device.as_deref() {
+            Some(device) => Some(device_keys(db, device, pseudonymizer).await?),
+            None => None,
+        };
         let (clause, values) = conditions(filter, keys.as_deref());
         let parts = plan.days.iter().map(|r| (FROM_ROLLUPS, r)).chain(plan.raw.iter().map(|r| (FROM_RAW, r)));
         for ((select, group), (from, to)) in parts {
             let sql = format!("{select}{clause}{group}");
             let mut params = vec![Param::Int(*from), Param::Int(*to)];
             params.extend(values.iter().cloned());
-            for row in db.rows(&sql, &params)? {
+            for row in db.rows(&sql, &params).await? {
                 merged.entry((row[0].string(), row[1].string(), row[2].string())).or_default().add(&row);
             }
         }
@@ -383,19 +386,19 @@ pub fn summaries(
         .collect();
     // The map's order is (device, app id, mode): the sort keeps it among equal last-seen times.
     out.sort_by_key(|s| std::cmp::Reverse(s.last_ms));
-    fill_sources(dbs, &mut out)?;
+    fill_sources(dbs, &mut out).await?;
     Ok(out)
 }
 
 /// Each device's identity source, from its latest raw attempt in any store: one index lookup
 /// per device shown (`attempts_device`), so the summary stays on the rollups.
-fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), ReportError> {
+async fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), ReportError> {
     let devices: BTreeSet<String> = summaries.iter().map(|s| s.device.clone()).collect();
     let mut sources: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for db in dbs.iter_mut() {
         for device in &devices {
             let sql = "SELECT ts_ms, identity_source FROM attempts WHERE device_key = ? ORDER BY ts_ms DESC LIMIT 1";
-            if let Some(row) = db.rows(sql, &[Param::Text(device.clone())])?.into_iter().next() {
+            if let Some(row) = db.rows(sql, &[Param::Text(device.clone())]).await?.into_iter().next() {
                 let latest = sources.entry(device.clone()).or_insert((i64::MIN, String::new()));
                 if row[0].int() > latest.0 {
                     *latest = (row[0].int(), row[1].string());
@@ -412,7 +415,7 @@ fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), Rep
 }
 
 /// Every attempt matching `filter`, most recent first, over every store in `dbs`.
-pub fn timeline(
+pub async fn timeline(
     dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
@@ -421,7 +424,10 @@ pub fn timeline(
     let mut rows: Vec<(i64, i64, usize, Event)> = Vec::new();
     let mut older = false;
     for (index, db) in dbs.iter_mut().enumerate() {
-        let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+        let keys = match filter.device.as_deref() {
+            Some(device) => Some(device_keys(db, device, pseudonymizer).await?),
+            None => None,
+        };
         let (clause, values) = conditions(filter, keys.as_deref());
         let sql = format!(
             "SELECT ts_ms, id, device_key, app_name, qname, qtype, kind, domain, matched_on, COALESCE(device_ip, ''), \
@@ -429,7 +435,7 @@ pub fn timeline(
         );
         let mut params = vec![Param::Int(since), Param::Int(until)];
         params.extend(values.iter().cloned());
-        for r in db.rows(&sql, &params)? {
+        for r in db.rows(&sql, &params).await? {
             let event = Event {
                 time: time_text(r[0].int()),
                 device: r[2].string(),
@@ -449,7 +455,7 @@ pub fn timeline(
             let sql = format!("SELECT 1 FROM rollups WHERE day >= ? AND day < ?{clause} LIMIT 1");
             let mut params = vec![Param::Int(day_floor(since)), Param::Int(day_floor(raw_from))];
             params.extend(values);
-            older |= !db.rows(&sql, &params)?.is_empty();
+            older |= !db.rows(&sql, &params).await?.is_empty();
         }
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(b.1.cmp(&a.1)));

@@ -34,9 +34,8 @@ pub async fn list(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup
     who.require(Role::Officer)?;
     let lang = c.language();
     let mut store = c.store()?;
-    let db = c.db();
-    cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
-    let all = cases::list(&db, None)?;
+    cases::refresh(&c, &mut store, c.now()).await?;
+    let all = c.state(|db| cases::list(db, None)).await?;
     let body = html! {
         table id="cases" {
             tr { th { "#" } th { (t(lang, "device")) } th { (t(lang, "app")) } th { (t(lang, "owner")) } th { (t(lang, "ticket")) } th { (t(lang, "state")) } th { (t(lang, "removed_on")) } th { (t(lang, "opened")) } }
@@ -107,10 +106,15 @@ pub async fn open(
     who.require(Role::Officer)?;
     who.check_csrf(&f.csrf)?;
     let now = c.now();
-    let db = c.db();
-    let id = cases::open(&db, f.device.trim(), f.app.trim(), f.owner.trim(), f.ticket.trim(), f.note.trim(), now)?;
-    let detail = format!("{} × {}; ticket {:?}", f.device.trim(), f.app.trim(), f.ticket.trim());
-    audit::by(&db, now, &who, "case open", &format!("case {id}"), &detail)?;
+    let id = c
+        .state(move |db| {
+            let id =
+                cases::open(db, f.device.trim(), f.app.trim(), f.owner.trim(), f.ticket.trim(), f.note.trim(), now)?;
+            let detail = format!("{} × {}; ticket {:?}", f.device.trim(), f.app.trim(), f.ticket.trim());
+            audit::by(db, now, &who, "case open", &format!("case {id}"), &detail)?;
+            Ok(id)
+        })
+        .await?;
     Ok(Redirect::to(&format!("/cases/{id}")).into_response())
 }
 
@@ -118,9 +122,8 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
     who.require(Role::Officer)?;
     let lang = c.language();
     let mut store = c.store()?;
-    let db = c.db();
-    cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
-    let k = cases::get(&db, id)?;
+    cases::refresh(&c, &mut store, c.now()).await?;
+    let k = c.state(move |db| cases::get(db, id)).await?;
     let today = &humantime::format_rfc3339_seconds(c.now()).to_string()[..10];
     let body = html! {
         table id="case" {
@@ -202,10 +205,12 @@ pub async fn update(
     who.check_csrf(&f.csrf)?;
     let now = c.now();
     let change = change(&f.action, &f.removed, f.ticket, &f.note, now)?;
-    let db = c.db();
-    let before = cases::get(&db, id)?.state;
-    let after = cases::update(&db, id, &change, now)?;
-    let detail = format!("{} -> {}; {}", before.as_str(), after.state.as_str(), f.action);
-    audit::by(&db, now, &who, "case update", &format!("case {id}"), &detail)?;
+    c.state(move |db| {
+        let before = cases::get(db, id)?.state;
+        let after = cases::update(db, id, &change, now)?;
+        let detail = format!("{} -> {}; {}", before.as_str(), after.state.as_str(), f.action);
+        audit::by(db, now, &who, "case update", &format!("case {id}"), &detail)
+    })
+    .await?;
     Ok(Redirect::to(&format!("/cases/{id}")).into_response())
 }

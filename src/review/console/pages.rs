@@ -66,27 +66,34 @@ pub async fn login(
 ) -> Result<Response, ConsoleError> {
     let address = auth::address(&parts);
     let now = c.now();
-    let db = c.db();
-    let outcome =
-        auth::check_password(&db, &form.user, &form.password, now, c.config.lockout_failures, c.config.lockout_mins)?;
-    let (action, role) = match &outcome {
-        Login::Ok(role) => ("login", role.as_str()),
-        Login::Wrong => ("login failed", ""),
-        Login::Locked => ("login locked", ""),
-    };
-    // A name typed at the sign-in form is kept short in the log (it may be anything).
-    let actor: String = form.user.chars().take(64).collect();
-    let record = audit::Record { actor: &actor, role, address: &address, action, target: "", detail: "" };
-    audit::record(&db, now, &record)?;
-    match outcome {
-        Login::Ok(_) => {
-            let (id, _) = auth::start_session(&db, &form.user, now)?;
+    let (max_failures, lock_mins) = (c.config.lockout_failures, c.config.lockout_mins);
+    let (outcome, session) = c
+        .state(move |db| {
+            let outcome = auth::check_password(db, &form.user, &form.password, now, max_failures, lock_mins)?;
+            let (action, role) = match &outcome {
+                Login::Ok(role) => ("login", role.as_str()),
+                Login::Wrong => ("login failed", ""),
+                Login::Locked => ("login locked", ""),
+            };
+            // A name typed at the sign-in form is kept short in the log (it may be anything).
+            let actor: String = form.user.chars().take(64).collect();
+            let record = audit::Record { actor: &actor, role, address: &address, action, target: "", detail: "" };
+            audit::record(db, now, &record)?;
+            let session = match outcome {
+                Login::Ok(_) => Some(auth::start_session(db, &form.user, now)?.0),
+                _ => None,
+            };
+            Ok((outcome, session))
+        })
+        .await?;
+    match (outcome, session) {
+        (Login::Ok(_), Some(id)) => {
             let secure = if c.secure_cookie { "; Secure" } else { "" };
             let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
             Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
         }
-        Login::Wrong => Ok(Redirect::to("/login?error=wrong").into_response()),
-        Login::Locked => Ok(Redirect::to("/login?error=locked").into_response()),
+        (Login::Locked, _) => Ok(Redirect::to("/login?error=locked").into_response()),
+        _ => Ok(Redirect::to("/login?error=wrong").into_response()),
     }
 }
 
@@ -103,11 +110,14 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     who.check_csrf(&form.csrf)?;
-    let db = c.db();
-    if let Some(id) = auth::cookie(&parts, COOKIE) {
-        auth::end_session(&db, id)?;
-    }
-    audit::by(&db, c.now(), &who, "logout", "", "")?;
+    let (id, now) = (auth::cookie(&parts, COOKIE).map(String::from), c.now());
+    c.state(move |db| {
+        if let Some(id) = id {
+            auth::end_session(db, &id)?;
+        }
+        audit::by(db, now, &who, "logout", "", "")
+    })
+    .await?;
     let secure = if c.secure_cookie { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
@@ -139,14 +149,11 @@ pub async fn overview(
         filter.owner = None;
     }
     let mut store = c.store()?;
-    let rows = c.summaries(&mut store, &filter)?;
+    let rows = c.summaries(&mut store, &filter).await?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let days = queries::daily(&mut store, since, until, filter.app.as_deref())?;
-    let all_cases = {
-        let db = c.db();
-        cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), now, c.config.verify_days)?;
-        cases::list(&db, None)?
-    };
+    let days = queries::daily(&mut store, since, until, filter.app.as_deref()).await?;
+    cases::refresh(&c, &mut store, now).await?;
+    let all_cases = c.state(|db| cases::list(db, None)).await?;
     let mut by_app: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
     for s in &rows {
         let column = match s.assessment {
@@ -234,7 +241,7 @@ pub async fn devices(
         filter.owner = None;
     }
     let mut store = c.store()?;
-    let rows = c.summaries(&mut store, &filter)?;
+    let rows = c.summaries(&mut store, &filter).await?;
     let mask = |d: &str| c.masked(d);
     let rows = view.apply(rows, if officer { None } else { Some(&mask) });
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
@@ -288,18 +295,22 @@ pub async fn device(
     let filter = c.filter(&view)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut store = c.store()?;
-    let sources = queries::identity_sources(&mut store, &key)?;
-    let lanes = queries::device_daily(&mut store, &key, since, until)?;
+    let sources = queries::identity_sources(&mut store, &key).await?;
+    let lanes = queries::device_daily(&mut store, &key, since, until).await?;
     let hits = report::timeline(
         std::slice::from_mut(&mut store),
         &report::Filter { owner: None, ..filter },
         c.pseudonymizer.as_ref(),
-    )?
+    )
+    .await?
     .events;
     let device_cases = {
-        let db = c.db();
-        audit::by(&db, now, &who, "view device", &key, &format!("since {}", view.since_text()))?;
-        cases::list(&db, Some(&key))?
+        let (who, key, detail) = (who.clone(), key.clone(), format!("since {}", view.since_text()));
+        c.state(move |db| {
+            audit::by(db, now, &who, "view device", &key, &detail)?;
+            cases::list(db, Some(&key))
+        })
+        .await?
     };
     let apps: Vec<&str> = {
         let mut apps: Vec<&str> = lanes.iter().map(|(a, _, _)| a.as_str()).collect();
@@ -347,9 +358,13 @@ pub async fn device(
 pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
     who.require(Role::Admin)?;
     let lang = c.language();
-    let db = c.db();
-    audit::by(&db, c.now(), &who, "view audit", "", "")?;
-    let entries = audit::list(&db, 500)?;
+    let (actor, now) = (who.clone(), c.now());
+    let entries = c
+        .state(move |db| {
+            audit::by(db, now, &actor, "view audit", "", "")?;
+            audit::list(db, 500)
+        })
+        .await?;
     let body = html! {
         p { a href="/export/audit.csv" { (t(lang, "export_csv")) } }
         table id="audit" {
@@ -367,8 +382,8 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
     who.require(Role::Admin)?;
     let lang = c.language();
     let now = c.now();
-    let db = c.db();
-    let (users, tokens) = (auth::accounts(&db, false, now)?, auth::accounts(&db, true, now)?);
+    let (users, tokens) =
+        c.state(move |db| Ok((auth::accounts(db, false, now)?, auth::accounts(db, true, now)?))).await?;
     let table = |id: &str, rows: &[auth::Account]| {
         html! {
             table id=(id) {

@@ -103,6 +103,14 @@ pub fn open(path: &Path, audit_retention_days: u32) -> Result<(Connection, [u8; 
     Ok((db, secret))
 }
 
+/// One more connection to the console database (created by `open`): the pool's opener.
+pub fn connect(path: &Path) -> Result<Connection, ConsoleError> {
+    let fail = |source| ConsoleError::State { path: path.into(), source };
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
+    db.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
+    Ok(db)
+}
+
 /// Deletes audit rows older than the retention (the trigger refuses younger ones).
 pub fn purge_audit(db: &Connection, now: SystemTime, retention_days: u32) -> Result<usize, rusqlite::Error> {
     let cutoff = millis(now) - i64::from(retention_days) * 86_400_000;
