@@ -20,7 +20,7 @@ use super::{
         queries::{self, DAY_MS},
         svg,
     },
-    report::{self, Filter, Summary},
+    report::{self, Assessment, Filter, Summary},
 };
 use crate::{
     config::Language,
@@ -73,7 +73,7 @@ pub async fn render(
         by_app.entry(&s.app).or_default().push(s);
     }
     let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
-    let count = |list: &[&Summary], a: &str| list.iter().filter(|s| s.assessment == a).count();
+    let count = |list: &[&Summary], a: Assessment| list.iter().filter(|s| s.assessment == a).count();
     let mut sections = Vec::new();
     for (app, list) in &by_app {
         let mut days: Vec<queries::Day> = Vec::new();
@@ -105,9 +105,7 @@ pub async fn render(
                 table {
                     tr { th { (t(lang, "likely")) } th { (t(lang, "possibly")) } th { (t(lang, "link")) } th { (t(lang, "attempts")) } }
                     tr {
-                        td.num { (count(list, "app likely installed")) }
-                        td.num { (count(list, "app possibly installed")) }
-                        td.num { (count(list, "link or embedded content")) }
+                        @for a in Assessment::ALL { td.num { (count(list, a)) } }
                         td.num { (list.iter().map(|s| s.attempts).sum::<u64>()) }
                     }
                 }

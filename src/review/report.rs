@@ -118,7 +118,7 @@ pub struct Summary {
     pub backend_days: u64,
     pub first_seen: String,
     pub last_seen: String,
-    pub assessment: &'static str,
+    pub assessment: Assessment,
     /// The nodes that saw these attempts (shown when the rows come from more than one node).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub nodes: String,
@@ -158,11 +158,50 @@ pub struct Timeline {
     pub raw_from: Option<String>,
 }
 
-fn assessment(backend_days: u64) -> &'static str {
+/// How sure the evidence is that a device has the app installed. Written in reports (CSV,
+/// JSON, table) as its English text; pages and the board show it in their language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Assessment {
+    #[serde(rename = "app likely installed")]
+    LikelyInstalled,
+    #[serde(rename = "app possibly installed")]
+    PossiblyInstalled,
+    #[serde(rename = "link or embedded content")]
+    LinkOrEmbedded,
+}
+
+impl Assessment {
+    pub const ALL: [Assessment; 3] =
+        [Assessment::LikelyInstalled, Assessment::PossiblyInstalled, Assessment::LinkOrEmbedded];
+
+    /// The report's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assessment::LikelyInstalled => "app likely installed",
+            Assessment::PossiblyInstalled => "app possibly installed",
+            Assessment::LinkOrEmbedded => "link or embedded content",
+        }
+    }
+
+    /// The short key the console uses in URLs and for its texts (`likely`, `possibly`, `link`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Assessment::LikelyInstalled => "likely",
+            Assessment::PossiblyInstalled => "possibly",
+            Assessment::LinkOrEmbedded => "link",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Assessment> {
+        Assessment::ALL.into_iter().find(|a| a.key() == key)
+    }
+}
+
+fn assessment(backend_days: u64) -> Assessment {
     match backend_days {
-        0 => "link or embedded content",
-        1 => "app possibly installed",
-        _ => "app likely installed",
+        0 => Assessment::LinkOrEmbedded,
+        1 => Assessment::PossiblyInstalled,
+        _ => Assessment::LikelyInstalled,
     }
 }
 
@@ -491,9 +530,13 @@ mod tests {
 
     #[test]
     fn assessment_follows_backend_days() {
-        assert_eq!(assessment(0), "link or embedded content");
-        assert_eq!(assessment(1), "app possibly installed");
-        assert_eq!(assessment(3), "app likely installed");
+        assert_eq!(assessment(0), Assessment::LinkOrEmbedded);
+        assert_eq!(assessment(1), Assessment::PossiblyInstalled);
+        assert_eq!(assessment(3), Assessment::LikelyInstalled);
+        for a in Assessment::ALL {
+            assert_eq!(Assessment::from_key(a.key()), Some(a));
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("{:?}", a.as_str()));
+        }
     }
 
     #[test]

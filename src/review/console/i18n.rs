@@ -1,6 +1,6 @@
 //! The console's words in Dutch and English (`console.language`, default Dutch).
 
-use crate::config::Language;
+use crate::{config::Language, review::report::Assessment};
 
 /// (key, Dutch, English).
 const TEXTS: &[(&str, &str, &str)] = &[
@@ -143,12 +143,8 @@ pub fn t(language: Language, key: &'static str) -> &'static str {
 }
 
 /// The words for one of `report`'s assessments.
-pub fn assessment(language: Language, assessment: &str) -> &'static str {
-    match assessment {
-        "app likely installed" => t(language, "likely"),
-        "app possibly installed" => t(language, "possibly"),
-        _ => t(language, "link"),
-    }
+pub fn assessment(language: Language, assessment: Assessment) -> &'static str {
+    t(language, assessment.key())
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ use super::{
     queries::{self, DAY_MS},
     svg,
 };
-use crate::{evidence::store::millis, review::report};
+use crate::{
+    evidence::store::millis,
+    review::report::{self, Assessment},
+};
 
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {
@@ -156,17 +159,12 @@ pub async fn overview(
     let all_cases = c.state(|db| cases::list(db, None)).await?;
     let mut by_app: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
     for s in &rows {
-        let column = match s.assessment {
-            "app likely installed" => 0,
-            "app possibly installed" => 1,
-            _ => 2,
-        };
-        by_app.entry(&s.app).or_default()[column] += 1;
+        by_app.entry(&s.app).or_default()[s.assessment as usize] += 1;
     }
     let has_case =
         |s: &report::Summary| all_cases.iter().any(|k| k.device == s.device && k.app == s.app && k.state.is_active());
     let to_act: Vec<&report::Summary> =
-        rows.iter().filter(|s| s.assessment == "app likely installed" && !has_case(s)).collect();
+        rows.iter().filter(|s| s.assessment == Assessment::LikelyInstalled && !has_case(s)).collect();
     let recurred: Vec<&cases::Case> = all_cases.iter().filter(|k| k.state == CaseState::Recurred).collect();
     let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.attempts)).collect();
     let body = html! {
@@ -191,7 +189,7 @@ pub async fn overview(
                     tr {
                         td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
                         td { (s.app) } td.num { (s.attempts) } td { (s.last_seen) }
-                        td class=[(s.assessment == "app likely installed").then_some("likely")] { (assessment(lang, s.assessment)) }
+                        td class=[(s.assessment == Assessment::LikelyInstalled).then_some("likely")] { (assessment(lang, s.assessment)) }
                     }
                 }
             }
@@ -263,7 +261,7 @@ pub async fn devices(
                     @if officer { td { (s.owner) } }
                     td { (s.app) } td.num { (s.attempts) } td.num { (s.domains) } td.num { (s.days) }
                     td { (s.first_seen) } td { (s.last_seen) }
-                    td class=[(s.assessment == "app likely installed").then_some("likely")] { (assessment(lang, s.assessment)) }
+                    td class=[(s.assessment == Assessment::LikelyInstalled).then_some("likely")] { (assessment(lang, s.assessment)) }
                     @if officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
                 }
             }
