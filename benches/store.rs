@@ -8,7 +8,7 @@
 //! `cargo bench --bench store` writes 1 000 000 attempts and a 90 × 500 × 11 history (set
 //! ATTEMPTS, DEVICES, DAYS to change). Under `cargo test` it runs once on small sizes.
 
-#[path = "../tests/common/pg.rs"]
+#[path = "../tests/it/common/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 

@@ -2,6 +2,7 @@
 //! `nxguard::attempt` target, with every field. (Own test binary: it installs a global
 //! subscriber.)
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::{

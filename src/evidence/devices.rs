@@ -98,13 +98,22 @@ impl Identity {
         Identity { ip, mac: None, hostname: None, device: None, owner: None, source: Source::Unknown }
     }
 
-    /// The name a report groups by: inventory name, else hostname, else MAC, else address.
+    /// The name a report groups by: inventory name, else MAC, else the PTR name (`rdns`, from
+    /// the network's own DNS), else address. A DHCP hostname is never a key: the device picks it
+    /// itself, so a phone calling itself `LT-0517` would be merged into that inventory device
+    /// and change its owner's rating. The hostname stays in `hostname`, shown as the device's
+    /// claim; the inventory matches by MAC or address only (`Snapshot::identify`).
     pub fn key(&self) -> String {
-        self.device
-            .clone()
-            .or_else(|| self.hostname.clone())
-            .or_else(|| self.mac.clone())
-            .unwrap_or(self.ip.to_string())
+        if let Some(device) = &self.device {
+            return device.clone();
+        }
+        if let Some(mac) = &self.mac {
+            return mac.clone();
+        }
+        match (&self.hostname, self.source) {
+            (Some(ptr_name), Source::Rdns) => ptr_name.clone(),
+            _ => self.ip.to_string(),
+        }
     }
 }
 
@@ -427,6 +436,19 @@ ips = ["10.30.0.0/24"]
         assert_eq!(id.hostname.as_deref(), Some("laptop-x"));
         let id = s.identify("192.0.2.1".parse().unwrap(), EdnsIdentity::default());
         assert_eq!((id.source, id.key()), (Source::Unknown, "192.0.2.1".to_string()));
+    }
+
+    #[test]
+    fn a_dhcp_hostname_is_a_claim_never_the_inventory_device_or_its_key() {
+        // A device not in the inventory names itself after one that is.
+        let s = snapshot(&parse_dnsmasq_leases("1700000000 02:00:00:00:00:66 10.20.9.66 LT-0423 *\n"));
+        let id = s.identify("10.20.9.66".parse().unwrap(), EdnsIdentity::default());
+        assert_eq!((id.device.as_deref(), id.owner.as_deref(), id.source), (None, None, Source::Dhcp));
+        assert_eq!(id.hostname.as_deref(), Some("LT-0423"), "kept, as the device's claim");
+        assert_eq!(id.key(), "02:00:00:00:00:66");
+        // Without a MAC in the lease, the address is the key.
+        let s = snapshot(&[("10.20.9.67".parse().unwrap(), Lease { mac: None, hostname: Some("LT-0423".into()) })]);
+        assert_eq!(s.identify("10.20.9.67".parse().unwrap(), EdnsIdentity::default()).key(), "10.20.9.67");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Owns: parsing and checking list files, and the copies of the shipped lists compiled into
 //! the binary. Does not own: matching (see `matcher`).
 
-use std::{collections::HashSet, fmt, path::Path};
+use std::{collections::HashMap, fmt, path::Path};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -296,7 +296,8 @@ pub fn lint(list: &AppList, origin: &str) -> Vec<ListError> {
             fail(pair[1].line, format!("{} is out of order or repeated", pair[1].domain));
         }
     }
-    let suffix_entries: HashSet<&str> = list.entries.iter().filter(|e| !e.exact).map(|e| e.domain.as_str()).collect();
+    let suffix_entries: HashMap<&str, Kind> =
+        list.entries.iter().filter(|e| !e.exact).map(|e| (e.domain.as_str(), e.kind)).collect();
     for entry in &list.entries {
         if entry.kind == Kind::Unspecified {
             fail(entry.line, format!("{} has no kind", entry.domain));
@@ -309,7 +310,9 @@ pub fn lint(list: &AppList, origin: &str) -> Vec<ListError> {
                 fail(entry.line, format!("source {source:?} has no @source line"));
             }
         }
-        let covered = parents(&entry.domain).find(|parent| suffix_entries.contains(parent));
+        // A narrower entry of another kind is not redundant: it says what the host is for
+        // (`thtk.temu.com telemetry` under `temu.com web`), and the matcher takes the most specific.
+        let covered = parents(&entry.domain).find(|parent| suffix_entries.get(parent) == Some(&entry.kind));
         if let Some(parent) = covered {
             fail(entry.line, format!("{} is already blocked by {parent}", entry.domain));
         }
@@ -378,11 +381,12 @@ mod tests {
     #[test]
     fn lint_catches_order_duplicates_and_covered_entries() {
         let text = "@app X\n@vendor Y\n@source s z\nb.example api # s: n\na.example api # s: n\n\
-                    x.b.example api # s: n\nc.example # t: n\n";
+                    x.b.example api # s: n\ny.b.example telemetry # s: n\nc.example # t: n\n";
         let list = parse("x", text, "x.txt").unwrap();
         let problems: Vec<_> = lint(&list, "x.txt").iter().map(|p| p.problem.clone()).collect();
         assert!(problems.iter().any(|p| p.contains("a.example is out of order")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("x.b.example is already blocked by b.example")));
+        assert!(!problems.iter().any(|p| p.contains("y.b.example")), "another kind refines: {problems:?}");
         assert!(problems.iter().any(|p| p.contains("c.example has no kind")));
         assert!(problems.iter().any(|p| p.contains("source \"t\" has no @source line")));
     }

@@ -13,8 +13,10 @@
 //!
 //! The assessment: hits on an app's API or telemetry domains come from the app itself, so a
 //! device that makes them on two or more days very likely has the app installed; on one day,
-//! possibly. A device with only web, CDN or alias hits probably followed a link or loaded an
-//! embedded video. Days are UTC days. Only enforced attempts count unless the filter asks for
+//! possibly. Without them, the pattern decides (`pattern_assessment`): at least 20 attempts a
+//! day on average over 5 or more days reads as likely installed, over 2 to 4 days as possibly;
+//! less reads as a followed link or an embedded video. The stronger reading wins. Days are
+//! UTC days. Only enforced attempts count unless the filter asks for
 //! log-only ones; a `mode` column appears when it does, a `nodes` column when more than one
 //! node wrote the rows shown.
 
@@ -197,11 +199,41 @@ impl Assessment {
     }
 }
 
-fn assessment(backend_days: u64) -> Assessment {
-    match backend_days {
-        0 => Assessment::LinkOrEmbedded,
-        1 => Assessment::PossiblyInstalled,
-        _ => Assessment::LikelyInstalled,
+const LINK: Assessment = Assessment::LinkOrEmbedded;
+const POSSIBLY: Assessment = Assessment::PossiblyInstalled;
+const LIKELY: Assessment = Assessment::LikelyInstalled;
+
+/// The stronger of the two readings: the days with API or telemetry hits, and the pattern.
+fn assessment(backend_days: u64, days: u64, attempts: u64) -> Assessment {
+    let by_backend = match backend_days {
+        0 => LINK,
+        1 => POSSIBLY,
+        _ => LIKELY,
+    };
+    // The variants are ordered strongest first.
+    pattern_assessment(days, attempts).map_or(by_backend, |pattern| pattern.min(by_backend))
+}
+
+/// Days a device must show the pattern on for "likely installed" without a backend hit.
+pub const PATTERN_LIKELY_DAYS: u64 = 5;
+/// Days for "possibly installed" without a backend hit.
+pub const PATTERN_POSSIBLY_DAYS: u64 = 2;
+/// Attempts per day seen, on average, that make the pattern.
+pub const PATTERN_ATTEMPTS_PER_DAY: u64 = 20;
+
+/// The reading of a pattern without API or telemetry hits (a list that has none, or hosts its
+/// list lacks): an installed app asks for its hosts in the background all day, every day it
+/// is on, and keeps retrying a blocked name, while a clicked link or an embedded video asks a
+/// few times when a page is opened. So many days ([`PATTERN_LIKELY_DAYS`]) at many attempts per
+/// day ([`PATTERN_ATTEMPTS_PER_DAY`] on average) reads as installed; a few days at that rate as
+/// possibly installed; anything less says nothing beyond a link.
+fn pattern_assessment(days: u64, attempts: u64) -> Option<Assessment> {
+    let steady = days > 0 && attempts >= days.saturating_mul(PATTERN_ATTEMPTS_PER_DAY);
+    match days {
+        _ if !steady => None,
+        d if d >= PATTERN_LIKELY_DAYS => Some(LIKELY),
+        d if d >= PATTERN_POSSIBLY_DAYS => Some(POSSIBLY),
+        _ => None,
     }
 }
 
@@ -403,19 +435,20 @@ pub async fn summaries(
     let mut out: Vec<Summary> = merged
         .into_iter()
         .map(|((device, _, mode), acc)| {
-            let backend_days = acc.backend_days.len() as u64;
+            let (backend_days, days) = (acc.backend_days.len() as u64, acc.days.len() as u64);
+            let attempts = acc.attempts.max(0) as u64;
             Summary {
                 device,
                 owner: acc.owner.unwrap_or_default(),
                 source: String::new(),
                 app: acc.app_name,
-                attempts: acc.attempts.max(0) as u64,
+                attempts,
                 domains: acc.domains.len() as u64,
-                days: acc.days.len() as u64,
+                days,
                 backend_days,
                 first_seen: time_text(acc.first),
                 last_seen: time_text(acc.last),
-                assessment: assessment(backend_days),
+                assessment: assessment(backend_days, days, attempts),
                 nodes: if show_nodes { acc.nodes.into_iter().collect::<Vec<_>>().join(" ") } else { String::new() },
                 mode: if show_mode { mode } else { String::new() },
                 names: acc.domains.into_iter().collect(),
@@ -530,13 +563,30 @@ mod tests {
 
     #[test]
     fn assessment_follows_backend_days() {
-        assert_eq!(assessment(0), Assessment::LinkOrEmbedded);
-        assert_eq!(assessment(1), Assessment::PossiblyInstalled);
-        assert_eq!(assessment(3), Assessment::LikelyInstalled);
+        assert_eq!(assessment(0, 1, 1), Assessment::LinkOrEmbedded);
+        assert_eq!(assessment(1, 1, 1), Assessment::PossiblyInstalled);
+        assert_eq!(assessment(3, 3, 3), Assessment::LikelyInstalled);
         for a in Assessment::ALL {
             assert_eq!(Assessment::from_key(a.key()), Some(a));
             assert_eq!(serde_json::to_string(&a).unwrap(), format!("{:?}", a.as_str()));
         }
+    }
+
+    #[test]
+    fn a_steady_pattern_without_backend_hits_reads_as_installed() {
+        // The CISO trial's Temu phone: 2,261 attempts over 26 days, no API hit.
+        assert_eq!(assessment(0, 26, 2_261), LIKELY);
+        assert_eq!(assessment(0, PATTERN_LIKELY_DAYS, PATTERN_LIKELY_DAYS * PATTERN_ATTEMPTS_PER_DAY), LIKELY);
+        assert_eq!(assessment(0, 2, 2 * PATTERN_ATTEMPTS_PER_DAY), POSSIBLY);
+        // Many attempts on one day: a page opened again and again, not an app.
+        assert_eq!(assessment(0, 1, 500), LINK);
+        // An embedded video on a news site read every day: many days, few attempts each.
+        assert_eq!(assessment(0, 30, 90), LINK);
+        assert_eq!(assessment(0, 5, 5 * PATTERN_ATTEMPTS_PER_DAY - 1), LINK);
+        // The pattern only ever raises the reading.
+        assert_eq!(assessment(1, 26, 2_261), LIKELY);
+        assert_eq!(assessment(2, 2, 2), LIKELY);
+        assert_eq!(assessment(0, 0, 0), LINK);
     }
 
     #[test]

@@ -63,8 +63,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("board_title", "Verboden apps op het netwerk", "Banned apps on the network"),
     (
         "board_intro",
-        "Apparaten die een verboden app probeerden te bereiken, naar hoe zeker het bewijs is: treffers op API- of telemetriedomeinen op twee of meer dagen betekenen dat de app zeer waarschijnlijk is geïnstalleerd; op één dag mogelijk; alleen web- en CDN-treffers wijzen meestal op een link of ingesloten video.",
-        "Devices that tried to reach a banned app, by how sure the evidence is: API or telemetry hits on two or more days mean the app is very likely installed; on one day, possibly; web and CDN hits alone usually mean a link or embedded video.",
+        "Apparaten die een verboden app probeerden te bereiken, naar hoe zeker het bewijs is: treffers op API- of telemetriedomeinen op twee of meer dagen betekenen dat de app zeer waarschijnlijk is geïnstalleerd; op één dag mogelijk; alleen web- en CDN-treffers wijzen meestal op een link of ingesloten video, tenzij ze dagenlang met 20 of meer per dag komen (dan telt het patroon).",
+        "Devices that tried to reach a banned app, by how sure the evidence is: API or telemetry hits on two or more days mean the app is very likely installed; on one day, possibly; web and CDN hits alone usually mean a link or embedded video, unless they come 20 or more a day for days (then the pattern counts).",
     ),
     (
         "board_named",
@@ -93,7 +93,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("open_case", "Zaak openen", "Open a case"),
     ("export_csv", "Exporteren (CSV)", "Export (CSV)"),
     ("identity", "Identiteit en bronnen", "Identity and its sources"),
-    ("hostname", "Hostnaam", "Hostname"),
+    ("hostname", "Hostnaam (opgegeven door het apparaat)", "Hostname (as the device claims it)"),
     ("mac", "MAC", "MAC"),
     ("address", "Adres", "Address"),
     ("source", "Bron", "Source"),

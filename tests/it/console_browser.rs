@@ -1,0 +1,258 @@
+//! The console in a real browser: Debian's chromium, headless, driven over WebDriver
+//! (chromedriver + fantoccini). `nxguard serve` records real blocked queries from 127.0.0.1 and
+//! 127.0.0.2 into its store; `nxguard console` serves them; the browser signs in, sees both
+//! devices on the overview, opens a device page, opens a case, exports CSV and signs out.
+//! Screenshots go to target/console-screenshots/; the overview and device page are copied to
+//! tests/screenshots/ for the README (when missing, or with `UPDATE_SCREENSHOTS=1`).
+//!
+//! Needs /usr/bin/chromium and /usr/bin/chromedriver (`apt-get install chromium
+//! chromium-driver`; `.ci/run` installs them). Without them the test fails, never skips.
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::common::*;
+use fantoccini::{ClientBuilder, Locator};
+use hickory_proto::rr::RecordType;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const PASSWORD: &str = "browser test password";
+
+/// Processes this test started, stopped by PID when it ends (also on failure).
+struct Started(Vec<Child>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on port {port}");
+}
+
+/// A GET with the browser's session cookie, over plain HTTP/1.1: the body.
+fn http_get(port: u16, path: &str, cookie: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+fn save(path: &Path, png: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, png).unwrap();
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The README's screenshot under tests/screenshots/: written when missing or with `UPDATE_SCREENSHOTS=1`,
+/// so that a test run does not rewrite committed images.
+fn save_for_readme(name: &str, png: &[u8]) {
+    let path = repo(&format!("tests/screenshots/{name}"));
+    if !path.exists() || std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        save(&path, png);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out() {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(Path::new(tool).exists(), "{tool} is missing: apt-get install chromium chromium-driver");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let (dns_port, console_port, driver_port) = (free_port(), free_port(), free_port());
+    let store = dir.path().join("attempts.sqlite");
+    let extra = format!(
+        "[store]\npath = \"{}\"\nflush_interval_ms = 50\n[console]\nlisten = \"127.0.0.1:{console_port}\"\n\
+         state_path = \"{}\"\n",
+        store.display(),
+        dir.path().join("console.sqlite").display()
+    );
+    let config = dir.path().join("nxguard.toml");
+    std::fs::write(&config, serve_config(dns_port, upstream.addr, &extra)).unwrap();
+    let mut started = Started(vec![spawn_serve(&config)]);
+    let dns = SocketAddr::from(([127, 0, 0, 1], dns_port));
+    wait_until_serving(dns).await;
+
+    // Real blocked queries from two loopback addresses, over UDP.
+    let asks = [
+        (Ipv4Addr::new(127, 0, 0, 1), "api.byteintlapi.com."),
+        (Ipv4Addr::new(127, 0, 0, 1), "www.tiktok.com."),
+        (Ipv4Addr::new(127, 0, 0, 2), "temu.com."),
+        (Ipv4Addr::new(127, 0, 0, 2), "www.tiktok.com."),
+    ];
+    for (from, name) in asks {
+        let bytes = query(name, RecordType::A, true).to_vec().unwrap();
+        let reply = udp_exchange_raw(dns, IpAddr::V4(from), &bytes, Duration::from_secs(2)).await;
+        assert!(reply.is_some(), "no answer to {name} from {from}");
+    }
+    let mut devices = 0;
+    for _ in 0..100 {
+        let config = nxguard::config::StoreConfig::default();
+        let limits = nxguard::evidence::store::read::Limits::COMMAND_LINE;
+        if let Ok(db) = nxguard::evidence::store::read::Reader::open(&store.display().to_string(), &config, limits) {
+            let rows =
+                nxguard::review::report::summaries(&mut [db], &Default::default(), None).await.unwrap_or_default();
+            devices = rows.iter().map(|r| r.device.as_str()).collect::<std::collections::BTreeSet<_>>().len();
+        }
+        if devices == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(devices, 2, "the store did not record both devices");
+
+    let mut add = Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["console", "user", "add", "ciso", "--role", "officer", "--password-stdin", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    assert!(add.wait().unwrap().success(), "console user add failed");
+    started.0.push(
+        Command::new(env!("CARGO_BIN_EXE_nxguard"))
+            .args(["console", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(console_port, "nxguard console");
+    started.0.push(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(driver_port, "chromedriver");
+
+    let profile = dir.path().join("chromium-profile");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("chromedriver session");
+    let base = format!("http://127.0.0.1:{console_port}");
+    let result = drive(&browser, &base, console_port).await;
+    let _ = browser.close().await;
+    drop(started);
+    result.unwrap();
+}
+
+/// The text of element `id` once it reads `expected`, or its last text after 10 s. A click that
+/// loads a new page leaves the old page's element in the browser for a moment; reading it then
+/// gives the old text, or fails as stale, so both are read again.
+async fn text_once(
+    browser: &fantoccini::Client,
+    id: &str,
+    expected: &str,
+) -> Result<String, fantoccini::error::CmdError> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(element) = browser.find(Locator::Id(id)).await
+            && let Ok(text) = element.text().await
+        {
+            if text == expected {
+                return Ok(text);
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(last)
+}
+
+async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> Result<(), fantoccini::error::CmdError> {
+    let shots = repo("target/console-screenshots");
+    // Any page without a session lands on the sign-in form.
+    browser.goto(&format!("{base}/devices")).await?;
+    assert!(browser.current_url().await?.path().ends_with("/login"));
+    browser.find(Locator::Id("user")).await?.send_keys("ciso").await?;
+    browser.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+    browser.find(Locator::Id("login")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("recent")).await?;
+    assert_eq!(browser.current_url().await?.path(), "/");
+    let overview = browser.find(Locator::Id("recent")).await?.text().await?;
+    assert!(overview.contains("127.0.0.1") && overview.contains("127.0.0.2"), "{overview}");
+    let png = browser.screenshot().await?;
+    save(&shots.join("overview.png"), &png);
+    save_for_readme("console-overview.png", &png);
+
+    browser.find(Locator::Css("#recent a[href^='/device?device=127.0.0.1&']")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("hits")).await?;
+    let hits = browser.find(Locator::Id("hits")).await?.text().await?;
+    assert!(hits.contains("api.byteintlapi.com") && hits.contains("www.tiktok.com"), "{hits}");
+    assert!(!hits.contains("temu.com"), "another device's hit on this device's page: {hits}");
+    let png = browser.screenshot().await?;
+    save(&shots.join("device.png"), &png);
+    save_for_readme("console-device.png", &png);
+
+    browser.find(Locator::Css("a.open-case")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("ticket")).await?.send_keys("INC-4711").await?;
+    browser.find(Locator::Id("note")).await?.send_keys("Asked the owner to remove TikTok").await?;
+    browser.find(Locator::Id("open-case")).await?.click().await?;
+    let state = browser.wait().for_element(Locator::Id("case-state")).await?.text().await?;
+    assert_eq!(state, "open");
+    browser.find(Locator::Id("request-removal")).await?.click().await?;
+    // The page before the click has a case state too: wait for the new page's.
+    let state = text_once(browser, "case-state", "verwijdering aangevraagd").await?;
+    assert_eq!(state, "verwijdering aangevraagd");
+    save(&shots.join("case.png"), &browser.screenshot().await?);
+
+    // The export link of the devices page, fetched with the browser's own session.
+    browser.goto(&format!("{base}/devices?since=7d")).await?;
+    let href = browser.find(Locator::Id("export")).await?.attr("href").await?.expect("export link");
+    let cookie = browser.get_named_cookie("nxguard_session").await?;
+    let (head, csv) = http_get(console_port, &href, &format!("nxguard_session={}", cookie.value()));
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/csv"), "{head}");
+    assert!(csv.starts_with("device,owner,source,app,attempts,"), "{csv}");
+    assert!(
+        csv.lines().any(|l| l.starts_with("127.0.0.1,")) && csv.lines().any(|l| l.starts_with("127.0.0.2,")),
+        "{csv}"
+    );
+
+    browser.find(Locator::Id("logout")).await?.click().await?;
+    browser.wait().for_element(Locator::Id("login")).await?;
+    assert!(browser.current_url().await?.path().ends_with("/login"));
+    browser.goto(&format!("{base}/")).await?;
+    assert!(browser.current_url().await?.path().ends_with("/login"), "the session survived sign-out");
+    Ok(())
+}
