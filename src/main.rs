@@ -414,8 +414,8 @@ async fn report_text(
                 Some(db) => cases::list(&db, None)?,
                 None => Vec::new(),
             };
-            let language = config.console.language;
-            board::render(&mut dbs, &all_cases, &filter, pseudonymizer.as_ref(), args.with_identities, now, language)
+            let console = &config.console;
+            board::render(&mut dbs, &all_cases, &filter, pseudonymizer.as_ref(), args.with_identities, now, console)
                 .await?
         }
     })

@@ -49,6 +49,10 @@ pub struct ConsoleConfig {
     /// beyond this wait their turn (bounded by `store_timeout_ms`). 4 serves a handful of
     /// officers at once without taking many of PostgreSQL's connections.
     pub store_connections: usize,
+    /// The time zone (IANA name) of the times pages and the board report show, in the
+    /// language's usual form (`3 dec 2026 08:07`). Exports and the JSON API keep UTC (RFC 3339).
+    /// The zone rules are built into nxguard, so this works without /usr/share/zoneinfo.
+    pub time_zone: String,
 }
 
 impl Default for ConsoleConfig {
@@ -66,6 +70,7 @@ impl Default for ConsoleConfig {
             audit_retention_days: 730,
             store_timeout_ms: 10_000,
             store_connections: 4,
+            time_zone: "Europe/Amsterdam".into(),
         }
     }
 }
@@ -91,6 +96,9 @@ impl ConsoleConfig {
         }
         if !(100..=600_000).contains(&self.store_timeout_ms) {
             p.push(format!("console.store_timeout_ms: {} is outside 100..=600000", self.store_timeout_ms));
+        }
+        if let Err(error) = jiff::tz::TimeZone::get(&self.time_zone) {
+            p.push(format!("console.time_zone: {:?} is not a time zone ({error})", self.time_zone));
         }
         if !(1..=64).contains(&self.store_connections) {
             p.push(format!("console.store_connections: {} is outside 1..=64", self.store_connections));

@@ -16,14 +16,14 @@ use super::{
         ConsoleError,
         case_pages::state_key,
         cases::{self, CaseState},
-        i18n::{assessment, t},
+        i18n::{self, assessment, t},
         queries::{self, DAY_MS},
         svg,
     },
     report::{self, Assessment, Filter, Summary},
 };
 use crate::{
-    config::Language,
+    config::{ConsoleConfig, Language},
     evidence::store::{Pseudonymizer, millis, read::Reader},
 };
 
@@ -64,8 +64,12 @@ pub async fn render(
     pseudonymizer: Option<&Pseudonymizer>,
     with_identities: bool,
     now: SystemTime,
-    lang: Language,
+    console: &ConsoleConfig,
 ) -> Result<String, ConsoleError> {
+    let lang = console.language;
+    // Validated with the config; UTC only for a config made in code.
+    let zone = jiff::tz::TimeZone::get(&console.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let local = |utc: &str| i18n::local_time(lang, &zone, utc);
     let rows = report::summaries(stores, filter, pseudonymizer).await?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut by_app: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
@@ -119,7 +123,7 @@ pub async fn render(
                 @if with_identities {
                     table {
                         tr { th { (t(lang, "device")) } th { (t(lang, "owner")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
-                        @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } } }
+                        @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (local(&s.last_seen)) } td { (assessment(lang, s.assessment)) } } }
                     }
                 }
             }
@@ -138,7 +142,7 @@ pub async fn render(
                 }
                 @if sections.is_empty() { p { (t(lang, "no_data")) } }
                 @for section in &sections { (section) }
-                p.note { (t(lang, "written_by")) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (humantime::format_rfc3339_seconds(now)) "." }
+                p.note { (t(lang, "written_by")) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (local(&humantime::format_rfc3339_seconds(now).to_string())) "." }
             }
         }
     };

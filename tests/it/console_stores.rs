@@ -110,6 +110,11 @@ async fn console_on(dir: &Path, source: &str, store: StoreConfig, timeout_ms: u6
         store_timeout_ms: timeout_ms,
         ..ConsoleConfig::default()
     };
+    console_with(config, source, store).await
+}
+
+async fn console_with(config: ConsoleConfig, source: &str, store: StoreConfig) -> (Router, String) {
+    let dir = config.state_path.clone().unwrap().parent().unwrap().to_path_buf();
     let now = UNIX_EPOCH + Duration::from_secs(DAY0 + 3 * DAY);
     let mut console = Console::open(config, dir.join("unused.sqlite"), None, Arc::new(move || now)).unwrap();
     console.read_store(source, store).unwrap();
@@ -289,4 +294,58 @@ async fn several_users_at_once_on_sqlite_and_postgresql() {
     let (cluster, config) = postgres_store(dir.path()).await;
     let (app, cookie) = console_on(dir.path(), &cluster.url(), config, 10_000).await;
     several_users_at_once(&app, &cookie).await;
+}
+
+/// LT-0001's last hit, 2026-11-22T08:00:00Z, as each reader sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_and_the_board_show_local_times_exports_and_the_api_keep_utc() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attempts.sqlite");
+    store::insert_all(&path, &attempts(), None, "ns1").unwrap();
+    let source = path.display().to_string();
+    let state = |name: &str| Some(dir.path().join(name));
+    // The default: Europe/Amsterdam (UTC+1 in November), in Dutch.
+    let config = ConsoleConfig { state_path: state("nl.sqlite"), ..ConsoleConfig::default() };
+    let (app, cookie) = console_with(config, &source, StoreConfig::default()).await;
+    let (_, devices) = get(&app, &cookie, "/devices?since=7d").await;
+    assert!(devices.contains("22 nov 2026 09:00") && !devices.contains("2026-11-22T08:00:00Z"), "{devices}");
+    let (_, device) = get(&app, &cookie, "/device?device=LT-0001&since=7d").await;
+    assert!(device.contains("<td>22 nov 2026 09:00</td>"), "the hit's time: {device}");
+    let (_, csv) = get(&app, &cookie, "/export/summary.csv?since=7d").await;
+    assert!(csv.contains("2026-11-22T08:00:00Z") && !csv.contains("nov 2026"), "{csv}");
+    let (_, json) = get(&app, &cookie, "/api/v1/summary?since=7d").await;
+    assert!(json.contains("\"last_seen\":\"2026-11-22T08:00:00Z\""), "{json}");
+    // Another zone and language.
+    let config = ConsoleConfig {
+        state_path: state("en.sqlite"),
+        language: nxguard::config::Language::En,
+        time_zone: "America/New_York".into(),
+        ..ConsoleConfig::default()
+    };
+    let (app, cookie) = console_with(config, &source, StoreConfig::default()).await;
+    let (_, devices) = get(&app, &cookie, "/devices?since=7d").await;
+    assert!(devices.contains("22 Nov 2026 03:00"), "{devices}");
+    // The board report, from the command line on the same store.
+    let toml = dir.path().join("board.toml");
+    let text = format!(
+        "[[upstream.servers]]\naddress = \"127.0.0.1:9\"\n[store]\npath = {source:?}\n[console]\ntime_zone = \"Asia/Tokyo\"\n"
+    );
+    std::fs::write(&toml, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nxguard"))
+        .args(["report", "--format", "html", "--with-identities", "--now", "2026-11-23T00:00:00Z", "--since", "7d"])
+        .arg("--config")
+        .arg(&toml)
+        .output()
+        .unwrap();
+    let board = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && board.contains("<td>22 nov 2026 17:00</td>"), "{board}");
+    assert!(board.contains("23 nov 2026 09:00."), "written at, local: {board}");
+}
+
+#[test]
+fn an_unknown_time_zone_is_a_config_problem() {
+    let config = ConsoleConfig { time_zone: "Europe/Atlantis".into(), ..ConsoleConfig::default() };
+    let problems = config.problems();
+    assert!(problems.iter().any(|p| p.starts_with("console.time_zone: \"Europe/Atlantis\"")), "{problems:?}");
+    assert!(ConsoleConfig::default().problems().is_empty());
 }

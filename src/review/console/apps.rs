@@ -63,7 +63,7 @@ pub async fn app(
             @for s in rows.iter().take(super::layout::PAGE_ROWS) {
                 tr {
                     td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                    td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) }
+                    td.num { (s.attempts) } td.num { (s.days) } td { (c.time(&s.last_seen)) } td { (assessment(lang, s.assessment)) }
                 }
             }
         }

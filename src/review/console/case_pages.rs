@@ -44,7 +44,7 @@ pub async fn list(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup
                     td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } }
                     td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } }
                     td { (k.app) } td { (k.owner) } td { (k.ticket) } td { (t(lang, state_key(k.state))) }
-                    td { (k.removed.as_deref().unwrap_or("")) } td { (k.opened) }
+                    td { (c.time(k.removed.as_deref().unwrap_or(""))) } td { (c.time(&k.opened)) }
                 }
             }
         }
@@ -133,8 +133,8 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
             tr { th { (t(lang, "ticket")) } td { (k.ticket) } }
             tr { th { (t(lang, "note")) } td { (k.note) } }
             tr { th { (t(lang, "state")) } td id="case-state" class=[(k.state == CaseState::Recurred).then_some("recurred")] { (t(lang, state_key(k.state))) } }
-            tr { th { (t(lang, "removed_on")) } td { (k.removed.as_deref().unwrap_or("")) } }
-            tr { th { (t(lang, "opened")) } td { (k.opened) } }
+            tr { th { (t(lang, "removed_on")) } td { (c.time(k.removed.as_deref().unwrap_or(""))) } }
+            tr { th { (t(lang, "opened")) } td { (c.time(&k.opened)) } }
         }
         h2 { (t(lang, "state")) }
         @if matches!(k.state, CaseState::Open | CaseState::Recurred) {

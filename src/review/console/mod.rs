@@ -125,6 +125,8 @@ pub struct Console {
     clock: Clock,
     /// The session cookie is marked Secure (the console serves TLS itself).
     pub secure_cookie: bool,
+    /// `console.time_zone`, for the times pages show.
+    time_zone: jiff::tz::TimeZone,
 }
 
 impl Console {
@@ -147,6 +149,8 @@ impl Console {
         if purged > 0 {
             tracing::info!(rows = purged, "audit rows past their retention deleted");
         }
+        let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
+            .map_err(|e| ConsoleError::Input(format!("console.time_zone {:?}: {e}", config.time_zone)))?;
         let limits = Self::limits(&config);
         let store_config = StoreConfig::default();
         let store =
@@ -163,6 +167,7 @@ impl Console {
             secret: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
             clock,
             secure_cookie,
+            time_zone,
         })
     }
 
@@ -184,6 +189,11 @@ impl Console {
 
     pub fn language(&self) -> Language {
         self.config.language
+    }
+
+    /// A stored UTC time as this console's readers read it (`console.time_zone`, language).
+    pub fn time(&self, utc: &str) -> String {
+        i18n::local_time(self.config.language, &self.time_zone, utc)
     }
 
     /// Runs `call` on a connection of the console database, on a blocking thread (at most

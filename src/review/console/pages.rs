@@ -188,7 +188,7 @@ pub async fn overview(
                 @for s in rows.iter().take(RECENT) {
                     tr {
                         td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                        td { (s.app) } td.num { (s.attempts) } td { (s.last_seen) }
+                        td { (s.app) } td.num { (s.attempts) } td { (c.time(&s.last_seen)) }
                         td class=[(s.assessment == Assessment::LikelyInstalled).then_some("likely")] { (assessment(lang, s.assessment)) }
                     }
                 }
@@ -204,7 +204,7 @@ pub async fn overview(
                 @for s in &to_act {
                     tr {
                         td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                        td { (s.app) } td.num { (s.days) } td { (s.last_seen) }
+                        td { (s.app) } td.num { (s.days) } td { (c.time(&s.last_seen)) }
                         @if officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
                     }
                 }
@@ -216,7 +216,7 @@ pub async fn overview(
                 @for k in &recurred {
                     tr.recurred {
                         td { @if officer { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } }
-                        td { (shown(&c, &who, &k.device)) } td { (k.app) } td { (k.removed.as_deref().unwrap_or("")) }
+                        td { (shown(&c, &who, &k.device)) } td { (k.app) } td { (c.time(k.removed.as_deref().unwrap_or(""))) }
                     }
                 }
             }
@@ -260,7 +260,7 @@ pub async fn devices(
                     td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
                     @if officer { td { (s.owner) } }
                     td { (s.app) } td.num { (s.attempts) } td.num { (s.domains) } td.num { (s.days) }
-                    td { (s.first_seen) } td { (s.last_seen) }
+                    td { (c.time(&s.first_seen)) } td { (c.time(&s.last_seen)) }
                     td class=[(s.assessment == Assessment::LikelyInstalled).then_some("likely")] { (assessment(lang, s.assessment)) }
                     @if officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
                 }
@@ -322,7 +322,7 @@ pub async fn device(
         table id="identity" {
             tr { th { (t(lang, "name")) } th { (t(lang, "owner")) } th { (t(lang, "hostname")) } th { (t(lang, "mac")) } th { (t(lang, "address")) } th { (t(lang, "source")) } th { (t(lang, "first_seen")) } th { (t(lang, "last_seen")) } th.num { (t(lang, "attempts")) } }
             @for s in &sources {
-                tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (s.first_seen) } td { (s.last_seen) } td.num { (s.attempts) } }
+                tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (c.time(&s.first_seen)) } td { (c.time(&s.last_seen)) } td.num { (s.attempts) } }
             }
         }
         h2 { (t(lang, "per_app")) }
@@ -346,7 +346,7 @@ pub async fn device(
         table id="hits" {
             tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { "Type" } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
             @for e in hits.iter().take(200) {
-                tr { td { (e.time) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
+                tr { td { (c.time(&e.time)) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
     };
@@ -368,7 +368,7 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         table id="audit" {
             tr { th { (t(lang, "time")) } th { (t(lang, "actor")) } th { (t(lang, "role")) } th { (t(lang, "address")) } th { (t(lang, "action")) } th { (t(lang, "target")) } th { (t(lang, "detail")) } }
             @for e in &entries {
-                tr { td { (e.time) } td { (e.actor) } td { (e.role) } td { (e.address) } td { (e.action) } td { (e.target) } td { (e.detail) } }
+                tr { td { (c.time(&e.time)) } td { (e.actor) } td { (e.role) } td { (e.address) } td { (e.action) } td { (e.target) } td { (e.detail) } }
             }
         }
     };
@@ -386,7 +386,7 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         html! {
             table id=(id) {
                 tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } }
-                @for a in rows { tr { td { (a.name) } td { (a.role) } td { (a.locked_until) } td { (a.created) } } }
+                @for a in rows { tr { td { (a.name) } td { (a.role) } td { (c.time(&a.locked_until)) } td { (c.time(&a.created)) } } }
             }
         }
     };
