@@ -59,7 +59,11 @@
 //! - [`review`]: reading the evidence for people: `nxguard report`, the HTML board report, and
 //!   the security officer's web console (`nxguard console`) with its users, audit log and cases.
 //! - [`ops`]: the metrics endpoint, systemd readiness, `nxguard selftest`.
-//! - [`server`]: a whole running server assembled from a config: start, reload, shutdown.
+//! - [`server`]: a whole running server assembled from a config: start, reload (`reload`: the
+//!   reload policy, watched files, the reload thread's priority), shutdown.
+//!
+//! The `nxguard` binary (`main.rs`) is a small entry point; its `cli` folder holds one file per
+//! subcommand, each with its clap `Args` and `run`.
 
 pub mod config;
 pub mod dns;

@@ -2,9 +2,12 @@
 //!
 //! Owns: the start-up order (evidence outputs, policy, the attempt dispatcher, the resolver, the
 //! listeners, the metrics endpoint), the policy's client groups (device names and departments
-//! turned into addresses from the inventory), the feed refresher, reloading a running server,
-//! and its graceful shutdown.
+//! turned into addresses from the inventory), the feed refresher, reloading a running server
+//! (when and how: `reload`, with the watched files and the reload thread's priority), and its
+//! graceful shutdown.
 //! This is the one place that knows every room; no room imports it.
+
+pub mod reload;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 

@@ -16,6 +16,7 @@ mod listen;
 mod ops;
 mod policy;
 mod resolve;
+mod restart;
 mod review;
 mod upstream;
 

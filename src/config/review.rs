@@ -53,6 +53,11 @@ pub struct ConsoleConfig {
     /// language's usual form (`3 dec 2026 08:07`). Exports and the JSON API keep UTC (RFC 3339).
     /// The zone rules are built into nxguard, so this works without /usr/share/zoneinfo.
     pub time_zone: String,
+    /// Reverse proxies (CIDRs, e.g. "127.0.0.1/32") whose X-Forwarded-For and X-Forwarded-Proto
+    /// are believed: the audit log then records the client's address, and the session cookie is
+    /// Secure when the proxy was reached over HTTPS. Empty (the default): headers are ignored,
+    /// since any client can send them.
+    pub trust_proxy: Vec<ipnet::IpNet>,
 }
 
 impl Default for ConsoleConfig {
@@ -71,6 +76,7 @@ impl Default for ConsoleConfig {
             store_timeout_ms: 10_000,
             store_connections: 4,
             time_zone: "Europe/Amsterdam".into(),
+            trust_proxy: Vec::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Owns: sending state lines such as `READY=1`, `RELOADING=1` and `STOPPING=1` as one datagram
 //! to the unix socket named by `NOTIFY_SOCKET` (a path, or an abstract socket written with a
 //! leading `@`). Without that variable (not started by systemd) nothing is sent. Does not own:
-//! when to send them (`main`).
+//! when to send them (`nxguard serve` and `server::reload`).
 
 use std::{io, os::unix::net::UnixDatagram};
 
@@ -25,6 +25,13 @@ pub fn notify(state: &str) -> io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Tells systemd (`Type=notify`) about a state change; a failure is logged, never fatal.
+pub fn notify_or_warn(state: &str) {
+    if let Err(error) = notify(state) {
+        tracing::warn!(%error, state, "cannot notify systemd");
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -55,6 +55,24 @@ table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;p
 td.num,th.num{text-align:right}.chart{width:100%;max-width:720px}.chart .bar{fill:#0b5cad}.chart .axis{stroke:#d8dde6}\
 .chart .tick{font-size:10px;fill:#5b6677}.note{color:#5b6677}@media print{h2{break-after:avoid}section{break-inside:avoid}}";
 
+/// The period of the same length just before [since, until), for the comparison.
+fn previous_period(filter: &Filter, since: SystemTime, until: SystemTime) -> Filter {
+    let length = until.duration_since(since).unwrap_or_default();
+    Filter { since: since.checked_sub(length), until: Some(since), ..filter.clone() }
+}
+
+/// One period's devices per assessment and attempts, under the headers' columns.
+fn counts_row(label: &str, list: &[&Summary]) -> Markup {
+    let count = |a: Assessment| list.iter().filter(|s| s.assessment == a).count();
+    html! {
+        tr {
+            th { (label) }
+            @for a in Assessment::ALL { td.num { (count(a)) } }
+            td.num { (list.iter().map(|s| s.attempts).sum::<u64>()) }
+        }
+    }
+}
+
 /// Writes the board report for `filter` (its since/until; app and owner narrow it), with
 /// `all_cases` (the console's, when there is one).
 pub async fn render(
@@ -72,12 +90,12 @@ pub async fn render(
     let local = |utc: &str| i18n::local_time(lang, &zone, utc);
     let rows = report::summaries(stores, filter, pseudonymizer).await?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
+    let previous = report::summaries(stores, &previous_period(filter, since, until), pseudonymizer).await?;
     let mut by_app: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
     for s in &rows {
         by_app.entry(&s.app).or_default().push(s);
     }
     let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
-    let count = |list: &[&Summary], a: Assessment| list.iter().filter(|s| s.assessment == a).count();
     let mut sections = Vec::new();
     for (app, list) in &by_app {
         let mut days: Vec<queries::Day> = Vec::new();
@@ -96,28 +114,21 @@ pub async fn render(
         days.sort_by_key(|d| d.day);
         let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.devices)).collect();
         let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == *app).collect();
-        let states = [
-            CaseState::Open,
-            CaseState::RemovalRequested,
-            CaseState::Removed,
-            CaseState::Verified,
-            CaseState::Recurred,
-        ];
+        let states = CaseState::ALL;
         sections.push(html! {
             section {
                 h2 { (app) }
-                table {
-                    tr { th { (t(lang, "likely")) } th { (t(lang, "possibly")) } th { (t(lang, "link")) } th { (t(lang, "attempts")) } }
-                    tr {
-                        @for a in Assessment::ALL { td.num { (count(list, a)) } }
-                        td.num { (list.iter().map(|s| s.attempts).sum::<u64>()) }
-                    }
+                @let before: Vec<&Summary> = previous.iter().filter(|s| s.app == *app).collect();
+                table.figures {
+                    tr { th {} th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } th.num { (t(lang, "attempts")) } }
+                    (counts_row(t(lang, "this_period"), list))
+                    (counts_row(t(lang, "previous_period"), &before))
                 }
                 p.note { (t(lang, "devices_per_day")) }
                 (svg::daily_bars(&trend, first, last, &format!("{app}: {}", t(lang, "devices_per_day"))))
                 p.note { (t(lang, "cases_by_state")) }
                 table {
-                    tr { @for s in states { th { (t(lang, state_key(s))) } } }
+                    tr { @for s in states { th.num { (t(lang, state_key(s))) } } }
                     tr { @for s in states { td.num { (app_cases.iter().filter(|c| c.state == s).count()) } } }
                 }
                 @if with_identities {

@@ -87,7 +87,7 @@ pub struct Filter {
     pub app: Option<String>,
     /// Inventory name, hostname, MAC, address or pseudonym.
     pub device: Option<String>,
-    /// Owner or department, any case.
+    /// Owner or department, any case, anywhere in the owner text.
     pub owner: Option<String>,
     pub mode: ModeFilter,
     /// Raw rows older than `now - raw_days` may be purged: edge days before that read rollups.
@@ -289,8 +289,10 @@ fn conditions(filter: &Filter, device_keys: Option<&[String]>) -> (String, Vec<P
         }
     }
     if let Some(owner) = &filter.owner {
-        clause.push_str(" AND lower(owner) = lower(?)");
-        values.push(Param::Text(owner.clone()));
+        // Anywhere in the owner text: `Burgerzaken` finds `J. Jansen, Burgerzaken`.
+        clause.push_str(" AND lower(owner) LIKE lower(?) ESCAPE '\\'");
+        let literal = owner.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        values.push(Param::Text(format!("%{literal}%")));
     }
     (clause, values)
 }

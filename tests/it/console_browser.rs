@@ -307,6 +307,11 @@ async fn drive(
     // The page before the click has a case state too: wait for the new page's.
     let state = text_once(browser, "case-state", "verwijdering aangevraagd").await?;
     assert_eq!(state, "verwijdering aangevraagd");
+    // Recorded as removed now (the form's default moment): the attempts of a few seconds ago
+    // came before it, so the case is removed, not recurred.
+    browser.find(Locator::Id("mark-removed")).await?.click().await?;
+    let state = text_once(browser, "case-state", "verwijderd").await?;
+    assert_eq!(state, "verwijderd");
     save(&shots.join("case.png"), &browser.screenshot().await?);
 
     // The export link of the devices page, fetched with the browser's own session.
@@ -329,6 +334,10 @@ async fn drive(
     browser.find(Locator::Id("logout")).await?.click().await?;
     browser.wait().for_element(Locator::Id("login")).await?;
     assert!(browser.current_url().await?.path().ends_with("/login"));
+    // Back, after sign-out, must not show the devices page (with its owners) from the cache.
+    browser.back().await?;
+    browser.wait().for_element(Locator::Id("login")).await?;
+    assert!(browser.find(Locator::Id("devices")).await.is_err(), "Back showed a signed-in page from the cache");
     browser.goto(&format!("{base}/")).await?;
     assert!(browser.current_url().await?.path().ends_with("/login"), "the session survived sign-out");
     Ok(())

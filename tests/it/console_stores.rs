@@ -121,10 +121,9 @@ async fn console_with(config: ConsoleConfig, source: &str, store: StoreConfig) -
     console.policy = Some(PolicyConfig::default());
     auth::add_user(&console.db().unwrap(), "officer", Role::Officer, PASSWORD, SystemTime::now()).unwrap();
     let app = console::router(Arc::new(console));
-    let form = format!("user=officer&password={}", PASSWORD.replace(' ', "+"));
-    let (status, head, _) = send(&app, "POST", "/login", None, Some(&form)).await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    let cookie = head.split(';').next().unwrap().to_string();
+    let reply = crate::console::post_login(&app, "officer", PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let cookie = reply.cookie.split(';').next().unwrap().to_string();
     (app, cookie)
 }
 

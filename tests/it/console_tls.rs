@@ -61,21 +61,38 @@ async fn over_tls_the_session_cookie_is_secure() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let name = ServerName::try_from("console.test").unwrap();
-    let mut tls = TlsConnector::from(Arc::new(client)).connect(name, tcp.expect("console listening")).await.unwrap();
-    let form = "user=ciso&password=a+long+enough+password";
+    let connector = TlsConnector::from(Arc::new(client));
+    let tcp = tcp.expect("console listening");
+    // The sign-in form first (its CSRF cookie and field), then the sign-in, as a browser does.
+    let form_page = exchange(&connector, tcp, &name, "GET /login HTTP/1.1\r\nHost: console.test\r\n").await;
+    let login_cookie = form_page.split("nxguard_login=").nth(1).unwrap().split(';').next().unwrap().to_string();
+    let csrf = form_page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let form = format!("csrf={csrf}&user=ciso&password=a+long+enough+password");
     let request = format!(
-        "POST /login HTTP/1.1\r\nHost: console.test\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        "POST /login HTTP/1.1\r\nHost: console.test\r\nCookie: nxguard_login={login_cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
         form.len()
     );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
-    let reply = String::from_utf8_lossy(&reply);
+    let tcp = TcpStream::connect(listen).await.unwrap();
+    let reply = exchange(&connector, tcp, &name, &request).await;
     assert!(reply.starts_with("HTTP/1.1 303"), "{reply}");
     let cookie = reply.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default();
     for part in ["HttpOnly", "SameSite=Strict", "Secure"] {
         assert!(cookie.contains(part), "{cookie}");
     }
     server.abort();
+}
+
+/// One request over a new TLS connection (closed after it); the whole reply.
+async fn exchange(connector: &TlsConnector, tcp: TcpStream, name: &ServerName<'static>, head: &str) -> String {
+    let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+    let request = if head.contains("\r\n\r\n") {
+        head.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
+    } else {
+        format!("{head}Connection: close\r\n\r\n")
+    };
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).into_owned()
 }

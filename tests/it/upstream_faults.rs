@@ -10,6 +10,7 @@ use hickory_proto::{
     rr::RecordType,
 };
 use nxguard::config::Config;
+use std::time::Duration;
 
 /// Count of a fallback kind or an error rcode at the `index`th upstream.
 fn counted(server: &TestServer, index: usize, label: &str) -> u64 {
@@ -217,4 +218,101 @@ async fn answers_in_another_case_that_disagree_are_rejected() {
     assert_eq!(upstream.udp_calls(), 2);
     assert_eq!(counted(&server, 0, "case_rejected"), 1);
     assert_eq!(counted(&server, 0, "case_double_query"), 0);
+}
+
+/// NLnet Labs' `fwd_edns_probe`: an upstream that answers FORMERR to queries with EDNS and
+/// folds the case of names. The case-folding and no-EDNS fallbacks must compose: the FORMERR
+/// (in another case) is settled like any answer, then the query goes without EDNS.
+#[tokio::test]
+async fn an_upstream_without_edns_that_folds_case_is_answered() {
+    for (no_tcp, tcp_silent) in [(false, false), (true, false), (false, true)] {
+        let faults = Faults { fold_case: true, formerr_edns: true, no_tcp, tcp_silent, ..Faults::default() };
+        let upstream = FakeUpstream::start_faulty(faults).await;
+        let server = start_server(&config_for(upstream.addr, ""));
+        for i in 1..=3 {
+            let asked = query(&long_name(i), RecordType::A, true);
+            let reply = udp_ask(server.udp, &asked).await;
+            assert_forwarded(&reply, RecordType::A);
+            assert_eq!(reply.queries[0].name().to_ascii(), asked.queries[0].name().to_ascii(), "{faults:?}");
+        }
+        assert!(counted(&server, 0, "edns_plain") >= 3, "{faults:?}: answered without EDNS");
+    }
+}
+
+/// `fwd_edns_probe` itself: a name the upstream answers FORMERR with and without EDNS gives
+/// SERVFAIL, and does not stop the next name from being asked with EDNS; the upstream folds
+/// case and its TCP side answers nothing (ldns-testns entries that match UDP only).
+#[tokio::test]
+async fn after_a_lasting_formerr_a_case_folding_upstream_still_gets_edns() {
+    let upstream = FakeUpstream::start_faulty(Faults { fold_case: true, tcp_silent: true, ..Faults::default() }).await;
+    let server = start_server(&config_for(upstream.addr, ""));
+    let nasty = query("formerr-abcdefghijklmnopqrstuvwxyz.example.org.", RecordType::A, true);
+    assert_servfail(&udp_ask(server.udp, &nasty).await, 22);
+    let mut asked = query(&long_name(1), RecordType::A, true);
+    asked.edns.as_mut().unwrap().set_dnssec_ok(true);
+    let reply = udp_ask(server.udp, &asked).await;
+    assert_forwarded(&reply, RecordType::A);
+    assert!(reply.edns.expect("an OPT record").flags().dnssec_ok, "asked with EDNS, DO echoed");
+}
+
+/// One upstream, the default time budget (1.5 s), unless `timeout_ms` is given.
+fn slow_server_config(upstream: std::net::SocketAddr, timeout_ms: Option<u64>) -> Config {
+    let timeout = timeout_ms.map(|ms| format!("timeout_ms = {ms}\n")).unwrap_or_default();
+    Config::from_toml(&format!(
+        "[upstream]\n{timeout}[[upstream.servers]]\naddress = \"{upstream}\"\nprotocol = \"udp\"\n"
+    ))
+    .unwrap()
+}
+
+/// `count` queries at once; every one must be answered (not SERVFAIL).
+async fn all_answered(server: std::net::SocketAddr, count: usize) {
+    let asked: Vec<Message> =
+        (1..=count).map(|i| query(&format!("www{i}.example.org."), RecordType::A, true)).collect();
+    let replies = futures_util::future::join_all(asked.iter().map(|q| udp_ask(server, q))).await;
+    for (q, reply) in asked.iter().zip(&replies) {
+        assert_forwarded(reply, RecordType::A);
+        assert_eq!(reply.queries[0].name(), q.queries[0].name());
+    }
+}
+
+/// NLnet Labs' `fwd_waitudp`: three queries at once to an upstream that answers one at a time,
+/// a second each. The second and third answers come after the 1.5 s budget; the server is
+/// plainly alive (it answered the first meanwhile), so they are waited for (`upstream::pool`,
+/// the RTT-based timeout).
+#[tokio::test]
+async fn a_slow_upstream_answering_one_query_at_a_time_is_waited_for() {
+    let faults = Faults { one_at_a_time: Some(Duration::from_secs(1)), ..Faults::default() };
+    let upstream = FakeUpstream::start_faulty(faults).await;
+    let server = start_server(&slow_server_config(upstream.addr, None));
+    all_answered(server.udp, 3).await;
+}
+
+/// `fwd_oneport`: six at once, scaled down (a 300 ms budget, 200 ms per answer).
+#[tokio::test]
+async fn six_queries_queued_at_a_slow_upstream_are_all_answered() {
+    let faults = Faults { one_at_a_time: Some(Duration::from_millis(200)), ..Faults::default() };
+    let upstream = FakeUpstream::start_faulty(faults).await;
+    let server = start_server(&slow_server_config(upstream.addr, Some(300)));
+    all_answered(server.udp, 6).await;
+}
+
+/// The other side: an upstream that does not answer is not waited for past the budget, so a
+/// client that gives up after 1.8 s (RFC 8767's client response timer) still gets SERVFAIL:
+/// a dead one, and the slow one once it has gone silent.
+#[tokio::test]
+async fn a_dead_or_silent_upstream_still_gives_servfail_within_the_client_timer() {
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let slow =
+        FakeUpstream::start_faulty(Faults { one_at_a_time: Some(Duration::from_secs(1)), ..Faults::default() }).await;
+    let client_timer = Duration::from_millis(1800);
+    for (upstream, warm) in [(dead.local_addr().unwrap(), false), (slow.addr, true)] {
+        let server = start_server(&slow_server_config(upstream, None));
+        if warm {
+            all_answered(server.udp, 1).await;
+        }
+        let asked = query("silent.example.org.", RecordType::A, true).to_vec().unwrap();
+        let raw = udp_exchange_raw(server.udp, std::net::IpAddr::from([127, 0, 0, 1]), &asked, client_timer).await;
+        let reply = Message::from_vec(&raw.expect("an answer within the client's 1.8 s")).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail, "{upstream}");
+    }
 }

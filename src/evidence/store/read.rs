@@ -119,6 +119,14 @@ impl Reader {
         Ok(Reader { backend, timeout: limits.timeout })
     }
 
+    /// The SQLite file read, when the store is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Some(pool.path()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// The store as errors name it (path or URL).
     pub fn label(&self) -> String {
         match &self.backend {

@@ -54,7 +54,7 @@ pub async fn app(
         }
         h2 { (t(lang, "domains")) }
         table id="domains" {
-            tr { th { "Domain" } th { (t(lang, "kind")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "devices")) } }
+            tr { th { (t(lang, "domain")) } th { (t(lang, "kind")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "devices")) } }
             @for (domain, kind, attempts, devices) in &domains { tr { td { (domain) } td { (kind) } td.num { (attempts) } td.num { (devices) } } }
         }
         h2 { (t(lang, "devices")) }

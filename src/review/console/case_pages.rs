@@ -18,7 +18,6 @@ use super::{
     i18n::t,
     layout::{encode, page},
 };
-use crate::review::report;
 
 pub fn state_key(state: CaseState) -> &'static str {
     match state {
@@ -27,15 +26,33 @@ pub fn state_key(state: CaseState) -> &'static str {
         CaseState::Removed => "st_removed",
         CaseState::Verified => "st_verified",
         CaseState::Recurred => "st_recurred",
+        CaseState::FalsePositive => "st_false_positive",
     }
 }
 
-pub async fn list(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    /// "active" (still to act on), or one state (open, recurred, …); empty: every case.
+    #[serde(default)]
+    pub state: String,
+}
+
+pub async fn list(
+    State(c): State<Arc<Console>>,
+    who: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Result<Markup, ConsoleError> {
     who.require(Role::Officer)?;
     let lang = c.language();
     let mut store = c.store()?;
     cases::refresh(&c, &mut store, c.now()).await?;
-    let all = c.state(|db| cases::list(db, None)).await?;
+    let wanted = CaseState::parse(&q.state);
+    let mut all = c.state(|db| cases::list(db, None)).await?;
+    all.retain(|k| match (q.state.as_str(), wanted) {
+        ("active", _) => k.state.is_active(),
+        (_, Some(state)) => k.state == state,
+        _ => true,
+    });
     let body = html! {
         table id="cases" {
             tr { th { "#" } th { (t(lang, "device")) } th { (t(lang, "app")) } th { (t(lang, "owner")) } th { (t(lang, "ticket")) } th { (t(lang, "state")) } th { (t(lang, "removed_on")) } th { (t(lang, "opened")) } }
@@ -124,7 +141,9 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
     let mut store = c.store()?;
     cases::refresh(&c, &mut store, c.now()).await?;
     let k = c.state(move |db| cases::get(db, id)).await?;
-    let today = &humantime::format_rfc3339_seconds(c.now()).to_string()[..10];
+    // The removal moment's field: now, to the second, and never later (UTC until the console
+    // has a time zone of its own; `cases::removal_moment` reads it the same way).
+    let now_local = &humantime::format_rfc3339_seconds(c.now()).to_string()[..19];
     let body = html! {
         table id="case" {
             tr { th { (t(lang, "device")) } td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } } }
@@ -135,6 +154,7 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
             tr { th { (t(lang, "state")) } td id="case-state" class=[(k.state == CaseState::Recurred).then_some("recurred")] { (t(lang, state_key(k.state))) } }
             tr { th { (t(lang, "removed_on")) } td { (c.time(k.removed.as_deref().unwrap_or(""))) } }
             tr { th { (t(lang, "opened")) } td { (c.time(&k.opened)) } }
+            @if k.state == CaseState::FalsePositive { tr { th { (t(lang, "reason")) } td id="case-reason" { (k.reason) } } }
         }
         h2 { (t(lang, "state")) }
         @if matches!(k.state, CaseState::Open | CaseState::Recurred) {
@@ -148,8 +168,16 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
             form method="post" action=(format!("/cases/{id}")) class="inline" {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="action" value="removed";
-                input type="date" name="removed" value=(today);
+                label { (t(lang, "removed_at")) " " input type="datetime-local" name="removed" step="1" value=(now_local) max=(now_local); }
                 button type="submit" id="mark-removed" { (t(lang, "mark_removed")) }
+            }
+        }
+        @if k.state.is_active() {
+            form method="post" action=(format!("/cases/{id}")) class="stack" id="false-positive-form" {
+                input type="hidden" name="csrf" value=(who.csrf);
+                input type="hidden" name="action" value="false_positive";
+                label { (t(lang, "reason")) textarea name="reason" id="reason" rows="2" required {} }
+                button type="submit" id="false-positive" { (t(lang, "close_false_positive")) }
             }
         }
         form method="post" action=(format!("/cases/{id}")) class="stack" {
@@ -174,25 +202,39 @@ pub struct UpdateForm {
     pub ticket: Option<String>,
     #[serde(default)]
     pub note: String,
+    /// Why the case is a false positive (action false_positive).
+    #[serde(default)]
+    pub reason: String,
 }
 
-/// The change a form or the CLI asks for: request_removal, removed (with a date), or note.
+/// The change a form or the CLI asks for: request_removal, removed (at a moment, see
+/// `cases::removal_moment`), false_positive (with a reason), or note.
 pub fn change(
     action: &str,
     removed: &str,
     ticket: Option<String>,
     note: &str,
+    reason: &str,
     now: std::time::SystemTime,
 ) -> Result<Change, ConsoleError> {
     match action {
         "request_removal" => Ok(Change::RequestRemoval),
-        "removed" => {
-            let at = if removed.trim().is_empty() { now } else { report::parse_time(removed.trim(), now)? };
-            Ok(Change::Removed(at))
-        }
+        "removed" => Ok(Change::Removed(cases::removal_moment(removed, now, &cases::utc_zone)?)),
+        "false_positive" => Ok(Change::FalsePositive(reason.to_string())),
         "note" => Ok(Change::Note { ticket, note: note.to_string() }),
-        other => Err(ConsoleError::Input(format!("{other:?} is not a case change (request_removal, removed, note)"))),
+        _ => Err(ConsoleError::Input("not a case change (request_removal, removed, false_positive, note)".into())),
     }
+}
+
+/// The audit detail of a case change: the states, the change, and what it carried.
+pub fn update_detail(before: CaseState, after: &cases::Case, change: &Change) -> String {
+    let carried = match change {
+        Change::RequestRemoval => "request_removal".to_string(),
+        Change::Removed(_) => format!("removed {}", after.removed.as_deref().unwrap_or("")),
+        Change::FalsePositive(reason) => format!("false_positive: {}", reason.trim()),
+        Change::Note { .. } => "note".to_string(),
+    };
+    format!("{} -> {}; {carried}", before.as_str(), after.state.as_str())
 }
 
 pub async fn update(
@@ -204,11 +246,11 @@ pub async fn update(
     who.require(Role::Officer)?;
     who.check_csrf(&f.csrf)?;
     let now = c.now();
-    let change = change(&f.action, &f.removed, f.ticket, &f.note, now)?;
+    let change = change(&f.action, &f.removed, f.ticket, &f.note, &f.reason, now)?;
     c.state(move |db| {
         let before = cases::get(db, id)?.state;
         let after = cases::update(db, id, &change, now)?;
-        let detail = format!("{} -> {}; {}", before.as_str(), after.state.as_str(), f.action);
+        let detail = update_detail(before, &after, &change);
         audit::by(db, now, &who, "case update", &format!("case {id}"), &detail)
     })
     .await?;

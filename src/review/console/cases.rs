@@ -1,10 +1,13 @@
 //! Removal cases: one device × app, tracked from "open" to proof that the app is gone.
 //!
 //! ```text
-//! open ──▶ removal requested ──▶ removed (date) ──▶ verified   (no attempts for verify_days)
-//!   └───────────────────────────▶      │       └──▶ recurred   (attempts after the removal)
+//! open ──▶ removal requested ──▶ removed (moment) ──▶ verified   (no attempts for verify_days)
+//!   └───────────────────────────▶      │         └──▶ recurred   (attempts after the removal)
 //!                                      ◀── removal requested / removed again ──┘
+//! open, removal requested, removed, recurred ──▶ false positive (with a reason; final)
 //! ```
+//! The removal is a moment, not a date: attempts earlier that same day are not a recurrence
+//! (`removal_moment`).
 //! Verified and recurred are decided from the attempt store (`refresh`), never by hand; a
 //! verified case that sees attempts again becomes recurred. Every change is audited by the
 //! caller (pages, CLI) or, for the automatic ones, by `refresh` itself as actor `nxguard`.
@@ -28,6 +31,8 @@ pub enum CaseState {
     Removed,
     Verified,
     Recurred,
+    /// Closed by a person: the evidence did not mean an installed app (the reason is kept).
+    FalsePositive,
 }
 
 impl CaseState {
@@ -38,17 +43,28 @@ impl CaseState {
             CaseState::Removed => "removed",
             CaseState::Verified => "verified",
             CaseState::Recurred => "recurred",
+            CaseState::FalsePositive => "false_positive",
         }
     }
 
     pub fn parse(text: &str) -> Option<CaseState> {
         use CaseState::*;
-        [Open, RemovalRequested, Removed, Verified, Recurred].into_iter().find(|s| s.as_str() == text)
+        [Open, RemovalRequested, Removed, Verified, Recurred, FalsePositive].into_iter().find(|s| s.as_str() == text)
     }
 
-    /// Still needs someone to act (not verified).
+    /// Every state, in the order of the state machine.
+    pub const ALL: [CaseState; 6] = [
+        CaseState::Open,
+        CaseState::RemovalRequested,
+        CaseState::Removed,
+        CaseState::Verified,
+        CaseState::Recurred,
+        CaseState::FalsePositive,
+    ];
+
+    /// Still needs someone to act (not verified, not closed as a false positive).
     pub fn is_active(self) -> bool {
-        self != CaseState::Verified
+        !matches!(self, CaseState::Verified | CaseState::FalsePositive)
     }
 }
 
@@ -58,6 +74,8 @@ pub enum Change {
     RequestRemoval,
     /// The app was removed at this time.
     Removed(SystemTime),
+    /// Closed as a false positive, with the reason (required).
+    FalsePositive(String),
     /// Only the note (and ticket) change.
     Note {
         ticket: Option<String>,
@@ -72,6 +90,10 @@ pub fn next_state(state: CaseState, change: &Change) -> Result<CaseState, Consol
         (_, Change::Note { .. }) => Ok(state),
         (Open | Recurred, Change::RequestRemoval) => Ok(RemovalRequested),
         (Open | RemovalRequested | Recurred, Change::Removed(_)) => Ok(Removed),
+        (_, Change::FalsePositive(reason)) if reason.trim().is_empty() => {
+            Err(ConsoleError::Input("closing a case as a false positive needs a reason".into()))
+        }
+        (Open | RemovalRequested | Removed | Recurred, Change::FalsePositive(_)) => Ok(FalsePositive),
         _ => Err(ConsoleError::Input(format!("a case in state {} cannot take that change", state.as_str()))),
     }
 }
@@ -88,6 +110,46 @@ pub fn verdict(removed: SystemTime, attempts_since: u64, now: SystemTime, verify
     }
 }
 
+/// The moment an app was removed, from what a person gave: empty or "now" is `now`; a time
+/// (`2026-11-23T10:30`, RFC 3339) is that time; a date alone is the end of that day, or `now`
+/// for today, so that day's earlier attempts are not taken as a recurrence. Dates and times
+/// without an offset are read in `zone` (the console's time zone: local time to UTC). Refuses
+/// moments after `now`.
+pub fn removal_moment(
+    text: &str,
+    now: SystemTime,
+    zone: &dyn Fn(&str) -> Option<SystemTime>,
+) -> Result<SystemTime, ConsoleError> {
+    let text = text.trim();
+    let unreadable = || ConsoleError::Input("the removal moment is not a date or time (2026-11-23T10:30)".into());
+    let at = match text {
+        "" | "now" => return Ok(now),
+        date if date.len() == 10 => {
+            let start = zone(&format!("{date}T00:00:00")).ok_or_else(unreadable)?;
+            let end = zone(&format!("{}T00:00:00", next_date(date).ok_or_else(unreadable)?)).ok_or_else(unreadable)?;
+            if start <= now && now < end { now } else { end - Duration::from_millis(1) }
+        }
+        time if time.len() == 16 => zone(&format!("{time}:00")).ok_or_else(unreadable)?,
+        time if time.ends_with('Z') || time.len() > 19 => humantime::parse_rfc3339(time).map_err(|_| unreadable())?,
+        time => zone(time).ok_or_else(unreadable)?,
+    };
+    if at > now {
+        return Err(ConsoleError::Input("the removal moment lies in the future".into()));
+    }
+    Ok(at)
+}
+
+/// The day after `date` (YYYY-MM-DD), as YYYY-MM-DD.
+fn next_date(date: &str) -> Option<String> {
+    let midnight = humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
+    Some(humantime::format_rfc3339_seconds(midnight + Duration::from_secs(86_400)).to_string()[..10].to_string())
+}
+
+/// Local time (`YYYY-MM-DDTHH:MM:SS`) read as UTC: the zone until the console has its own.
+pub fn utc_zone(local: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(&format!("{local}Z")).ok()
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Case {
     pub id: i64,
@@ -101,11 +163,13 @@ pub struct Case {
     pub removed: Option<String>,
     pub opened: String,
     pub updated: String,
+    /// Why the case was closed as a false positive (empty otherwise).
+    pub reason: String,
     #[serde(skip)]
     removed_ms: Option<i64>,
 }
 
-const COLUMNS: &str = "id, device, app, owner, ticket, note, state, removed_ms, opened_ms, updated_ms";
+const COLUMNS: &str = "id, device, app, owner, ticket, note, state, removed_ms, opened_ms, updated_ms, reason";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Case> {
     let removed_ms: Option<i64> = r.get(7)?;
@@ -121,6 +185,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Case> {
         removed: removed_ms.map(time_text),
         opened: time_text(r.get(8)?),
         updated: time_text(r.get(9)?),
+        reason: r.get(10)?,
         removed_ms,
     })
 }
@@ -171,9 +236,14 @@ pub fn update(db: &Connection, id: i64, change: &Change, now: SystemTime) -> Res
         Change::Note { ticket, note } => (ticket.clone().unwrap_or(case.ticket), note.clone()),
         _ => (case.ticket, case.note),
     };
+    let reason = match change {
+        Change::FalsePositive(reason) => reason.trim().to_string(),
+        _ => case.reason,
+    };
     db.execute(
-        "UPDATE cases SET state = ?2, removed_ms = ?3, ticket = ?4, note = ?5, updated_ms = ?6 WHERE id = ?1",
-        params![id, state.as_str(), removed_ms, ticket, note, millis(now)],
+        "UPDATE cases SET state = ?2, removed_ms = ?3, ticket = ?4, note = ?5, updated_ms = ?6, reason = ?7 \
+         WHERE id = ?1",
+        params![id, state.as_str(), removed_ms, ticket, note, millis(now), reason],
     )?;
     get(db, id)
 }
@@ -254,6 +324,36 @@ mod tests {
         assert!(next_state(Removed, &Change::RequestRemoval).is_err());
         assert!(next_state(Verified, &Change::Removed(t)).is_err());
         assert_eq!(next_state(Verified, &Change::Note { ticket: None, note: "x".into() }).unwrap(), Verified);
+    }
+
+    #[test]
+    fn a_removal_is_a_moment_and_never_in_the_future() {
+        // 2026-11-23T12:00:00Z.
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_392_000 + 12 * 3600);
+        let at = |text: &str| removal_moment(text, now, &utc_zone);
+        assert_eq!(at("").unwrap(), now);
+        assert_eq!(at("2026-11-23").unwrap(), now, "today is now, not midnight");
+        let end_of_day = UNIX_EPOCH + Duration::from_millis((1_795_392_000 * 1000) - 1);
+        assert_eq!(at("2026-11-22").unwrap(), end_of_day);
+        assert_eq!(at("2026-11-23T10:30").unwrap(), now - Duration::from_secs(90 * 60));
+        assert_eq!(at("2026-11-23T10:30:00Z").unwrap(), now - Duration::from_secs(90 * 60));
+        for future in ["2026-11-24", "2026-11-23T12:01", "2027-01-01T00:00:00Z"] {
+            assert!(matches!(at(future), Err(ConsoleError::Input(_))), "{future}");
+        }
+        assert!(at("gisteren").is_err());
+        assert_eq!(next_date("2026-12-31").as_deref(), Some("2027-01-01"));
+    }
+
+    #[test]
+    fn a_false_positive_needs_a_reason_and_is_final() {
+        use CaseState::*;
+        let close = |reason: &str| Change::FalsePositive(reason.into());
+        assert_eq!(next_state(Open, &close("shared link in a newsletter")).unwrap(), FalsePositive);
+        assert_eq!(next_state(Recurred, &close("test device")).unwrap(), FalsePositive);
+        assert!(next_state(Open, &close("  ")).is_err());
+        assert!(next_state(Verified, &close("x")).is_err());
+        assert!(next_state(FalsePositive, &Change::RequestRemoval).is_err());
+        assert!(!FalsePositive.is_active());
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn csv_response(name: &str, body: String) -> Response {
 async fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
     let filter = report::Filter { device: None, ..c.filter(view)? };
     let mut store = c.store()?;
-    Ok(view.apply(c.summaries(&mut store, &filter).await?, None))
+    Ok(view.apply(c.summaries(&mut store, &filter).await?, None, c.now()))
 }
 
 /// Audits what a signed-in user did, on the console database's pool.

@@ -12,9 +12,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("audit", "Auditlog", "Audit log"),
     ("logout", "Uitloggen", "Sign out"),
     ("login", "Inloggen", "Sign in"),
-    ("user", "Gebruiker", "User"),
+    ("user", "Gebruikersnaam", "User name"),
     ("password", "Wachtwoord", "Password"),
-    ("login_failed", "Onjuiste gebruiker of wachtwoord.", "Wrong user or password."),
+    (
+        "login_failed",
+        "Inloggen lukte niet: onjuiste gebruikersnaam of wachtwoord, of het account is tijdelijk geblokkeerd.",
+        "Sign-in failed: wrong user name or password, or the account is locked for a while.",
+    ),
     (
         "locked",
         "Account tijdelijk geblokkeerd na te veel pogingen.",
@@ -112,15 +116,85 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("note", "Notitie", "Note"),
     ("removed_on", "Verwijderd op", "Removed on"),
     ("save", "Opslaan", "Save"),
-    ("request_removal", "Verwijdering aangevraagd", "Removal requested"),
-    ("mark_removed", "Verwijderd", "Removed"),
+    ("request_removal", "Verwijdering aanvragen", "Request removal"),
+    ("mark_removed", "Als verwijderd vastleggen", "Record as removed"),
+    ("removed_at", "Verwijderd om", "Removed at"),
+    ("reason", "Reden", "Reason"),
+    ("close_false_positive", "Sluiten als vals positief", "Close as a false positive"),
     ("st_open", "open", "open"),
     ("st_removal_requested", "verwijdering aangevraagd", "removal requested"),
     ("st_removed", "verwijderd", "removed"),
     ("st_verified", "geverifieerd", "verified"),
     ("st_recurred", "teruggekeerd", "recurred"),
+    ("st_false_positive", "vals positief", "false positive"),
     ("case", "Zaak", "Case"),
-    ("opened", "Geopend", "Opened"),
+    ("opened", "Aangemaakt", "Created"),
+    ("expires", "Verloopt", "Expires"),
+    ("disabled", "Uitgeschakeld", "Disabled"),
+    ("domain", "Domein", "Domain"),
+    ("role_viewer", "kijker", "viewer"),
+    ("role_officer", "functionaris", "officer"),
+    ("role_admin", "beheerder", "admin"),
+    ("role_cli", "opdrachtregel", "command line"),
+    ("fig_likely", "apparaten met een app waarschijnlijk geïnstalleerd", "devices with an app likely installed"),
+    ("fig_open_cases", "open zaken", "open cases"),
+    ("fig_recurred", "teruggekeerd na verwijdering", "came back after removal"),
+    ("fig_new", "nieuw deze week", "new this week"),
+    ("resolvers", "Resolvers", "Resolvers"),
+    ("node", "Node", "Node"),
+    (
+        "no_resolver_attempts",
+        "Geen enkele resolver heeft de afgelopen week een poging vastgelegd. Controleer dat `nxguard serve` draait en naar deze opslag schrijft.",
+        "No resolver recorded an attempt in the past week. Check that `nxguard serve` runs and writes to this store.",
+    ),
+    (
+        "resolvers_note",
+        "De laatste geblokkeerde poging per node in de afgelopen week: een node die hier ontbreekt, legt niets vast of zag geen verboden app.",
+        "Each node's last blocked attempt in the past week: a node missing here records nothing or saw no banned app.",
+    ),
+    ("totals", "Totalen per app", "Totals per app"),
+    (
+        "totals_differ",
+        "De bronnen hierboven tellen alleen de losse pogingen, die store.raw_days dagen bewaard worden; de totalen tellen ook de dagtotalen van oudere dagen.",
+        "The sources above count only the single attempts, kept store.raw_days days; the totals also count the daily totals of older days.",
+    ),
+    ("previous_period", "vorige periode", "previous period"),
+    ("this_period", "deze periode", "this period"),
+    ("qtype", "Type", "Type"),
+    ("date_placeholder", "JJJJ-MM-DD", "YYYY-MM-DD"),
+    ("error", "Fout", "Error"),
+    (
+        "err_400",
+        "Dit verzoek klopt niet, bijvoorbeeld een datum, tijdstip of formulierveld. Ga terug en probeer het opnieuw.",
+        "This request is not right, for example a date, time or form field. Go back and try again.",
+    ),
+    ("err_401", "Niet ingelogd of onbekend token.", "Not signed in, or an unknown token."),
+    (
+        "err_403",
+        "Niet toegestaan voor uw rol, of het formulier is verlopen: laad de pagina opnieuw.",
+        "Not allowed for your role, or the form expired: load the page again.",
+    ),
+    ("err_404", "Deze pagina of dit item bestaat niet.", "This page or item does not exist."),
+    (
+        "err_429",
+        "Te veel mislukte inlogpogingen vanaf dit adres. Probeer het over tien minuten opnieuw.",
+        "Too many failed sign-ins from this address. Try again in ten minutes.",
+    ),
+    (
+        "err_unreachable",
+        "De bewijsopslag of de consoledatabase is nu niet bereikbaar; de andere pagina's werken. Probeer het zo opnieuw; blijft het zo, kijk dan naar de database en store.url.",
+        "The evidence store or the console database cannot be reached now; the other pages work. Try again shortly; if it stays so, check the database and store.url.",
+    ),
+    (
+        "err_503",
+        "Er is nog geen pogingenopslag: geen enkele resolver heeft nog iets vastgelegd. Start `nxguard serve` met hetzelfde store.path, of controleer dat pad.",
+        "There is no attempt store yet: no resolver has recorded anything. Start `nxguard serve` with the same store.path, or check that path.",
+    ),
+    (
+        "err_500",
+        "Er ging iets mis. De details staan in het log van de console.",
+        "Something went wrong. The details are in the console's log.",
+    ),
     ("actor", "Wie", "Who"),
     ("action", "Actie", "Action"),
     ("target", "Waarop", "On what"),
@@ -159,6 +233,91 @@ pub fn local_time(language: Language, zone: &jiff::tz::TimeZone, utc: &str) -> S
     format!("{} {month} {} {:02}:{:02}", local.day(), local.year(), local.hour(), local.minute())
 }
 
+/// Audit actions as stored (English, stable for exports and tools) and in Dutch.
+const AUDIT_ACTIONS: &[(&str, &str)] = &[
+    ("login", "ingelogd"),
+    ("login failed", "inloggen mislukt"),
+    ("login locked", "inloggen geweigerd: account geblokkeerd"),
+    ("login disabled", "inloggen geweigerd: account uitgeschakeld"),
+    ("login throttled", "inloggen van dit adres tijdelijk geweigerd"),
+    ("login throttle ended", "weigering van dit adres beëindigd"),
+    ("logout", "uitgelogd"),
+    ("view device", "apparaat bekeken"),
+    ("view audit", "auditlog bekeken"),
+    ("export summary", "overzicht geëxporteerd"),
+    ("export timeline", "tijdlijn geëxporteerd"),
+    ("export audit", "auditlog geëxporteerd"),
+    ("case open", "zaak aangemaakt"),
+    ("case update", "zaak gewijzigd"),
+    ("case state", "zaakstatus automatisch gewijzigd"),
+    ("user add", "gebruiker toegevoegd of wachtwoord gewijzigd"),
+    ("user disable", "gebruiker uitgeschakeld"),
+    ("user enable", "gebruiker weer ingeschakeld"),
+    ("user delete", "gebruiker verwijderd"),
+    ("token add", "API-token aangemaakt"),
+    ("token revoke", "API-token ingetrokken"),
+    ("api summary", "API: overzicht"),
+    ("api timeline", "API: tijdlijn"),
+    ("api cases", "API: zaken"),
+];
+
+/// The words in stored audit details, in Dutch (longest first, so phrases go before words).
+const AUDIT_WORDS: &[(&str, &str)] = &[
+    ("failed sign-ins from this address; refused until", "mislukte inlogpogingen vanaf dit adres; geweigerd tot"),
+    ("attempts since the removal", "pogingen sinds de verwijdering"),
+    ("sign-ins refused", "inlogpogingen geweigerd"),
+    ("removal_requested", "verwijdering aangevraagd"),
+    ("request_removal", "verwijdering aangevraagd"),
+    ("false_positive", "vals positief"),
+    ("expires never", "verloopt nooit"),
+    ("expires", "verloopt"),
+    ("recurred", "teruggekeerd"),
+    ("verified", "geverifieerd"),
+    ("removed", "verwijderd"),
+    ("rows", "rijen"),
+    ("since", "vanaf"),
+    ("note", "notitie"),
+    ("open", "open"),
+    ("viewer", "kijker"),
+    ("officer", "functionaris"),
+    ("admin", "beheerder"),
+];
+
+/// An audit row's action as a person reads it in `language`.
+pub fn audit_action(language: Language, action: &str) -> String {
+    match (language, AUDIT_ACTIONS.iter().find(|(en, _)| *en == action)) {
+        (Language::Nl, Some((_, nl))) => (*nl).to_string(),
+        _ => action.to_string(),
+    }
+}
+
+/// An audit row's detail as a person reads it in `language`: the stored words translated,
+/// names, numbers and times kept as they are.
+pub fn audit_detail(language: Language, detail: &str) -> String {
+    if language == Language::En {
+        return detail.to_string();
+    }
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    'next: while let Some(c) = rest.chars().next() {
+        let at_word = out.chars().last().is_none_or(|p| !p.is_alphanumeric() && p != '_');
+        if at_word {
+            for (en, nl) in AUDIT_WORDS {
+                let Some(after) = rest.strip_prefix(en) else { continue };
+                let ends_word = after.chars().next().is_none_or(|n| !n.is_alphanumeric() && n != '_');
+                if ends_word {
+                    out.push_str(nl);
+                    rest = &rest[en.len()..];
+                    continue 'next;
+                }
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.replace(" -> ", " → ")
+}
+
 /// The words for one of `report`'s assessments.
 pub fn assessment(language: Language, assessment: Assessment) -> &'static str {
     t(language, assessment.key())
@@ -190,5 +349,25 @@ mod tests {
         }
         assert_eq!(t(Language::Nl, "devices"), "Apparaten");
         assert_eq!(t(Language::En, "devices"), "Devices");
+    }
+
+    #[test]
+    fn audit_rows_read_in_dutch_with_names_and_times_kept() {
+        assert_eq!(audit_action(Language::Nl, "case update"), "zaak gewijzigd");
+        assert_eq!(audit_action(Language::En, "case update"), "case update");
+        assert_eq!(
+            audit_detail(Language::Nl, "open -> removal_requested; request_removal"),
+            "open → verwijdering aangevraagd; verwijdering aangevraagd"
+        );
+        assert_eq!(
+            audit_detail(Language::Nl, "removed -> recurred (3 attempts since the removal)"),
+            "verwijderd → teruggekeerd (3 pogingen sinds de verwijdering)"
+        );
+        assert_eq!(audit_detail(Language::Nl, "since=7d&app=TikTok; 2 rows"), "vanaf=7d&app=TikTok; 2 rijen");
+        assert_eq!(
+            audit_detail(Language::Nl, "LT-0001 × TikTok; ticket \"INC-7\""),
+            "LT-0001 × TikTok; ticket \"INC-7\""
+        );
+        assert_eq!(audit_detail(Language::Nl, "reopened"), "reopened", "only whole words");
     }
 }

@@ -46,7 +46,7 @@ pub fn page(lang: Language, who: Option<&SignedIn>, title: &str, body: Markup) -
                             @if who.role >= Role::Admin { a href="/audit" { (t(lang, "audit")) } a href="/users" { (t(lang, "users")) } }
                         }
                         form method="post" action="/logout" class="logout" {
-                            span { (who.user) " (" (who.role.as_str()) ")" }
+                            span { (who.user) " (" (super::pages::role_name(lang, who.role.as_str())) ")" }
                             input type="hidden" name="csrf" value=(who.csrf);
                             button type="submit" id="logout" { (t(lang, "logout")) }
                         }
@@ -75,6 +75,10 @@ pub struct View {
     pub device: Option<String>,
     /// Page of the devices table (0-based; `PAGE_ROWS` rows each). Exports hold every row.
     pub page: Option<usize>,
+    /// Only rows first seen at most this long ago ("7d": new this week).
+    pub new: Option<String>,
+    /// Page of the overview's "to act on" (0-based).
+    pub act_page: Option<usize>,
 }
 
 /// Rows per page of the devices table.
@@ -105,11 +109,23 @@ impl View {
         })
     }
 
-    /// The rows of the summary that this view shows: assessment and search applied, sorted.
-    /// `masked` gives the key a viewer sees (search then never matches identities).
-    pub fn apply(&self, mut rows: Vec<Summary>, masked: Option<&dyn Fn(&str) -> String>) -> Vec<Summary> {
+    /// The rows of the summary that this view shows at `now`: assessment, new and search
+    /// applied, sorted. `masked` gives the key a viewer sees (search then never matches
+    /// identities).
+    pub fn apply(
+        &self,
+        mut rows: Vec<Summary>,
+        masked: Option<&dyn Fn(&str) -> String>,
+        now: SystemTime,
+    ) -> Vec<Summary> {
         let wanted = given(&self.assessment).map(|a| Assessment::from_key(a).unwrap_or(Assessment::LinkOrEmbedded));
         rows.retain(|s| wanted.is_none_or(|w| s.assessment == w));
+        if let Some(back) = given(&self.new).and_then(|n| humantime::parse_duration(n).ok()) {
+            let cutoff = now.checked_sub(back).unwrap_or(std::time::UNIX_EPOCH);
+            rows.retain(|s| {
+                humantime::parse_rfc3339_weak(s.first_seen.trim_end_matches('Z')).is_ok_and(|first| first >= cutoff)
+            });
+        }
         if let Some(q) = given(&self.q).map(str::to_lowercase) {
             rows.retain(|s| {
                 let fields = match masked {
@@ -141,6 +157,7 @@ impl View {
             ("q", given(&self.q)),
             ("sort", given(&self.sort)),
             ("device", given(&self.device)),
+            ("new", given(&self.new)),
         ];
         // Another filter or sort starts again at the first page.
         let page = self.page.filter(|p| *p > 0 && key.is_empty()).map(|p| p.to_string());
@@ -187,7 +204,7 @@ pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> M
                     }
                 }
             }
-            label { (t(lang, "until")) " " input type="text" name="until" placeholder="YYYY-MM-DD" value=(given(&view.until).unwrap_or("")); }
+            label { (t(lang, "until")) " " input type="text" name="until" placeholder=(t(lang, "date_placeholder")) value=(given(&view.until).unwrap_or("")); }
             label { (t(lang, "app")) " " input type="text" name="app" value=(given(&view.app).unwrap_or("")); }
             @if with_owner {
                 label { (t(lang, "owner")) " " input type="text" name="owner" value=(given(&view.owner).unwrap_or("")); }
@@ -203,6 +220,7 @@ pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> M
             label { (t(lang, "search")) " " input type="search" name="q" value=(given(&view.q).unwrap_or("")); }
             @if let Some(sort) = given(&view.sort) { input type="hidden" name="sort" value=(sort); }
             @if let Some(device) = given(&view.device) { input type="hidden" name="device" value=(device); }
+            @if let Some(new) = given(&view.new) { input type="hidden" name="new" value=(new); }
             button type="submit" { (t(lang, "apply")) }
         }
     }

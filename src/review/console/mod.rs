@@ -26,10 +26,13 @@ pub mod cases;
 pub mod export;
 pub mod i18n;
 pub mod layout;
+pub mod overview;
 pub mod pages;
 pub mod queries;
+pub mod responses;
 pub mod state;
 pub mod svg;
+pub mod throttle;
 pub mod tls;
 
 use std::{
@@ -73,6 +76,9 @@ pub enum ConsoleError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// The attempt store does not exist yet (no resolver has written to it).
+    #[error("no attempt store at {0} yet")]
+    NoStore(PathBuf),
     #[error("console TLS: {0}")]
     Tls(String),
     #[error("console: {0}")]
@@ -86,6 +92,7 @@ impl IntoResponse for ConsoleError {
         let status = match &self {
             ConsoleError::Forbidden | ConsoleError::Csrf => StatusCode::FORBIDDEN,
             ConsoleError::NotFound => StatusCode::NOT_FOUND,
+            ConsoleError::NoStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleError::Input(_) | ConsoleError::Report(ReportError::Time(_)) => StatusCode::BAD_REQUEST,
             ConsoleError::Report(ReportError::Store(error)) => return unreachable("evidence store", error),
             ConsoleError::Pool(error) => return unreachable("console database", error),
@@ -94,16 +101,28 @@ impl IntoResponse for ConsoleError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, format!("{}: {self}\n", status.as_u16())).into_response()
+        if status != StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::info!(status = status.as_u16(), error = %self, "console request refused");
+        }
+        // The words a person reads come from `responses` (in the console's language); the
+        // message itself may hold what was typed, so it goes to the log only.
+        (status, format!("{}\n", status.canonical_reason().unwrap_or(""))).into_response()
     }
 }
+
+/// What a 503 could not reach and why ("evidence store unreachable: …"), for the error page
+/// (`responses`): the store's own error, which names the store and never holds what was typed.
+#[derive(Debug, Clone)]
+pub struct Unreachable(pub String);
 
 /// 503 with what could not be reached and why; the console goes on serving other pages.
 fn unreachable(what: &str, error: &dyn std::error::Error) -> Response {
     tracing::warn!(what, %error, "console page without its data");
     let status = StatusCode::SERVICE_UNAVAILABLE;
-    let body = format!("{}: {what} unreachable: {error}\n", status.as_u16());
-    (status, [(axum::http::header::RETRY_AFTER, "10")], body).into_response()
+    let text = format!("{what} unreachable: {error}");
+    let mut response = (status, [(axum::http::header::RETRY_AFTER, "10")], format!("503: {text}\n")).into_response();
+    response.extensions_mut().insert(Unreachable(text));
+    response
 }
 
 /// The time source: the wall clock, or a fixed time in tests.
@@ -127,6 +146,8 @@ pub struct Console {
     pub secure_cookie: bool,
     /// `console.time_zone`, for the times pages show.
     time_zone: jiff::tz::TimeZone,
+    /// Failed sign-ins per client address.
+    pub throttle: throttle::Throttle,
 }
 
 impl Console {
@@ -168,6 +189,7 @@ impl Console {
             clock,
             secure_cookie,
             time_zone,
+            throttle: throttle::Throttle::default(),
         })
     }
 
@@ -213,6 +235,9 @@ impl Console {
 
     /// The attempt store's reader (a handle on its pool; each query borrows a connection).
     pub fn store(&self) -> Result<Reader, ConsoleError> {
+        if let Some(path) = self.store.sqlite_path().filter(|p| !p.exists()) {
+            return Err(ConsoleError::NoStore(path.to_path_buf()));
+        }
         Ok(self.store.clone())
     }
 
@@ -230,6 +255,30 @@ impl Console {
         Ok(report::summaries(std::slice::from_mut(store), filter, self.pseudonymizer.as_ref()).await?)
     }
 
+    /// The session cookie's attributes: HttpOnly, SameSite=Strict, and Secure when the request
+    /// came over HTTPS (served here, or said so by a trusted proxy).
+    pub fn cookie_attributes(&self, parts: &axum::http::request::Parts) -> &'static str {
+        if auth::https(parts, &self.config.trust_proxy, self.secure_cookie) {
+            "Path=/; HttpOnly; SameSite=Strict; Secure"
+        } else {
+            "Path=/; HttpOnly; SameSite=Strict"
+        }
+    }
+
+    /// A fresh token for the sign-in form: a random nonce and this console's signature of it.
+    pub fn login_token(&self) -> String {
+        let nonce = state::random_hex();
+        let tag = ring::hmac::sign(&self.secret, format!("login:{nonce}").as_bytes());
+        format!("{nonce}.{}", data_encoding::HEXLOWER.encode(tag.as_ref()))
+    }
+
+    /// `token` is one `login_token` made.
+    pub fn login_token_is_ours(&self, token: &str) -> bool {
+        let Some((nonce, tag)) = token.split_once('.') else { return false };
+        let Ok(tag) = data_encoding::HEXLOWER.decode(tag.as_bytes()) else { return false };
+        ring::hmac::verify(&self.secret, format!("login:{nonce}").as_bytes(), &tag).is_ok()
+    }
+
     /// The pseudonymous key a viewer sees for a device key: stable, but not the identity.
     pub fn masked(&self, device: &str) -> String {
         let tag = ring::hmac::sign(&self.secret, device.as_bytes());
@@ -241,7 +290,7 @@ impl Console {
 /// Every route of the console.
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/devices", get(pages::devices))
@@ -260,6 +309,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/timeline", get(export::api_timeline))
         .route("/api/v1/cases", get(export::api_cases))
         .route("/static/console.css", get(layout::stylesheet))
+        .fallback(responses::not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&console), responses::frame))
         .with_state(console)
 }
 

@@ -1,11 +1,12 @@
-//! The pages: sign-in and sign-out, overview, devices, one device, and the audit log.
+//! The pages: sign-in and sign-out, devices, one device, the audit log and users (the overview
+//! is `overview`).
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::{sync::Arc, time::SystemTime};
 
 use axum::{
     Form,
     extract::{Query, State},
-    http::header,
+    http::{StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
@@ -14,8 +15,8 @@ use serde::Deserialize;
 use super::{
     Console, ConsoleError, audit,
     auth::{self, COOKIE, Login, Role, SignedIn},
-    cases::{self, CaseState},
-    i18n::{assessment, t},
+    cases,
+    i18n::{self, assessment, t},
     layout::{self, PAGE_ROWS, View, encode, filters, page},
     queries::{self, DAY_MS},
     svg,
@@ -31,73 +32,117 @@ pub struct LoginQuery {
     pub error: Option<String>,
 }
 
-pub async fn login_form(State(c): State<Arc<Console>>, Query(q): Query<LoginQuery>) -> Markup {
+/// The cookie that carries the sign-in form's CSRF token (the form carries the same value).
+pub const LOGIN_COOKIE: &str = "nxguard_login";
+
+/// `GET /login`: the form, with a fresh CSRF token in a hidden field and in a cookie. One
+/// message for every refusal (wrong name, wrong password, locked, disabled): the page never
+/// tells which accounts exist.
+pub async fn login_form(
+    State(c): State<Arc<Console>>,
+    parts: axum::http::request::Parts,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let lang = c.language();
-    let message = match q.error.as_deref() {
-        Some("locked") => Some(t(lang, "locked")),
-        Some(_) => Some(t(lang, "login_failed")),
-        None => None,
+    let token = c.login_token();
+    let cookie = format!("{LOGIN_COOKIE}={token}; {}", c.cookie_attributes(&parts));
+    let body = html! {
+        @if q.error.is_some() { p class="error" id="login-error" { (t(lang, "login_failed")) } }
+        form method="post" action="/login" class="stack" {
+            input type="hidden" name="csrf" value=(token);
+            label { (t(lang, "user")) input type="text" name="user" id="user" autocomplete="username" required; }
+            label { (t(lang, "password")) input type="password" name="password" id="password" autocomplete="current-password" required; }
+            button type="submit" id="login" { (t(lang, "login")) }
+        }
     };
-    page(
-        lang,
-        None,
-        t(lang, "login"),
-        html! {
-            @if let Some(message) = message { p class="error" { (message) } }
-            form method="post" action="/login" class="stack" {
-                label { (t(lang, "user")) input type="text" name="user" id="user" autocomplete="username" required; }
-                label { (t(lang, "password")) input type="password" name="password" id="password" autocomplete="current-password" required; }
-                button type="submit" id="login" { (t(lang, "login")) }
-            }
-        },
-    )
+    ([(header::SET_COOKIE, cookie)], page(lang, None, t(lang, "login"), body)).into_response()
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
+    pub csrf: String,
     pub user: String,
     pub password: String,
 }
 
-/// `POST /login`: checks the password (argon2id), locks after `console.lockout_failures` wrong
-/// ones, audits both outcomes, and sets the session cookie (HttpOnly, SameSite=Strict, Secure
-/// under TLS).
+/// The sign-in form's token matches its cookie and was made by this console (double submit,
+/// signed: another site can make the browser post the form, but can neither read the cookie
+/// nor make a token of its own).
+fn login_csrf(c: &Console, parts: &axum::http::request::Parts, sent: &str) -> Result<(), ConsoleError> {
+    let cookie = auth::cookie(parts, LOGIN_COOKIE).unwrap_or("");
+    if auth::same_secret(sent, cookie) && c.login_token_is_ours(sent) { Ok(()) } else { Err(ConsoleError::Csrf) }
+}
+
+/// Audits what the throttle decided for this address; true when the sign-in is refused.
+async fn throttled(c: &Console, address: &str, now: SystemTime) -> Result<bool, ConsoleError> {
+    let gate = c.throttle.gate(address, millis(now));
+    let mut records = Vec::new();
+    if let Some(refused) = gate.ended_refusals {
+        records.push(("login throttle ended", format!("{refused} sign-ins refused")));
+    }
+    if gate.first_refusal {
+        let until = queries::time_text(gate.until_ms);
+        let detail = format!("{} failed sign-ins from this address; refused until {until}", super::throttle::FAILURES);
+        records.push(("login throttled", detail));
+    }
+    if !records.is_empty() {
+        let address = address.to_string();
+        c.state(move |db| {
+            for (action, detail) in &records {
+                let record = audit::Record { actor: "", role: "", address: &address, action, target: "", detail };
+                audit::record(db, now, &record)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(gate.refused)
+}
+
+/// `POST /login`: checks the CSRF token and the address's failed sign-ins, then the password
+/// (argon2id), locks after `console.lockout_failures` wrong ones, audits the outcome, and sets
+/// the session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS).
 pub async fn login(
     State(c): State<Arc<Console>>,
     parts: axum::http::request::Parts,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
-    let address = auth::address(&parts);
+    login_csrf(&c, &parts, &form.csrf)?;
+    let address = auth::address(&parts, &c.config.trust_proxy);
     let now = c.now();
-    let (max_failures, lock_mins) = (c.config.lockout_failures, c.config.lockout_mins);
-    let (outcome, session) = c
+    if throttled(&c, &address, now).await? {
+        let retry = (super::throttle::WINDOW_MS / 1000).to_string();
+        return Ok((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry)]).into_response());
+    }
+    let (max_failures, lock_mins, from) = (c.config.lockout_failures, c.config.lockout_mins, address.clone());
+    let session = c
         .state(move |db| {
             let outcome = auth::check_password(db, &form.user, &form.password, now, max_failures, lock_mins)?;
             let (action, role) = match &outcome {
                 Login::Ok(role) => ("login", role.as_str()),
                 Login::Wrong => ("login failed", ""),
                 Login::Locked => ("login locked", ""),
+                Login::Disabled => ("login disabled", ""),
             };
             // A name typed at the sign-in form is kept short in the log (it may be anything).
             let actor: String = form.user.chars().take(64).collect();
-            let record = audit::Record { actor: &actor, role, address: &address, action, target: "", detail: "" };
+            let record = audit::Record { actor: &actor, role, address: &from, action, target: "", detail: "" };
             audit::record(db, now, &record)?;
-            let session = match outcome {
-                Login::Ok(_) => Some(auth::start_session(db, &form.user, now)?.0),
-                _ => None,
-            };
-            Ok((outcome, session))
+            let Login::Ok(_) = outcome else { return Ok(None) };
+            Ok(Some(auth::start_session(db, &form.user, now)?.0))
         })
         .await?;
-    match (outcome, session) {
-        (Login::Ok(_), Some(id)) => {
-            let secure = if c.secure_cookie { "; Secure" } else { "" };
-            let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
-            Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
-        }
-        (Login::Locked, _) => Ok(Redirect::to("/login?error=locked").into_response()),
-        _ => Ok(Redirect::to("/login?error=wrong").into_response()),
-    }
+    let Some(id) = session else {
+        c.throttle.failed(&address, millis(now));
+        return Ok(Redirect::to("/login?error=1").into_response());
+    };
+    let attributes = c.cookie_attributes(&parts);
+    let cookies = [
+        (header::SET_COOKIE, format!("{COOKIE}={id}; {attributes}")),
+        (header::SET_COOKIE, format!("{LOGIN_COOKIE}=; {attributes}; Max-Age=0")),
+    ];
+    Ok((axum::response::AppendHeaders(cookies), Redirect::to("/")).into_response())
 }
 
 #[derive(Deserialize)]
@@ -121,109 +166,34 @@ pub async fn logout(
         audit::by(db, now, &who, "logout", "", "")
     })
     .await?;
-    let secure = if c.secure_cookie { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
+    let cookie = format!("{COOKIE}=; {}; Max-Age=0", c.cookie_attributes(&parts));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
 }
 
 /// The device key as this user may see it.
-fn shown(c: &Console, who: &SignedIn, device: &str) -> String {
+pub(super) fn shown(c: &Console, who: &SignedIn, device: &str) -> String {
     if who.role >= Role::Officer { device.to_string() } else { c.masked(device) }
 }
 
-/// Device × app rows the overview lists (most recently seen first); the rest are on /devices.
-const RECENT: usize = 15;
-
-fn day_of(time: SystemTime) -> i64 {
-    millis(time).div_euclid(DAY_MS)
+/// The newest case of a summary row's device × app.
+pub(super) fn case_of<'a>(all: &'a [cases::Case], s: &report::Summary) -> Option<&'a cases::Case> {
+    all.iter().find(|k| k.device == s.device && k.app == s.app)
 }
 
-pub async fn overview(
-    State(c): State<Arc<Console>>,
-    who: SignedIn,
-    Query(view): Query<View>,
-) -> Result<Markup, ConsoleError> {
-    let lang = c.language();
-    let now = c.now();
-    let officer = who.role >= Role::Officer;
-    let mut filter = report::Filter { device: None, ..c.filter(&view)? };
-    if !officer {
-        // Viewers get no owner filter: counts per owner would point at people.
-        filter.owner = None;
+/// The last cell of an officer's device × app row: its case, or a link to open one.
+fn case_cell(lang: crate::config::Language, all: &[cases::Case], s: &report::Summary) -> Markup {
+    match case_of(all, s) {
+        Some(k) => {
+            html! { a href=(format!("/cases/{}", k.id)) class="case" { (t(lang, "case")) " #" (k.id) ": " (t(lang, super::case_pages::state_key(k.state))) } }
+        }
+        None => {
+            html! { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } }
+        }
     }
-    let mut store = c.store()?;
-    let rows = c.summaries(&mut store, &filter).await?;
-    let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let days = queries::daily(&mut store, since, until, filter.app.as_deref()).await?;
-    cases::refresh(&c, &mut store, now).await?;
-    let all_cases = c.state(|db| cases::list(db, None)).await?;
-    let mut by_app: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-    for s in &rows {
-        by_app.entry(&s.app).or_default()[s.assessment as usize] += 1;
-    }
-    let has_case =
-        |s: &report::Summary| all_cases.iter().any(|k| k.device == s.device && k.app == s.app && k.state.is_active());
-    let to_act: Vec<&report::Summary> =
-        rows.iter().filter(|s| s.assessment == Assessment::LikelyInstalled && !has_case(s)).collect();
-    let recurred: Vec<&cases::Case> = all_cases.iter().filter(|k| k.state == CaseState::Recurred).collect();
-    let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.attempts)).collect();
-    let body = html! {
-        (filters(lang, &view, "/", officer))
-        h2 { (t(lang, "by_app")) }
-        @if by_app.is_empty() { p { (t(lang, "no_data")) } } @else {
-            table id="by-app" {
-                tr { th { (t(lang, "app")) } th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } }
-                @for (app, counts) in &by_app {
-                    tr {
-                        td { a href=(format!("/app?{}", view.with("app", app))) { (app) } }
-                        td.num.likely { (counts[0]) } td.num { (counts[1]) } td.num { (counts[2]) }
-                    }
-                }
-            }
-        }
-        h2 { (t(lang, "recent_devices")) }
-        @if rows.is_empty() { p { (t(lang, "no_data")) } } @else {
-            table id="recent" {
-                tr { th { (t(lang, "device")) } th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
-                @for s in rows.iter().take(RECENT) {
-                    tr {
-                        td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                        td { (s.app) } td.num { (s.attempts) } td { (c.time(&s.last_seen)) }
-                        td class=[(s.assessment == Assessment::LikelyInstalled).then_some("likely")] { (assessment(lang, s.assessment)) }
-                    }
-                }
-            }
-            @if rows.len() > RECENT { p { a href=(format!("/devices?{}", view.query())) { (t(lang, "all_devices")) " (" (rows.len()) ")" } } }
-        }
-        h2 { (t(lang, "trend")) }
-        (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, "trend")))
-        h2 { (t(lang, "to_act")) }
-        @if to_act.is_empty() { p { (t(lang, "none")) } } @else {
-            table id="to-act" {
-                tr { th { (t(lang, "device")) } th { (t(lang, "app")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } @if officer { th {} } }
-                @for s in &to_act {
-                    tr {
-                        td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                        td { (s.app) } td.num { (s.days) } td { (c.time(&s.last_seen)) }
-                        @if officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
-                    }
-                }
-            }
-        }
-        h2 { (t(lang, "recurred")) }
-        @if recurred.is_empty() { p { (t(lang, "none")) } } @else {
-            table id="recurred" {
-                @for k in &recurred {
-                    tr.recurred {
-                        td { @if officer { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } }
-                        td { (shown(&c, &who, &k.device)) } td { (k.app) } td { (c.time(k.removed.as_deref().unwrap_or(""))) }
-                    }
-                }
-            }
-        }
-        @if !officer { p.note { (t(lang, "pseudonymous")) } }
-    };
-    Ok(page(lang, Some(&who), t(lang, "overview"), body))
+}
+
+pub(super) fn day_of(time: SystemTime) -> i64 {
+    millis(time).div_euclid(DAY_MS)
 }
 
 pub async fn devices(
@@ -240,8 +210,9 @@ pub async fn devices(
     }
     let mut store = c.store()?;
     let rows = c.summaries(&mut store, &filter).await?;
+    let all_cases = if officer { c.state(|db| cases::list(db, None)).await? } else { Vec::new() };
     let mask = |d: &str| c.masked(d);
-    let rows = view.apply(rows, if officer { None } else { Some(&mask) });
+    let rows = view.apply(rows, if officer { None } else { Some(&mask) }, c.now());
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
     let page = view.page.unwrap_or(0);
     let pages = rows.len().div_ceil(PAGE_ROWS).max(1);
@@ -262,7 +233,7 @@ pub async fn devices(
                     td { (s.app) } td.num { (s.attempts) } td.num { (s.domains) } td.num { (s.days) }
                     td { (c.time(&s.first_seen)) } td { (c.time(&s.last_seen)) }
                     td class=[(s.assessment == Assessment::LikelyInstalled).then_some("likely")] { (assessment(lang, s.assessment)) }
-                    @if officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
+                    @if officer { td { (case_cell(lang, &all_cases, s)) } }
                 }
             }
         }
@@ -293,7 +264,8 @@ pub async fn device(
     let filter = c.filter(&view)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut store = c.store()?;
-    let sources = queries::identity_sources(&mut store, &key).await?;
+    let sources = queries::identity_sources(&mut store, &key, since, until).await?;
+    let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() }).await?;
     let lanes = queries::device_daily(&mut store, &key, since, until).await?;
     let hits = report::timeline(
         std::slice::from_mut(&mut store),
@@ -325,6 +297,7 @@ pub async fn device(
                 tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (c.time(&s.first_seen)) } td { (c.time(&s.last_seen)) } td.num { (s.attempts) } }
             }
         }
+        (device_totals(lang, &totals, &sources))
         h2 { (t(lang, "per_app")) }
         (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, "per_app")))
         p {
@@ -344,13 +317,33 @@ pub async fn device(
         p { a href=(format!("/export/timeline.csv?{}", view.query())) id="export-timeline" { (t(lang, "export_csv")) } }
         @if hits.len() > 200 { p.note { (t(lang, "hits_limited")) } }
         table id="hits" {
-            tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { "Type" } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
+            tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { (t(lang, "qtype")) } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
             @for e in hits.iter().take(200) {
                 tr { td { (c.time(&e.time)) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
     };
     Ok(page(lang, Some(&who), &format!("{}: {key}", t(lang, "device")), body))
+}
+
+/// The device's totals per app, the same rows the devices table shows, and whether the identity
+/// sources above add up to them (they do while the period's raw rows are kept).
+fn device_totals(
+    lang: crate::config::Language,
+    totals: &[report::Summary],
+    sources: &[queries::IdentitySource],
+) -> Markup {
+    let (all, raw) = (totals.iter().map(|s| s.attempts).sum::<u64>(), sources.iter().map(|s| s.attempts).sum::<u64>());
+    html! {
+        h2 { (t(lang, "totals")) }
+        table id="totals" {
+            tr { th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+            @for s in totals {
+                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } }
+            }
+        }
+        @if raw != all { p.note id="totals-differ" { (t(lang, "totals_differ")) " (" (raw) " / " (all) ")" } }
+    }
 }
 
 pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
@@ -368,11 +361,26 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         table id="audit" {
             tr { th { (t(lang, "time")) } th { (t(lang, "actor")) } th { (t(lang, "role")) } th { (t(lang, "address")) } th { (t(lang, "action")) } th { (t(lang, "target")) } th { (t(lang, "detail")) } }
             @for e in &entries {
-                tr { td { (c.time(&e.time)) } td { (e.actor) } td { (e.role) } td { (e.address) } td { (e.action) } td { (e.target) } td { (e.detail) } }
+                tr {
+                    td { (c.time(&e.time)) } td { (e.actor) } td { (role_name(lang, &e.role)) } td { (e.address) }
+                    td { (i18n::audit_action(lang, &e.action)) } td { (e.target) } td { (i18n::audit_detail(lang, &e.detail)) }
+                }
             }
         }
     };
     Ok(page(lang, Some(&who), t(lang, "audit"), body))
+}
+
+/// A role as the pages name it.
+pub fn role_name(lang: crate::config::Language, role: &str) -> &'static str {
+    match role {
+        "viewer" => t(lang, "role_viewer"),
+        "officer" => t(lang, "role_officer"),
+        "admin" => t(lang, "role_admin"),
+        "system" => "nxguard",
+        "cli" => t(lang, "role_cli"),
+        _ => "",
+    }
 }
 
 /// Users and API tokens (admins; changed with `nxguard console user|token add`).
@@ -385,8 +393,8 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
     let table = |id: &str, rows: &[auth::Account]| {
         html! {
             table id=(id) {
-                tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } }
-                @for a in rows { tr { td { (a.name) } td { (a.role) } td { (c.time(&a.locked_until)) } td { (c.time(&a.created)) } } }
+                tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } th { (t(lang, "expires")) } th { (t(lang, "disabled")) } }
+                @for a in rows { tr { td { (a.name) } td { (role_name(lang, &a.role)) } td { (c.time(&a.locked_until)) } td { (c.time(&a.created)) } td { (c.time(&a.expires)) } td { @if a.disabled { "✓" } } } }
             }
         }
     };
@@ -394,7 +402,7 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         (table("users", &users))
         h2 { (t(lang, "tokens")) }
         (table("tokens", &tokens))
-        p.note { code { "nxguard console user add NAME --role viewer|officer|admin --password-stdin" } }
+        p.note { code { "nxguard console user add|disable|enable|delete NAME" } " · " code { "nxguard console token add|revoke NAME" } }
     };
     Ok(page(lang, Some(&who), t(lang, "users"), body))
 }

@@ -103,13 +103,21 @@ pub struct IdentitySource {
     pub attempts: u64,
 }
 
-pub async fn identity_sources(db: &mut Reader, device_key: &str) -> Result<Vec<IdentitySource>, ReportError> {
+/// The identity sources of a device's enforced attempts in [since, until), as the devices
+/// table counts them (so the two agree while the raw rows are kept).
+pub async fn identity_sources(
+    db: &mut Reader,
+    device_key: &str,
+    since: SystemTime,
+    until: SystemTime,
+) -> Result<Vec<IdentitySource>, ReportError> {
     let rows = db
         .rows(
             "SELECT COALESCE(device, ''), COALESCE(owner, ''), COALESCE(hostname, ''), COALESCE(mac, ''), \
          COALESCE(device_ip, ''), identity_source, MIN(ts_ms), MAX(ts_ms), COUNT(*) FROM attempts \
-         WHERE device_key = ? GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY MAX(ts_ms) DESC LIMIT 50",
-            &[Param::Text(device_key.to_string())],
+         WHERE device_key = ? AND ts_ms >= ? AND ts_ms < ? AND mode = 'enforce' \
+         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY MAX(ts_ms) DESC LIMIT 50",
+            &[Param::Text(device_key.to_string()), Param::Int(millis(since)), Param::Int(millis(until))],
         )
         .await?;
     Ok(rows
@@ -146,4 +154,16 @@ pub async fn app_domains(
         )
         .await?;
     Ok(rows.iter().map(|r| (r[0].string(), r[1].string(), count(r[2].int()), count(r[3].int()))).collect())
+}
+
+/// Each node's last attempt since `since` (ms since 1970), newest first: whether the resolvers
+/// are recording. Read over the `ts_ms` index, so only recent rows are looked at.
+pub async fn last_attempts(db: &mut Reader, since: SystemTime) -> Result<Vec<(String, i64)>, ReportError> {
+    let rows = db
+        .rows(
+            "SELECT node, MAX(ts_ms) FROM attempts WHERE ts_ms >= ? GROUP BY node ORDER BY 2 DESC",
+            &[Param::Int(millis(since))],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r[0].string(), r[1].int())).collect())
 }

@@ -75,6 +75,7 @@ pub fn open(path: &Path, audit_retention_days: u32) -> Result<(Connection, [u8; 
     // the console serves.
     db.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
     db.execute_batch(SCHEMA).map_err(fail)?;
+    add_columns(&db).map_err(fail)?;
     let retention_ms = i64::from(audit_retention_days) * 86_400_000;
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('audit_retention_ms', ?1) \
@@ -109,6 +110,27 @@ pub fn connect(path: &Path) -> Result<Connection, ConsoleError> {
     let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
     db.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
     Ok(db)
+}
+
+/// Columns added after the first release, added to older databases in place.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("cases", "reason", "TEXT NOT NULL DEFAULT ''"),
+    ("tokens", "expires_ms", "INTEGER"),
+    ("users", "disabled", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn add_columns(db: &Connection) -> Result<(), rusqlite::Error> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: i64 = db.query_row(
+            &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |r| r.get(0),
+        )?;
+        if present == 0 {
+            db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes audit rows older than the retention (the trigger refuses younger ones).

@@ -165,6 +165,14 @@ pub struct Faults {
     pub no_tcp: bool,
     /// Error answers (with `rcode`) leave the question out: header only, QDCOUNT 0.
     pub no_question: bool,
+    /// FORMERR to every query that carries an OPT record, without OPT (a server that does not
+    /// know EDNS, RFC 6891 §7); the normal answer without.
+    pub formerr_edns: bool,
+    /// TCP connections are accepted and read, never answered.
+    pub tcp_silent: bool,
+    /// UDP queries are answered one at a time, each this long after the previous answer
+    /// (ldns-testns with `sleep=`: slow but sure, a single thread).
+    pub one_at_a_time: Option<Duration>,
 }
 
 impl Faults {
@@ -173,7 +181,14 @@ impl Faults {
         if self.drop_edns && query.edns.is_some() {
             return None;
         }
+        if over_tcp && self.tcp_silent {
+            return None;
+        }
         let mut reply = respond(query, over_tcp)?;
+        if self.formerr_edns && query.edns.is_some() {
+            reply.metadata.response_code = ResponseCode::FormErr;
+            (reply.edns, reply.answers, reply.authorities) = (None, Vec::new(), Vec::new());
+        }
         if let Some(code) = self.rcode {
             reply.metadata.response_code = code;
             reply.answers.clear();
@@ -269,7 +284,13 @@ impl FakeUpstream {
                 let Ok(query) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
-                if let Some(reply) = faults.reply(&query, false, serial) {
+                let Some(reply) = faults.reply(&query, false, serial) else {
+                    continue;
+                };
+                if let Some(each) = faults.one_at_a_time {
+                    tokio::time::sleep(each).await;
+                    let _ = udp.send_to(&reply, peer).await;
+                } else {
                     let udp = Arc::clone(&udp);
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
