@@ -210,7 +210,7 @@ pub(crate) fn settings(config: &StoreConfig, statement_timeout_ms: u64) -> Resul
     }
     pg.connect_timeout(Duration::from_millis(config.timeout_ms));
     pg.application_name("nxguard");
-    pg.options(&format!("-c statement_timeout={statement_timeout_ms} -c lock_timeout={}", config.timeout_ms));
+    pg.options(format!("-c statement_timeout={statement_timeout_ms} -c lock_timeout={}", config.timeout_ms));
     pg.ssl_mode(match config.tls {
         StoreTls::Disable => tokio_postgres::config::SslMode::Disable,
         StoreTls::Require | StoreTls::VerifyFull => tokio_postgres::config::SslMode::Require,
