@@ -100,7 +100,7 @@ fn main() {
     let config = ConsoleConfig { state_path: Some(dir.path().join("console.sqlite")), ..ConsoleConfig::default() };
     let console = Arc::new(Console::open(config, path, None, Arc::new(move || now)).unwrap());
     let (id, _) = {
-        let db = console.db();
+        let db = console.db().unwrap();
         auth::add_user(&db, "bench", auth::Role::Officer, "benchmark password", now).unwrap();
         auth::start_session(&db, "bench", now).unwrap()
     };

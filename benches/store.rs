@@ -24,7 +24,7 @@ use nxguard::{
         devices::{EdnsIdentity, Identity, Source},
         store::{
             self, DAY_MS, StoreWriter, millis,
-            read::Reader,
+            read::{Limits, Reader},
             rollup::{Counts, Key, Rollups},
         },
     },
@@ -153,7 +153,8 @@ fn history(days: usize, devices: usize, end_day: i64) -> Vec<Rollups> {
 }
 
 fn time_reports(source: &str, config: &StoreConfig, now: SystemTime) {
-    let mut dbs = [Reader::open(source, config).unwrap()];
+    let mut dbs = [Reader::open(source, config, Limits::COMMAND_LINE).unwrap()];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let base = Filter { now: Some(now), until: Some(now), raw_days: 14, ..Filter::default() };
     let cases = [
         ("summary, everything", base.clone()),
@@ -168,9 +169,9 @@ fn time_reports(source: &str, config: &StoreConfig, now: SystemTime) {
         for _ in 0..3 {
             let (began, cpu) = (Instant::now(), cpu_time());
             let rows = if filter.device.is_some() {
-                report::timeline(&mut dbs, &filter, None).unwrap().events.len()
+                runtime.block_on(report::timeline(&mut dbs, &filter, None)).unwrap().events.len()
             } else {
-                report::summaries(&mut dbs, &filter, None).unwrap().len()
+                runtime.block_on(report::summaries(&mut dbs, &filter, None)).unwrap().len()
             };
             best = best.min((began.elapsed(), cpu_time() - cpu, rows));
         }

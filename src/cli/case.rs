@@ -56,12 +56,11 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
     match &args.action {
         Action::List => {
             let mut store = console.store()?;
-            let db = console.db();
-            cases::refresh(&db, &mut store, console.pseudonymizer.as_ref(), now, console.config.verify_days)?;
-            println!("{}", serde_json::to_string_pretty(&cases::list(&db, None)?)?);
+            super::report::runtime()?.block_on(cases::refresh(&console, &mut store, now))?;
+            println!("{}", serde_json::to_string_pretty(&cases::list(&console.db()?, None)?)?);
         }
         Action::Open { device, app, owner, ticket, note } => {
-            let id = cases::open(&console.db(), device, app, owner, ticket, note, now)?;
+            let id = cases::open(&console.db()?, device, app, owner, ticket, note, now)?;
             super::console::audit(
                 &console,
                 "case open",
@@ -79,10 +78,10 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
             };
             let removed = removed.as_deref().unwrap_or("");
             let reason = false_positive.as_deref().unwrap_or("");
-            let before = cases::get(&console.db(), *id)?;
+            let before = cases::get(&console.db()?, *id)?;
             let note = note.clone().unwrap_or(before.note);
             let change = console::case_pages::change(action, removed, ticket.clone(), &note, reason, now)?;
-            let after = cases::update(&console.db(), *id, &change, now)?;
+            let after = cases::update(&console.db()?, *id, &change, now)?;
             let detail = console::case_pages::update_detail(before.state, &after, &change);
             super::console::audit(&console, "case update", &format!("case {id}"), &detail)?;
             println!("case {id}: {}", after.state.as_str());

@@ -67,16 +67,16 @@ enum TokenAction {
 
 /// The console over a config: its database and the attempt store it reads.
 pub(super) fn open(config: &Config) -> Result<Console> {
-    let (path, url) = match config.store.backend {
-        StoreBackend::Sqlite => (config.store.path.clone().context("no attempt store: set store.path")?, None),
-        StoreBackend::Postgres => {
-            (PathBuf::new(), Some(config.store.url.clone().context("no attempt store: set store.url")?))
+    let source = match config.store.backend {
+        StoreBackend::Sqlite => {
+            config.store.path.as_ref().context("no attempt store: set store.path")?.display().to_string()
         }
+        StoreBackend::Postgres => config.store.url.clone().context("no attempt store: set store.url")?,
     };
     let clock: console::Clock = std::sync::Arc::new(std::time::SystemTime::now);
-    let mut console = Console::open(config.console.clone(), path, super::pseudonymizer(config)?, clock)?;
-    console.store_url = url;
-    console.store_config = config.store.clone();
+    let mut console =
+        Console::open(config.console.clone(), PathBuf::from(&source), super::pseudonymizer(config)?, clock)?;
+    console.read_store(&source, config.store.clone())?;
     console.policy = Some(config.policy.clone());
     Ok(console)
 }
@@ -85,7 +85,7 @@ pub(super) fn open(config: &Config) -> Result<Console> {
 pub(super) fn audit(console: &Console, action: &str, target: &str, detail: &str) -> Result<()> {
     let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let record = audit::Record { actor: &actor, role: "cli", address: "local", action, target, detail };
-    Ok(audit::record(&console.db(), console.now(), &record)?)
+    Ok(audit::record(&console.db()?, console.now(), &record)?)
 }
 
 pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
@@ -108,7 +108,7 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
 }
 
 fn run_user(console: &Console, action: &UserAction) -> Result<()> {
-    let db = console.db();
+    let db = console.db()?;
     let (verb, name) = match action {
         UserAction::Add { name, role, .. } => {
             let mut password = String::new();
@@ -132,14 +132,14 @@ fn run_token(console: &Console, action: &TokenAction) -> Result<()> {
     match action {
         TokenAction::Add { name, role, expires } => {
             let expires = expires.as_deref().map(|e| token_expiry(e, now)).transpose()?;
-            let token = auth::add_token(&console.db(), name, *role, expires, now)?;
+            let token = auth::add_token(&console.db()?, name, *role, expires, now)?;
             let until = expires.map(|at| humantime::format_rfc3339_seconds(at).to_string());
             let detail = format!("{}; expires {}", role.as_str(), until.as_deref().unwrap_or("never"));
             audit(console, "token add", name, &detail)?;
             println!("{token}");
         }
         TokenAction::Revoke { name } => {
-            auth::revoke_token(&console.db(), name)?;
+            auth::revoke_token(&console.db()?, name)?;
             audit(console, "token revoke", name, "")?;
             println!("token {name} revoked");
         }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use nxguard::{
     config::{Config, StoreBackend},
     evidence::store,
-    review::{board, render, report},
+    review::{board, console::cases, render, report},
 };
 
 #[derive(clap::Args)]
@@ -59,15 +59,37 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
     };
     let filter = filter(args, &config, now)?;
     let pseudonymizer = super::pseudonymizer(&config)?;
-    let mut dbs = sources(args, &config)?
+    let limits = store::read::Limits::COMMAND_LINE;
+    let dbs = sources(args, &config)?
         .iter()
-        .map(|s| store::read::Reader::open(s, &config.store))
+        .map(|s| store::read::Reader::open(s, &config.store, limits))
         .collect::<Result<Vec<_>, _>>()?;
-    let pseudonymizer = pseudonymizer.as_ref();
-    let text = match args.format.plain() {
-        Some(format) if args.shadow => render::shadow(&report::summaries(&mut dbs, &filter, pseudonymizer)?, format)?,
+    let text = runtime()?.block_on(text(args, &config, dbs, &filter, pseudonymizer.as_ref(), now))?;
+    print!("{text}");
+    Ok(())
+}
+
+/// The runtime the command line's store reads run on (one thread, plus the blocking pool for
+/// SQLite).
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// The report the arguments ask for, over `dbs`.
+async fn text(
+    args: &Args,
+    config: &Config,
+    mut dbs: Vec<store::read::Reader>,
+    filter: &report::Filter,
+    pseudonymizer: Option<&store::Pseudonymizer>,
+    now: SystemTime,
+) -> Result<String> {
+    Ok(match args.format.plain() {
+        Some(format) if args.shadow => {
+            render::shadow(&report::summaries(&mut dbs, filter, pseudonymizer).await?, format)?
+        }
         Some(format) if args.device.is_some() => {
-            let timeline = report::timeline(&mut dbs, &filter, pseudonymizer)?;
+            let timeline = report::timeline(&mut dbs, filter, pseudonymizer).await?;
             if let Some(day) = &timeline.raw_from {
                 eprintln!(
                     "note: single attempts are kept store.raw_days ({} days); before {day} this device has only daily \
@@ -77,11 +99,9 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
             }
             render::timeline(&timeline.events, format)?
         }
-        Some(format) => render::summaries(&report::summaries(&mut dbs, &filter, pseudonymizer)?, format)?,
-        None => board_report(args, &config, &mut dbs, &filter, pseudonymizer, now)?,
-    };
-    print!("{text}");
-    Ok(())
+        Some(format) => render::summaries(&report::summaries(&mut dbs, filter, pseudonymizer).await?, format)?,
+        None => board_report(args, config, &mut dbs, filter, pseudonymizer, now).await?,
+    })
 }
 
 /// The stores to read: --db, or the config's store.
@@ -112,7 +132,7 @@ fn filter(args: &Args, config: &Config, now: SystemTime) -> Result<report::Filte
 }
 
 /// The HTML board report; the cases come from the console's database, when there is one.
-fn board_report(
+async fn board_report(
     args: &Args,
     config: &Config,
     dbs: &mut [store::read::Reader],
@@ -124,15 +144,11 @@ fn board_report(
         rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("opening {}", p.display()))
     });
-    let console = console.transpose()?;
-    let html = board::render(
-        dbs,
-        console.as_ref(),
-        filter,
-        pseudonymizer,
-        args.with_identities,
-        now,
-        config.console.language,
-    )?;
+    let all_cases = match console.transpose()? {
+        Some(db) => cases::list(&db, None)?,
+        None => Vec::new(),
+    };
+    let html =
+        board::render(dbs, &all_cases, filter, pseudonymizer, args.with_identities, now, &config.console).await?;
     Ok(html)
 }

@@ -40,6 +40,19 @@ pub struct ConsoleConfig {
     pub verify_days: u32,
     /// Audit rows older than this are deleted (its own retention, apart from the store's).
     pub audit_retention_days: u32,
+    /// Each read of the attempt store (and each wait for one of its connections) is given up
+    /// after this long, and the page answers 503 "evidence store unreachable": a slow or down
+    /// database never holds a page open. 10 s is ten times the slowest page measured on a
+    /// 90-day store of 50 M attempts (benches/README.md).
+    pub store_timeout_ms: u64,
+    /// Connections the console keeps to the attempt store and to its own database, each: pages
+    /// beyond this wait their turn (bounded by `store_timeout_ms`). 4 serves a handful of
+    /// officers at once without taking many of PostgreSQL's connections.
+    pub store_connections: usize,
+    /// The time zone (IANA name) of the times pages and the board report show, in the
+    /// language's usual form (`3 dec 2026 08:07`). Exports and the JSON API keep UTC (RFC 3339).
+    /// The zone rules are built into nxguard, so this works without /usr/share/zoneinfo.
+    pub time_zone: String,
     /// Reverse proxies (CIDRs, e.g. "127.0.0.1/32") whose X-Forwarded-For and X-Forwarded-Proto
     /// are believed: the audit log then records the client's address, and the session cookie is
     /// Secure when the proxy was reached over HTTPS. Empty (the default): headers are ignored,
@@ -60,6 +73,9 @@ impl Default for ConsoleConfig {
             lockout_mins: 15,
             verify_days: 7,
             audit_retention_days: 730,
+            store_timeout_ms: 10_000,
+            store_connections: 4,
+            time_zone: "Europe/Amsterdam".into(),
             trust_proxy: Vec::new(),
         }
     }
@@ -83,6 +99,15 @@ impl ConsoleConfig {
         }
         if !(30..=3650).contains(&self.audit_retention_days) {
             p.push(format!("console.audit_retention_days: {} is outside 30..=3650", self.audit_retention_days));
+        }
+        if !(100..=600_000).contains(&self.store_timeout_ms) {
+            p.push(format!("console.store_timeout_ms: {} is outside 100..=600000", self.store_timeout_ms));
+        }
+        if let Err(error) = jiff::tz::TimeZone::get(&self.time_zone) {
+            p.push(format!("console.time_zone: {:?} is not a time zone ({error})", self.time_zone));
+        }
+        if !(1..=64).contains(&self.store_connections) {
+            p.push(format!("console.store_connections: {} is outside 1..=64", self.store_connections));
         }
         p
     }

@@ -10,21 +10,20 @@
 use std::{collections::BTreeMap, time::SystemTime};
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use rusqlite::Connection;
 
 use super::{
     console::{
         ConsoleError,
         case_pages::state_key,
         cases::{self, CaseState},
-        i18n::{assessment, t},
+        i18n::{self, assessment, t},
         queries::{self, DAY_MS},
         svg,
     },
-    report::{self, Filter, Summary},
+    report::{self, Assessment, Filter, Summary},
 };
 use crate::{
-    config::Language,
+    config::{ConsoleConfig, Language},
     evidence::store::{Pseudonymizer, millis, read::Reader},
 };
 
@@ -64,13 +63,11 @@ fn previous_period(filter: &Filter, since: SystemTime, until: SystemTime) -> Fil
 
 /// One period's devices per assessment and attempts, under the headers' columns.
 fn counts_row(label: &str, list: &[&Summary]) -> Markup {
-    let count = |a: &str| list.iter().filter(|s| s.assessment == a).count();
+    let count = |a: Assessment| list.iter().filter(|s| s.assessment == a).count();
     html! {
         tr {
             th { (label) }
-            td.num { (count("app likely installed")) }
-            td.num { (count("app possibly installed")) }
-            td.num { (count("link or embedded content")) }
+            @for a in Assessment::ALL { td.num { (count(a)) } }
             td.num { (list.iter().map(|s| s.attempts).sum::<u64>()) }
         }
     }
@@ -78,7 +75,7 @@ fn counts_row(label: &str, list: &[&Summary]) -> Markup {
 
 /// Devices with attempts per day for `app` over every store (a device seen by two nodes is
 /// counted once per store: an upper bound).
-fn devices_per_day(
+async fn devices_per_day(
     stores: &mut [Reader],
     since: SystemTime,
     until: SystemTime,
@@ -86,7 +83,7 @@ fn devices_per_day(
 ) -> Result<Vec<(i64, u64)>, ConsoleError> {
     let mut days: BTreeMap<i64, u64> = BTreeMap::new();
     for store in stores.iter_mut() {
-        for day in queries::daily(store, since, until, Some(app))? {
+        for day in queries::daily(store, since, until, Some(app)).await? {
             *days.entry(day.day).or_default() += day.devices;
         }
     }
@@ -94,8 +91,9 @@ fn devices_per_day(
 }
 
 /// How a section is shown: language, the period's first and last day, identities or not.
-struct Shown {
+struct Shown<'z> {
     lang: Language,
+    zone: &'z jiff::tz::TimeZone,
     first: i64,
     last: i64,
     with_identities: bool,
@@ -104,7 +102,7 @@ struct Shown {
 /// One app's section: its figures against the previous period, the trend, the cases by state
 /// and (asked for) its device rows.
 fn app_section(
-    shown: &Shown,
+    shown: &Shown<'_>,
     app: &str,
     list: &[&Summary],
     before: &[&Summary],
@@ -131,42 +129,43 @@ fn app_section(
             @if shown.with_identities {
                 table {
                     tr { th { (t(lang, "device")) } th { (t(lang, "owner")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
-                    @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } } }
+                    @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (i18n::local_time(lang, shown.zone, &s.last_seen)) } td { (assessment(lang, s.assessment)) } } }
                 }
             }
         }
     }
 }
 
-/// Writes the board report for `filter` (its since/until; app and owner narrow it).
+/// Writes the board report for `filter` (its since/until; app and owner narrow it), with
+/// `all_cases` (the console's, when there is one).
 #[allow(clippy::too_many_lines)]
-pub fn render(
+pub async fn render(
     stores: &mut [Reader],
-    console: Option<&Connection>,
+    all_cases: &[cases::Case],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
     with_identities: bool,
     now: SystemTime,
-    lang: Language,
+    console: &ConsoleConfig,
 ) -> Result<String, ConsoleError> {
-    let rows = report::summaries(stores, filter, pseudonymizer)?;
+    let lang = console.language;
+    // Validated with the config; UTC only for a config made in code.
+    let zone = jiff::tz::TimeZone::get(&console.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let local = |utc: &str| i18n::local_time(lang, &zone, utc);
+    let rows = report::summaries(stores, filter, pseudonymizer).await?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let previous = report::summaries(stores, &previous_period(filter, since, until), pseudonymizer)?;
+    let previous = report::summaries(stores, &previous_period(filter, since, until), pseudonymizer).await?;
     let mut by_app: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
     for s in &rows {
         by_app.entry(&s.app).or_default().push(s);
     }
-    let all_cases = match console {
-        Some(db) => cases::list(db, None)?,
-        None => Vec::new(),
-    };
     let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
     let mut sections = Vec::new();
     for (app, list) in &by_app {
-        let trend = devices_per_day(stores, since, until, app)?;
-        let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == **app).collect();
-        let before: Vec<&Summary> = previous.iter().filter(|s| s.app == **app).collect();
-        let shown = Shown { lang, first, last, with_identities };
+        let trend = devices_per_day(stores, since, until, app).await?;
+        let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == *app).collect();
+        let before: Vec<&Summary> = previous.iter().filter(|s| s.app == *app).collect();
+        let shown = Shown { lang, zone: &zone, first, last, with_identities };
         sections.push(app_section(&shown, app, list, &before, &trend, &app_cases));
     }
     let period = format!("{} – {}", queries::day_text(first), queries::day_text(last));
@@ -182,7 +181,7 @@ pub fn render(
                 }
                 @if sections.is_empty() { p { (t(lang, "no_data")) } }
                 @for section in &sections { (section) }
-                p.note { (t(lang, "written_by")) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (humantime::format_rfc3339_seconds(now)) "." }
+                p.note { (t(lang, "written_by")) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (local(&humantime::format_rfc3339_seconds(now).to_string())) "." }
             }
         }
     };

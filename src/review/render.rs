@@ -110,7 +110,7 @@ pub fn summaries(summaries: &[Summary], format: Format) -> Result<String, Report
                 s.backend_days.to_string(),
                 s.first_seen.clone(),
                 s.last_seen.clone(),
-                s.assessment.to_string(),
+                s.assessment.as_str().to_string(),
             ]
         })
         .collect();

@@ -120,7 +120,7 @@ pub struct Summary {
     pub backend_days: u64,
     pub first_seen: String,
     pub last_seen: String,
-    pub assessment: &'static str,
+    pub assessment: Assessment,
     /// The nodes that saw these attempts (shown when the rows come from more than one node).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub nodes: String,
@@ -160,22 +160,58 @@ pub struct Timeline {
     pub raw_from: Option<String>,
 }
 
-const LINK: &str = "link or embedded content";
-const POSSIBLY: &str = "app possibly installed";
-const LIKELY: &str = "app likely installed";
+/// How sure the evidence is that a device has the app installed. Written in reports (CSV,
+/// JSON, table) as its English text; pages and the board show it in their language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Assessment {
+    #[serde(rename = "app likely installed")]
+    LikelyInstalled,
+    #[serde(rename = "app possibly installed")]
+    PossiblyInstalled,
+    #[serde(rename = "link or embedded content")]
+    LinkOrEmbedded,
+}
+
+impl Assessment {
+    pub const ALL: [Assessment; 3] =
+        [Assessment::LikelyInstalled, Assessment::PossiblyInstalled, Assessment::LinkOrEmbedded];
+
+    /// The report's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assessment::LikelyInstalled => "app likely installed",
+            Assessment::PossiblyInstalled => "app possibly installed",
+            Assessment::LinkOrEmbedded => "link or embedded content",
+        }
+    }
+
+    /// The short key the console uses in URLs and for its texts (`likely`, `possibly`, `link`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Assessment::LikelyInstalled => "likely",
+            Assessment::PossiblyInstalled => "possibly",
+            Assessment::LinkOrEmbedded => "link",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Assessment> {
+        Assessment::ALL.into_iter().find(|a| a.key() == key)
+    }
+}
+
+const LINK: Assessment = Assessment::LinkOrEmbedded;
+const POSSIBLY: Assessment = Assessment::PossiblyInstalled;
+const LIKELY: Assessment = Assessment::LikelyInstalled;
 
 /// The stronger of the two readings: the days with API or telemetry hits, and the pattern.
-fn assessment(backend_days: u64, days: u64, attempts: u64) -> &'static str {
+fn assessment(backend_days: u64, days: u64, attempts: u64) -> Assessment {
     let by_backend = match backend_days {
         0 => LINK,
         1 => POSSIBLY,
         _ => LIKELY,
     };
-    match (by_backend, pattern_assessment(days, attempts)) {
-        (LIKELY, _) | (_, Some(LIKELY)) => LIKELY,
-        (POSSIBLY, _) | (_, Some(POSSIBLY)) => POSSIBLY,
-        _ => LINK,
-    }
+    // The variants are ordered strongest first.
+    pattern_assessment(days, attempts).map_or(by_backend, |pattern| pattern.min(by_backend))
 }
 
 /// Days a device must show the pattern on for "likely installed" without a backend hit.
@@ -191,7 +227,7 @@ pub const PATTERN_ATTEMPTS_PER_DAY: u64 = 20;
 /// few times when a page is opened. So many days ([`PATTERN_LIKELY_DAYS`]) at many attempts per
 /// day ([`PATTERN_ATTEMPTS_PER_DAY`] on average) reads as installed; a few days at that rate as
 /// possibly installed; anything less says nothing beyond a link.
-fn pattern_assessment(days: u64, attempts: u64) -> Option<&'static str> {
+fn pattern_assessment(days: u64, attempts: u64) -> Option<Assessment> {
     let steady = days > 0 && attempts >= days.saturating_mul(PATTERN_ATTEMPTS_PER_DAY);
     match days {
         _ if !steady => None,
@@ -209,7 +245,7 @@ fn time_text(ms: i64) -> String {
 /// The device keys `device` may mean in one store: itself or its pseudonym when rows carry
 /// that key (an index lookup), otherwise the keys of rows whose name, hostname, MAC or address
 /// is `device`.
-fn device_keys(
+async fn device_keys(
     db: &mut Reader,
     device: &str,
     pseudonymizer: Option<&Pseudonymizer>,
@@ -218,8 +254,8 @@ fn device_keys(
     keys.extend(pseudonymizer.map(|p| p.pseudonym(device)));
     for key in &keys {
         let p = [Param::Text(key.clone())];
-        if !db.rows("SELECT 1 FROM attempts WHERE device_key = ? LIMIT 1", &p)?.is_empty()
-            || !db.rows("SELECT 1 FROM rollups WHERE device_key = ? LIMIT 1", &p)?.is_empty()
+        if !db.rows("SELECT 1 FROM attempts WHERE device_key = ? LIMIT 1", &p).await?.is_empty()
+            || !db.rows("SELECT 1 FROM rollups WHERE device_key = ? LIMIT 1", &p).await?.is_empty()
         {
             return Ok(vec![key.clone()]);
         }
@@ -227,7 +263,7 @@ fn device_keys(
     let sql = "SELECT DISTINCT device_key FROM attempts WHERE lower(device) = lower(?) OR lower(hostname) = lower(?) \
                OR lower(mac) = lower(?) OR device_ip = ? ORDER BY device_key";
     let p = vec![Param::Text(device.to_string()); 4];
-    Ok(db.rows(sql, &p)?.iter().map(|r| r[0].string()).collect())
+    Ok(db.rows(sql, &p).await?.iter().map(|r| r[0].string()).collect())
 }
 
 /// The conditions beyond the time window, and their parameters.
@@ -371,7 +407,7 @@ impl Acc {
 }
 
 /// Per device and app, most recently seen first, over every store in `dbs`.
-pub fn summaries(
+pub async fn summaries(
     dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
@@ -380,14 +416,17 @@ pub fn summaries(
     let plan = plan(since, until, raw_from);
     let mut merged: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
     for db in dbs.iter_mut() {
-        let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+        let keys = match filter.device.as_deref() {
+            Some(device) => Some(device_keys(db, device, pseudonymizer).await?),
+            None => None,
+        };
         let (clause, values) = conditions(filter, keys.as_deref());
         let parts = plan.days.iter().map(|r| (FROM_ROLLUPS, r)).chain(plan.raw.iter().map(|r| (FROM_RAW, r)));
         for ((select, group), (from, to)) in parts {
             let sql = format!("{select}{clause}{group}");
             let mut params = vec![Param::Int(*from), Param::Int(*to)];
             params.extend(values.iter().cloned());
-            for row in db.rows(&sql, &params)? {
+            for row in db.rows(&sql, &params).await? {
                 merged.entry((row[0].string(), row[1].string(), row[2].string())).or_default().add(&row);
             }
         }
@@ -421,19 +460,19 @@ pub fn summaries(
         .collect();
     // The map's order is (device, app id, mode): the sort keeps it among equal last-seen times.
     out.sort_by_key(|s| std::cmp::Reverse(s.last_ms));
-    fill_sources(dbs, &mut out)?;
+    fill_sources(dbs, &mut out).await?;
     Ok(out)
 }
 
 /// Each device's identity source, from its latest raw attempt in any store: one index lookup
 /// per device shown (`attempts_device`), so the summary stays on the rollups.
-fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), ReportError> {
+async fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), ReportError> {
     let devices: BTreeSet<String> = summaries.iter().map(|s| s.device.clone()).collect();
     let mut sources: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for db in dbs.iter_mut() {
         for device in &devices {
             let sql = "SELECT ts_ms, identity_source FROM attempts WHERE device_key = ? ORDER BY ts_ms DESC LIMIT 1";
-            if let Some(row) = db.rows(sql, &[Param::Text(device.clone())])?.into_iter().next() {
+            if let Some(row) = db.rows(sql, &[Param::Text(device.clone())]).await?.into_iter().next() {
                 let latest = sources.entry(device.clone()).or_insert((i64::MIN, String::new()));
                 if row[0].int() > latest.0 {
                     *latest = (row[0].int(), row[1].string());
@@ -450,7 +489,7 @@ fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), Rep
 }
 
 /// Every attempt matching `filter`, most recent first, over every store in `dbs`.
-pub fn timeline(
+pub async fn timeline(
     dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
@@ -459,7 +498,10 @@ pub fn timeline(
     let mut rows: Vec<(i64, i64, usize, Event)> = Vec::new();
     let mut older = false;
     for (index, db) in dbs.iter_mut().enumerate() {
-        let keys = filter.device.as_deref().map(|d| device_keys(db, d, pseudonymizer)).transpose()?;
+        let keys = match filter.device.as_deref() {
+            Some(device) => Some(device_keys(db, device, pseudonymizer).await?),
+            None => None,
+        };
         let (clause, values) = conditions(filter, keys.as_deref());
         let sql = format!(
             "SELECT ts_ms, id, device_key, app_name, qname, qtype, kind, domain, matched_on, COALESCE(device_ip, ''), \
@@ -467,7 +509,7 @@ pub fn timeline(
         );
         let mut params = vec![Param::Int(since), Param::Int(until)];
         params.extend(values.iter().cloned());
-        for r in db.rows(&sql, &params)? {
+        for r in db.rows(&sql, &params).await? {
             let event = Event {
                 time: time_text(r[0].int()),
                 device: r[2].string(),
@@ -487,7 +529,7 @@ pub fn timeline(
             let sql = format!("SELECT 1 FROM rollups WHERE day >= ? AND day < ?{clause} LIMIT 1");
             let mut params = vec![Param::Int(day_floor(since)), Param::Int(day_floor(raw_from))];
             params.extend(values);
-            older |= !db.rows(&sql, &params)?.is_empty();
+            older |= !db.rows(&sql, &params).await?.is_empty();
         }
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(b.1.cmp(&a.1)));
@@ -523,15 +565,19 @@ mod tests {
 
     #[test]
     fn assessment_follows_backend_days() {
-        assert_eq!(assessment(0, 1, 1), "link or embedded content");
-        assert_eq!(assessment(1, 1, 1), "app possibly installed");
-        assert_eq!(assessment(3, 3, 3), "app likely installed");
+        assert_eq!(assessment(0, 1, 1), Assessment::LinkOrEmbedded);
+        assert_eq!(assessment(1, 1, 1), Assessment::PossiblyInstalled);
+        assert_eq!(assessment(3, 3, 3), Assessment::LikelyInstalled);
+        for a in Assessment::ALL {
+            assert_eq!(Assessment::from_key(a.key()), Some(a));
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("{:?}", a.as_str()));
+        }
     }
 
     #[test]
     fn a_steady_pattern_without_backend_hits_reads_as_installed() {
         // The CISO trial's Temu phone: 2,261 attempts over 26 days, no API hit.
-        assert_eq!(assessment(0, 26, 2_261), "app likely installed");
+        assert_eq!(assessment(0, 26, 2_261), LIKELY);
         assert_eq!(assessment(0, PATTERN_LIKELY_DAYS, PATTERN_LIKELY_DAYS * PATTERN_ATTEMPTS_PER_DAY), LIKELY);
         assert_eq!(assessment(0, 2, 2 * PATTERN_ATTEMPTS_PER_DAY), POSSIBLY);
         // Many attempts on one day: a page opened again and again, not an app.

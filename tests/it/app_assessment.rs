@@ -13,10 +13,13 @@ use nxguard::{
     evidence::{
         attempt::{Attempt, Stamp, Transport, Via},
         devices::{EdnsIdentity, Identity, Source},
-        store::{self, read::Reader},
+        store::{
+            self,
+            read::{Limits, Reader},
+        },
     },
     policy::{self, Policy, domains::Kind},
-    review::report::{self, Filter, Summary},
+    review::report::{self, Assessment, Filter, Summary},
 };
 
 /// 2026-11-20T00:00:00Z.
@@ -106,8 +109,9 @@ fn summaries_of(policy: &Policy) -> Vec<Summary> {
         }
     }
     store::insert_all(&path, &attempts, None, "ns1").unwrap();
-    let mut db = Reader::open(&path.display().to_string(), &StoreConfig::default()).unwrap();
-    report::summaries(std::slice::from_mut(&mut db), &Filter::default(), None).unwrap()
+    let mut db = Reader::open(&path.display().to_string(), &StoreConfig::default(), Limits::COMMAND_LINE).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(report::summaries(std::slice::from_mut(&mut db), &Filter::default(), None)).unwrap()
 }
 
 #[test]
@@ -118,10 +122,10 @@ fn every_app_installed_pattern_reads_likely_installed_and_a_link_does_not() {
     assert_eq!(lists.len(), 11, "the eleven banned apps");
     for list in &lists {
         for (scenario, expected) in [
-            ("installed", "app likely installed"),
-            ("steady", "app likely installed"),
-            ("clicked", "link or embedded content"),
-            ("embedded", "link or embedded content"),
+            ("installed", Assessment::LikelyInstalled),
+            ("steady", Assessment::LikelyInstalled),
+            ("clicked", Assessment::LinkOrEmbedded),
+            ("embedded", Assessment::LinkOrEmbedded),
         ] {
             let device = format!("{}-{scenario}", list.id);
             let found: Vec<&Summary> = summaries.iter().filter(|s| s.device == device).collect();

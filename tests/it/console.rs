@@ -140,7 +140,7 @@ pub(crate) fn setup_with(change: impl FnOnce(&mut ConsoleConfig)) -> Setup {
     .unwrap();
     console.policy = Some(PolicyConfig::default());
     for (name, role) in [("viewer", Role::Viewer), ("officer", Role::Officer), ("admin", Role::Admin)] {
-        auth::add_user(&console.db(), name, role, PASSWORD, SystemTime::now()).unwrap();
+        auth::add_user(&console.db().unwrap(), name, role, PASSWORD, SystemTime::now()).unwrap();
     }
     Setup { _dir: dir, store, console: Arc::new(console), clock }
 }
@@ -282,7 +282,7 @@ async fn state_changes_without_the_csrf_token_are_rejected() {
             "{form}"
         );
     }
-    assert!(cases::list(&s.console.db(), None).unwrap().is_empty());
+    assert!(cases::list(&s.console.db().unwrap(), None).unwrap().is_empty());
     assert_eq!(send(&app, "POST", "/logout", Some(&cookie), Some("csrf=nope")).await.status, StatusCode::FORBIDDEN);
     let good =
         send(&app, "POST", "/cases", Some(&cookie), Some(&format!("csrf={csrf}&device=LT-0001&app=TikTok"))).await;
@@ -308,7 +308,7 @@ async fn five_wrong_passwords_lock_the_account() {
     // The lock ends after console.lockout_mins (15).
     s.clock.fetch_add(16 * 60, Ordering::SeqCst);
     assert_eq!(post_login(&app, "officer", PASSWORD).await.location, "/");
-    let db = s.console.db();
+    let db = s.console.db().unwrap();
     let failed: i64 = db
         .query_row("SELECT COUNT(*) FROM audit WHERE actor = 'officer' AND action = 'login failed'", [], |r| r.get(0))
         .unwrap();
@@ -333,7 +333,7 @@ async fn the_audit_log_records_who_when_where_what_and_cannot_be_changed() {
     send(&app, "POST", "/cases/1", Some(&cookie), Some(&format!("csrf={csrf}&action=request_removal"))).await;
     post_login(&app, "admin", "wrong").await;
     {
-        let db = s.console.db();
+        let db = s.console.db().unwrap();
         let mut statement =
             db.prepare("SELECT ts_ms, actor, role, address, action, target, detail FROM audit ORDER BY id").unwrap();
         let rows: Vec<(i64, String, String, String, String, String, String)> = statement
@@ -396,7 +396,7 @@ async fn csv_export_is_the_report_csv_with_formulas_neutralised() {
 async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
     let s = setup();
     {
-        let db = s.console.db();
+        let db = s.console.db().unwrap();
         let mut store = s.console.store().unwrap();
         let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
         // LT-0001 × TikTok: removed on day 3 (after its last hit on day 2).
@@ -409,13 +409,13 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
         assert!(cases::update(&db, quiet, &Change::RequestRemoval, at(DAY0 + 3 * DAY)).is_err());
 
         let state = |id| cases::get(&db, id).unwrap().state;
-        let changed = cases::refresh(&db, &mut store, None, at(DAY0 + 5 * DAY), 7).unwrap();
+        let changed = cases::refresh(&s.console, &mut store, at(DAY0 + 5 * DAY)).await.unwrap();
         assert_eq!(changed.iter().map(|c| c.id).collect::<Vec<_>>(), [back]);
         assert_eq!((state(quiet), state(back)), (CaseState::Removed, CaseState::Recurred));
         // Seven quiet days after the removal: verified.
-        cases::refresh(&db, &mut store, None, at(DAY0 + 10 * DAY - 1), 7).unwrap();
+        cases::refresh(&s.console, &mut store, at(DAY0 + 10 * DAY - 1)).await.unwrap();
         assert_eq!(state(quiet), CaseState::Removed);
-        cases::refresh(&db, &mut store, None, at(DAY0 + 10 * DAY), 7).unwrap();
+        cases::refresh(&s.console, &mut store, at(DAY0 + 10 * DAY)).await.unwrap();
         assert_eq!(state(quiet), CaseState::Verified);
         // An attempt after verification: recurred.
         let tiktok = app("tiktok", "TikTok");
@@ -428,7 +428,7 @@ async fn cases_are_verified_or_recur_from_the_attempts_and_the_clock() {
             Kind::Api,
         );
         store::insert_all(&s.store, &[late], None, "ns1").unwrap();
-        cases::refresh(&db, &mut store, None, at(DAY0 + 12 * DAY), 7).unwrap();
+        cases::refresh(&s.console, &mut store, at(DAY0 + 12 * DAY)).await.unwrap();
         assert_eq!(state(quiet), CaseState::Recurred);
         // Each automatic change is audited as nxguard.
         let automatic: i64 = db
@@ -490,7 +490,7 @@ pub(crate) async fn bearer(app: &Router, uri: &str, token: &str) -> (StatusCode,
 async fn api_tokens_give_json_by_role_and_every_call_is_audited() {
     let s = setup();
     let (viewer, officer) = {
-        let db = s.console.db();
+        let db = s.console.db().unwrap();
         let now = SystemTime::now();
         (
             auth::add_token(&db, "dashboard", Role::Viewer, None, now).unwrap(),
@@ -510,7 +510,7 @@ async fn api_tokens_give_json_by_role_and_every_call_is_audited() {
     assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap().len(), 3);
     assert_eq!(bearer(&app, "/api/v1/cases", &officer).await.0, StatusCode::OK);
     assert_eq!(bearer(&app, "/api/v1/summary", "nxg_forged").await.0, StatusCode::UNAUTHORIZED);
-    let db = s.console.db();
+    let db = s.console.db().unwrap();
     let calls: Vec<(String, String)> = db
         .prepare("SELECT actor, action FROM audit ORDER BY id")
         .unwrap()
@@ -642,7 +642,7 @@ async fn lists_health_shows_each_feeds_status() {
     let config = ConsoleConfig { state_path: Some(dir.path().join("console.sqlite")), ..ConsoleConfig::default() };
     let mut console = Console::open(config, store, None, Arc::new(SystemTime::now)).unwrap();
     console.policy = Some(policy);
-    auth::add_user(&console.db(), "viewer", Role::Viewer, PASSWORD, SystemTime::now()).unwrap();
+    auth::add_user(&console.db().unwrap(), "viewer", Role::Viewer, PASSWORD, SystemTime::now()).unwrap();
     let app = console::router(Arc::new(console));
     let (viewer, _) = login(&app, "viewer").await;
     let lists = send(&app, "GET", "/lists", Some(&viewer), None).await;

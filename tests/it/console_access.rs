@@ -18,7 +18,7 @@ use nxguard::review::console::{
 use super::console::{DAY, DAY0, PASSWORD, Reply, bearer, login, post_login, post_login_with, send, setup, setup_with};
 
 fn audit_count(s: &super::console::Setup, action: &str) -> i64 {
-    s.console.db().query_row("SELECT COUNT(*) FROM audit WHERE action = ?1", [action], |r| r.get(0)).unwrap()
+    s.console.db().unwrap().query_row("SELECT COUNT(*) FROM audit WHERE action = ?1", [action], |r| r.get(0)).unwrap()
 }
 
 fn assert_security_headers(reply: &Reply, uri: &str) {
@@ -112,7 +112,7 @@ async fn api_tokens_open_only_the_api_and_expire_or_are_revoked() {
     let s = setup();
     let now = UNIX_EPOCH + Duration::from_secs(DAY0 + 3 * DAY);
     let (forever, monthly) = {
-        let db = s.console.db();
+        let db = s.console.db().unwrap();
         let monthly = auth::add_token(&db, "monthly", Role::Officer, Some(now + Duration::from_secs(30 * DAY)), now);
         assert!(auth::add_token(&db, "past", Role::Officer, Some(now - Duration::from_secs(1)), now).is_err());
         (auth::add_token(&db, "siem", Role::Admin, None, now).unwrap(), monthly.unwrap())
@@ -125,9 +125,9 @@ async fn api_tokens_open_only_the_api_and_expire_or_are_revoked() {
     assert_eq!(bearer(&app, "/api/v1/cases", &monthly).await.0, StatusCode::OK);
     s.clock.fetch_add(30 * DAY, Ordering::SeqCst);
     assert_eq!(bearer(&app, "/api/v1/cases", &monthly).await.0, StatusCode::UNAUTHORIZED, "expired");
-    auth::revoke_token(&s.console.db(), "siem").unwrap();
+    auth::revoke_token(&s.console.db().unwrap(), "siem").unwrap();
     assert_eq!(bearer(&app, "/api/v1/cases", &forever).await.0, StatusCode::UNAUTHORIZED, "revoked");
-    let users = auth::accounts(&s.console.db(), true, SystemTime::now()).unwrap();
+    let users = auth::accounts(&s.console.db().unwrap(), true, SystemTime::now()).unwrap();
     assert_eq!(
         users.iter().map(|a| (a.name.as_str(), a.expires.as_str())).collect::<Vec<_>>(),
         [("monthly", "2026-12-23T00:00:00Z")]
@@ -145,19 +145,20 @@ async fn disabled_and_deleted_users_and_password_resets_end_sessions() {
     let (officer, _) = login(&app, "officer").await;
     let (viewer, _) = login(&app, "viewer").await;
     let (admin, _) = login(&app, "admin").await;
-    auth::add_user(&s.console.db(), "officer", Role::Officer, "a new long password", SystemTime::now()).unwrap();
+    auth::add_user(&s.console.db().unwrap(), "officer", Role::Officer, "a new long password", SystemTime::now())
+        .unwrap();
     assert!(!signed_in(officer).await, "the session outlived the password reset");
     assert_eq!(post_login(&app, "officer", "a new long password").await.location, "/");
-    auth::set_disabled(&s.console.db(), "viewer", true).unwrap();
+    auth::set_disabled(&s.console.db().unwrap(), "viewer", true).unwrap();
     assert!(!signed_in(viewer).await, "the session outlived disabling");
     assert_eq!(post_login(&app, "viewer", PASSWORD).await.location, "/login?error=1");
     assert_eq!(audit_count(&s, "login disabled"), 1);
-    auth::set_disabled(&s.console.db(), "viewer", false).unwrap();
+    auth::set_disabled(&s.console.db().unwrap(), "viewer", false).unwrap();
     assert_eq!(post_login(&app, "viewer", PASSWORD).await.location, "/");
-    auth::delete_user(&s.console.db(), "admin").unwrap();
+    auth::delete_user(&s.console.db().unwrap(), "admin").unwrap();
     assert!(!signed_in(admin).await, "the session outlived deletion");
     assert_eq!(post_login(&app, "admin", PASSWORD).await.location, "/login?error=1");
-    assert!(auth::delete_user(&s.console.db(), "admin").is_err());
+    assert!(auth::delete_user(&s.console.db().unwrap(), "admin").is_err());
 }
 
 #[tokio::test]
@@ -168,16 +169,24 @@ async fn behind_a_trusted_proxy_the_address_and_https_come_from_its_headers() {
     let app = console::router(Arc::clone(&trusting.console));
     let reply = post_login_with(&app, "officer", PASSWORD, &forwarded).await;
     assert!(reply.cookie.starts_with("nxguard_session=") && reply.cookie.contains("; Secure"), "{}", reply.cookie);
-    let address: String =
-        trusting.console.db().query_row("SELECT address FROM audit WHERE action = 'login'", [], |r| r.get(0)).unwrap();
+    let address: String = trusting
+        .console
+        .db()
+        .unwrap()
+        .query_row("SELECT address FROM audit WHERE action = 'login'", [], |r| r.get(0))
+        .unwrap();
     // The nearest address the trusted proxy saw; the one before it is the client's own claim.
     assert_eq!(address, "203.0.113.7");
     let plain = setup();
     let app = console::router(Arc::clone(&plain.console));
     let reply = post_login_with(&app, "officer", PASSWORD, &forwarded).await;
     assert!(!reply.cookie.contains("Secure"), "an untrusted peer's header made it Secure: {}", reply.cookie);
-    let address: String =
-        plain.console.db().query_row("SELECT address FROM audit WHERE action = 'login'", [], |r| r.get(0)).unwrap();
+    let address: String = plain
+        .console
+        .db()
+        .unwrap()
+        .query_row("SELECT address FROM audit WHERE action = 'login'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(address, "127.0.0.9");
 }
 
@@ -225,6 +234,7 @@ async fn failed_sign_ins_from_one_address_are_throttled_before_the_audit_log() {
     let detail: String = s
         .console
         .db()
+        .unwrap()
         .query_row("SELECT detail FROM audit WHERE action = 'login throttle ended'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(detail, "11 sign-ins refused");

@@ -1,7 +1,11 @@
 //! The console in a real browser: Debian's chromium, headless, driven over WebDriver
-//! (chromedriver + fantoccini). `nxguard serve` records real blocked queries from 127.0.0.1 and
-//! 127.0.0.2 into its store; `nxguard console` serves them; the browser signs in, sees both
-//! devices on the overview, opens a device page, opens a case, exports CSV and signs out.
+//! (chromedriver + fantoccini), on both backends. On SQLite one `nxguard serve` records real
+//! blocked queries from 127.0.0.1 and 127.0.0.2; in the production shape a throwaway PostgreSQL
+//! is written by two `nxguard serve` processes (store.node ns1 and ns2) asked from 127.0.0.1-3.
+//! `nxguard console` serves the store of the same config; the browser signs in, sees the
+//! devices on the overview, opens a device page (on PostgreSQL with hits from both nodes),
+//! opens a case and requests removal, exports CSV and signs out; then `nxguard report --format
+//! html` writes the board report from the same store.
 //! Screenshots go to target/console-screenshots/; the overview and device page are copied to
 //! tests/screenshots/ for docs/security-officer/ (when missing, or with `UPDATE_SCREENSHOTS=1`).
 //!
@@ -16,9 +20,14 @@ use std::{
     time::Duration,
 };
 
-use crate::common::*;
+use crate::common::{pg::PgCluster, *};
 use fantoccini::{ClientBuilder, Locator};
 use hickory_proto::rr::RecordType;
+use nxguard::{
+    config::StoreConfig,
+    evidence::store::read::{Limits, Reader},
+    review::report,
+};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -74,14 +83,52 @@ fn save_for_readme(name: &str, png: &[u8]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out() {
+/// Fails, never skips, without the browser parts.
+fn require_browser() {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         assert!(Path::new(tool).exists(), "{tool} is missing: apt-get install chromium chromium-driver");
     }
+}
+
+/// Real blocked queries over UDP: (source address, node index, name).
+async fn ask(nodes: &[SocketAddr], asks: &[(u8, usize, &str)]) {
+    for (host, node, name) in asks {
+        let bytes = query(name, RecordType::A, true).to_vec().unwrap();
+        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, *host));
+        let reply = udp_exchange_raw(nodes[*node], from, &bytes, Duration::from_secs(2)).await;
+        assert!(reply.is_some(), "no answer to {name} from {from}");
+    }
+}
+
+/// Polls the store until it holds `devices` devices (the writers flush every 50 ms).
+async fn wait_for_devices(source: &str, config: &StoreConfig, devices: usize) {
+    let limits = Limits::COMMAND_LINE;
+    let mut found = 0;
+    for _ in 0..100 {
+        if let Ok(db) = Reader::open(source, config, limits) {
+            let rows = report::summaries(&mut [db], &Default::default(), None).await.unwrap_or_default();
+            found = rows.iter().map(|r| r.device.as_str()).collect::<std::collections::BTreeSet<_>>().len();
+        }
+        if found == devices {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the store holds {found} devices, not {devices}");
+}
+
+fn nxguard(config: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_nxguard")).args(args).arg("--config").arg(config).output().unwrap();
+    assert!(out.status.success(), "nxguard {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out() {
+    require_browser();
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let (dns_port, console_port, driver_port) = (free_port(), free_port(), free_port());
+    let (dns_port, console_port) = (free_port(), free_port());
     let store = dir.path().join("attempts.sqlite");
     let extra = format!(
         "[store]\npath = \"{}\"\nflush_interval_ms = 50\n[console]\nlisten = \"127.0.0.1:{console_port}\"\n\
@@ -91,66 +138,93 @@ async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out()
     );
     let config = dir.path().join("nxguard.toml");
     std::fs::write(&config, serve_config(dns_port, upstream.addr, &extra)).unwrap();
-    let mut started = Started(vec![spawn_serve(&config)]);
+    let started = Started(vec![spawn_serve(&config)]);
     let dns = SocketAddr::from(([127, 0, 0, 1], dns_port));
     wait_until_serving(dns).await;
+    let asks =
+        [(1, 0, "api.byteintlapi.com."), (1, 0, "www.tiktok.com."), (2, 0, "temu.com."), (2, 0, "www.tiktok.com.")];
+    ask(&[dns], &asks).await;
+    wait_for_devices(&store.display().to_string(), &StoreConfig::default(), 2).await;
+    browse(dir.path(), &config, console_port, started, false).await;
+}
 
-    // Real blocked queries from two loopback addresses, over UDP.
+/// The production shape: one PostgreSQL, two `nxguard serve` nodes (ns1, ns2) writing it,
+/// blocked queries from three addresses to both, and `nxguard console` on the same config.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_production_shape_two_nodes_one_postgresql_and_the_console() {
+    require_browser();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    let upstream = FakeUpstream::start().await;
+    let console_port = free_port();
+    let console = format!(
+        "[console]\nlisten = \"127.0.0.1:{console_port}\"\nstate_path = \"{}\"\n",
+        dir.path().join("console.sqlite").display()
+    );
+    let mut started = Started(Vec::new());
+    let (mut nodes, mut configs) = (Vec::new(), Vec::new());
+    for node in ["ns1", "ns2"] {
+        let port = free_port();
+        let extra = format!("{}{console}", cluster.store_toml(dir.path(), node));
+        let config = dir.path().join(format!("{node}.toml"));
+        std::fs::write(&config, serve_config(port, upstream.addr, &extra)).unwrap();
+        started.0.push(spawn_serve(&config));
+        nodes.push(SocketAddr::from(([127, 0, 0, 1], port)));
+        configs.push(config);
+    }
+    for node in &nodes {
+        wait_until_serving(*node).await;
+    }
+    // 127.0.0.1 asks both nodes: its device page holds hits written by ns1 and by ns2.
     let asks = [
-        (Ipv4Addr::new(127, 0, 0, 1), "api.byteintlapi.com."),
-        (Ipv4Addr::new(127, 0, 0, 1), "www.tiktok.com."),
-        (Ipv4Addr::new(127, 0, 0, 2), "temu.com."),
-        (Ipv4Addr::new(127, 0, 0, 2), "www.tiktok.com."),
+        (1, 0, "api.byteintlapi.com."),
+        (1, 1, "www.tiktok.com."),
+        (2, 1, "temu.com."),
+        (2, 0, "www.tiktok.com."),
+        (3, 1, "www.tiktok.com."),
     ];
-    for (from, name) in asks {
-        let bytes = query(name, RecordType::A, true).to_vec().unwrap();
-        let reply = udp_exchange_raw(dns, IpAddr::V4(from), &bytes, Duration::from_secs(2)).await;
-        assert!(reply.is_some(), "no answer to {name} from {from}");
-    }
-    let mut devices = 0;
-    for _ in 0..100 {
-        let config = nxguard::config::StoreConfig::default();
-        if let Ok(db) = nxguard::evidence::store::read::Reader::open(&store.display().to_string(), &config) {
-            let rows = nxguard::review::report::summaries(&mut [db], &Default::default(), None).unwrap_or_default();
-            devices = rows.iter().map(|r| r.device.as_str()).collect::<std::collections::BTreeSet<_>>().len();
-        }
-        if devices == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(devices, 2, "the store did not record both devices");
+    ask(&nodes, &asks).await;
+    let store = StoreConfig {
+        password_file: Some(cluster.password_file(dir.path())),
+        tls: nxguard::config::StoreTls::Disable,
+        ..StoreConfig::default()
+    };
+    wait_for_devices(&cluster.url(), &store, 3).await;
+    browse(dir.path(), &configs[0], console_port, started, true).await;
+    drop(cluster);
+}
 
+/// Adds the officer, starts `nxguard console` and chromedriver, walks the console in the
+/// browser, then checks the board report on the same config.
+async fn browse(dir: &Path, config: &Path, console_port: u16, mut started: Started, two_nodes: bool) {
     let mut add = Command::new(env!("CARGO_BIN_EXE_nxguard"))
         .args(["console", "user", "add", "ciso", "--role", "officer", "--password-stdin", "--config"])
-        .arg(&config)
+        .arg(config)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     add.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
     assert!(add.wait().unwrap().success(), "console user add failed");
-    started.0.push(
-        Command::new(env!("CARGO_BIN_EXE_nxguard"))
-            .args(["console", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let quiet = |command: &mut Command| command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    started.0.push(quiet(Command::new(env!("CARGO_BIN_EXE_nxguard")).args(["console", "--config"]).arg(config)));
     wait_for_port(console_port, "nxguard console");
-    started.0.push(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let driver_port = free_port();
+    started.0.push(quiet(Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}"))));
     wait_for_port(driver_port, "chromedriver");
+    let browser = chromium(dir, driver_port).await;
+    let base = format!("http://127.0.0.1:{console_port}");
+    let result = drive(&browser, &base, console_port, two_nodes).await;
+    let _ = browser.close().await;
+    drop(started);
+    result.unwrap();
+    // The board report on the same store.
+    let board = String::from_utf8(nxguard(config, &["report", "--format", "html", "--since", "7d"]).stdout).unwrap();
+    assert!(board.starts_with("<!DOCTYPE html>") && board.contains("TikTok"), "{board}");
+}
 
-    let profile = dir.path().join("chromium-profile");
+async fn chromium(dir: &Path, driver_port: u16) -> fantoccini::Client {
+    let profile = dir.join("chromium-profile");
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
@@ -163,16 +237,11 @@ async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out()
             ],
         }),
     );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(capabilities)
         .connect(&format!("http://127.0.0.1:{driver_port}"))
         .await
-        .expect("chromedriver session");
-    let base = format!("http://127.0.0.1:{console_port}");
-    let result = drive(&browser, &base, console_port).await;
-    let _ = browser.close().await;
-    drop(started);
-    result.unwrap();
+        .expect("chromedriver session")
 }
 
 /// The text of element `id` once it reads `expected`, or its last text after 10 s. A click that
@@ -198,7 +267,12 @@ async fn text_once(
     Ok(last)
 }
 
-async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> Result<(), fantoccini::error::CmdError> {
+async fn drive(
+    browser: &fantoccini::Client,
+    base: &str,
+    console_port: u16,
+    two_nodes: bool,
+) -> Result<(), fantoccini::error::CmdError> {
     let shots = repo("target/console-screenshots");
     // Any page without a session lands on the sign-in form.
     browser.goto(&format!("{base}/devices")).await?;
@@ -236,6 +310,11 @@ async fn drive(browser: &fantoccini::Client, base: &str, console_port: u16) -> R
         csv.lines().any(|l| l.starts_with("127.0.0.1,")) && csv.lines().any(|l| l.starts_with("127.0.0.2,")),
         "{csv}"
     );
+    if two_nodes {
+        // Both nodes' attempts of one device in one row, the nodes named.
+        assert!(csv.lines().next().is_some_and(|h| h.ends_with(",nodes")), "{csv}");
+        assert!(csv.lines().any(|l| l.starts_with("127.0.0.1,") && l.ends_with(",ns1 ns2")), "{csv}");
+    }
 
     browser.find(Locator::Id("logout")).await?.click().await?;
     browser.wait().for_element(Locator::Id("login")).await?;

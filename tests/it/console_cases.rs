@@ -61,7 +61,7 @@ async fn removed_today_is_now_so_that_mornings_attempts_are_no_recurrence() {
     let today = format!("csrf={csrf}&action=removed&removed=2026-11-23");
     assert_eq!(send(&app, "POST", "/cases/1", Some(&cookie), Some(&today)).await.status, StatusCode::SEE_OTHER);
     assert_eq!(case_state(&app, &cookie, 1).await, "verwijderd");
-    assert_eq!(cases::get(&s.console.db(), 1).unwrap().removed.as_deref(), Some("2026-11-23T12:00:00Z"));
+    assert_eq!(cases::get(&s.console.db().unwrap(), 1).unwrap().removed.as_deref(), Some("2026-11-23T12:00:00Z"));
     // A removal stated at 08:00 that day did come before the attempt: that is a recurrence.
     let early = format!("csrf={csrf}&action=removed&removed=2026-11-23T08:00");
     assert_eq!(send(&app, "POST", "/cases/2", Some(&cookie), Some(&early)).await.status, StatusCode::SEE_OTHER);
@@ -72,7 +72,7 @@ async fn removed_today_is_now_so_that_mornings_attempts_are_no_recurrence() {
 async fn a_verified_case_takes_its_device_off_to_act_on() {
     let s = setup();
     {
-        let db = s.console.db();
+        let db = s.console.db().unwrap();
         let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
         // LT-0001 × TikTok (likely installed): removed after its last hit, quiet since: verified.
         let id = cases::open(&db, "LT-0001", "TikTok", "Burgerzaken", "INC-1", "", at(DAY0 + 2 * DAY)).unwrap();
@@ -82,7 +82,7 @@ async fn a_verified_case_takes_its_device_off_to_act_on() {
     let app = console::router(Arc::clone(&s.console));
     let (cookie, _) = login(&app, "officer").await;
     let overview = send(&app, "GET", "/?since=30d", Some(&cookie), None).await;
-    assert_eq!(cases::get(&s.console.db(), 1).unwrap().state, CaseState::Verified);
+    assert_eq!(cases::get(&s.console.db().unwrap(), 1).unwrap().state, CaseState::Verified);
     let to_act = overview.body.split("to-act").nth(1).unwrap_or("").split("</table>").next().unwrap_or("");
     assert!(!to_act.contains("LT-0001"), "a verified device is still to act on: {to_act}");
     // The devices table links its case instead of offering a new one.
@@ -113,6 +113,7 @@ async fn a_case_closes_as_a_false_positive_with_a_reason_that_is_audited() {
     let detail: String = s
         .console
         .db()
+        .unwrap()
         .query_row("SELECT detail FROM audit WHERE action = 'case update' ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
         .unwrap();
     assert_eq!(detail, "open -> false_positive; false_positive: helpdesk test phone");

@@ -98,7 +98,7 @@ async fn before_the_store_exists_the_console_says_so_and_then_shows_the_resolver
     let missing = dir.path().join("attempts.sqlite");
     let clock = || std::time::UNIX_EPOCH + std::time::Duration::from_secs(DAY0 + 3 * DAY);
     let c = Console::open(config, missing.clone(), None, Arc::new(clock)).unwrap();
-    auth::add_user(&c.db(), "officer", auth::Role::Officer, PASSWORD, std::time::SystemTime::now()).unwrap();
+    auth::add_user(&c.db().unwrap(), "officer", auth::Role::Officer, PASSWORD, std::time::SystemTime::now()).unwrap();
     let app = console::router(Arc::new(c));
     let (cookie, _) = login(&app, "officer").await;
     for uri in ["/", "/devices", "/cases"] {

@@ -34,8 +34,14 @@ async fn over_tls_the_session_cookie_is_secure() {
         ..ConsoleConfig::default()
     };
     let console = Console::open(config, attempts, None, Arc::new(std::time::SystemTime::now)).unwrap();
-    auth::add_user(&console.db(), "ciso", auth::Role::Officer, "a long enough password", std::time::SystemTime::now())
-        .unwrap();
+    auth::add_user(
+        &console.db().unwrap(),
+        "ciso",
+        auth::Role::Officer,
+        "a long enough password",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
     let server = tokio::spawn(console::serve(Arc::new(console)));
 
     let mut roots = rustls::RootCertStore::empty();

@@ -18,6 +18,7 @@ mod console_access;
 mod console_browser;
 mod console_cases;
 mod console_day;
+mod console_stores;
 mod console_tls;
 mod deploy_files;
 mod docs;

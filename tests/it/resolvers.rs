@@ -200,8 +200,7 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
     let zone = std::sync::Arc::clone(&server.running.rpz.as_ref().unwrap().zone);
     assert_eq!(zone.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
-    let services =
-        nxguard::ops::metrics::Services { rpz: Some(std::sync::Arc::clone(&zone)), ..Default::default() };
+    let services = nxguard::ops::metrics::Services { rpz: Some(std::sync::Arc::clone(&zone)), ..Default::default() };
     let metrics = nxguard::ops::metrics::render_services(&services);
     assert!(metrics.contains("\nnxguard_rpz_refused_total 1\n"), "{metrics}");
 

@@ -7,7 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::common::pg::PgCluster;
 use nxguard::{
     config::{StoreConfig, StoreTls},
-    evidence::store::{self, DAY_MS, Record, read::Reader, rollup::KINDS},
+    evidence::store::{
+        self, DAY_MS, Record,
+        read::{Cell, Limits, Reader},
+        rollup::KINDS,
+    },
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -37,14 +41,19 @@ fn random_records(rng: &mut StdRng, n: usize) -> Vec<Record> {
         .collect()
 }
 
+/// One query on the reader (async), from this synchronous test.
+fn rows(db: &Reader, sql: &str) -> Vec<Vec<Cell>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(db.rows(sql, &[])).unwrap()
+}
+
 type Row = (i64, i64, [i64; 6], i64, i64, String, String, BTreeSet<String>);
 
 /// The rollups as stored, keyed by (device_key, app, day, node, mode).
 fn stored(db: &mut Reader) -> BTreeMap<(String, String, i64, String, String), Row> {
     let sql = "SELECT device_key, app, day, node, mode, attempts, api, telemetry, cdn, web, alias, unspecified, \
                first_ms, last_ms, COALESCE(owner, ''), app_name, domains FROM rollups";
-    db.rows(sql, &[])
-        .unwrap()
+    rows(db, sql)
         .into_iter()
         .map(|r| {
             let key = (r[0].string(), r[1].string(), r[2].int(), r[3].string(), r[4].string());
@@ -64,9 +73,7 @@ fn recount(db: &mut Reader) -> BTreeMap<(String, String, i64, String, String), R
          COALESCE(MAX(owner), ''), MAX(app_name) FROM attempts GROUP BY device_key, app, ts_ms / 86400000, node, mode",
         kinds.join(", ")
     );
-    let mut out: BTreeMap<_, Row> = db
-        .rows(&sql, &[])
-        .unwrap()
+    let mut out: BTreeMap<_, Row> = rows(db, &sql)
         .into_iter()
         .map(|r| {
             let key = (r[0].string(), r[1].string(), r[2].int(), r[3].string(), r[4].string());
@@ -75,7 +82,7 @@ fn recount(db: &mut Reader) -> BTreeMap<(String, String, i64, String, String), R
         })
         .collect();
     let sql = "SELECT DISTINCT device_key, app, ts_ms / 86400000, node, mode, domain FROM attempts";
-    for r in db.rows(sql, &[]).unwrap() {
+    for r in rows(db, sql) {
         let key = (r[0].string(), r[1].string(), r[2].int(), r[3].string(), r[4].string());
         out.get_mut(&key).unwrap().7.insert(r[5].string());
     }
@@ -108,7 +115,7 @@ fn rollups_equal_a_recount_of_the_raw_rows_on_both_backends() {
             at = end;
         }
         for source in [path.display().to_string(), cluster.url()] {
-            let mut db = Reader::open(&source, &config).unwrap();
+            let mut db = Reader::open(&source, &config, Limits::COMMAND_LINE).unwrap();
             let (stored, recount) = (stored(&mut db), recount(&mut db));
             assert!(!stored.is_empty());
             assert_eq!(stored, recount, "seed {seed} on {source}");

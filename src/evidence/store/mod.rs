@@ -36,6 +36,7 @@
 //! byte_offset)`, how far each node's spool is in the database. SQLite keeps its version in
 //! `PRAGMA user_version`. Text columns on PostgreSQL are `COLLATE "C"` (bytewise, as SQLite).
 
+pub mod pool;
 pub mod postgres;
 pub mod read;
 pub mod record;
@@ -94,6 +95,10 @@ pub enum StoreError {
     Ca { path: PathBuf, message: String },
     #[error("attempt spool {path}: {source}")]
     Spool { path: PathBuf, source: std::io::Error },
+    #[error("attempt store {store}: no answer within {ms} ms")]
+    Timeout { store: String, ms: u128 },
+    #[error("attempt store {0}")]
+    Pool(#[from] pool::PoolError),
 }
 
 /// The raw-row cutoff (ms) and the first rollup day kept, for a purge at `now`.
@@ -210,17 +215,15 @@ impl StoreWriter {
 }
 
 /// Checks that the configured store can be opened (for `nxguard check`): on PostgreSQL it
-/// connects, which names a bad URL, password file, CA or an unreachable host.
+/// connects, which names a bad URL, password file, CA or an unreachable host, and refuses a
+/// schema newer than this binary (none yet is fine: `serve` creates it). A failed query is an
+/// error, never taken as "no schema".
 pub fn check(config: &StoreConfig) -> Result<(), StoreError> {
     match config.backend {
         StoreBackend::Sqlite => Ok(()),
         StoreBackend::Postgres => {
             let mut client = postgres::connect(config)?;
-            let found = client
-                .query_opt("SELECT version FROM nxguard_schema", &[])
-                .ok()
-                .flatten()
-                .map_or(0, |r| i64::from(r.get::<_, i32>(0)));
+            let found = postgres::version(&mut client).map_err(|e| postgres::db_error(config, &e))?;
             if found > SCHEMA_VERSION {
                 return Err(StoreError::Version { store: config.url.clone().unwrap_or_default(), found });
             }

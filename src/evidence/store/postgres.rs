@@ -94,12 +94,12 @@ CREATE TABLE IF NOT EXISTS spool_positions (
 const MIGRATION_LOCK: i64 = 0x006e_7867_7561_7264;
 
 /// `store.url` without anything secret (it never holds a password; validation refuses one).
-fn label(config: &StoreConfig) -> String {
+pub(crate) fn label(config: &StoreConfig) -> String {
     config.url.clone().unwrap_or_default()
 }
 
 /// The error and every cause, on one line ("error connecting to server: Connection refused").
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -199,34 +199,43 @@ fn tls_connector(config: &StoreConfig) -> Result<tokio_postgres_rustls::MakeRust
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
 }
 
-/// Connects with the configured URL, password and TLS, and bounds every statement by
-/// `store.timeout_ms` (a slow database fails the batch, which stays in the spool).
-pub fn connect(config: &StoreConfig) -> Result<Client, StoreError> {
+/// The connection settings: URL, password, connect timeout `store.timeout_ms`, TLS mode, and
+/// every statement bounded by `statement_timeout_ms` (0: unbounded).
+pub(crate) fn settings(config: &StoreConfig, statement_timeout_ms: u64) -> Result<tokio_postgres::Config, StoreError> {
     let url = config.url.as_deref().unwrap_or_default();
-    let mut pg: Config =
+    let mut pg: tokio_postgres::Config =
         url.parse().map_err(|e: ::postgres::Error| StoreError::Url { url: url.to_string(), message: chain(&e) })?;
     if let Some(password) = password(config)? {
         pg.password(password);
     }
-    let timeout = Duration::from_millis(config.timeout_ms);
-    pg.connect_timeout(timeout);
+    pg.connect_timeout(Duration::from_millis(config.timeout_ms));
     pg.application_name("nxguard");
-    pg.options(&format!("-c statement_timeout={} -c lock_timeout={}", config.timeout_ms, config.timeout_ms));
+    pg.options(format!("-c statement_timeout={statement_timeout_ms} -c lock_timeout={}", config.timeout_ms));
+    pg.ssl_mode(match config.tls {
+        StoreTls::Disable => tokio_postgres::config::SslMode::Disable,
+        StoreTls::Require | StoreTls::VerifyFull => tokio_postgres::config::SslMode::Require,
+    });
+    Ok(pg)
+}
+
+/// The TLS connector of `store.tls` (unused under `tls = "disable"`).
+pub(crate) fn tls(config: &StoreConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    tls_connector(config)
+}
+
+/// Connects with the configured URL, password and TLS, and bounds every statement by
+/// `store.timeout_ms` (a slow database fails the batch, which stays in the spool).
+pub fn connect(config: &StoreConfig) -> Result<Client, StoreError> {
+    let pg = Config::from(settings(config, config.timeout_ms)?);
     let client = match config.tls {
-        StoreTls::Disable => {
-            pg.ssl_mode(::postgres::config::SslMode::Disable);
-            pg.connect(NoTls)
-        }
-        StoreTls::Require | StoreTls::VerifyFull => {
-            pg.ssl_mode(::postgres::config::SslMode::Require);
-            pg.connect(tls_connector(config)?)
-        }
+        StoreTls::Disable => pg.connect(NoTls),
+        StoreTls::Require | StoreTls::VerifyFull => pg.connect(tls_connector(config)?),
     };
     client.map_err(|e| db_error(config, &e))
 }
 
 /// The schema version the database holds (0: none yet).
-fn version(client: &mut Client) -> Result<i64, ::postgres::Error> {
+pub(crate) fn version(client: &mut Client) -> Result<i64, ::postgres::Error> {
     let exists: bool = client.query_one("SELECT to_regclass('nxguard_schema') IS NOT NULL", &[])?.get(0);
     if !exists {
         return Ok(0);

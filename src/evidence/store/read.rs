@@ -1,19 +1,45 @@
-//! Opening a store read-only for readers, on either backend, and running one SQL text on both:
-//! `?` placeholders (numbered `$n` for PostgreSQL), integer and text cells.
+//! Reading a store, on either backend, off the async workers, and running one SQL text on
+//! both: `?` placeholders (numbered `$n` for PostgreSQL), integer and text cells.
+//!
+//! A `Reader` is a bounded pool of read-only connections (SQLite: `pool::SqlitePool`, each
+//! query on a blocking thread; PostgreSQL: deadpool-postgres over tokio-postgres), opened
+//! lazily, so a store that is down when the console starts is reached once it is up. Each
+//! query borrows one connection for its own length; every wait and query is bounded by
+//! `Limits::timeout` (the console's; the command line waits as long as a report takes).
 //!
 //! The readers (`review`) write SQL both engines accept alike: `string_agg`, `CAST(… AS
 //! BIGINT)`, `lower(…)` for case-insensitive matches (ASCII on both: SQLite's `lower`, and
 //! PostgreSQL's under the `C` collation of every text column).
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use ::postgres::{Client, types::Type};
 use rusqlite::{Connection, params_from_iter, types::ValueRef};
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::{
     config::StoreConfig,
-    evidence::store::{StoreError, postgres, sqlite},
+    evidence::store::{SCHEMA_VERSION, StoreError, pool::SqlitePool, postgres, sqlite},
 };
+
+/// How many connections a reader keeps and how long a query may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connections: usize,
+    /// Bounds the wait for a connection and each query (None: unbounded).
+    pub timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// `nxguard report`: one connection per store, no time limit.
+    pub const COMMAND_LINE: Limits = Limits { connections: 1, timeout: None };
+}
 
 /// A query parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,38 +81,147 @@ impl Cell {
     }
 }
 
-/// A store opened for reading.
-pub enum Reader {
-    Sqlite { connection: Connection, path: PathBuf },
-    Postgres { client: Box<Client>, config: Box<StoreConfig> },
+/// A store opened for reading: a pool of connections, shared by its clones.
+#[derive(Clone)]
+pub struct Reader {
+    backend: Backend,
+    timeout: Option<Duration>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<SqlitePool<StoreError>>),
+    Postgres(Arc<PgReader>),
+}
+
+struct PgReader {
+    pool: deadpool_postgres::Pool,
+    config: StoreConfig,
+    /// The schema version was found to be the one this binary reads.
+    checked: AtomicBool,
+}
+
+fn is_postgres(source: &str) -> bool {
+    source.starts_with("postgres://") || source.starts_with("postgresql://")
 }
 
 impl Reader {
     /// Opens `source`: a `postgres://` URL (password, TLS and CA from `config`) or an SQLite
-    /// file.
-    pub fn open(source: &str, config: &StoreConfig) -> Result<Reader, StoreError> {
-        if source.starts_with("postgres://") || source.starts_with("postgresql://") {
+    /// file. Connects at the first query.
+    pub fn open(source: &str, config: &StoreConfig, limits: Limits) -> Result<Reader, StoreError> {
+        let backend = if is_postgres(source) {
             let config = StoreConfig { url: Some(source.to_string()), ..config.clone() };
-            let mut client = postgres::connect(&config)?;
-            postgres::check_version(&mut client, &config)?;
-            return Ok(Reader::Postgres { client: Box::new(client), config: Box::new(config) });
+            Backend::Postgres(Arc::new(pg_reader(config, limits)?))
+        } else {
+            let path = PathBuf::from(source);
+            Backend::Sqlite(Arc::new(SqlitePool::new(path, limits.connections, limits.timeout, sqlite::open_read_only)))
+        };
+        Ok(Reader { backend, timeout: limits.timeout })
+    }
+
+    /// The SQLite file read, when the store is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Some(pool.path()),
+            Backend::Postgres(_) => None,
         }
-        let path = PathBuf::from(source);
-        Ok(Reader::Sqlite { connection: sqlite::open_read_only(&path)?, path })
+    }
+
+    /// The store as errors name it (path or URL).
+    pub fn label(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.path().display().to_string(),
+            Backend::Postgres(pg) => postgres::label(&pg.config),
+        }
     }
 
     /// Runs `sql` with `?` placeholders; every row as cells.
-    pub fn rows(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
-        match self {
-            Reader::Sqlite { connection, path } => {
-                let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
-                sqlite_rows(connection, sql, params).map_err(wrap)
+    pub async fn rows(&self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let (sql, params, path) = (sql.to_string(), params.to_vec(), pool.path().to_path_buf());
+                pool.run(move |connection| {
+                    sqlite_rows(connection, &sql, &params).map_err(|source| StoreError::Sqlite { path, source })
+                })
+                .await
             }
-            Reader::Postgres { client, config } => {
-                pg_rows(client, sql, params).map_err(|e| postgres::db_error(config, &e))
-            }
+            Backend::Postgres(pg) => match self.timeout {
+                Some(limit) => tokio::time::timeout(limit, pg.rows(sql, params))
+                    .await
+                    .map_err(|_| StoreError::Timeout { store: self.label(), ms: limit.as_millis() })?,
+                None => pg.rows(sql, params).await,
+            },
         }
     }
+}
+
+fn pg_reader(config: StoreConfig, limits: Limits) -> Result<PgReader, StoreError> {
+    let statement_ms = limits.timeout.map_or(0, |t| t.as_millis() as u64);
+    let settings = postgres::settings(&config, statement_ms)?;
+    let manager = deadpool_postgres::Manager::from_config(
+        settings,
+        postgres::tls(&config)?,
+        deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
+    );
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(limits.connections.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(limits.timeout)
+        .create_timeout(limits.timeout)
+        .recycle_timeout(limits.timeout)
+        .build()
+        .map_err(|e| StoreError::Postgres { url: postgres::label(&config), message: e.to_string() })?;
+    Ok(PgReader { pool, config, checked: AtomicBool::new(false) })
+}
+
+impl PgReader {
+    fn fail(&self, error: &(dyn std::error::Error + 'static)) -> StoreError {
+        StoreError::Postgres { url: postgres::label(&self.config), message: postgres::chain(error) }
+    }
+
+    async fn rows(&self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let client = self.pool.get().await.map_err(|e| self.fail(&e))?;
+        if !self.checked.load(Ordering::Relaxed) {
+            let found = schema_version(&client).await.map_err(|e| self.fail(&e))?;
+            if found != SCHEMA_VERSION {
+                return Err(StoreError::Version { store: postgres::label(&self.config), found });
+            }
+            self.checked.store(true, Ordering::Relaxed);
+        }
+        let statement = client.prepare_cached(&numbered(sql)).await.map_err(|e| self.fail(&e))?;
+        let values: Vec<Box<dyn ToSql + Sync + Send>> = params
+            .iter()
+            .map(|p| -> Box<dyn ToSql + Sync + Send> {
+                match p {
+                    Param::Int(n) => Box::new(*n),
+                    Param::Text(t) => Box::new(t.clone()),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&statement, &refs).await.map_err(|e| self.fail(&e))?;
+        Ok(rows.iter().map(pg_cells).collect())
+    }
+}
+
+/// The schema version a PostgreSQL store holds (0: none yet).
+async fn schema_version(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
+    let exists: bool = client.query_one("SELECT to_regclass('nxguard_schema') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client.query_opt("SELECT version FROM nxguard_schema", &[]).await?;
+    Ok(row.map_or(0, |r| r.get::<_, i32>(0).into()))
+}
+
+fn pg_cells(row: &tokio_postgres::Row) -> Vec<Cell> {
+    (0..row.len())
+        .map(|i| match *row.columns()[i].type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).ok().flatten().map_or(Cell::Null, Cell::Int),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i).ok().flatten().map_or(Cell::Null, |n| Cell::Int(n.into())),
+            _ => row.try_get::<_, Option<String>>(i).ok().flatten().map_or(Cell::Null, Cell::Text),
+        })
+        .collect()
 }
 
 fn sqlite_rows(connection: &Connection, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, rusqlite::Error> {
@@ -126,34 +261,6 @@ fn numbered(sql: &str) -> String {
         }
     }
     out
-}
-
-fn pg_rows(client: &mut Client, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, ::postgres::Error> {
-    let values: Vec<Box<dyn ::postgres::types::ToSql + Sync>> = params
-        .iter()
-        .map(|p| -> Box<dyn ::postgres::types::ToSql + Sync> {
-            match p {
-                Param::Int(n) => Box::new(*n),
-                Param::Text(t) => Box::new(t.clone()),
-            }
-        })
-        .collect();
-    let refs: Vec<&(dyn ::postgres::types::ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
-    let rows = client.query(&numbered(sql), &refs)?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|i| match *row.columns()[i].type_() {
-                    Type::INT8 => row.try_get::<_, Option<i64>>(i).ok().flatten().map_or(Cell::Null, Cell::Int),
-                    Type::INT4 => {
-                        row.try_get::<_, Option<i32>>(i).ok().flatten().map_or(Cell::Null, |n| Cell::Int(n.into()))
-                    }
-                    _ => row.try_get::<_, Option<String>>(i).ok().flatten().map_or(Cell::Null, Cell::Text),
-                })
-                .collect()
-        })
-        .collect())
 }
 
 #[cfg(test)]

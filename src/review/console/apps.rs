@@ -36,8 +36,9 @@ pub async fn app(
         filter.owner = None;
     }
     let mut store = c.store()?;
-    let rows = c.summaries(&mut store, &filter)?;
-    let domains = queries::app_domains(&mut store, &app, filter.since.unwrap_or(now), filter.until.unwrap_or(now))?;
+    let rows = c.summaries(&mut store, &filter).await?;
+    let domains =
+        queries::app_domains(&mut store, &app, filter.since.unwrap_or(now), filter.until.unwrap_or(now)).await?;
     let mut kinds: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for (_, kind, attempts, devices) in &domains {
         let entry = kinds.entry(kind).or_default();
@@ -62,7 +63,7 @@ pub async fn app(
             @for s in rows.iter().take(super::layout::PAGE_ROWS) {
                 tr {
                     td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
-                    td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) }
+                    td.num { (s.attempts) } td.num { (s.days) } td { (c.time(&s.last_seen)) } td { (assessment(lang, s.assessment)) }
                 }
             }
         }

@@ -385,22 +385,23 @@ impl FromRequestParts<Arc<Console>> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, console: &Arc<Console>) -> Result<Self, Response> {
         let address = address(parts, &console.config.trust_proxy);
         let now = console.now();
-        let db = console.db();
         let bearer = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if let Some(token) = bearer.and_then(|v| v.strip_prefix("Bearer ")) {
             // A token opens the JSON API only, never the pages or the CSV exports.
             if !parts.uri.path().starts_with("/api/v1/") {
                 return Err((StatusCode::UNAUTHORIZED, "API tokens open only /api/v1/\n").into_response());
             }
-            return match token_owner(&db, token.trim(), now) {
+            let token = token.trim().to_string();
+            return match console.state(move |db| token_owner(db, &token, now)).await {
                 Ok(Some((user, role))) => Ok(SignedIn { user, role, csrf: String::new(), address, api: true }),
                 Ok(None) => Err((StatusCode::UNAUTHORIZED, "unknown, expired or revoked API token\n").into_response()),
                 Err(error) => Err(error.into_response()),
             };
         }
         let login = Redirect::to("/login").into_response();
-        let Some(id) = cookie(parts, COOKIE) else { return Err(login) };
-        match resume_session(&db, id, now, console.config.session_idle_mins) {
+        let Some(id) = cookie(parts, COOKIE).map(String::from) else { return Err(login) };
+        let idle_mins = console.config.session_idle_mins;
+        match console.state(move |db| resume_session(db, &id, now, idle_mins)).await {
             Ok(Some((user, role, csrf))) => Ok(SignedIn { user, role, csrf, address, api: false }),
             Ok(None) => Err(login),
             Err(error) => Err(error.into_response()),

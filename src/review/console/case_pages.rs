@@ -45,10 +45,9 @@ pub async fn list(
     who.require(Role::Officer)?;
     let lang = c.language();
     let mut store = c.store()?;
-    let db = c.db();
-    cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
+    cases::refresh(&c, &mut store, c.now()).await?;
     let wanted = CaseState::parse(&q.state);
-    let mut all = cases::list(&db, None)?;
+    let mut all = c.state(|db| cases::list(db, None)).await?;
     all.retain(|k| match (q.state.as_str(), wanted) {
         ("active", _) => k.state.is_active(),
         (_, Some(state)) => k.state == state,
@@ -62,7 +61,7 @@ pub async fn list(
                     td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } }
                     td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } }
                     td { (k.app) } td { (k.owner) } td { (k.ticket) } td { (t(lang, state_key(k.state))) }
-                    td { (k.removed.as_deref().unwrap_or("")) } td { (k.opened) }
+                    td { (c.time(k.removed.as_deref().unwrap_or(""))) } td { (c.time(&k.opened)) }
                 }
             }
         }
@@ -124,10 +123,15 @@ pub async fn open(
     who.require(Role::Officer)?;
     who.check_csrf(&f.csrf)?;
     let now = c.now();
-    let db = c.db();
-    let id = cases::open(&db, f.device.trim(), f.app.trim(), f.owner.trim(), f.ticket.trim(), f.note.trim(), now)?;
-    let detail = format!("{} × {}; ticket {:?}", f.device.trim(), f.app.trim(), f.ticket.trim());
-    audit::by(&db, now, &who, "case open", &format!("case {id}"), &detail)?;
+    let id = c
+        .state(move |db| {
+            let id =
+                cases::open(db, f.device.trim(), f.app.trim(), f.owner.trim(), f.ticket.trim(), f.note.trim(), now)?;
+            let detail = format!("{} × {}; ticket {:?}", f.device.trim(), f.app.trim(), f.ticket.trim());
+            audit::by(db, now, &who, "case open", &format!("case {id}"), &detail)?;
+            Ok(id)
+        })
+        .await?;
     Ok(Redirect::to(&format!("/cases/{id}")).into_response())
 }
 
@@ -135,9 +139,8 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
     who.require(Role::Officer)?;
     let lang = c.language();
     let mut store = c.store()?;
-    let db = c.db();
-    cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), c.now(), c.config.verify_days)?;
-    let k = cases::get(&db, id)?;
+    cases::refresh(&c, &mut store, c.now()).await?;
+    let k = c.state(move |db| cases::get(db, id)).await?;
     // The removal moment's field: now, to the second, and never later (UTC until the console
     // has a time zone of its own; `cases::removal_moment` reads it the same way).
     let now_local = &humantime::format_rfc3339_seconds(c.now()).to_string()[..19];
@@ -149,8 +152,8 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
             tr { th { (t(lang, "ticket")) } td { (k.ticket) } }
             tr { th { (t(lang, "note")) } td { (k.note) } }
             tr { th { (t(lang, "state")) } td id="case-state" class=[(k.state == CaseState::Recurred).then_some("recurred")] { (t(lang, state_key(k.state))) } }
-            tr { th { (t(lang, "removed_on")) } td { (k.removed.as_deref().unwrap_or("")) } }
-            tr { th { (t(lang, "opened")) } td { (k.opened) } }
+            tr { th { (t(lang, "removed_on")) } td { (c.time(k.removed.as_deref().unwrap_or(""))) } }
+            tr { th { (t(lang, "opened")) } td { (c.time(&k.opened)) } }
             @if k.state == CaseState::FalsePositive { tr { th { (t(lang, "reason")) } td id="case-reason" { (k.reason) } } }
         }
         h2 { (t(lang, "state")) }
@@ -244,10 +247,12 @@ pub async fn update(
     who.check_csrf(&f.csrf)?;
     let now = c.now();
     let change = change(&f.action, &f.removed, f.ticket, &f.note, &f.reason, now)?;
-    let db = c.db();
-    let before = cases::get(&db, id)?.state;
-    let after = cases::update(&db, id, &change, now)?;
-    let detail = update_detail(before, &after, &change);
-    audit::by(&db, now, &who, "case update", &format!("case {id}"), &detail)?;
+    c.state(move |db| {
+        let before = cases::get(db, id)?.state;
+        let after = cases::update(db, id, &change, now)?;
+        let detail = update_detail(before, &after, &change);
+        audit::by(db, now, &who, "case update", &format!("case {id}"), &detail)
+    })
+    .await?;
     Ok(Redirect::to(&format!("/cases/{id}")).into_response())
 }

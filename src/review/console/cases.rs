@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::{ConsoleError, audit, queries::time_text};
+use super::{Console, ConsoleError, audit, queries::time_text};
 use crate::{
-    evidence::store::{Pseudonymizer, millis, read::Reader},
+    evidence::store::{millis, read::Reader},
     review::report::{self, Filter},
 };
 
@@ -250,15 +250,9 @@ pub fn update(db: &Connection, id: i64, change: &Change, now: SystemTime) -> Res
 
 /// Decides verified and recurred for removed (and verified) cases from the attempt store;
 /// each change is audited as actor `nxguard`. Returns the cases that changed.
-pub fn refresh(
-    db: &Connection,
-    store: &mut Reader,
-    pseudonymizer: Option<&Pseudonymizer>,
-    now: SystemTime,
-    verify_days: u32,
-) -> Result<Vec<Case>, ConsoleError> {
-    let mut changed = Vec::new();
-    for case in list(db, None)? {
+pub async fn refresh(console: &Console, store: &mut Reader, now: SystemTime) -> Result<Vec<Case>, ConsoleError> {
+    let mut verdicts = Vec::new();
+    for case in console.state(|db| list(db, None)).await? {
         let (Some(removed_ms), CaseState::Removed | CaseState::Verified) = (case.removed_ms, case.state) else {
             continue;
         };
@@ -276,12 +270,27 @@ pub fn refresh(
             // store.raw_days loses only the attempts of its own, partial, day).
             raw_days: 0,
         };
-        let attempts: u64 =
-            report::summaries(std::slice::from_mut(store), &filter, pseudonymizer)?.iter().map(|s| s.attempts).sum();
-        let Some(state) = verdict(removed, attempts, now, verify_days) else { continue };
-        if state == case.state {
-            continue;
+        let summaries = report::summaries(std::slice::from_mut(store), &filter, console.pseudonymizer.as_ref()).await?;
+        let attempts: u64 = summaries.iter().map(|s| s.attempts).sum();
+        let Some(state) = verdict(removed, attempts, now, console.config.verify_days) else { continue };
+        if state != case.state {
+            verdicts.push((case, state, attempts));
         }
+    }
+    if verdicts.is_empty() {
+        return Ok(Vec::new());
+    }
+    console.state(move |db| record_verdicts(db, &verdicts, now)).await
+}
+
+/// Writes and audits the verdicts of `refresh`.
+fn record_verdicts(
+    db: &Connection,
+    verdicts: &[(Case, CaseState, u64)],
+    now: SystemTime,
+) -> Result<Vec<Case>, ConsoleError> {
+    let mut changed = Vec::new();
+    for (case, state, attempts) in verdicts {
         db.execute(
             "UPDATE cases SET state = ?2, updated_ms = ?3 WHERE id = ?1",
             params![case.id, state.as_str(), millis(now)],

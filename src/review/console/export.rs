@@ -55,10 +55,22 @@ fn csv_response(name: &str, body: String) -> Response {
 }
 
 /// The summary rows of a view, as the devices page shows them (officers see identities).
-fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
+async fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
     let filter = report::Filter { device: None, ..c.filter(view)? };
     let mut store = c.store()?;
-    Ok(view.apply(c.summaries(&mut store, &filter)?, None, c.now()))
+    Ok(view.apply(c.summaries(&mut store, &filter).await?, None, c.now()))
+}
+
+/// Audits what a signed-in user did, on the console database's pool.
+async fn audit_by(
+    c: &Console,
+    who: &SignedIn,
+    action: &'static str,
+    target: String,
+    detail: String,
+) -> Result<(), ConsoleError> {
+    let (who, now) = (who.clone(), c.now());
+    c.state(move |db| audit::by(db, now, &who, action, &target, &detail)).await
 }
 
 pub async fn summary_csv(
@@ -67,17 +79,17 @@ pub async fn summary_csv(
     Query(view): Query<View>,
 ) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
-    let rows = summary_rows(&c, &view)?;
-    audit::by(&c.db(), c.now(), &who, "export summary", "", &format!("{}; {} rows", view.query(), rows.len()))?;
+    let rows = summary_rows(&c, &view).await?;
+    audit_by(&c, &who, "export summary", String::new(), format!("{}; {} rows", view.query(), rows.len())).await?;
     Ok(csv_response("nxguard-summary.csv", neutralise_csv(&render::summaries(&rows, Format::Csv)?)?))
 }
 
-fn timeline_events(c: &Console, view: &View) -> Result<Vec<report::Event>, ConsoleError> {
+async fn timeline_events(c: &Console, view: &View) -> Result<Vec<report::Event>, ConsoleError> {
     if view.device.as_deref().is_none_or(str::is_empty) {
         return Err(ConsoleError::Input("give device=".into()));
     }
     let filter = report::Filter { owner: None, ..c.filter(view)? };
-    Ok(report::timeline(std::slice::from_mut(&mut c.store()?), &filter, c.pseudonymizer.as_ref())?.events)
+    Ok(report::timeline(std::slice::from_mut(&mut c.store()?), &filter, c.pseudonymizer.as_ref()).await?.events)
 }
 
 pub async fn timeline_csv(
@@ -86,17 +98,21 @@ pub async fn timeline_csv(
     Query(view): Query<View>,
 ) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
-    let events = timeline_events(&c, &view)?;
+    let events = timeline_events(&c, &view).await?;
     let device = view.device.clone().unwrap_or_default();
-    audit::by(&c.db(), c.now(), &who, "export timeline", &device, &format!("{}; {} rows", view.query(), events.len()))?;
+    audit_by(&c, &who, "export timeline", device, format!("{}; {} rows", view.query(), events.len())).await?;
     Ok(csv_response("nxguard-timeline.csv", neutralise_csv(&render::timeline(&events, Format::Csv)?)?))
 }
 
 pub async fn audit_csv(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Response, ConsoleError> {
     who.require(Role::Admin)?;
-    let db = c.db();
-    audit::by(&db, c.now(), &who, "export audit", "", "")?;
-    let entries = audit::list(&db, usize::MAX >> 1)?;
+    let now = c.now();
+    let entries = c
+        .state(move |db| {
+            audit::by(db, now, &who, "export audit", "", "")?;
+            audit::list(db, usize::MAX >> 1)
+        })
+        .await?;
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer
         .write_record(["id", "time", "actor", "role", "address", "action", "target", "detail"])
@@ -117,14 +133,14 @@ pub async fn api_summary(
     who: SignedIn,
     Query(view): Query<View>,
 ) -> Result<Response, ConsoleError> {
-    let mut rows = summary_rows(&c, &view)?;
+    let mut rows = summary_rows(&c, &view).await?;
     if who.role < Role::Officer {
         for s in &mut rows {
             s.device = c.masked(&s.device);
             s.owner.clear();
         }
     }
-    audit::by(&c.db(), c.now(), &who, "summary", "", &view.query())?;
+    audit_by(&c, &who, "summary", String::new(), view.query()).await?;
     Ok(Json(rows).into_response())
 }
 
@@ -135,15 +151,20 @@ pub async fn api_timeline(
     Query(view): Query<View>,
 ) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
-    let events = timeline_events(&c, &view)?;
-    audit::by(&c.db(), c.now(), &who, "timeline", view.device.as_deref().unwrap_or(""), &view.query())?;
+    let events = timeline_events(&c, &view).await?;
+    audit_by(&c, &who, "timeline", view.device.clone().unwrap_or_default(), view.query()).await?;
     Ok(Json(events).into_response())
 }
 
 /// `GET /api/v1/cases`: every case (officers and up).
 pub async fn api_cases(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Response, ConsoleError> {
     who.require(Role::Officer)?;
-    let db = c.db();
-    audit::by(&db, c.now(), &who, "cases", "", "")?;
-    Ok(Json(cases::list(&db, None)?).into_response())
+    let now = c.now();
+    let list = c
+        .state(move |db| {
+            audit::by(db, now, &who, "cases", "", "")?;
+            cases::list(db, None)
+        })
+        .await?;
+    Ok(Json(list).into_response())
 }

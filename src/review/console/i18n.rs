@@ -1,6 +1,6 @@
 //! The console's words in Dutch and English (`console.language`, default Dutch).
 
-use crate::config::Language;
+use crate::{config::Language, review::report::Assessment};
 
 /// (key, Dutch, English).
 const TEXTS: &[(&str, &str, &str)] = &[
@@ -181,6 +181,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Too many failed sign-ins from this address. Try again in ten minutes.",
     ),
     (
+        "err_unreachable",
+        "De bewijsopslag of de consoledatabase is nu niet bereikbaar; de andere pagina's werken. Probeer het zo opnieuw; blijft het zo, kijk dan naar de database en store.url.",
+        "The evidence store or the console database cannot be reached now; the other pages work. Try again shortly; if it stays so, check the database and store.url.",
+    ),
+    (
         "err_503",
         "Er is nog geen pogingenopslag: geen enkele resolver heeft nog iets vastgelegd. Start `nxguard serve` met hetzelfde store.path, of controleer dat pad.",
         "There is no attempt store yet: no resolver has recorded anything. Start `nxguard serve` with the same store.path, or check that path.",
@@ -209,6 +214,23 @@ pub fn t(language: Language, key: &'static str) -> &'static str {
         },
         None => key,
     }
+}
+
+const MONTHS_NL: [&str; 12] = ["jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt", "nov", "dec"];
+const MONTHS_EN: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// A UTC time as stored and exported (RFC 3339, `2026-12-03T07:07:00Z`) as a person reads it
+/// in `zone`: `3 dec 2026 08:07` in Dutch, `3 Dec 2026 08:07` in English. Anything else (an
+/// empty cell) is shown as it is.
+pub fn local_time(language: Language, zone: &jiff::tz::TimeZone, utc: &str) -> String {
+    let Ok(time) = utc.parse::<jiff::Timestamp>() else { return utc.to_string() };
+    let local = time.to_zoned(zone.clone());
+    let months = match language {
+        Language::Nl => &MONTHS_NL,
+        Language::En => &MONTHS_EN,
+    };
+    let month = months[usize::from(local.month().unsigned_abs()).clamp(1, 12) - 1];
+    format!("{} {month} {} {:02}:{:02}", local.day(), local.year(), local.hour(), local.minute())
 }
 
 /// Audit actions as stored (English, stable for exports and tools) and in Dutch.
@@ -297,17 +319,27 @@ pub fn audit_detail(language: Language, detail: &str) -> String {
 }
 
 /// The words for one of `report`'s assessments.
-pub fn assessment(language: Language, assessment: &str) -> &'static str {
-    match assessment {
-        "app likely installed" => t(language, "likely"),
-        "app possibly installed" => t(language, "possibly"),
-        _ => t(language, "link"),
-    }
+pub fn assessment(language: Language, assessment: Assessment) -> &'static str {
+    t(language, assessment.key())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_local_in_the_languages_usual_form() {
+        let amsterdam = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
+        assert_eq!(local_time(Language::Nl, &amsterdam, "2026-12-03T07:07:00Z"), "3 dec 2026 08:07");
+        assert_eq!(local_time(Language::En, &amsterdam, "2026-12-03T07:07:00Z"), "3 Dec 2026 08:07");
+        // Summer time: UTC+2.
+        assert_eq!(local_time(Language::Nl, &amsterdam, "2026-07-01T06:00:00Z"), "1 jul 2026 08:00");
+        // Across midnight, and the month names of every month.
+        assert_eq!(local_time(Language::Nl, &amsterdam, "2026-03-31T23:30:00Z"), "1 apr 2026 01:30");
+        assert_eq!(local_time(Language::Nl, &amsterdam, "2026-05-04T10:00:00Z"), "4 mei 2026 12:00");
+        assert_eq!(local_time(Language::En, &jiff::tz::TimeZone::UTC, "2026-10-09T10:00:00Z"), "9 Oct 2026 10:00");
+        assert_eq!(local_time(Language::Nl, &amsterdam, ""), "");
+    }
 
     #[test]
     fn every_key_is_unique_and_has_both_languages() {

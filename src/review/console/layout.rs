@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     config::Language,
-    review::report::{self, Filter, Summary},
+    review::report::{self, Assessment, Filter, Summary},
 };
 
 const CSS: &str = include_str!("console.css");
@@ -118,11 +118,7 @@ impl View {
         masked: Option<&dyn Fn(&str) -> String>,
         now: SystemTime,
     ) -> Vec<Summary> {
-        let wanted = given(&self.assessment).map(|a| match a {
-            "likely" => "app likely installed",
-            "possibly" => "app possibly installed",
-            _ => "link or embedded content",
-        });
+        let wanted = given(&self.assessment).map(|a| Assessment::from_key(a).unwrap_or(Assessment::LinkOrEmbedded));
         rows.retain(|s| wanted.is_none_or(|w| s.assessment == w));
         if let Some(back) = given(&self.new).and_then(|n| humantime::parse_duration(n).ok()) {
             let cutoff = now.checked_sub(back).unwrap_or(std::time::UNIX_EPOCH);
@@ -216,8 +212,8 @@ pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> M
             label { (t(lang, "assessment")) " "
                 select name="assessment" {
                     option value="" { (t(lang, "all")) }
-                    @for (value, key) in [("likely", "likely"), ("possibly", "possibly"), ("link", "link")] {
-                        option value=(value) selected[given(&view.assessment) == Some(value)] { (t(lang, key)) }
+                    @for a in Assessment::ALL {
+                        option value=(a.key()) selected[given(&view.assessment) == Some(a.key())] { (t(lang, a.key())) }
                     }
                 }
             }

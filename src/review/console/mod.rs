@@ -37,8 +37,8 @@ pub mod tls;
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard},
-    time::SystemTime,
+    sync::Arc,
+    time::{Duration, SystemTime},
 };
 
 use axum::{
@@ -52,7 +52,11 @@ use thiserror::Error;
 
 use crate::{
     config::{ConsoleConfig, Language, PolicyConfig, StoreConfig},
-    evidence::store::{Pseudonymizer, read::Reader},
+    evidence::store::{
+        Pseudonymizer,
+        pool::{PoolError, SqlitePool},
+        read::{Limits, Reader},
+    },
     review::report::{self, ReportError},
 };
 
@@ -79,6 +83,8 @@ pub enum ConsoleError {
     Tls(String),
     #[error("console: {0}")]
     Io(#[from] std::io::Error),
+    #[error("console database {0}")]
+    Pool(#[from] PoolError),
 }
 
 impl IntoResponse for ConsoleError {
@@ -88,6 +94,8 @@ impl IntoResponse for ConsoleError {
             ConsoleError::NotFound => StatusCode::NOT_FOUND,
             ConsoleError::NoStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleError::Input(_) | ConsoleError::Report(ReportError::Time(_)) => StatusCode::BAD_REQUEST,
+            ConsoleError::Report(ReportError::Store(error)) => return unreachable("evidence store", error),
+            ConsoleError::Pool(error) => return unreachable("console database", error),
             _ => {
                 tracing::error!(error = %self, "console request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -102,32 +110,49 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+/// What a 503 could not reach and why ("evidence store unreachable: …"), for the error page
+/// (`responses`): the store's own error, which names the store and never holds what was typed.
+#[derive(Debug, Clone)]
+pub struct Unreachable(pub String);
+
+/// 503 with what could not be reached and why; the console goes on serving other pages.
+fn unreachable(what: &str, error: &dyn std::error::Error) -> Response {
+    tracing::warn!(what, %error, "console page without its data");
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let text = format!("{what} unreachable: {error}");
+    let mut response = (status, [(axum::http::header::RETRY_AFTER, "10")], format!("503: {text}\n")).into_response();
+    response.extensions_mut().insert(Unreachable(text));
+    response
+}
+
 /// The time source: the wall clock, or a fixed time in tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Everything a request handler needs.
 pub struct Console {
     pub config: ConsoleConfig,
-    /// The attempt store, opened read-only per request through `report::open`.
-    pub store_path: PathBuf,
-    /// A PostgreSQL store (`store.url`) read instead of `store_path`.
-    pub store_url: Option<String>,
-    /// The `[store]` settings a PostgreSQL reader needs (password file, TLS, CA).
+    /// The attempt store, read through a bounded pool (`store`).
+    store: Reader,
+    /// The `[store]` settings (raw_days for the filters; password, TLS and CA on PostgreSQL).
     pub store_config: StoreConfig,
     pub pseudonymizer: Option<Pseudonymizer>,
     /// The policy settings the lists-health page loads (None: the page says so).
     pub policy: Option<PolicyConfig>,
-    db: Mutex<Connection>,
+    state_path: PathBuf,
+    state: SqlitePool<ConsoleError>,
     secret: ring::hmac::Key,
     clock: Clock,
     /// The session cookie is marked Secure (the console serves TLS itself).
     pub secure_cookie: bool,
+    /// `console.time_zone`, for the times pages show.
+    time_zone: jiff::tz::TimeZone,
     /// Failed sign-ins per client address.
     pub throttle: throttle::Throttle,
 }
 
 impl Console {
-    /// Opens the console database at `config.state_path` (required).
+    /// Opens the console database at `config.state_path` (required), reading the SQLite
+    /// attempt store at `store_path` (`read_store` points it elsewhere).
     pub fn open(
         config: ConsoleConfig,
         store_path: PathBuf,
@@ -145,19 +170,39 @@ impl Console {
         if purged > 0 {
             tracing::info!(rows = purged, "audit rows past their retention deleted");
         }
+        let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
+            .map_err(|e| ConsoleError::Input(format!("console.time_zone {:?}: {e}", config.time_zone)))?;
+        let limits = Self::limits(&config);
+        let store_config = StoreConfig::default();
+        let store =
+            Reader::open(&store_path.display().to_string(), &store_config, limits).map_err(ReportError::from)?;
+        let state = SqlitePool::new(path.clone(), limits.connections, limits.timeout, state::connect);
         Ok(Console {
             config,
-            store_path,
-            store_url: None,
-            store_config: StoreConfig::default(),
+            store,
+            store_config,
             pseudonymizer,
             policy: None,
-            db: Mutex::new(db),
+            state_path: path,
+            state,
             secret: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
             clock,
             secure_cookie,
+            time_zone,
             throttle: throttle::Throttle::default(),
         })
+    }
+
+    fn limits(config: &ConsoleConfig) -> Limits {
+        Limits { connections: config.store_connections, timeout: Some(Duration::from_millis(config.store_timeout_ms)) }
+    }
+
+    /// Reads the attempt store at `source` (an SQLite file or a `postgres://` URL, with the
+    /// password, TLS and CA of `store_config`) instead.
+    pub fn read_store(&mut self, source: &str, store_config: StoreConfig) -> Result<(), ConsoleError> {
+        self.store = Reader::open(source, &store_config, Self::limits(&self.config)).map_err(ReportError::from)?;
+        self.store_config = store_config;
+        Ok(())
     }
 
     pub fn now(&self) -> SystemTime {
@@ -168,20 +213,32 @@ impl Console {
         self.config.language
     }
 
-    /// The console database (one connection; requests take turns).
-    pub fn db(&self) -> MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A stored UTC time as this console's readers read it (`console.time_zone`, language).
+    pub fn time(&self, utc: &str) -> String {
+        i18n::local_time(self.config.language, &self.time_zone, utc)
     }
 
-    /// The attempt store, read-only: the SQLite file at `store_path`, or `store_url` on
-    /// PostgreSQL (with the password, TLS and CA of `store_config`).
+    /// Runs `call` on a connection of the console database, on a blocking thread (at most
+    /// `console.store_connections` at once). Handlers reach the database only this way.
+    pub async fn state<T, F>(&self, call: F) -> Result<T, ConsoleError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, ConsoleError> + Send + 'static,
+    {
+        self.state.run(call).await
+    }
+
+    /// A connection of its own to the console database, for the command line and tests.
+    pub fn db(&self) -> Result<Connection, ConsoleError> {
+        state::connect(&self.state_path)
+    }
+
+    /// The attempt store's reader (a handle on its pool; each query borrows a connection).
     pub fn store(&self) -> Result<Reader, ConsoleError> {
-        if self.store_url.is_none() && !self.store_path.exists() {
-            return Err(ConsoleError::NoStore(self.store_path.clone()));
+        if let Some(path) = self.store.sqlite_path().filter(|p| !p.exists()) {
+            return Err(ConsoleError::NoStore(path.to_path_buf()));
         }
-        let path = self.store_path.display().to_string();
-        let source = self.store_url.as_deref().unwrap_or(&path);
-        Ok(Reader::open(source, &self.store_config).map_err(ReportError::from)?)
+        Ok(self.store.clone())
     }
 
     /// The report filter a page's view asks for now, over this console's store.
@@ -190,8 +247,12 @@ impl Console {
     }
 
     /// The per device and app summary of `store` for `filter` (pseudonymised as the store is).
-    pub fn summaries(&self, store: &mut Reader, filter: &report::Filter) -> Result<Vec<report::Summary>, ConsoleError> {
-        Ok(report::summaries(std::slice::from_mut(store), filter, self.pseudonymizer.as_ref())?)
+    pub async fn summaries(
+        &self,
+        store: &mut Reader,
+        filter: &report::Filter,
+    ) -> Result<Vec<report::Summary>, ConsoleError> {
+        Ok(report::summaries(std::slice::from_mut(store), filter, self.pseudonymizer.as_ref()).await?)
     }
 
     /// The session cookie's attributes: HttpOnly, SameSite=Strict, and Secure when the request
@@ -267,8 +328,9 @@ pub async fn serve(console: Arc<Console>) -> Result<(), ConsoleError> {
         let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             hourly.tick().await;
-            let now = purging.now();
-            if let Err(error) = state::purge_audit(&purging.db(), now, purging.config.audit_retention_days) {
+            let (now, days) = (purging.now(), purging.config.audit_retention_days);
+            let purge = purging.state(move |db| Ok(state::purge_audit(db, now, days)?)).await;
+            if let Err(error) = purge {
                 tracing::warn!(%error, "cannot purge the audit log");
             }
         }

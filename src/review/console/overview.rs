@@ -26,7 +26,10 @@ use super::{
     queries::{self, time_text},
     svg,
 };
-use crate::{config::Language, review::report};
+use crate::{
+    config::Language,
+    review::report::{self, Assessment},
+};
 
 /// Device × app rows the overview lists (most recently seen first); the rest are on /devices.
 const RECENT: usize = 15;
@@ -34,7 +37,7 @@ const RECENT: usize = 15;
 pub const ACT_ROWS: usize = 25;
 /// "New this week": first seen this long ago at most.
 const NEW: Duration = Duration::from_secs(7 * 86_400);
-const LIKELY: &str = "app likely installed";
+const LIKELY: Assessment = Assessment::LikelyInstalled;
 
 /// What a page of the overview is made of, read once.
 struct Facts<'a> {
@@ -61,15 +64,12 @@ pub async fn overview(
         Err(ConsoleError::NoStore(_)) => return Ok(first_run(lang, &who)),
         store => store?,
     };
-    let rows = c.summaries(&mut store, &filter)?;
+    let rows = c.summaries(&mut store, &filter).await?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let days = queries::daily(&mut store, since, until, filter.app.as_deref())?;
-    let nodes = queries::last_attempts(&mut store, now.checked_sub(NEW).unwrap_or(now))?;
-    let all_cases = {
-        let db = c.db();
-        cases::refresh(&db, &mut store, c.pseudonymizer.as_ref(), now, c.config.verify_days)?;
-        cases::list(&db, None)?
-    };
+    let days = queries::daily(&mut store, since, until, filter.app.as_deref()).await?;
+    let nodes = queries::last_attempts(&mut store, now.checked_sub(NEW).unwrap_or(now)).await?;
+    cases::refresh(&c, &mut store, now).await?;
+    let all_cases = c.state(|db| cases::list(db, None)).await?;
     let facts = Facts { lang, view: &view, officer, rows, cases: all_cases, now };
     let trend: Vec<(i64, u64)> = days.iter().map(|d| (d.day, d.attempts)).collect();
     let body = html! {
@@ -142,7 +142,7 @@ fn recurred(c: &Console, who: &SignedIn, f: &Facts<'_>) -> Markup {
                 @for k in &list {
                     tr.recurred {
                         td { @if f.officer { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } }
-                        td { (shown(c, who, &k.device)) } td { (k.app) } td { (k.removed.as_deref().unwrap_or("")) }
+                        td { (shown(c, who, &k.device)) } td { (k.app) } td { (c.time(k.removed.as_deref().unwrap_or(""))) }
                     }
                 }
             }
@@ -175,7 +175,7 @@ fn to_act(c: &Console, f: &Facts<'_>) -> Markup {
                 @for s in list.iter().skip(page * ACT_ROWS).take(ACT_ROWS) {
                     tr {
                         td { (device_cell(c, f, &s.device)) }
-                        td { (s.app) } td.num { (s.days) } td { (s.last_seen) }
+                        td { (s.app) } td.num { (s.days) } td { (c.time(&s.last_seen)) }
                         @if f.officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
                     }
                 }
@@ -194,12 +194,8 @@ fn to_act(c: &Console, f: &Facts<'_>) -> Markup {
 fn by_app(f: &Facts<'_>) -> Markup {
     let mut counts: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
     for s in &f.rows {
-        let column = match s.assessment {
-            LIKELY => 0,
-            "app possibly installed" => 1,
-            _ => 2,
-        };
-        counts.entry(&s.app).or_default()[column] += 1;
+        // The columns in Assessment's order: likely, possibly, link.
+        counts.entry(&s.app).or_default()[s.assessment as usize] += 1;
     }
     let lang = f.lang;
     html! {
@@ -228,7 +224,7 @@ fn recent(c: &Console, f: &Facts<'_>) -> Markup {
                 @for s in f.rows.iter().take(RECENT) {
                     tr {
                         td { (device_cell(c, f, &s.device)) }
-                        td { (s.app) } td.num { (s.attempts) } td { (s.last_seen) }
+                        td { (s.app) } td.num { (s.attempts) } td { (c.time(&s.last_seen)) }
                         td class=[(s.assessment == LIKELY).then_some("likely")] { (assessment(lang, s.assessment)) }
                     }
                 }

@@ -21,7 +21,10 @@ use super::{
     queries::{self, DAY_MS},
     svg,
 };
-use crate::{evidence::store::millis, review::report};
+use crate::{
+    evidence::store::millis,
+    review::report::{self, Assessment},
+};
 
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {
@@ -72,20 +75,27 @@ fn login_csrf(c: &Console, parts: &axum::http::request::Parts, sent: &str) -> Re
 }
 
 /// Audits what the throttle decided for this address; true when the sign-in is refused.
-fn throttled(c: &Console, address: &str, now: SystemTime) -> Result<bool, ConsoleError> {
+async fn throttled(c: &Console, address: &str, now: SystemTime) -> Result<bool, ConsoleError> {
     let gate = c.throttle.gate(address, millis(now));
-    let db = c.db();
-    let write = |action: &str, detail: &str| {
-        let record = audit::Record { actor: "", role: "", address, action, target: "", detail };
-        audit::record(&db, now, &record)
-    };
+    let mut records = Vec::new();
     if let Some(refused) = gate.ended_refusals {
-        write("login throttle ended", &format!("{refused} sign-ins refused"))?;
+        records.push(("login throttle ended", format!("{refused} sign-ins refused")));
     }
     if gate.first_refusal {
         let until = queries::time_text(gate.until_ms);
         let detail = format!("{} failed sign-ins from this address; refused until {until}", super::throttle::FAILURES);
-        write("login throttled", &detail)?;
+        records.push(("login throttled", detail));
+    }
+    if !records.is_empty() {
+        let address = address.to_string();
+        c.state(move |db| {
+            for (action, detail) in &records {
+                let record = audit::Record { actor: "", role: "", address: &address, action, target: "", detail };
+                audit::record(db, now, &record)?;
+            }
+            Ok(())
+        })
+        .await?;
     }
     Ok(gate.refused)
 }
@@ -101,28 +111,32 @@ pub async fn login(
     login_csrf(&c, &parts, &form.csrf)?;
     let address = auth::address(&parts, &c.config.trust_proxy);
     let now = c.now();
-    if throttled(&c, &address, now)? {
+    if throttled(&c, &address, now).await? {
         let retry = (super::throttle::WINDOW_MS / 1000).to_string();
         return Ok((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry)]).into_response());
     }
-    let db = c.db();
-    let outcome =
-        auth::check_password(&db, &form.user, &form.password, now, c.config.lockout_failures, c.config.lockout_mins)?;
-    let (action, role) = match &outcome {
-        Login::Ok(role) => ("login", role.as_str()),
-        Login::Wrong => ("login failed", ""),
-        Login::Locked => ("login locked", ""),
-        Login::Disabled => ("login disabled", ""),
-    };
-    // A name typed at the sign-in form is kept short in the log (it may be anything).
-    let actor: String = form.user.chars().take(64).collect();
-    let record = audit::Record { actor: &actor, role, address: &address, action, target: "", detail: "" };
-    audit::record(&db, now, &record)?;
-    let Login::Ok(_) = outcome else {
+    let (max_failures, lock_mins, from) = (c.config.lockout_failures, c.config.lockout_mins, address.clone());
+    let session = c
+        .state(move |db| {
+            let outcome = auth::check_password(db, &form.user, &form.password, now, max_failures, lock_mins)?;
+            let (action, role) = match &outcome {
+                Login::Ok(role) => ("login", role.as_str()),
+                Login::Wrong => ("login failed", ""),
+                Login::Locked => ("login locked", ""),
+                Login::Disabled => ("login disabled", ""),
+            };
+            // A name typed at the sign-in form is kept short in the log (it may be anything).
+            let actor: String = form.user.chars().take(64).collect();
+            let record = audit::Record { actor: &actor, role, address: &from, action, target: "", detail: "" };
+            audit::record(db, now, &record)?;
+            let Login::Ok(_) = outcome else { return Ok(None) };
+            Ok(Some(auth::start_session(db, &form.user, now)?.0))
+        })
+        .await?;
+    let Some(id) = session else {
         c.throttle.failed(&address, millis(now));
         return Ok(Redirect::to("/login?error=1").into_response());
     };
-    let (id, _) = auth::start_session(&db, &form.user, now)?;
     let attributes = c.cookie_attributes(&parts);
     let cookies = [
         (header::SET_COOKIE, format!("{COOKIE}={id}; {attributes}")),
@@ -144,11 +158,14 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     who.check_csrf(&form.csrf)?;
-    let db = c.db();
-    if let Some(id) = auth::cookie(&parts, COOKIE) {
-        auth::end_session(&db, id)?;
-    }
-    audit::by(&db, c.now(), &who, "logout", "", "")?;
+    let (id, now) = (auth::cookie(&parts, COOKIE).map(String::from), c.now());
+    c.state(move |db| {
+        if let Some(id) = id {
+            auth::end_session(db, &id)?;
+        }
+        audit::by(db, now, &who, "logout", "", "")
+    })
+    .await?;
     let cookie = format!("{COOKIE}=; {}; Max-Age=0", c.cookie_attributes(&parts));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
 }
@@ -192,8 +209,8 @@ pub async fn devices(
         filter.owner = None;
     }
     let mut store = c.store()?;
-    let rows = c.summaries(&mut store, &filter)?;
-    let all_cases = if officer { cases::list(&c.db(), None)? } else { Vec::new() };
+    let rows = c.summaries(&mut store, &filter).await?;
+    let all_cases = if officer { c.state(|db| cases::list(db, None)).await? } else { Vec::new() };
     let mask = |d: &str| c.masked(d);
     let rows = view.apply(rows, if officer { None } else { Some(&mask) }, c.now());
     let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
@@ -214,8 +231,8 @@ pub async fn devices(
                     td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
                     @if officer { td { (s.owner) } }
                     td { (s.app) } td.num { (s.attempts) } td.num { (s.domains) } td.num { (s.days) }
-                    td { (s.first_seen) } td { (s.last_seen) }
-                    td class=[(s.assessment == "app likely installed").then_some("likely")] { (assessment(lang, s.assessment)) }
+                    td { (c.time(&s.first_seen)) } td { (c.time(&s.last_seen)) }
+                    td class=[(s.assessment == Assessment::LikelyInstalled).then_some("likely")] { (assessment(lang, s.assessment)) }
                     @if officer { td { (case_cell(lang, &all_cases, s)) } }
                 }
             }
@@ -248,19 +265,23 @@ pub async fn device(
     let filter = c.filter(&view)?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let mut store = c.store()?;
-    let sources = queries::identity_sources(&mut store, &key, since, until)?;
-    let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() })?;
-    let lanes = queries::device_daily(&mut store, &key, since, until)?;
+    let sources = queries::identity_sources(&mut store, &key, since, until).await?;
+    let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() }).await?;
+    let lanes = queries::device_daily(&mut store, &key, since, until).await?;
     let hits = report::timeline(
         std::slice::from_mut(&mut store),
         &report::Filter { owner: None, ..filter },
         c.pseudonymizer.as_ref(),
-    )?
+    )
+    .await?
     .events;
     let device_cases = {
-        let db = c.db();
-        audit::by(&db, now, &who, "view device", &key, &format!("since {}", view.since_text()))?;
-        cases::list(&db, Some(&key))?
+        let (who, key, detail) = (who.clone(), key.clone(), format!("since {}", view.since_text()));
+        c.state(move |db| {
+            audit::by(db, now, &who, "view device", &key, &detail)?;
+            cases::list(db, Some(&key))
+        })
+        .await?
     };
     let apps: Vec<&str> = {
         let mut apps: Vec<&str> = lanes.iter().map(|(a, _, _)| a.as_str()).collect();
@@ -270,7 +291,7 @@ pub async fn device(
     let owner = sources.iter().find(|s| !s.owner.is_empty()).map_or("", |s| s.owner.as_str());
     let body = html! {
         (filters(lang, &view, "/device", false))
-        (identity_table(lang, &sources))
+        (identity_table(&c, lang, &sources))
         (device_totals(lang, &totals, &sources))
         h2 { (t(lang, "per_app")) }
         (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, "per_app")))
@@ -293,7 +314,7 @@ pub async fn device(
         table id="hits" {
             tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { (t(lang, "qtype")) } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
             @for e in hits.iter().take(200) {
-                tr { td { (e.time) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
+                tr { td { (c.time(&e.time)) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
     };
@@ -301,13 +322,13 @@ pub async fn device(
 }
 
 /// Where the device's identity came from, one row per distinct source.
-fn identity_table(lang: crate::config::Language, sources: &[queries::IdentitySource]) -> Markup {
+fn identity_table(c: &Console, lang: crate::config::Language, sources: &[queries::IdentitySource]) -> Markup {
     html! {
         h2 { (t(lang, "identity")) }
         table id="identity" {
             tr { th { (t(lang, "name")) } th { (t(lang, "owner")) } th { (t(lang, "hostname")) } th { (t(lang, "mac")) } th { (t(lang, "address")) } th { (t(lang, "source")) } th { (t(lang, "first_seen")) } th { (t(lang, "last_seen")) } th.num { (t(lang, "attempts")) } }
             @for s in sources {
-                tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (s.first_seen) } td { (s.last_seen) } td.num { (s.attempts) } }
+                tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (c.time(&s.first_seen)) } td { (c.time(&s.last_seen)) } td.num { (s.attempts) } }
             }
         }
     }
@@ -336,16 +357,20 @@ fn device_totals(
 pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
     who.require(Role::Admin)?;
     let lang = c.language();
-    let db = c.db();
-    audit::by(&db, c.now(), &who, "view audit", "", "")?;
-    let entries = audit::list(&db, 500)?;
+    let (actor, now) = (who.clone(), c.now());
+    let entries = c
+        .state(move |db| {
+            audit::by(db, now, &actor, "view audit", "", "")?;
+            audit::list(db, 500)
+        })
+        .await?;
     let body = html! {
         p { a href="/export/audit.csv" { (t(lang, "export_csv")) } }
         table id="audit" {
             tr { th { (t(lang, "time")) } th { (t(lang, "actor")) } th { (t(lang, "role")) } th { (t(lang, "address")) } th { (t(lang, "action")) } th { (t(lang, "target")) } th { (t(lang, "detail")) } }
             @for e in &entries {
                 tr {
-                    td { (e.time) } td { (e.actor) } td { (role_name(lang, &e.role)) } td { (e.address) }
+                    td { (c.time(&e.time)) } td { (e.actor) } td { (role_name(lang, &e.role)) } td { (e.address) }
                     td { (i18n::audit_action(lang, &e.action)) } td { (i18n::audit_detail(lang, &e.target)) } td { (i18n::audit_detail(lang, &e.detail)) }
                 }
             }
@@ -371,13 +396,13 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
     who.require(Role::Admin)?;
     let lang = c.language();
     let now = c.now();
-    let db = c.db();
-    let (users, tokens) = (auth::accounts(&db, false, now)?, auth::accounts(&db, true, now)?);
+    let (users, tokens) =
+        c.state(move |db| Ok((auth::accounts(db, false, now)?, auth::accounts(db, true, now)?))).await?;
     let table = |id: &str, rows: &[auth::Account]| {
         html! {
             table id=(id) {
                 tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } th { (t(lang, "expires")) } th { (t(lang, "disabled")) } }
-                @for a in rows { tr { td { (a.name) } td { (role_name(lang, &a.role)) } td { (a.locked_until) } td { (a.created) } td { (a.expires) } td { @if a.disabled { "✓" } } } }
+                @for a in rows { tr { td { (a.name) } td { (role_name(lang, &a.role)) } td { (c.time(&a.locked_until)) } td { (c.time(&a.created)) } td { (c.time(&a.expires)) } td { @if a.disabled { "✓" } } } }
             }
         }
     };

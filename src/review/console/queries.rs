@@ -44,7 +44,7 @@ pub struct Day {
 
 /// Attempts and devices per UTC day touched by [since, until), optionally for one app (id or
 /// name, any case).
-pub fn daily(
+pub async fn daily(
     db: &mut Reader,
     since: SystemTime,
     until: SystemTime,
@@ -64,24 +64,26 @@ pub fn daily(
         "SELECT day, SUM(attempts), COUNT(DISTINCT device_key) FROM rollups \
          WHERE day >= ? AND day < ? AND mode = 'enforce'{app_clause} GROUP BY day ORDER BY day"
     );
-    let rows = db.rows(&sql, &params)?;
+    let rows = db.rows(&sql, &params).await?;
     Ok(rows.iter().map(|r| Day { day: r[0].int(), attempts: count(r[1].int()), devices: count(r[2].int()) }).collect())
 }
 
 /// Attempts of one device per app and UTC day touched by [since, until): (app name, day,
 /// attempts).
-pub fn device_daily(
+pub async fn device_daily(
     db: &mut Reader,
     device_key: &str,
     since: SystemTime,
     until: SystemTime,
 ) -> Result<Vec<(String, i64, u64)>, ReportError> {
     let (first, end) = days(since, until);
-    let rows = db.rows(
-        "SELECT MAX(app_name), day, SUM(attempts) FROM rollups \
+    let rows = db
+        .rows(
+            "SELECT MAX(app_name), day, SUM(attempts) FROM rollups \
          WHERE device_key = ? AND day >= ? AND day < ? AND mode = 'enforce' GROUP BY app, day ORDER BY 1, 2",
-        &[Param::Text(device_key.to_string()), Param::Int(first), Param::Int(end)],
-    )?;
+            &[Param::Text(device_key.to_string()), Param::Int(first), Param::Int(end)],
+        )
+        .await?;
     Ok(rows.iter().map(|r| (r[0].string(), r[1].int(), count(r[2].int()))).collect())
 }
 
@@ -103,19 +105,21 @@ pub struct IdentitySource {
 
 /// The identity sources of a device's enforced attempts in [since, until), as the devices
 /// table counts them (so the two agree while the raw rows are kept).
-pub fn identity_sources(
+pub async fn identity_sources(
     db: &mut Reader,
     device_key: &str,
     since: SystemTime,
     until: SystemTime,
 ) -> Result<Vec<IdentitySource>, ReportError> {
-    let rows = db.rows(
-        "SELECT COALESCE(device, ''), COALESCE(owner, ''), COALESCE(hostname, ''), COALESCE(mac, ''), \
+    let rows = db
+        .rows(
+            "SELECT COALESCE(device, ''), COALESCE(owner, ''), COALESCE(hostname, ''), COALESCE(mac, ''), \
          COALESCE(device_ip, ''), identity_source, MIN(ts_ms), MAX(ts_ms), COUNT(*) FROM attempts \
          WHERE device_key = ? AND ts_ms >= ? AND ts_ms < ? AND mode = 'enforce' \
          GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY MAX(ts_ms) DESC LIMIT 50",
-        &[Param::Text(device_key.to_string()), Param::Int(millis(since)), Param::Int(millis(until))],
-    )?;
+            &[Param::Text(device_key.to_string()), Param::Int(millis(since)), Param::Int(millis(until))],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| IdentitySource {
@@ -134,28 +138,32 @@ pub fn identity_sources(
 
 /// The domains of one app (id or name, any case) hit in [since, until): (domain, kind,
 /// attempts, devices), most hit first.
-pub fn app_domains(
+pub async fn app_domains(
     db: &mut Reader,
     app: &str,
     since: SystemTime,
     until: SystemTime,
 ) -> Result<Vec<(String, String, u64, u64)>, ReportError> {
     let app = app.to_lowercase();
-    let rows = db.rows(
-        "SELECT domain, kind, COUNT(*), COUNT(DISTINCT device_key) FROM attempts \
+    let rows = db
+        .rows(
+            "SELECT domain, kind, COUNT(*), COUNT(DISTINCT device_key) FROM attempts \
          WHERE ts_ms >= ? AND ts_ms < ? AND mode = 'enforce' AND (LOWER(app) = ? OR LOWER(app_name) = ?) \
          GROUP BY domain, kind ORDER BY 3 DESC, 1 LIMIT 500",
-        &[Param::Int(millis(since)), Param::Int(millis(until)), Param::Text(app.clone()), Param::Text(app)],
-    )?;
+            &[Param::Int(millis(since)), Param::Int(millis(until)), Param::Text(app.clone()), Param::Text(app)],
+        )
+        .await?;
     Ok(rows.iter().map(|r| (r[0].string(), r[1].string(), count(r[2].int()), count(r[3].int()))).collect())
 }
 
 /// Each node's last attempt since `since` (ms since 1970), newest first: whether the resolvers
 /// are recording. Read over the `ts_ms` index, so only recent rows are looked at.
-pub fn last_attempts(db: &mut Reader, since: SystemTime) -> Result<Vec<(String, i64)>, ReportError> {
-    let rows = db.rows(
-        "SELECT node, MAX(ts_ms) FROM attempts WHERE ts_ms >= ? GROUP BY node ORDER BY 2 DESC",
-        &[Param::Int(millis(since))],
-    )?;
+pub async fn last_attempts(db: &mut Reader, since: SystemTime) -> Result<Vec<(String, i64)>, ReportError> {
+    let rows = db
+        .rows(
+            "SELECT node, MAX(ts_ms) FROM attempts WHERE ts_ms >= ? GROUP BY node ORDER BY 2 DESC",
+            &[Param::Int(millis(since))],
+        )
+        .await?;
     Ok(rows.iter().map(|r| (r[0].string(), r[1].int())).collect())
 }

@@ -16,7 +16,7 @@ use axum::{
 };
 use maud::html;
 
-use super::{Console, i18n::t, layout::page};
+use super::{Console, Unreachable, i18n::t, layout::page};
 use crate::config::Language;
 
 /// Scripts: none at all. Styles and images only from the console itself (the charts are inline
@@ -74,7 +74,15 @@ fn error_key(status: StatusCode) -> &'static str {
 fn error_page(lang: Language, response: Response) -> Response {
     let (mut parts, _) = response.into_parts();
     let title = format!("{} {}", t(lang, "error"), parts.status.as_u16());
-    let body = page(lang, None, &title, html! { p.error id="error" { (t(lang, error_key(parts.status))) } });
+    let body = match parts.extensions.get::<Unreachable>() {
+        Some(Unreachable(what)) => page(
+            lang,
+            None,
+            &title,
+            html! { p.error id="error" { (t(lang, "err_unreachable")) } p { code id="unreachable" { (what) } } },
+        ),
+        None => page(lang, None, &title, html! { p.error id="error" { (t(lang, error_key(parts.status))) } }),
+    };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     Response::from_parts(parts, Body::from(body.into_string()))

@@ -104,6 +104,14 @@ pub fn open(path: &Path, audit_retention_days: u32) -> Result<(Connection, [u8; 
     Ok((db, secret))
 }
 
+/// One more connection to the console database (created by `open`): the pool's opener.
+pub fn connect(path: &Path) -> Result<Connection, ConsoleError> {
+    let fail = |source| ConsoleError::State { path: path.into(), source };
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(fail)?;
+    db.busy_timeout(std::time::Duration::from_secs(5)).map_err(fail)?;
+    Ok(db)
+}
+
 /// Columns added after the first release, added to older databases in place.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("cases", "reason", "TEXT NOT NULL DEFAULT ''"),
