@@ -128,7 +128,9 @@ async fn a_full_scrape_keeps_every_series_label_set_and_help_text() {
     server.attempts.recv().await.unwrap();
 
     let response = get(server.running.metrics_addr.unwrap(), "/metrics").await;
+    assert!(response.contains("Content-Type: application/openmetrics-text; version=1.0.0"), "{response}");
     let body = response.split("\r\n\r\n").nth(1).unwrap();
+    assert!(body.ends_with("\n# EOF\n"), "an OpenMetrics page ends in # EOF: {body}");
     let actual = exposed(body);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metrics-series.txt");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
