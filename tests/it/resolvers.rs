@@ -188,7 +188,7 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
     let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&["a"]) }).await;
-    let unbound_port = free_port();
+    let unbound_port = port_for_daemon();
     let config = nxguard_config(dir.path(), upstream.addr, &feed.url, &[unbound_port]);
     let client = fetch::client().unwrap();
     fetch::refresh(&client, &config.policy.feeds[0], &dir.path().join("feeds"), 50, SystemTime::now()).await;
@@ -277,7 +277,7 @@ async fn bind_transfers_the_zone_with_tsig_and_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
     let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&["a"]) }).await;
-    let named_port = free_port();
+    let named_port = port_for_daemon();
     let config = nxguard_config(dir.path(), upstream.addr, &feed.url, &[named_port]);
     let server = start_server(&config);
     let rpz = server.running.rpz.as_ref().expect("rpz serving").addrs[0];
@@ -420,4 +420,13 @@ fn exported_files_load_in_unbound_and_bind() {
         let text = std::fs::read_to_string(export(format)).unwrap();
         assert!(text.lines().any(|l| l == line), "{format} lacks {line}");
     }
+}
+
+/// A free loopback port for Unbound or BIND: they take a port number in their config and cannot
+/// report one the system chose, and nxguard's `[rpz]` must name it (for NOTIFY) before either
+/// starts. The port is bound and released, so another process could take it before the daemon
+/// does; the daemon then fails to start and the test says so. nxguard itself is always started
+/// on port 0 (`--ready-file`).
+fn port_for_daemon() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
