@@ -33,10 +33,10 @@ use prometheus_client::{
 
 use crate::{
     config::Protocol,
-    evidence::{attempt::Transport, siem::SiemStats, store::StoreStats},
+    evidence::{siem::SiemStats, store::StoreStats},
     listen::quic::{Admission, HandshakeStats},
     policy::feeds::{Board, FeedStatus},
-    resolve::{Outcome, Resolver},
+    resolve::{Outcome, Resolver, Transport},
     upstream::{LATENCY_BUCKETS_MS, UdpPool, pool::Upstreams},
 };
 
