@@ -74,6 +74,9 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// The name of the main runtime's worker threads, where the server runs.
+const WORKER_NAME: &str = "nxg-worker";
+
 /// CPU time (user + system) of this process's tokio worker threads so far, in seconds.
 fn worker_cpu_secs() -> f64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -82,7 +85,7 @@ fn worker_cpu_secs() -> f64 {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
         // "pid (comm) state ..." : utime and stime are the 12th and 13th fields after comm.
         let Some((comm, rest)) = stat.split_once(") ") else { continue };
-        if !comm.ends_with("tokio-runtime-w") {
+        if !comm.ends_with(WORKER_NAME) {
             continue;
         }
         let fields: Vec<&str> = rest.split(' ').collect();
@@ -314,6 +317,16 @@ async fn captured_and_settled(n: usize, trusted: &str) -> Vec<Vec<u8>> {
         println!("half-open: the capturing client did not settle in 20 s; the heap growth includes it");
     }
     drop(client);
+    // quinn frees an endpoint's receive buffers (about 2 MiB) in its driver task, after the drop.
+    let (mut last, deadline) = (LIVE_BYTES.load(Ordering::Relaxed), Instant::now() + Duration::from_secs(5));
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = LIVE_BYTES.load(Ordering::Relaxed);
+        if (now - last).abs() < 64 << 10 {
+            break;
+        }
+        last = now;
+    }
     initials
 }
 
@@ -342,7 +355,12 @@ fn main() {
         half_open: setting("HALF_OPEN", big, 1_000, 20),
         stalled: setting("STALLED", big, 200, 20),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(WORKER_NAME)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         half_open_run(&sizes).await;
         flood_run(&sizes).await;
