@@ -49,7 +49,7 @@ pub enum TlsError {
 pub struct ServerTls {
     dot: TlsAcceptor,
     doh: TlsAcceptor,
-    /// The same certificate and key for the QUIC listeners (hickory-server builds their TLS 1.3
+    /// The same certificate and key for the QUIC listeners (`quic` builds their TLS 1.3
     /// configuration with its own ALPN and asks `Certificates` for the key per handshake).
     key: Arc<rustls::sign::CertifiedKey>,
 }
