@@ -22,9 +22,8 @@ use quinn::{
 };
 
 use crate::{
-    evidence::attempt::Transport,
     listen::quic::{Admission, HandshakeStats},
-    resolve::{Resolver, access::Verdict},
+    resolve::{Resolver, Transport, access::Verdict},
 };
 
 /// quinn's socket with the access check in front of its receive path.

@@ -45,8 +45,8 @@ use tracing::debug;
 
 use crate::{
     config::Config,
-    evidence::attempt::Transport,
     listen::{doq, gate::Gate, h3, tls::Certificates},
+    resolve::Transport,
     resolve::{
         Client, Resolver,
         access::Verdict,
