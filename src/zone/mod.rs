@@ -17,6 +17,7 @@
 pub mod contents;
 pub mod notify;
 pub mod serve;
+pub mod tcp;
 pub mod tsig;
 
 use std::{
@@ -71,6 +72,8 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct ZoneStats {
     pub transfers: AtomicU64,
+    /// Transfer messages written to secondaries (a transfer is written as it is read).
+    pub transfer_messages: AtomicU64,
     /// Transfers whose request carried a valid TSIG (their answers are signed).
     pub signed_transfers: AtomicU64,
     /// Requests from sources outside `rpz.allow`, unsigned transfers from sources outside

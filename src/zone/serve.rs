@@ -1,11 +1,12 @@
-//! Serving the zone with hickory-server: SOA over UDP and TCP, the transfer over TCP.
+//! Serving the zone: SOA over UDP (hickory-server's `Server`) and TCP, the transfer over TCP
+//! (`tcp`, nxguard's own connections, which stream it), both answered by `Handler`.
 //!
 //! Every request's source must be in `rpz.allow`. With a key set, a transfer must carry a valid
 //! TSIG unless its source is in `rpz.allow_unsigned` (Unbound cannot sign transfers); a signed
 //! request of any kind gets signed answers. IXFR is answered with the whole zone, which RFC 1995
 //! §4 allows. Every refusal is counted.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use hickory_proto::{
     op::{Header, HeaderCounts, Metadata, OpCode, ResponseCode},
@@ -19,7 +20,10 @@ use hickory_server::{
     zone_handler::MessageResponseBuilder,
 };
 use ipnet::IpNet;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    task::JoinHandle,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -31,15 +35,8 @@ use crate::{
     },
 };
 
-/// Answers queued per connection (hickory-server's response buffer): a whole transfer of a
-/// 1 M-entry policy is ~5,500 messages. With a small queue, transfers of more than ~190
-/// messages broke off mid-message after a full queue (seen in benches/rpz_ingest.rs).
-const RESPONSE_QUEUE: usize = 65_536;
-
-/// How long an idle transfer connection stays open.
-const TCP_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Who may ask what: the networks, the key, the networks that need no key.
+#[derive(Clone)]
 pub struct Handler {
     zone: Arc<Zone>,
     origin: LowerName,
@@ -58,6 +55,11 @@ impl Handler {
             allow_unsigned: config.allow_unsigned.clone(),
             key,
         })
+    }
+
+    /// Whether `source` is in `rpz.allow`.
+    pub fn allows(&self, source: std::net::IpAddr) -> bool {
+        self.allow.iter().any(|n| n.contains(&source))
     }
 
     /// Checks a request's signature: Ok(None) unsigned and acceptable, Ok(Some) signed and
@@ -92,7 +94,7 @@ impl RequestHandler for Handler {
         let stats = &self.zone.stats;
         let query = request.queries.queries().first();
         let in_zone = query.is_some_and(|q| self.origin.zone_of(q.name()));
-        if !self.allow.iter().any(|n| n.contains(&source)) {
+        if !self.allows(source) {
             ZoneStats::count(&stats.refused);
             warn!(source = %source, "rpz request from a source outside rpz.allow refused");
             return reply(request, ResponseCode::Refused, &[], None, response).await;
@@ -143,7 +145,10 @@ async fn transfer_zone<R: ResponseHandler>(
     let mut last = None;
     while let Some(records) = transfer.next_message() {
         match send(request, ResponseCode::NoError, &records, chain.as_mut(), &mut response).await {
-            Ok(info) => last = Some(info),
+            Ok(info) => {
+                ZoneStats::count(&zone.stats.transfer_messages);
+                last = Some(info);
+            }
             Err(()) => return failed(request),
         }
     }
@@ -201,34 +206,21 @@ async fn send<R: ResponseHandler>(
         }
         None => None,
     };
-    // hickory-server queues a connection's answers in a bounded channel and refuses one when it
-    // is full: a transfer of thousands of messages waits for the socket to drain instead.
-    let deadline = tokio::time::Instant::now() + TCP_TIMEOUT;
-    loop {
-        let mut message = build();
-        if let Some(signature) = &signature {
-            message.set_signature(signature.clone());
-        }
-        match response.send_response(message).await {
-            Ok(info) => return Ok(info),
-            Err(error) if error.to_string().contains("full") && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(error) => {
-                debug!(%error, "rpz answer not sent");
-                return Err(());
-            }
-        }
+    let mut message = build();
+    if let Some(signature) = signature {
+        message.set_signature(signature);
     }
+    response.send_response(message).await.map_err(|error| debug!(%error, "rpz answer not sent"))
 }
 
 /// The zone server running: the zone (to publish new policies to), its addresses, the
-/// hickory-server tasks and the NOTIFY task.
+/// hickory-server UDP tasks, the TCP accept loops and the NOTIFY task.
 pub struct RpzServer {
     pub zone: Arc<Zone>,
     pub addrs: Vec<std::net::SocketAddr>,
     server: Server<Handler>,
-    notifier: tokio::task::JoinHandle<()>,
+    tcp: Vec<JoinHandle<()>>,
+    notifier: JoinHandle<()>,
 }
 
 impl RpzServer {
@@ -237,8 +229,8 @@ impl RpzServer {
     pub fn start(config: &RpzConfig, source: Arc<dyn super::PolicySource>) -> Result<RpzServer, ZoneError> {
         let zone = Arc::new(Zone::new(config, source)?);
         let handler = Handler::new(Arc::clone(&zone), config)?;
-        let mut server = Server::new(handler);
-        let mut addrs = Vec::new();
+        let mut server = Server::new(handler.clone());
+        let (mut addrs, mut tcp) = (Vec::new(), Vec::new());
         for &address in &config.listen {
             let error = |source| ZoneError::Bind { address, source };
             let listener = std::net::TcpListener::bind(address).map_err(error)?;
@@ -247,17 +239,22 @@ impl RpzServer {
             let socket = std::net::UdpSocket::bind(bound).map_err(error)?;
             listener.set_nonblocking(true).map_err(error)?;
             socket.set_nonblocking(true).map_err(error)?;
-            server.register_listener(TcpListener::from_std(listener).map_err(error)?, TCP_TIMEOUT, RESPONSE_QUEUE);
+            let listener = TcpListener::from_std(listener).map_err(error)?;
+            tcp.push(tokio::spawn(super::tcp::accept(listener, handler.clone())));
             server.register_socket(UdpSocket::from_std(socket).map_err(error)?);
             addrs.push(bound);
         }
-        let notifier = tokio::spawn(super::notify::run(Arc::clone(&zone), config.notify.clone(), zone.changes()));
+        let notify = super::notify::run(Arc::clone(&zone), config.notify.clone(), handler.key.clone(), zone.changes());
+        let notifier = tokio::spawn(notify);
         info!(zone = %zone.origin, addrs = ?addrs, serial = zone.snapshot().serial, "rpz serving");
-        Ok(RpzServer { zone, addrs, server, notifier })
+        Ok(RpzServer { zone, addrs, server, tcp, notifier })
     }
 
     pub async fn shutdown(mut self) {
         self.notifier.abort();
+        for accept in &self.tcp {
+            accept.abort();
+        }
         if let Err(error) = self.server.shutdown_gracefully().await {
             debug!(%error, "rpz server stopped with an error");
         }
