@@ -3,14 +3,14 @@
 //!
 //! Every request's source must be in `rpz.allow`. With a key set, a transfer must carry a valid
 //! TSIG unless its source is in `rpz.allow_unsigned` (Unbound cannot sign transfers); a signed
-//! request of any kind gets signed answers. IXFR is answered with the whole zone, which RFC 1995
-//! §4 allows. Every refusal is counted.
+//! request of any kind gets signed answers. An IXFR gets the differences from the secondary's
+//! serial when they are kept, else the whole zone (RFC 1995 §4). Every refusal is counted.
 
 use std::sync::Arc;
 
 use hickory_proto::{
     op::{Header, HeaderCounts, Metadata, OpCode, ResponseCode},
-    rr::{LowerName, Record, RecordType, TSigner},
+    rr::{LowerName, RData, Record, RecordType, TSigner},
     serialize::binary::BinEncoder,
 };
 use hickory_server::{
@@ -29,8 +29,9 @@ use tracing::{debug, info, warn};
 use crate::{
     config::RpzConfig,
     zone::{
-        Zone, ZoneError, ZoneStats,
-        contents::{Transfer, soa},
+        Snapshot, Zone, ZoneError, ZoneStats,
+        changes::ChangeSet,
+        contents::{Messages, soa},
         tsig::{self, Chain, Rejected},
     },
 };
@@ -114,12 +115,13 @@ impl RequestHandler for Handler {
         let snapshot = self.zone.snapshot();
         match qtype {
             Some(RecordType::AXFR | RecordType::IXFR) if request.protocol().is_stream() => {
-                ZoneStats::count(&stats.transfers);
-                if chain.is_some() {
-                    ZoneStats::count(&stats.signed_transfers);
-                }
-                info!(source = %source, serial = snapshot.serial, signed = chain.is_some(), "rpz transfer");
-                transfer_zone(&self.zone, request, chain, response).await
+                self.transfer(request, &snapshot, chain, response).await
+            }
+            Some(RecordType::IXFR) if query.is_some_and(|q| q.name() == &self.origin) => {
+                // Over UDP only the current SOA, which tells the secondary to ask over TCP when
+                // it is behind (RFC 1995 §2).
+                let soa = soa(&self.zone.origin, snapshot.serial, self.zone.refresh_secs);
+                reply(request, ResponseCode::NoError, std::slice::from_ref(&soa), chain, response).await
             }
             Some(RecordType::SOA) if query.is_some_and(|q| q.name() == &self.origin) => {
                 ZoneStats::count(&stats.soa_queries);
@@ -132,21 +134,82 @@ impl RequestHandler for Handler {
     }
 }
 
-/// Streams the zone in as many messages as it takes.
-async fn transfer_zone<R: ResponseHandler>(
-    zone: &Zone,
+impl Handler {
+    /// Answers an AXFR with the whole zone, an IXFR with what `ixfr_answer` picks; counts it.
+    async fn transfer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        snapshot: &Snapshot,
+        chain: Option<Chain>,
+        response: R,
+    ) -> ResponseInfo {
+        let stats = &self.zone.stats;
+        ZoneStats::count(&stats.transfers);
+        if chain.is_some() {
+            ZoneStats::count(&stats.signed_transfers);
+        }
+        let ixfr = request.queries.queries().first().is_some_and(|q| q.query_type() == RecordType::IXFR);
+        let answer = if ixfr { ixfr_answer(request, snapshot) } else { Ixfr::Whole };
+        let (origin, ttl, serial) = (&self.zone.origin, self.zone.refresh_secs, snapshot.serial);
+        let messages = match answer {
+            Ixfr::UpToDate => Messages::records(vec![soa(origin, serial, ttl)]),
+            Ixfr::Changes(changes) => {
+                ZoneStats::count(&stats.incremental_transfers);
+                Messages::ixfr(origin, serial, ttl, changes)
+            }
+            Ixfr::Whole => Messages::axfr(origin, serial, ttl, snapshot.source.policy()),
+        };
+        let source = request.src().ip();
+        info!(source = %source, serial, ixfr, answer = answer.name(), signed = chain.is_some(), "rpz transfer");
+        stream(stats, request, messages, chain, response).await
+    }
+}
+
+/// What an IXFR gets (RFC 1995): the current SOA alone when the secondary is up to date (§2),
+/// the differences from its serial when they are all kept, else the whole zone (§4).
+enum Ixfr<'s> {
+    UpToDate,
+    Changes(&'s [Arc<ChangeSet>]),
+    Whole,
+}
+
+impl Ixfr<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Ixfr::UpToDate => "up to date",
+            Ixfr::Changes(_) => "differences",
+            Ixfr::Whole => "whole zone",
+        }
+    }
+}
+
+/// The secondary's serial is the SOA in the IXFR's authority section (RFC 1995 §3).
+fn ixfr_answer<'s>(request: &Request, snapshot: &'s Snapshot) -> Ixfr<'s> {
+    let held = request.authorities.iter().find_map(|record| match &record.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    });
+    match held {
+        None => Ixfr::Whole,
+        // Same or newer (RFC 1982 arithmetic): nothing to send.
+        Some(held) if held.wrapping_sub(snapshot.serial) < (1 << 31) => Ixfr::UpToDate,
+        Some(held) => snapshot.changes_since(held).map_or(Ixfr::Whole, Ixfr::Changes),
+    }
+}
+
+/// Sends a transfer's messages one after the other, each signed in the chain.
+async fn stream<R: ResponseHandler>(
+    stats: &ZoneStats,
     request: &Request,
+    mut messages: Messages<'_>,
     mut chain: Option<Chain>,
     mut response: R,
 ) -> ResponseInfo {
-    let snapshot = zone.snapshot();
-    let policy = snapshot.source.policy();
-    let mut transfer = Transfer::new(&zone.origin, snapshot.serial, zone.refresh_secs, policy);
     let mut last = None;
-    while let Some(records) = transfer.next_message() {
+    while let Some(records) = messages.next_message() {
         match send(request, ResponseCode::NoError, &records, chain.as_mut(), &mut response).await {
             Ok(info) => {
-                ZoneStats::count(&zone.stats.transfer_messages);
+                ZoneStats::count(&stats.transfer_messages);
                 last = Some(info);
             }
             Err(()) => return failed(request),
