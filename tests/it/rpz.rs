@@ -194,3 +194,61 @@ async fn a_notify_is_signed_with_the_key_and_sent_unsigned_to_a_secondary_withou
     assert!(notify(&zone, plain, serial, None).await);
     assert_eq!(heard.recv().await.unwrap(), None);
 }
+
+/// `dig IXFR=serial`'s answer records, as text lines.
+fn dig_ixfr(server: SocketAddr, serial: u32) -> Vec<String> {
+    let out = Command::new("dig")
+        .args(["+tcp", "+noall", "+answer", "+onesoa", "-p", &server.port().to_string()])
+        .arg(format!("@{}", server.ip()))
+        .args([ZONE.to_string(), format!("IXFR={serial}")])
+        .output()
+        .expect("dig is missing: install Debian package bind9-dnsutils (.ci/run does)");
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+}
+
+fn feed_policy(names: &[String]) -> Arc<dyn PolicySource> {
+    let mut builder = PolicyBuilder::new();
+    let app = builder.app(App::new("feed", "Test feed", "feed"));
+    for name in names {
+        builder.block(name, app, Kind::Unspecified, false);
+    }
+    Arc::new(builder.build())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ixfr_gets_the_differences_from_its_serial_or_the_whole_zone_when_too_old() {
+    let mut names: Vec<String> = (0..1000).map(|i| format!("h{i}.feed.example")).collect();
+    let rpz = RpzServer::start(&rpz_config(), feed_policy(&names)).expect("rpz starts");
+    let server = rpz.addrs[0];
+    let first = rpz.zone.snapshot().serial;
+    names.retain(|n| n != "h7.feed.example");
+    names.push("late.feed.example".into());
+    let second = rpz.zone.publish(feed_policy(&names));
+    names.push("later.feed.example".into());
+    let third = rpz.zone.publish(feed_policy(&names));
+    assert!(first < second && second < third);
+
+    // From the first serial: both changes, not the zone (RFC 1995 §4: current SOA, then per
+    // change the old SOA, deletions, the new SOA, additions, and the current SOA last).
+    let lines = tokio::task::spawn_blocking(move || dig_ixfr(server, first)).await.unwrap();
+    let soa_serial = |line: &String| line.contains(" SOA ").then(|| line.split(' ').nth(6).unwrap().to_string());
+    let serials: Vec<String> = lines.iter().filter_map(soa_serial).collect();
+    let expected: Vec<String> = [third, first, second, second, third, third].iter().map(u32::to_string).collect();
+    assert_eq!(serials, expected, "{lines:#?}");
+    let has = |text: &str| lines.iter().any(|l| l.starts_with(text));
+    assert!(has("h7.feed.example.rpz.nxguard.invalid. 300 IN CNAME ."), "the deletion: {lines:#?}");
+    assert!(has("late.feed.example.rpz.nxguard.invalid. 300 IN CNAME ."), "{lines:#?}");
+    assert!(has("*.later.feed.example.rpz.nxguard.invalid. 300 IN CNAME ."), "{lines:#?}");
+    assert!(!has("h8.feed.example"), "unchanged entries are not sent: {lines:#?}");
+    assert_eq!(rpz.zone.stats.incremental_transfers.load(Ordering::Relaxed), 1);
+
+    // Up to date: the current SOA alone. Unknown (older than kept): the whole zone.
+    let lines = tokio::task::spawn_blocking(move || dig_ixfr(server, third)).await.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains(&format!(" SOA localhost. hostmaster.localhost. {third} ")), "{lines:#?}");
+    let lines = tokio::task::spawn_blocking(move || dig_ixfr(server, first - 100)).await.unwrap();
+    assert!(lines.iter().any(|l| l.starts_with("h8.feed.example")), "the whole zone: {} lines", lines.len());
+    assert_eq!(lines.iter().filter(|l| l.contains(" CNAME ")).count(), names.len() * 2);
+    assert_eq!(rpz.zone.stats.incremental_transfers.load(Ordering::Relaxed), 1);
+    rpz.shutdown().await;
+}
