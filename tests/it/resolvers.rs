@@ -239,6 +239,8 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     server.running.reload(&config).unwrap();
     assert!(zone.snapshot().serial > serial);
     until_nxdomain(resolver, "b.feed.example.", Duration::from_secs(5), &unbound).await;
+    let incremental = zone.stats.incremental_transfers.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(incremental, 1, "Unbound took the change by IXFR (the differences):\n{}", unbound.log());
     let unsigned = zone.stats.transfers.load(std::sync::atomic::Ordering::Relaxed)
         - zone.stats.signed_transfers.load(std::sync::atomic::Ordering::Relaxed);
     assert!(unsigned >= 2, "Unbound transferred unsigned, twice: {unsigned}");
@@ -324,6 +326,10 @@ async fn bind_transfers_a_large_zone_with_tsig_blocks_and_hears_a_signed_notify(
     server.running.reload(&config).unwrap();
     until_nxdomain(resolver, "late.feed.example.", Duration::from_secs(5), &named).await;
     let log = named.log();
+    assert_eq!(zone.stats.incremental_transfers.load(std::sync::atomic::Ordering::Relaxed), 1, "{log}");
+    // BIND's own count: the second transfer held the change, not the 100 k-record zone.
+    let last = log.lines().filter(|l| l.contains("Transfer completed:")).last().unwrap_or_default();
+    assert!(last.contains("Transfer completed: 1 messages, 8 records"), "BIND applied the differences: {last}");
     assert!(
         log.lines().any(|l| l.contains("key nxguard-xfr") && l.contains("received notify")),
         "BIND heard the NOTIFY signed with the key:\n{log}"
