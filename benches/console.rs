@@ -18,11 +18,12 @@ use axum::{
 use nxguard::{
     config::{ConsoleConfig, StoreConfig},
     evidence::{
-        attempt::{Attempt, Stamp, Transport, Via},
+        attempt::{Attempt, Stamp, Via},
         devices::{EdnsIdentity, Identity, Source},
-        store::StoreWriter,
+        store::{Record, StoreWriter},
     },
     policy::{App, AppEntry, domains::Kind},
+    resolve::Transport,
     review::console::{self, Console, auth},
 };
 use tower::ServiceExt;
@@ -87,10 +88,11 @@ fn main() {
     let path = dir.path().join("attempts.sqlite");
     let config = StoreConfig { path: Some(path.clone()), queue: 65_536, ..StoreConfig::default() };
     let start = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
-    let (sink, writer) = StoreWriter::start(&config, None).unwrap().expect("a store path is set");
+    let (sink, writer) = StoreWriter::start(&config).unwrap().expect("a store path is set");
     let stats = Arc::clone(&writer.stats);
+    let node = config.node_name();
     for attempt in attempts(n, start) {
-        sink.send_waiting(attempt);
+        sink.send_waiting(Record::of(&attempt, None, &node));
     }
     drop(sink);
     writer.close();

@@ -27,8 +27,8 @@ use std::{
 
 use nxguard::{
     config::Config,
-    evidence::attempt::Transport,
     listen::{Listeners, quic::Admission},
+    resolve::Transport,
     server::{self, Running},
 };
 use quic::*;

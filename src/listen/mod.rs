@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     config::Config,
-    evidence::attempt::Transport,
+    resolve::Transport,
     resolve::{Resolver, limits::ConnectionLimits},
 };
 

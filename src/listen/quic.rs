@@ -40,8 +40,8 @@ use tracing::debug;
 
 use crate::{
     config::Config,
-    evidence::attempt::Transport,
     listen::{doq, h3, tls::Certificates},
+    resolve::Transport,
     resolve::{
         Client, Resolver,
         access::Verdict,

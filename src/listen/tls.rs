@@ -28,8 +28,8 @@ use tracing::{debug, warn};
 
 use crate::{
     config::ServerConfig,
-    evidence::attempt::Transport,
     listen::tcp,
+    resolve::Transport,
     resolve::{Client, Resolver, access::Verdict, limits::ConnectionLimits},
 };
 

@@ -25,9 +25,9 @@ use tokio::{
 
 use crate::{
     config::Protocol,
-    evidence::attempt::Transport,
     listen::quic::{Admission, HandshakeStats},
     policy::feeds::{Board, FeedStatus},
+    resolve::Transport,
     resolve::{Outcome, Resolver},
     upstream::{LATENCY_BUCKETS_MS, UdpPool},
 };

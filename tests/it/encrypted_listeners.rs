@@ -9,9 +9,10 @@ use bytes::Bytes;
 use hickory_proto::{op::Message, rr::RecordType};
 use nxguard::{
     config::Config,
-    evidence::attempt::{Attempt, Transport},
+    evidence::attempt::Attempt,
     listen::Listeners,
     resolve::Outcome,
+    resolve::Transport,
     server::{self, Running},
 };
 use tokio::{

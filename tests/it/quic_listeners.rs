@@ -22,10 +22,11 @@ use hickory_proto::{
 };
 use nxguard::{
     config::Config,
-    evidence::attempt::{Attempt, Transport},
+    evidence::attempt::Attempt,
     listen::Listeners,
     listen::quic::Admission,
     resolve::Outcome,
+    resolve::Transport,
     server::{self, Running},
 };
 use tokio::sync::mpsc;

@@ -407,7 +407,7 @@ async fn a_malformed_dnstap_frame_closes_that_sender_only() {
         tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt").unwrap();
     assert_eq!((attempt.qname.as_str(), attempt.qtype.as_str()), ("www.tiktok.com", "AAAA"));
     assert_eq!(attempt.client, "10.1.2.3:5353".parse().unwrap());
-    assert_eq!(attempt.transport, nxguard::evidence::attempt::Transport::Tcp);
+    assert_eq!(attempt.transport, nxguard::resolve::Transport::Tcp);
     assert_eq!(attempt.resolver.as_deref(), Some("resolver-2"));
     let stats = &server.running.ingest.as_ref().unwrap().stats;
     assert_eq!(stats.malformed.load(std::sync::atomic::Ordering::Relaxed), 1);
