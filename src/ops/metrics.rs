@@ -419,7 +419,13 @@ impl Collector for Services {
 /// The Response Policy Zone's transfers, refusals, NOTIFYs and serial.
 fn encode_rpz(encoder: &mut DescriptorEncoder<'_>, zone: &crate::zone::Zone) -> fmt::Result {
     let s = &zone.stats;
-    counter(encoder, "nxguard_rpz_transfers_total", "Zone transfers served (AXFR, IXFR as AXFR).", load(&s.transfers))?;
+    counter(encoder, "nxguard_rpz_transfers_total", "Zone transfers served (AXFR and IXFR).", load(&s.transfers))?;
+    counter(
+        encoder,
+        "nxguard_rpz_incremental_transfers_total",
+        "IXFRs answered with the differences from the secondary's serial.",
+        load(&s.incremental_transfers),
+    )?;
     counter(encoder, "nxguard_rpz_signed_transfers_total", "Transfers with a valid TSIG.", load(&s.signed_transfers))?;
     counter(
         encoder,
