@@ -328,7 +328,7 @@ async fn bind_transfers_a_large_zone_with_tsig_blocks_and_hears_a_signed_notify(
     let log = named.log();
     assert_eq!(zone.stats.incremental_transfers.load(std::sync::atomic::Ordering::Relaxed), 1, "{log}");
     // BIND's own count: the second transfer held the change, not the 100 k-record zone.
-    let last = log.lines().filter(|l| l.contains("Transfer completed:")).last().unwrap_or_default();
+    let last = log.lines().rfind(|l| l.contains("Transfer completed:")).unwrap_or_default();
     assert!(last.contains("Transfer completed: 1 messages, 8 records"), "BIND applied the differences: {last}");
     assert!(
         log.lines().any(|l| l.contains("key nxguard-xfr") && l.contains("received notify")),
