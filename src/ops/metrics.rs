@@ -347,11 +347,7 @@ pub fn render_services(services: &Services) -> String {
     let mut counter = |name: &str, help: &str, value: u64| metric("counter", name, help, value);
     if let Some(zone) = &services.rpz {
         let s = &zone.stats;
-        counter(
-            "nxguard_rpz_transfers_total",
-            "Zone transfers served (AXFR and IXFR).",
-            s.transfers.load(Relaxed),
-        );
+        counter("nxguard_rpz_transfers_total", "Zone transfers served (AXFR and IXFR).", s.transfers.load(Relaxed));
         counter(
             "nxguard_rpz_incremental_transfers_total",
             "IXFRs answered with the differences from the secondary's serial.",
