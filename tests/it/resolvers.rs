@@ -309,14 +309,21 @@ async fn bind_transfers_a_large_zone_with_tsig_blocks_and_hears_a_signed_notify(
     // TSIG let it in, and nothing was refused.
     assert!(zone.stats.signed_transfers.load(std::sync::atomic::Ordering::Relaxed) >= 1, "{}", named.log());
     assert_eq!(zone.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 0, "{}", named.log());
-    // The whole zone arrived, as named-checkzone reads the transferred copy.
-    let out = Command::new("named-checkzone")
-        .args(["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()])
-        .output()
-        .unwrap();
-    let checked = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{checked}");
-    assert!(checked.contains("loaded serial"), "{checked}");
+    // The whole zone arrived, as named-checkzone reads the transferred copy (BIND writes it
+    // out shortly after the transfer: polled).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("named-checkzone")
+            .args(["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let checked = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && checked.contains("loaded serial") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "BIND's copy of the zone: {checked}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A feed update reaches BIND by a signed NOTIFY (its SOA refresh is an hour away).
     let mut updated = names.clone();
