@@ -94,7 +94,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, incoming: mpsc::Receiver<Record>) {
+    fn run(&mut self, incoming: mpsc::Receiver<Box<Record>>) {
         // Opened now so that the schema exists and a burst can be written at once; a failure
         // here is retried (and reported) at the first flush.
         self.connection = open_writable(&self.path, &self.node).ok();
@@ -143,7 +143,7 @@ impl Worker {
     /// The next record, waiting at most `wait`. With a batch under way the queue is polled
     /// every `POLL` instead of waited on: a waiting receiver makes every sender wake it (a
     /// futex call and a context switch per blocked query), a sleeping one costs them nothing.
-    fn next(&self, incoming: &mpsc::Receiver<Record>, wait: Duration) -> Result<Record, RecvTimeoutError> {
+    fn next(&self, incoming: &mpsc::Receiver<Box<Record>>, wait: Duration) -> Result<Box<Record>, RecvTimeoutError> {
         if self.pending.is_empty() {
             return incoming.recv_timeout(wait);
         }
@@ -160,12 +160,12 @@ impl Worker {
         }
     }
 
-    fn push(&mut self, record: Record) {
+    fn push(&mut self, record: Box<Record>) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.pending.push_back(record);
+        self.pending.push_back(*record);
         self.stats.pending.store(self.pending.len() as u64, Ordering::Relaxed);
     }
 
