@@ -349,8 +349,13 @@ pub fn render_services(services: &Services) -> String {
         let s = &zone.stats;
         counter(
             "nxguard_rpz_transfers_total",
-            "Zone transfers served (AXFR, IXFR as AXFR).",
+            "Zone transfers served (AXFR and IXFR).",
             s.transfers.load(Relaxed),
+        );
+        counter(
+            "nxguard_rpz_incremental_transfers_total",
+            "IXFRs answered with the differences from the secondary's serial.",
+            s.incremental_transfers.load(Relaxed),
         );
         counter("nxguard_rpz_signed_transfers_total", "Transfers with a valid TSIG.", s.signed_transfers.load(Relaxed));
         counter(
