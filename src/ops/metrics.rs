@@ -437,7 +437,7 @@ fn encode_rpz(encoder: &mut DescriptorEncoder<'_>, zone: &crate::zone::Zone) -> 
     counter(encoder, "nxguard_rpz_notifies_failed_total", "NOTIFYs never answered.", load(&s.notifies_failed))?;
     // A gauge: an OpenMetrics counter's series must end in _total, and this series is named
     // nxguard_rpz_serial (an SOA serial is a value that rises, not a count of events).
-    gauge(encoder, "nxguard_rpz_serial", "The zone's serial (a counter: it only rises).", zone.snapshot().serial)
+    gauge(encoder, "nxguard_rpz_serial", "The zone's serial (a gauge that only rises).", zone.snapshot().serial)
 }
 
 /// The dnstap receivers' messages and refusals.
