@@ -186,8 +186,12 @@ pub fn edns_identity(options: &[u8]) -> EdnsIdentity {
 pub enum DevicesError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{path}: device {device:?}: {mac:?} is not a MAC address")]
+    Mac { path: PathBuf, device: String, mac: String },
+    #[error("{path}: device {device:?}: {text:?} is not an address or network")]
+    Address { path: PathBuf, device: String, text: String },
 }
 
 /// One inventory entry.
@@ -234,18 +238,16 @@ impl Snapshot {
         let mut snapshot = Snapshot { leases, ..Snapshot::default() };
         for (index, device) in devices.iter().enumerate() {
             for mac in &device.macs {
-                let parsed = Mac::parse(mac).ok_or_else(|| DevicesError::Parse {
+                let parsed = Mac::parse(mac).ok_or_else(|| DevicesError::Mac {
                     path: path.into(),
-                    message: format!("device {:?}: {mac:?} is not a MAC address", device.name),
+                    device: device.name.clone(),
+                    mac: mac.clone(),
                 })?;
                 snapshot.by_mac.insert(parsed, index);
             }
             for text in &device.ips {
                 let net = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
-                    DevicesError::Parse {
-                        path: path.into(),
-                        message: format!("device {:?}: {text:?} is not an address or network", device.name),
-                    }
+                    DevicesError::Address { path: path.into(), device: device.name.clone(), text: text.clone() }
                 })?;
                 if net.prefix_len() == net.max_prefix_len() {
                     snapshot.by_ip.insert(net.addr(), index);
@@ -373,8 +375,8 @@ fn read_all(config: &DevicesConfig) -> Result<Snapshot, DevicesError> {
         |path: &Path| std::fs::read_to_string(path).map_err(|source| DevicesError::Read { path: path.into(), source });
     let devices = match &config.inventory {
         Some(path) => {
-            let file: InventoryFile = toml::from_str(&read(path)?)
-                .map_err(|e| DevicesError::Parse { path: path.into(), message: e.to_string() })?;
+            let file: InventoryFile =
+                toml::from_str(&read(path)?).map_err(|source| DevicesError::Parse { path: path.into(), source })?;
             file.device
         }
         None => Vec::new(),
