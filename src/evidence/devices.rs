@@ -186,8 +186,9 @@ pub fn edns_identity(options: &[u8]) -> EdnsIdentity {
 pub enum DevicesError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    /// Boxed: the parser's error is large, and start-up errors carry this one.
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
     #[error("{path}: device {device:?}: {mac:?} is not a MAC address")]
     Mac { path: PathBuf, device: String, mac: String },
     #[error("{path}: device {device:?}: {text:?} is not an address or network")]
@@ -375,8 +376,8 @@ fn read_all(config: &DevicesConfig) -> Result<Snapshot, DevicesError> {
         |path: &Path| std::fs::read_to_string(path).map_err(|source| DevicesError::Read { path: path.into(), source });
     let devices = match &config.inventory {
         Some(path) => {
-            let file: InventoryFile =
-                toml::from_str(&read(path)?).map_err(|source| DevicesError::Parse { path: path.into(), source })?;
+            let file: InventoryFile = toml::from_str(&read(path)?)
+                .map_err(|source| DevicesError::Parse { path: path.into(), source: Box::new(source) })?;
             file.device
         }
         None => Vec::new(),
