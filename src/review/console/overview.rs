@@ -81,7 +81,7 @@ pub async fn overview(
         (recent(&c, &facts))
         h2 { (t(lang, "trend")) }
         (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, "trend")))
-        (resolvers(lang, &nodes))
+        (resolvers(&c, &nodes))
         @if !officer { p.note { (t(lang, "pseudonymous")) } }
     };
     Ok(page(lang, Some(&who), t(lang, "overview"), body).into_response())
@@ -234,14 +234,16 @@ fn recent(c: &Console, f: &Facts<'_>) -> Markup {
     }
 }
 
-/// Whether the resolvers are recording: each node's last attempt in the last week.
-fn resolvers(lang: Language, nodes: &[(String, i64)]) -> Markup {
+/// Whether the resolvers are recording: each node's last attempt in the last week, in the
+/// console's time zone.
+fn resolvers(c: &Console, nodes: &[(String, i64)]) -> Markup {
+    let lang = c.language();
     html! {
         h2 { (t(lang, "resolvers")) }
         @if nodes.is_empty() { p id="resolvers" { (t(lang, "no_resolver_attempts")) } } @else {
             table id="resolvers" {
                 tr { th { (t(lang, "node")) } th { (t(lang, "last_attempt")) } }
-                @for (node, last) in nodes { tr { td { (node) } td { (time_text(*last)) } } }
+                @for (node, last) in nodes { tr { td { (node) } td { (c.time(&time_text(*last))) } } }
             }
             p.note { (t(lang, "resolvers_note")) }
         }

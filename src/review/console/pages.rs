@@ -250,6 +250,9 @@ pub async fn devices(
     Ok(layout::page(lang, Some(&who), t(lang, "devices"), body))
 }
 
+/// Hits the device page lists (the newest; the timeline export has them all).
+const HITS: usize = 200;
+
 /// One device: identity and its sources, when each app was active, its hits and its cases.
 /// Officers only; every view is audited.
 #[allow(clippy::too_many_lines)]
@@ -268,10 +271,11 @@ pub async fn device(
     let sources = queries::identity_sources(&mut store, &key, since, until).await?;
     let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() }).await?;
     let lanes = queries::device_daily(&mut store, &key, since, until).await?;
-    let hits = report::timeline(
+    let hits = report::latest(
         std::slice::from_mut(&mut store),
         &report::Filter { owner: None, ..filter },
         c.pseudonymizer.as_ref(),
+        Some(HITS + 1),
     )
     .await?
     .events;
@@ -292,7 +296,7 @@ pub async fn device(
     let body = html! {
         (filters(lang, &view, "/device", false))
         (identity_table(&c, lang, &sources))
-        (device_totals(lang, &totals, &sources))
+        (device_totals(&c, &totals, &sources))
         h2 { (t(lang, "per_app")) }
         (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, "per_app")))
         p {
@@ -303,17 +307,18 @@ pub async fn device(
         h2 { (t(lang, "cases")) }
         @if device_cases.is_empty() { p { (t(lang, "none")) } } @else {
             table id="device-cases" {
+                tr { th { "#" } th { (t(lang, "app")) } th { (t(lang, "state")) } th { (t(lang, "ticket")) } th { (t(lang, "removed_on")) } }
                 @for k in &device_cases {
-                    tr { td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } td { (k.app) } td { (t(lang, super::case_pages::state_key(k.state))) } td { (k.ticket) } }
+                    tr { td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } td { (k.app) } td { (t(lang, super::case_pages::state_key(k.state))) } td { (k.ticket) } td.removed { (c.time(k.removed.as_deref().unwrap_or(""))) } }
                 }
             }
         }
         h2 { (t(lang, "hits")) }
         p { a href=(format!("/export/timeline.csv?{}", view.query())) id="export-timeline" { (t(lang, "export_csv")) } }
-        @if hits.len() > 200 { p.note { (t(lang, "hits_limited")) } }
+        @if hits.len() > HITS { p.note { (t(lang, "hits_limited")) } }
         table id="hits" {
             tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { (t(lang, "qtype")) } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
-            @for e in hits.iter().take(200) {
+            @for e in hits.iter().take(HITS) {
                 tr { td { (c.time(&e.time)) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
@@ -336,18 +341,15 @@ fn identity_table(c: &Console, lang: crate::config::Language, sources: &[queries
 
 /// The device's totals per app, the same rows the devices table shows, and whether the identity
 /// sources above add up to them (they do while the period's raw rows are kept).
-fn device_totals(
-    lang: crate::config::Language,
-    totals: &[report::Summary],
-    sources: &[queries::IdentitySource],
-) -> Markup {
+fn device_totals(c: &Console, totals: &[report::Summary], sources: &[queries::IdentitySource]) -> Markup {
+    let lang = c.language();
     let (all, raw) = (totals.iter().map(|s| s.attempts).sum::<u64>(), sources.iter().map(|s| s.attempts).sum::<u64>());
     html! {
         h2 { (t(lang, "totals")) }
         table id="totals" {
             tr { th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
             @for s in totals {
-                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } }
+                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (c.time(&s.last_seen)) } td { (assessment(lang, s.assessment)) } }
             }
         }
         @if raw != all { p.note id="totals-differ" { (t(lang, "totals_differ")) " (" (raw) " / " (all) ")" } }

@@ -33,12 +33,7 @@ pub struct AppSpec {
     pub cdn: &'static str,
 }
 
-const fn app(
-    id: &'static str,
-    name: &'static str,
-    vendor: &'static str,
-    domains: [&'static str; 4],
-) -> AppSpec {
+const fn app(id: &'static str, name: &'static str, vendor: &'static str, domains: [&'static str; 4]) -> AppSpec {
     AppSpec { id, name, vendor, api: domains[0], telemetry: domains[1], web: domains[2], cdn: domains[3] }
 }
 
@@ -51,7 +46,12 @@ pub const APPS: [AppSpec; 11] = [
     app("lemon8", "Lemon8", "ByteDance", ["lemon8-app.com", "lemon8-log.com", "lemon8.com", "lemon8cdn.com"]),
     app("pinduoduo", "Pinduoduo", "PDD Holdings", ["pinduoduo.com", "yangkeduo.com", "pdd.com", "pddpic.com"]),
     app("camscanner", "CamScanner", "Intsig", ["camscanner.com", "intsig.net", "camscanner.nl", "cs-cdn.com"]),
-    app("turbovpn", "TurboVPN", "Innovative Connecting", ["turbovpn.com", "tvpn-log.com", "turbovpn.co", "tvpncdn.com"]),
+    app(
+        "turbovpn",
+        "TurboVPN",
+        "Innovative Connecting",
+        ["turbovpn.com", "tvpn-log.com", "turbovpn.co", "tvpncdn.com"],
+    ),
     app("ucbrowser", "UC Browser", "Alibaba", ["ucweb.com", "uc.cn", "ucbrowser.com", "uccdn.com"]),
     app("shareit", "SHAREit", "Smart Media4U", ["shareitgames.com", "ushareit.com", "shareit.one", "sharecdn.com"]),
 ];
@@ -154,7 +154,8 @@ impl Shape {
         let occasional = (self.devices as f64 - installed).max(1.0);
         let days = self.days as f64;
         let per_day = self.attempts as f64 * INSTALLED_SHARE / (installed * days);
-        let per_visit = self.attempts as f64 * (1.0 - INSTALLED_SHARE) / (occasional * days * ACTIVE_DAYS * VISITS_MEAN);
+        let per_visit =
+            self.attempts as f64 * (1.0 - INSTALLED_SHARE) / (occasional * days * ACTIVE_DAYS * VISITS_MEAN);
         (per_day, per_visit.max(1.0))
     }
 
@@ -222,7 +223,13 @@ impl Shape {
         let mut rows: HashMap<Key, Counts> = HashMap::new();
         for e in events {
             let r = self.record(e);
-            let key = Key { device_key: r.device_key, app: r.app, day: r.ts_ms.div_euclid(DAY_MS), node: r.node, mode: r.mode };
+            let key = Key {
+                device_key: r.device_key,
+                app: r.app,
+                day: r.ts_ms.div_euclid(DAY_MS),
+                node: r.node,
+                mode: r.mode,
+            };
             let counts = rows.entry(key).or_insert_with(|| Counts {
                 owner: r.owner.clone(),
                 app_name: r.app_name.clone(),
@@ -322,9 +329,30 @@ pub fn write_sqlite(path: &Path, shape: &Shape) -> Written {
         each_day(shape, |records, rollups| {
             for r in &records {
                 raw.execute(rusqlite::params![
-                    r.ts_ms, r.node, r.device_key, r.client_ip, r.client_port, r.transport, r.device_ip, r.mac,
-                    r.hostname, r.device, r.owner, r.identity_source, r.qname, r.qtype, r.app, r.app_name,
-                    r.vendor, r.domain, r.kind, r.matched_on, r.cname_alias, r.mode, r.policy_version, r.rule
+                    r.ts_ms,
+                    r.node,
+                    r.device_key,
+                    r.client_ip,
+                    r.client_port,
+                    r.transport,
+                    r.device_ip,
+                    r.mac,
+                    r.hostname,
+                    r.device,
+                    r.owner,
+                    r.identity_source,
+                    r.qname,
+                    r.qtype,
+                    r.app,
+                    r.app_name,
+                    r.vendor,
+                    r.domain,
+                    r.kind,
+                    r.matched_on,
+                    r.cname_alias,
+                    r.mode,
+                    r.policy_version,
+                    r.rule
                 ])
                 .unwrap();
             }
@@ -332,8 +360,23 @@ pub fn write_sqlite(path: &Path, shape: &Shape) -> Written {
                 let n = c.kinds;
                 rollup
                     .execute(rusqlite::params![
-                        k.device_key, k.app, k.day, k.node, k.mode, c.owner, c.app_name, c.attempts, n[0], n[1],
-                        n[2], n[3], n[4], n[5], c.first_ms, c.last_ms, c.domains_text()
+                        k.device_key,
+                        k.app,
+                        k.day,
+                        k.node,
+                        k.mode,
+                        c.owner,
+                        c.app_name,
+                        c.attempts,
+                        n[0],
+                        n[1],
+                        n[2],
+                        n[3],
+                        n[4],
+                        n[5],
+                        c.first_ms,
+                        c.last_ms,
+                        c.domains_text()
                     ])
                     .unwrap();
             }
@@ -356,8 +399,17 @@ const PG_ROLLUPS: &str = "COPY rollups (device_key, app, day, node, mode, owner,
 pub fn write_postgres(client: &mut postgres::Client, shape: &Shape) -> Written {
     use postgres::{binary_copy::BinaryCopyInWriter, types::Type};
     let text = Type::TEXT;
-    let attempt_types: Vec<Type> =
-        (0..24).map(|i| if i == 0 { Type::INT8 } else if i == 4 { Type::INT4 } else { text.clone() }).collect();
+    let attempt_types: Vec<Type> = (0..24)
+        .map(|i| {
+            if i == 0 {
+                Type::INT8
+            } else if i == 4 {
+                Type::INT4
+            } else {
+                text.clone()
+            }
+        })
+        .collect();
     let rollup_types: Vec<Type> =
         (0..17).map(|i| if i == 2 || (7..16).contains(&i) { Type::INT8 } else { text.clone() }).collect();
     let written = each_day(shape, |records, rollups| {
@@ -365,9 +417,30 @@ pub fn write_postgres(client: &mut postgres::Client, shape: &Shape) -> Written {
         let mut raw = BinaryCopyInWriter::new(tx.copy_in(PG_ATTEMPTS).unwrap(), &attempt_types);
         for r in &records {
             raw.write(&[
-                &r.ts_ms, &r.node, &r.device_key, &r.client_ip, &r.client_port, &r.transport, &r.device_ip, &r.mac,
-                &r.hostname, &r.device, &r.owner, &r.identity_source, &r.qname, &r.qtype, &r.app, &r.app_name,
-                &r.vendor, &r.domain, &r.kind, &r.matched_on, &r.cname_alias, &r.mode, &r.policy_version, &r.rule,
+                &r.ts_ms,
+                &r.node,
+                &r.device_key,
+                &r.client_ip,
+                &r.client_port,
+                &r.transport,
+                &r.device_ip,
+                &r.mac,
+                &r.hostname,
+                &r.device,
+                &r.owner,
+                &r.identity_source,
+                &r.qname,
+                &r.qtype,
+                &r.app,
+                &r.app_name,
+                &r.vendor,
+                &r.domain,
+                &r.kind,
+                &r.matched_on,
+                &r.cname_alias,
+                &r.mode,
+                &r.policy_version,
+                &r.rule,
             ])
             .unwrap();
         }
@@ -376,8 +449,23 @@ pub fn write_postgres(client: &mut postgres::Client, shape: &Shape) -> Written {
         for (k, c) in rollups.sorted() {
             let n = c.kinds;
             rows.write(&[
-                &k.device_key, &k.app, &k.day, &k.node, &k.mode, &c.owner, &c.app_name, &c.attempts, &n[0], &n[1],
-                &n[2], &n[3], &n[4], &n[5], &c.first_ms, &c.last_ms, &c.domains_text(),
+                &k.device_key,
+                &k.app,
+                &k.day,
+                &k.node,
+                &k.mode,
+                &c.owner,
+                &c.app_name,
+                &c.attempts,
+                &n[0],
+                &n[1],
+                &n[2],
+                &n[3],
+                &n[4],
+                &n[5],
+                &c.first_ms,
+                &c.last_ms,
+                &c.domains_text(),
             ])
             .unwrap();
         }
