@@ -16,11 +16,12 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use nxguard::{
     config::{BlockConfig, CacheConfig, Config},
     dns::{blocked, wire},
-    evidence::{attempt::Transport, dispatch},
+    evidence::dispatch,
     policy::{
         self, App, Policy, PolicyBuilder,
         domains::{self, Kind},
     },
+    resolve::Transport,
     resolve::{
         Client, Resolver, Step,
         cache::{self, Cache, CachedAnswer},

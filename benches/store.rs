@@ -20,15 +20,16 @@ use std::{
 use nxguard::{
     config::{StoreBackend, StoreConfig, StoreTls},
     evidence::{
-        attempt::{Attempt, Stamp, Transport, Via},
+        attempt::{Attempt, Stamp, Via},
         devices::{EdnsIdentity, Identity, Source},
         store::{
-            self, DAY_MS, StoreWriter, millis,
+            self, DAY_MS, Record, StoreWriter, millis,
             read::{Limits, Reader},
             rollup::{Counts, Key, Rollups},
         },
     },
     policy::{App, AppEntry, domains::Kind},
+    resolve::Transport,
     review::report::{self, Filter},
 };
 
@@ -91,11 +92,12 @@ fn attempts(n: usize, devices: usize, start: SystemTime) -> impl Iterator<Item =
 
 /// Offers `n` attempts as fast as the writer's queue takes them; attempts per second.
 fn write(config: &StoreConfig, n: usize, devices: usize, start: SystemTime) -> f64 {
-    let (sink, writer) = StoreWriter::start(config, None).unwrap().expect("a store");
+    let (sink, writer) = StoreWriter::start(config).unwrap().expect("a store");
     let stats = Arc::clone(&writer.stats);
+    let node = config.node_name();
     let began = Instant::now();
     for attempt in attempts(n, devices, start) {
-        sink.send_waiting(attempt);
+        sink.send_waiting(Record::of(&attempt, None, &node));
     }
     // Until the database holds them all (PostgreSQL: the spool drained).
     let mut last = (0, Instant::now());

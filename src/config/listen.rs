@@ -14,7 +14,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// A TCP connection without an answered query this long is closed (RFC 7766 §6.2.3 suggests
     /// seconds, not minutes); dropped, refused and malformed queries don't renew it. Also
-    /// bounds writing an answer, TLS handshakes and idle DoT and DoH connections.
+    /// bounds writing an answer and idle DoT, DoH, DoQ and DoH3 connections (the handshakes
+    /// have `limits.handshake_timeout_ms`).
     pub tcp_idle_timeout_ms: u64,
     /// Queries one TCP or DoT connection may have waiting for an upstream at once; they are
     /// answered out of order as each is ready (RFC 7766 §6.2.1.1), and the connection is not

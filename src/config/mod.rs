@@ -188,6 +188,9 @@ impl Config {
         if self.limits.tcp_max_connections == 0 || self.limits.tcp_max_connections_per_client == 0 {
             p.push("limits.tcp_max_connections*: must be above 0".to_string());
         }
+        if !(100..=60_000).contains(&self.limits.handshake_timeout_ms) {
+            p.push(format!("limits.handshake_timeout_ms: {} is outside 100..=60000", self.limits.handshake_timeout_ms));
+        }
     }
 
     /// `upstream.servers` present, and each `[[upstream.zones]]` names zones and servers.
@@ -320,6 +323,18 @@ mod tests {
         assert!(problems[0].starts_with("access.allow"));
         assert!(problems[1].starts_with("upstream.servers[0].tls_name"));
         assert!(problems[2].starts_with("upstream.timeout_ms"));
+    }
+
+    #[test]
+    fn a_handshake_timeout_outside_its_range_is_a_problem() {
+        for bad in [0, 99, 60_001] {
+            let text = format!("[limits]\nhandshake_timeout_ms = {bad}\n");
+            let ConfigError::Invalid { problems, .. } = Config::from_toml(&text).unwrap_err() else {
+                panic!("expected validation problems");
+            };
+            assert!(problems.iter().any(|p| p.starts_with("limits.handshake_timeout_ms")), "{bad}: {problems:?}");
+        }
+        assert_eq!(Config::embedded().limits.handshake_timeout_ms, 5_000);
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub struct LimitsConfig {
     /// Open TCP connections in total, and per client (RFC 7766 §6.2.2).
     pub tcp_max_connections: usize,
     pub tcp_max_connections_per_client: usize,
+    /// How long a TLS (DoT, DoH) or QUIC (DoQ, DoH3) handshake may take once started; then the
+    /// connection is dropped and its place freed. 5 s: a real client needs one or two round
+    /// trips, and even one whose first flight was lost twice (QUIC resends after about 1 s and
+    /// 2 s) is done well within it, while a stalled or replayed handshake holds its place for no
+    /// longer.
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -71,6 +77,7 @@ impl Default for LimitsConfig {
             max_in_flight: 10_000,
             tcp_max_connections: 1_024,
             tcp_max_connections_per_client: 16,
+            handshake_timeout_ms: 5_000,
         }
     }
 }

@@ -17,6 +17,7 @@ impl Config {
                 "limits.tcp_max_connections_per_client",
                 self.limits.tcp_max_connections_per_client != old.limits.tcp_max_connections_per_client,
             ),
+            ("limits.handshake_timeout_ms", self.limits.handshake_timeout_ms != old.limits.handshake_timeout_ms),
             ("policy.watch_secs", self.policy.watch_secs != old.policy.watch_secs),
             (
                 "devices.reverse_dns",

@@ -51,7 +51,7 @@ impl Records {
             (Some(key), true) => Some(Arc::new(Pseudonymizer::from_file(key)?)),
             _ => None,
         };
-        let (store_sink, store) = match StoreWriter::start(&config.store, pseudonymizer.clone())? {
+        let (store_sink, store) = match StoreWriter::start(&config.store)? {
             Some((sink, writer)) => (Some(sink), Some(writer)),
             None => {
                 warn!("no attempt store configured (store.path or store.url): attempts go only to the log");
@@ -86,6 +86,7 @@ impl Records {
             pseudonymizer,
             devices: Some(Arc::clone(&devices)),
             reverse,
+            node: config.store.node_name(),
             taps,
         };
         Ok((Records { devices, store, siem, refresh }, outputs))

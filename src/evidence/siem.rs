@@ -16,9 +16,10 @@ use std::{
     thread::JoinHandle,
 };
 
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use thiserror::Error;
 
-use crate::evidence::attempt::Flat;
+use crate::evidence::store::record::{Record, Value};
 
 #[derive(Debug, Error)]
 pub enum SiemError {
@@ -44,11 +45,46 @@ impl SiemSink {
         Arc::clone(&self.stats)
     }
 
-    pub fn send(&self, record: &Flat<'_>) {
-        let Ok(line) = serde_json::to_string(record) else { return };
+    pub fn send(&self, record: &Record) {
+        let Ok(line) = serde_json::to_string(&Line(record)) else { return };
         if self.queue.try_send(line).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A record as one SIEM line: the stored columns under the log's field names (`time` in RFC
+/// 3339 for `ts_ms`, `device`, `client`, `device_name` for `device_key`, `client_ip`, `device`),
+/// without `node`, with `resolver` when another resolver reported it.
+pub struct Line<'a>(pub &'a Record);
+
+impl Serialize for Line<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let record = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        for (column, value) in record.columns() {
+            let name = match column {
+                "node" => continue,
+                "ts_ms" => {
+                    map.serialize_entry("time", &record.time_text())?;
+                    continue;
+                }
+                "device_key" => "device",
+                "client_ip" => "client",
+                "device" => "device_name",
+                other => other,
+            };
+            match value {
+                Value::Int8(v) => map.serialize_entry(name, &v)?,
+                Value::Int4(v) => map.serialize_entry(name, &v)?,
+                Value::Text(v) => map.serialize_entry(name, v)?,
+                Value::OptText(v) => map.serialize_entry(name, &v)?,
+            }
+        }
+        if let Some(resolver) = &record.resolver {
+            map.serialize_entry("resolver", &**resolver)?;
+        }
+        map.end()
     }
 }
 
@@ -98,5 +134,45 @@ impl SiemWriter {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(qname: &str) -> Record {
+        Record {
+            device_key: "dev".into(),
+            client_ip: Some("127.0.0.2".into()),
+            client_port: Some(5000),
+            device_ip: Some("127.0.0.2".into()),
+            qname: qname.into(),
+            matched_on: "cname".into(),
+            cname_alias: Some("x.tiktok.com".into()),
+            node: "ns1".into(),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn serializes_as_one_json_object() {
+        let json = serde_json::to_string(&Line(&record("evil\n\"x\u{1b}[31m.tiktok.com"))).unwrap();
+        assert!(!json.contains('\n') && !json.contains('\u{1b}'), "{json}");
+        assert!(json.contains(r#""qname":"evil\n\"x\u001b[31m.tiktok.com""#), "{json}");
+        assert!(json.contains(r#""matched_on":"cname""#), "{json}");
+        assert!(
+            json.starts_with(
+                r#"{"time":"1970-01-01T00:00:00.000Z","device":"dev","client":"127.0.0.2","client_port":5000,"#
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""device_name":null"#) && !json.contains("ns1") && !json.contains("resolver"),
+            "{json}"
+        );
+        let hidden = Record { client_ip: None, client_port: None, device_ip: None, ..record("a.tiktok.com") };
+        let hidden = serde_json::to_string(&Line(&hidden)).unwrap();
+        assert!(!hidden.contains("127.0.0.2"), "{hidden}");
     }
 }

@@ -13,16 +13,16 @@ use crate::{
     config::GroupMode,
     dns::wire,
     evidence::{
-        attempt::{Attempt, Mode, Stamp, Transport, Via},
-        devices::{EdnsIdentity, Identity},
+        attempt::{Mode, Sighting, Stamp, Via},
+        devices::EdnsIdentity,
     },
     ingest::dnstap::{self, Message},
-    resolve::Live,
+    resolve::{Live, Transport},
 };
 
 /// The attempt a client query or response stands for, when the policy lists its name (and
-/// the client's group does not exempt it).
-pub fn attempt_of(message: &Message, resolver: &Arc<str>, live: &Live) -> Option<Attempt> {
+/// the client's group does not exempt it); the dispatcher identifies the device.
+pub fn attempt_of(message: &Message, resolver: &Arc<str>, live: &Live) -> Option<Sighting> {
     let response = message.r#type == dnstap::CLIENT_RESPONSE;
     let packet = if response { message.response_message.as_deref() } else { message.query_message.as_deref() };
     let mut question = [0u8; wire::HEADER_LEN + 260];
@@ -41,11 +41,10 @@ pub fn attempt_of(message: &Message, resolver: &Arc<str>, live: &Live) -> Option
     };
     let time =
         secs.map_or_else(SystemTime::now, |s| UNIX_EPOCH + Duration::new(s, nanos.unwrap_or(0).min(999_999_999)));
-    Some(Attempt {
+    Some(Sighting {
         time,
         client,
         transport: transport_of(message.socket_protocol),
-        identity: Identity::unknown(client.ip()),
         edns: EdnsIdentity::default(),
         qname: query.name_text(),
         qtype: RecordType::from(query.qtype).to_string(),

@@ -21,7 +21,7 @@ use tracing::debug;
 use crate::{
     dns::wire::{self, HEADER_LEN, TYPE_SOA, rcode},
     listen::tls::Service,
-    resolve::{Resolver, pipeline::Client},
+    resolve::{Client, Resolver},
 };
 
 /// Requests a client may have open at once on one connection.

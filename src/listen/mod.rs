@@ -3,17 +3,18 @@
 //! Owns: binding (one UDP socket per worker with SO_REUSEPORT, so the kernel spreads packets
 //! across cores), one file per listener (`udp`, `tcp`, `tls` for the certificate of every
 //! encrypted listener and the DoT/DoH accept loop, `https` for HTTP/2, `quic` for the DoQ and
-//! DoH3 endpoints on quinn and their admission, `doq` for DoQ streams, `h3` for HTTP/3), and
-//! starting them on a running resolver. Sockets can be bound
-//! by the caller and passed in (tests bind 127.0.0.1:0). The TLS accept loop hands each accepted
+//! DoH3 endpoints on quinn and their admission, `gate` for the access check under them, `doq`
+//! for DoQ streams, `h3` for HTTP/3), and starting them on a running resolver. Sockets can be
+//! bound by the caller and passed in (tests bind 127.0.0.1:0). The TLS accept loop hands each accepted
 //! stream to the listener that serves it through one function (`tls::accept_loop` takes the
 //! handler); it never calls back into `tcp` or `https`. Every stream listener closes a source
-//! outside `access.allow` at accept, before it takes a connection slot; the QUIC ones ignore its
-//! Initial before any crypto.
+//! outside `access.allow` at accept, before it takes a connection slot; the QUIC ones drop its
+//! datagrams as they are read, before quinn does any crypto.
 //! Must not touch: what the answer is (`resolve`), or attempt records beyond the client's
 //! transport.
 
 pub mod doq;
+mod gate;
 pub mod h3;
 pub mod https;
 pub mod quic;
@@ -29,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::{
     config::Config,
-    evidence::attempt::Transport,
+    resolve::Transport,
     resolve::{Resolver, limits::ConnectionLimits},
 };
 
@@ -200,6 +201,7 @@ pub(crate) fn start_encrypted(
         connections,
         in_flight: in_flight.clone(),
         idle: Duration::from_millis(config.server.tcp_idle_timeout_ms),
+        handshake: Duration::from_millis(config.limits.handshake_timeout_ms),
         stream: tcp::StreamLimits::of(config),
         https_path: config.server.https_path.as_str().into(),
     });
@@ -233,8 +235,11 @@ pub fn requirements(config: &Config) -> Vec<String> {
         _ => "server.tls_cert_file and server.tls_key_file (not set)".to_string(),
     };
     let caps = format!(
-        "access.allow checked before the handshake, at most {} connections and {} per client (limits.tcp_max_connections*, shared with TCP), handshake and idle bound server.tcp_idle_timeout_ms = {}",
-        config.limits.tcp_max_connections, config.limits.tcp_max_connections_per_client, server.tcp_idle_timeout_ms
+        "access.allow checked before the handshake, at most {} connections and {} per client (limits.tcp_max_connections*, shared with TCP), handshakes bounded by limits.handshake_timeout_ms = {}, idle connections by server.tcp_idle_timeout_ms = {}",
+        config.limits.tcp_max_connections,
+        config.limits.tcp_max_connections_per_client,
+        config.limits.handshake_timeout_ms,
+        server.tcp_idle_timeout_ms
     );
     let retry = format!(
         "a Retry once {} handshakes from unproven addresses are in progress (server.quic_unvalidated_handshakes_max)",

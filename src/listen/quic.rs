@@ -4,13 +4,18 @@
 //! Owns: one quinn endpoint per socket (TLS 1.3 with ALPN "doq" or "h3", the DoT certificate
 //! through `tls::Certificates` so a reload reaches new handshakes, 0-RTT off, no migration), the
 //! admission of each connection attempt before any handshake work, the handshake (each in its
-//! own task, bounded by `server.tcp_idle_timeout_ms`, as DoT), and the counters of what became of
+//! own task, bounded by `limits.handshake_timeout_ms`, as DoT), and the counters of what became of
 //! each attempt (`HandshakeStats`). Once a connection is established it goes to `doq` or `h3`.
 //! Does not own: the DNS framing on a stream (`doq`), HTTP/3 (`h3`), or the answer (`resolve`).
 //!
-//! Admission, in order, for each Initial that quinn could decrypt (junk Initials fail quinn's
-//! decryption and never get here):
+//! Admission, in order:
 //! 1. A source outside `access.allow` is ignored: no packet back, no crypto (as UDP drops it).
+//!    The socket under the endpoint (`gate`) drops its datagrams before quinn reads them; the
+//!    same check on each attempt covers a reload that narrowed the list meanwhile.
+//!
+//! Then for each Initial that passes quinn's checks (its length, the Initial keys derived from
+//! its connection ID, header protection removed, the reserved bits 0; the payload is only
+//! decrypted once the attempt is accepted, so about a quarter of random junk gets this far):
 //! 2. A source that has not proved its address (no Retry token) takes one of
 //!    `server.quic_unvalidated_handshakes_max` places for the length of its handshake; when
 //!    none is free it gets a Retry (RFC 9000 §8.1.2) instead, which a real client answers within
@@ -40,8 +45,8 @@ use tracing::debug;
 
 use crate::{
     config::Config,
-    evidence::attempt::Transport,
-    listen::{doq, h3, tls::Certificates},
+    listen::{doq, gate::Gate, h3, tls::Certificates},
+    resolve::Transport,
     resolve::{
         Client, Resolver,
         access::Verdict,
@@ -162,7 +167,7 @@ pub(crate) fn start(
         in_flight: in_flight.clone(),
         stats,
         unvalidated: Arc::new(Semaphore::new(config.server.quic_unvalidated_handshakes_max)),
-        handshake_timeout: idle,
+        handshake_timeout: Duration::from_millis(config.limits.handshake_timeout_ms),
         idle,
         https_path: config.server.https_path.as_str().into(),
     });
@@ -171,12 +176,12 @@ pub(crate) fn start(
     for (transport, sockets) in [(Transport::Quic, sockets.quic), (Transport::H3, sockets.h3)] {
         let server_config = server_config(transport, certificates, idle, streams)?;
         for socket in sockets {
-            let endpoint = Endpoint::new(
-                EndpointConfig::default(),
-                Some(server_config.clone()),
-                socket,
-                Arc::new(quinn::TokioRuntime),
-            )?;
+            let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+            let socket = runtime.wrap_udp_socket(socket)?;
+            let gate = Gate::new(socket, Arc::clone(resolver), Arc::clone(&shared.stats), transport);
+            let config = Some(server_config.clone());
+            let endpoint =
+                Endpoint::new_with_abstract_socket(EndpointConfig::default(), config, Arc::new(gate), runtime)?;
             let addr = endpoint.local_addr()?;
             if transport == Transport::Quic { &mut started.quic_addrs } else { &mut started.h3_addrs }.push(addr);
             tasks.spawn(accept_loop(endpoint, transport, Arc::clone(&shared)));

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use crate::{
     config::Config,
-    evidence::attempt::Transport,
+    resolve::Transport,
     resolve::{Client, Outcome, Resolver, Step, access::Verdict, limits::ConnectionLimits},
 };
 

@@ -6,7 +6,7 @@
 //! `server.tls_key_file`), the two TLS configurations built from them (no ALPN for DoT; "h2" for
 //! DoH, RFC 8484 §5.2), swapping them on reload (new connections get the new certificate, open
 //! ones keep theirs), and the accept loop: access check before the handshake, connection caps
-//! shared with plain TCP, handshake timeout. The accept loop hands each established stream to
+//! shared with plain TCP, the handshake timeout (`limits.handshake_timeout_ms`). The accept loop hands each established stream to
 //! the handler it is given: a DoT connection then carries the 2-byte length framing of RFC 7766
 //! (`tcp`), a DoH connection HTTP/2 (`https`). Nothing here imports either.
 //! Does not own: the answer (`resolve`) or binding the sockets (`listen`).
@@ -28,8 +28,8 @@ use tracing::{debug, warn};
 
 use crate::{
     config::ServerConfig,
-    evidence::attempt::Transport,
     listen::tcp,
+    resolve::Transport,
     resolve::{Client, Resolver, access::Verdict, limits::ConnectionLimits},
 };
 
@@ -49,7 +49,7 @@ pub enum TlsError {
 pub struct ServerTls {
     dot: TlsAcceptor,
     doh: TlsAcceptor,
-    /// The same certificate and key for the QUIC listeners (hickory-server builds their TLS 1.3
+    /// The same certificate and key for the QUIC listeners (`quic` builds their TLS 1.3
     /// configuration with its own ALPN and asks `Certificates` for the key per handshake).
     key: Arc<rustls::sign::CertifiedKey>,
 }
@@ -132,15 +132,17 @@ pub(crate) struct Service {
     /// The same caps as plain TCP: an encrypted connection is a TCP connection too.
     pub connections: Arc<ConnectionLimits>,
     pub in_flight: TaskTracker,
-    /// `server.tcp_idle_timeout_ms`: bounds the handshake and idle connections.
+    /// `server.tcp_idle_timeout_ms`: bounds idle connections.
     pub idle: Duration,
+    /// `limits.handshake_timeout_ms`: bounds the TLS handshake.
+    pub handshake: Duration,
     /// How a DoT connection is served (idle timeout, queries in flight per connection).
     pub stream: tcp::StreamLimits,
     pub https_path: Arc<str>,
 }
 
 /// Accepts connections on `listener`, checks access and the connection caps before the
-/// handshake, completes the TLS handshake within the idle timeout, and hands each established
+/// handshake, completes the TLS handshake within `limits.handshake_timeout_ms`, and hands each established
 /// stream to `serve`, the listener that speaks the protocol inside (DoT framing or HTTP/2).
 /// This is the one way the TLS layer reaches a listener.
 pub(crate) async fn accept_loop<F, Fut>(listener: TcpListener, transport: Transport, service: Arc<Service>, serve: F)
@@ -169,10 +171,10 @@ where
             continue;
         };
         let acceptor = service.certificates.acceptor(transport);
-        let idle = service.idle;
+        let bound = service.handshake;
         let serve = Arc::clone(&serve);
         service.in_flight.spawn(async move {
-            if let Some(stream) = handshake(acceptor, stream, peer, transport, idle).await {
+            if let Some(stream) = handshake(acceptor, stream, peer, transport, bound).await {
                 serve(stream, Client { addr: peer, transport }).await;
             }
             drop(slot);
@@ -185,10 +187,10 @@ async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     transport: Transport,
-    idle: Duration,
+    bound: Duration,
 ) -> Option<TlsStream<TcpStream>> {
     let _ = stream.set_nodelay(true);
-    match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+    match tokio::time::timeout(bound, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(error)) => {
             debug!(client = %peer.ip(), %error, transport = transport.as_str(), "tls handshake failed");

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use crate::{
     dns::datagrams::{Batch, Outbox},
-    evidence::attempt::Transport,
+    resolve::Transport,
     resolve::{Client, Resolver, Step},
 };
 

@@ -25,9 +25,9 @@ use tokio::{
 
 use crate::{
     config::Protocol,
-    evidence::attempt::Transport,
     listen::quic::{Admission, HandshakeStats},
     policy::feeds::{Board, FeedStatus},
+    resolve::Transport,
     resolve::{Outcome, Resolver},
     upstream::{LATENCY_BUCKETS_MS, UdpPool},
 };
@@ -347,10 +347,11 @@ pub fn render_services(services: &Services) -> String {
     let mut counter = |name: &str, help: &str, value: u64| metric("counter", name, help, value);
     if let Some(zone) = &services.rpz {
         let s = &zone.stats;
+        counter("nxguard_rpz_transfers_total", "Zone transfers served (AXFR and IXFR).", s.transfers.load(Relaxed));
         counter(
-            "nxguard_rpz_transfers_total",
-            "Zone transfers served (AXFR, IXFR as AXFR).",
-            s.transfers.load(Relaxed),
+            "nxguard_rpz_incremental_transfers_total",
+            "IXFRs answered with the differences from the secondary's serial.",
+            s.incremental_transfers.load(Relaxed),
         );
         counter("nxguard_rpz_signed_transfers_total", "Transfers with a valid TSIG.", s.signed_transfers.load(Relaxed));
         counter(

@@ -16,5 +16,6 @@ pub mod outcome;
 pub mod pipeline;
 pub mod prefetch;
 
+pub use crate::dns::client::{Client, Transport};
 pub use outcome::{Outcome, Stats};
-pub use pipeline::{Client, Forward, Live, Resolver, Step};
+pub use pipeline::{Forward, Live, Resolver, Step};

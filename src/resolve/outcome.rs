@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::evidence::attempt::Transport;
+use crate::dns::client::Transport;
 
 /// How a query ended. The DNS answer, the attempt record and these counters all derive from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

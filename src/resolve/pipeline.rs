@@ -9,7 +9,6 @@
 //! attempt record and the counters are derived.
 
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -23,10 +22,14 @@ use tracing::{debug, warn};
 use crate::{
     config::{BlockConfig, CacheConfig, Config, GroupMode, LimitsConfig, OverLimit, UpstreamConfig},
     dns::wire::{self, CLASS_ANY, CLASS_IN, HEADER_LEN, Query, TYPE_ANY, flag, rcode},
-    dns::{blocked, presentation},
-    evidence::devices::{self, EdnsIdentity, Identity},
+    dns::{
+        blocked,
+        client::{Client, Transport},
+        presentation,
+    },
+    evidence::devices::{self, EdnsIdentity},
     evidence::{
-        attempt::{Attempt, Mode, Stamp, Transport, Via},
+        attempt::{Mode, Sighting, Stamp, Via},
         dispatch::Recorder,
     },
     policy::{Match, Policy},
@@ -45,13 +48,6 @@ const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
 const EDE_NETWORK_ERROR: u16 = 23;
 /// RFC 8767 §5 "client response timer": how long a client waits before a stale answer.
 const STALE_AFTER: Duration = Duration::from_millis(1800);
-
-/// Who asked, and how.
-#[derive(Debug, Clone, Copy)]
-pub struct Client {
-    pub addr: SocketAddr,
-    pub transport: Transport,
-}
 
 /// A query on its way upstream: its place among `limits.max_in_flight`, and the expired answer
 /// the cache still holds for it (RFC 8767), if any.
@@ -420,11 +416,10 @@ impl Resolver {
         } else {
             EdnsIdentity::default()
         };
-        self.recorder.record(Attempt {
+        self.recorder.record(Sighting {
             time: SystemTime::now(),
             client: client.addr,
             transport: client.transport,
-            identity: Identity::unknown(client.addr.ip()),
             edns,
             qname: query.name_text(),
             qtype: RecordType::from(query.qtype).to_string(),

@@ -4,6 +4,8 @@
 //! above it would exempt is left out, as nxguard itself never applies it (an allow entry
 //! anywhere above a name wins); entries of log-only lists block nothing and are left out too.
 
+use std::sync::Arc;
+
 use hickory_proto::rr::{
     Name, RData, Record,
     rdata::{CNAME, NS, SOA, TXT},
@@ -12,6 +14,7 @@ use hickory_proto::rr::{
 use crate::{
     config::ListMode,
     policy::{Entry, Policy},
+    zone::changes::ChangeSet,
 };
 
 /// The budget of one transfer message, counted without name compression (so the real
@@ -65,71 +68,90 @@ pub fn apex(origin: &Name, serial: u32, refresh_secs: u32, policy: &Policy) -> V
 }
 
 /// The records of one entry (none, one, or the name and its wildcard).
-pub fn entry_records(origin: &Name, ttl: u32, policy: &Policy, entry: &Entry<'_>, out: &mut Vec<Record>) {
+pub fn entry_records(origin: &Name, ttl: u32, policy: &Policy, entry: &Entry<'_>) -> [Option<Record>; 2] {
     let Some((action, subdomains)) = action_of(policy, entry) else {
-        return;
+        return [None, None];
     };
     let name = match entry {
         Entry::Allow { name } | Entry::Block { name, .. } => name,
     };
+    name_records(origin, ttl, name, action, subdomains)
+}
+
+/// `name CNAME target` and, for subdomains too, `*.name CNAME target`, in the zone.
+pub fn name_records(origin: &Name, ttl: u32, name: &str, action: Action, subdomains: bool) -> [Option<Record>; 2] {
     let Ok(owner) = Name::from_ascii(name).and_then(|n| n.append_domain(origin)) else {
         // Too long once the zone's name is appended: no resolver could ask for it in the zone.
-        return;
+        return [None, None];
     };
     let target = match action {
         Action::NxDomain => Name::root(),
         Action::Passthru => Name::from_ascii("rpz-passthru.").unwrap_or_else(|_| Name::root()),
     };
-    if subdomains && let Ok(wildcard) = owner.prepend_label("*") {
-        out.push(Record::from_rdata(wildcard, ttl, RData::CNAME(CNAME(target.clone()))));
-    }
-    out.push(Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target))));
+    let wildcard = subdomains
+        .then(|| owner.prepend_label("*").ok())
+        .flatten()
+        .map(|wildcard| Record::from_rdata(wildcard, ttl, RData::CNAME(CNAME(target.clone()))));
+    [wildcard, Some(Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target))))]
 }
 
-/// A whole transfer, in messages: the apex first, the entries, the SOA again last (RFC 5936).
-pub struct Transfer<'s> {
-    origin: &'s Name,
-    serial: u32,
-    ttl: u32,
-    policy: &'s Policy,
-    entries: Box<dyn Iterator<Item = Entry<'s>> + Send + 's>,
-    started: bool,
-    done: bool,
+/// A transfer's records cut into messages of about `MESSAGE_BUDGET_BYTES`, made as they are
+/// asked for (a 1 M-entry zone is never held as records).
+pub struct Messages<'s> {
+    records: Box<dyn Iterator<Item = Record> + Send + 's>,
 }
 
-impl<'s> Transfer<'s> {
-    pub fn new(origin: &'s Name, serial: u32, ttl: u32, policy: &'s Policy) -> Transfer<'s> {
-        let entries = Box::new(policy.entries());
-        Transfer { origin, serial, ttl, policy, entries, started: false, done: false }
+impl<'s> Messages<'s> {
+    /// The whole zone (RFC 5936): the apex with the SOA first, the entries, the SOA again.
+    pub fn axfr(origin: &'s Name, serial: u32, ttl: u32, policy: &'s Policy) -> Messages<'s> {
+        let apex = apex(origin, serial, ttl, policy).into_iter();
+        let entries = policy.entries().flat_map(move |entry| entry_records(origin, ttl, policy, &entry)).flatten();
+        let records = apex.chain(entries).chain(std::iter::once(soa(origin, serial, ttl)));
+        Messages { records: Box::new(records) }
     }
 
-    /// The next message's records; None after the closing SOA.
+    /// The differences from `changes[0].from` to `serial` (RFC 1995 §4): the current SOA, then
+    /// per change the old SOA, what it deleted, the new SOA, what it added; the current SOA last.
+    pub fn ixfr(origin: &'s Name, serial: u32, ttl: u32, changes: &'s [Arc<ChangeSet>]) -> Messages<'s> {
+        let steps = changes.iter().flat_map(move |change| {
+            std::iter::once(soa(origin, change.from, ttl))
+                .chain(change.deleted.iter().cloned())
+                .chain(std::iter::once(soa(origin, change.to, ttl)))
+                .chain(change.added.iter().cloned())
+        });
+        let current = soa(origin, serial, ttl);
+        let records = std::iter::once(current.clone()).chain(steps).chain(std::iter::once(current));
+        Messages { records: Box::new(records) }
+    }
+
+    /// Just these records (an IXFR's answer when the secondary is up to date).
+    pub fn records(records: Vec<Record>) -> Messages<'static> {
+        Messages { records: Box::new(records.into_iter()) }
+    }
+
+    /// The next message's records; None once all are out.
     pub fn next_message(&mut self) -> Option<Vec<Record>> {
-        if self.done {
-            return None;
-        }
         let mut records = Vec::new();
-        if !self.started {
-            self.started = true;
-            records = apex(self.origin, self.serial, self.ttl, self.policy);
-        }
-        let fixed = self.origin.len() + 40;
         let mut budget = 0usize;
         while budget < MESSAGE_BUDGET_BYTES {
-            let Some(entry) = self.entries.next() else {
-                records.push(soa(self.origin, self.serial, self.ttl));
-                self.done = true;
-                return Some(records);
+            let Some(record) = self.records.next() else {
+                break;
             };
-            let before = records.len();
-            entry_records(self.origin, self.ttl, self.policy, &entry, &mut records);
-            let name_len = match entry {
-                Entry::Allow { name } | Entry::Block { name, .. } => name.len(),
-            };
-            budget += (records.len() - before) * (name_len + fixed);
+            budget += record_bytes(&record);
+            records.push(record);
         }
-        Some(records)
+        (!records.is_empty()).then_some(records)
     }
+}
+
+/// A record's size on the wire, over-estimated: its name uncompressed, the fixed fields, and
+/// its data (a CNAME target is at most `rpz-passthru.`; TXT as long as its text).
+fn record_bytes(record: &Record) -> usize {
+    let data = match &record.data {
+        RData::TXT(txt) => txt.txt_data.iter().map(|s| s.len() + 1).sum(),
+        _ => 16,
+    };
+    record.name.len() + 12 + data
 }
 
 #[cfg(test)]
@@ -150,7 +172,7 @@ mod tests {
 
     fn zone_text(policy: &Policy) -> Vec<String> {
         let origin = Name::from_ascii("rpz.test.").unwrap();
-        let mut transfer = Transfer::new(&origin, 7, 300, policy);
+        let mut transfer = Messages::axfr(&origin, 7, 300, policy);
         let mut lines = Vec::new();
         while let Some(records) = transfer.next_message() {
             lines.extend(records.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)));
@@ -186,7 +208,7 @@ mod tests {
         }
         let policy = builder.build();
         let origin = Name::from_ascii("rpz.test.").unwrap();
-        let mut transfer = Transfer::new(&origin, 1, 300, &policy);
+        let mut transfer = Messages::axfr(&origin, 1, 300, &policy);
         let mut messages = 0;
         let mut records = 0;
         while let Some(message) = transfer.next_message() {

@@ -3,20 +3,25 @@
 //!
 //! Owns: the zone's contents made from the policy in force (`contents`: `name CNAME .` and
 //! `*.name CNAME .` for blocks, `rpz-passthru.` for exceptions, TXT at the apex naming each
-//! app), its serial (rising with each policy change), serving it with hickory-server
-//! (`serve`: SOA over UDP and TCP, AXFR and IXFR as a full transfer over TCP, source networks,
-//! TSIG), the TSIG key and its signatures (`tsig`), and NOTIFY to the secondaries (`notify`).
+//! app), its serial (rising with each policy change), the differences of the last few changes
+//! (`changes`, for IXFR), serving it (`serve`: SOA over UDP and TCP, AXFR, and IXFR with the
+//! differences or the whole zone, source networks, TSIG; `tcp`: the connections, which stream
+//! a transfer at the secondary's pace), the TSIG key and its signatures (`tsig`), and NOTIFY to
+//! the secondaries, signed (`notify`).
 //! Does not own: building the policy (`policy`) or deciding when it changes (`server`).
 //!
 //! hickory-server 0.26's `Catalog` answers a transfer in one message (its issue #351), which
 //! holds no more than 64 KiB (a few thousand entries), and its `InMemoryZoneHandler` refuses
 //! every transfer but `AxfrPolicy::AllowAll` (only `SqliteZoneHandler` checks TSIG). So the
-//! zone is served by hickory-server's `Server` with a request handler of its own that streams
-//! the transfer in as many messages as needed, each signed (RFC 8945 §5.3.1).
+//! zone is answered by a hickory-server `RequestHandler` of its own that streams the transfer
+//! in as many messages as needed, each signed (RFC 8945 §5.3.1): over UDP through
+//! hickory-server's `Server`, over TCP through `tcp` (see there why not hickory's listener).
 
+pub mod changes;
 pub mod contents;
 pub mod notify;
 pub mod serve;
+pub mod tcp;
 pub mod tsig;
 
 use std::{
@@ -31,7 +36,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 use tokio::sync::watch;
 
-use crate::{config::RpzConfig, policy::Policy, resolve::Live};
+use crate::{config::RpzConfig, policy::Policy, resolve::Live, zone::changes::ChangeSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
@@ -61,16 +66,30 @@ impl PolicySource for Live {
     }
 }
 
-/// One version of the zone: a policy and the serial it was published under.
+/// One version of the zone: a policy, the serial it was published under, and the changes that
+/// led to it (oldest first, each `to` the next one's `from`, the last one's `to` this serial).
 pub struct Snapshot {
     pub serial: u32,
     pub source: Arc<dyn PolicySource>,
+    pub history: Vec<Arc<ChangeSet>>,
+}
+
+impl Snapshot {
+    /// The changes from `serial` to this version, when they are all kept.
+    pub fn changes_since(&self, serial: u32) -> Option<&[Arc<ChangeSet>]> {
+        let first = self.history.iter().position(|change| change.from == serial)?;
+        Some(&self.history[first..])
+    }
 }
 
 /// What the zone server counted, for the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct ZoneStats {
     pub transfers: AtomicU64,
+    /// IXFRs answered with the differences (the rest of `transfers` sent the whole zone).
+    pub incremental_transfers: AtomicU64,
+    /// Transfer messages written to secondaries (a transfer is written as it is read).
+    pub transfer_messages: AtomicU64,
     /// Transfers whose request carried a valid TSIG (their answers are signed).
     pub signed_transfers: AtomicU64,
     /// Requests from sources outside `rpz.allow`, unsigned transfers from sources outside
@@ -109,7 +128,7 @@ impl Zone {
         Ok(Zone {
             origin,
             refresh_secs: config.refresh_secs,
-            current: ArcSwap::from_pointee(Snapshot { serial, source }),
+            current: ArcSwap::from_pointee(Snapshot { serial, source, history: Vec::new() }),
             stats: ZoneStats::default(),
             changes: watch::channel(serial).0,
         })
@@ -121,15 +140,26 @@ impl Zone {
     }
 
     /// Serves `source` from now on; when its policy differs from the one served (another
-    /// version), under a higher serial, and the secondaries are told. Returns the serial.
+    /// version), under a higher serial with the change kept for IXFR, and the secondaries are
+    /// told. Returns the serial.
     pub fn publish(&self, source: Arc<dyn PolicySource>) -> u32 {
         let current = self.snapshot();
         if current.source.policy().version() == source.policy().version() {
-            self.current.store(Arc::new(Snapshot { serial: current.serial, source }));
+            let history = current.history.clone();
+            self.current.store(Arc::new(Snapshot { serial: current.serial, source, history }));
             return current.serial;
         }
         let serial = next_serial(current.serial, SystemTime::now());
-        self.current.store(Arc::new(Snapshot { serial, source }));
+        let (old, new) = (current.source.policy(), source.policy());
+        let history = match changes::diff(&self.origin, self.refresh_secs, old, new, current.serial, serial) {
+            Some(change) => {
+                let skip = (current.history.len() + 1).saturating_sub(changes::HISTORY);
+                current.history.iter().skip(skip).cloned().chain([Arc::new(change)]).collect()
+            }
+            // Too large to keep: no chain of differences crosses it.
+            None => Vec::new(),
+        };
+        self.current.store(Arc::new(Snapshot { serial, source, history }));
         self.changes.send_replace(serial);
         tracing::info!(zone = %self.origin, serial, "rpz serial raised");
         serial

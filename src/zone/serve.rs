@@ -1,15 +1,16 @@
-//! Serving the zone with hickory-server: SOA over UDP and TCP, the transfer over TCP.
+//! Serving the zone: SOA over UDP (hickory-server's `Server`) and TCP, the transfer over TCP
+//! (`tcp`, nxguard's own connections, which stream it), both answered by `Handler`.
 //!
 //! Every request's source must be in `rpz.allow`. With a key set, a transfer must carry a valid
 //! TSIG unless its source is in `rpz.allow_unsigned` (Unbound cannot sign transfers); a signed
-//! request of any kind gets signed answers. IXFR is answered with the whole zone, which RFC 1995
-//! §4 allows. Every refusal is counted.
+//! request of any kind gets signed answers. An IXFR gets the differences from the secondary's
+//! serial when they are kept, else the whole zone (RFC 1995 §4). Every refusal is counted.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use hickory_proto::{
     op::{Header, HeaderCounts, Metadata, OpCode, ResponseCode},
-    rr::{LowerName, Record, RecordType, TSigner},
+    rr::{LowerName, RData, Record, RecordType, TSigner},
     serialize::binary::BinEncoder,
 };
 use hickory_server::{
@@ -19,27 +20,24 @@ use hickory_server::{
     zone_handler::MessageResponseBuilder,
 };
 use ipnet::IpNet;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    task::JoinHandle,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
     config::RpzConfig,
     zone::{
-        Zone, ZoneError, ZoneStats,
-        contents::{Transfer, soa},
+        Snapshot, Zone, ZoneError, ZoneStats,
+        changes::ChangeSet,
+        contents::{Messages, soa},
         tsig::{self, Chain, Rejected},
     },
 };
 
-/// Answers queued per connection (hickory-server's response buffer): a whole transfer of a
-/// 1 M-entry policy is ~5,500 messages. With a small queue, transfers of more than ~190
-/// messages broke off mid-message after a full queue (seen in benches/rpz_ingest.rs).
-const RESPONSE_QUEUE: usize = 65_536;
-
-/// How long an idle transfer connection stays open.
-const TCP_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Who may ask what: the networks, the key, the networks that need no key.
+#[derive(Clone)]
 pub struct Handler {
     zone: Arc<Zone>,
     origin: LowerName,
@@ -58,6 +56,11 @@ impl Handler {
             allow_unsigned: config.allow_unsigned.clone(),
             key,
         })
+    }
+
+    /// Whether `source` is in `rpz.allow`.
+    pub fn allows(&self, source: std::net::IpAddr) -> bool {
+        self.allow.iter().any(|n| n.contains(&source))
     }
 
     /// Checks a request's signature: Ok(None) unsigned and acceptable, Ok(Some) signed and
@@ -92,7 +95,7 @@ impl RequestHandler for Handler {
         let stats = &self.zone.stats;
         let query = request.queries.queries().first();
         let in_zone = query.is_some_and(|q| self.origin.zone_of(q.name()));
-        if !self.allow.iter().any(|n| n.contains(&source)) {
+        if !self.allows(source) {
             ZoneStats::count(&stats.refused);
             warn!(source = %source, "rpz request from a source outside rpz.allow refused");
             return reply(request, ResponseCode::Refused, &[], None, response).await;
@@ -112,12 +115,13 @@ impl RequestHandler for Handler {
         let snapshot = self.zone.snapshot();
         match qtype {
             Some(RecordType::AXFR | RecordType::IXFR) if request.protocol().is_stream() => {
-                ZoneStats::count(&stats.transfers);
-                if chain.is_some() {
-                    ZoneStats::count(&stats.signed_transfers);
-                }
-                info!(source = %source, serial = snapshot.serial, signed = chain.is_some(), "rpz transfer");
-                transfer_zone(&self.zone, request, chain, response).await
+                self.transfer(request, &snapshot, chain, response).await
+            }
+            Some(RecordType::IXFR) if query.is_some_and(|q| q.name() == &self.origin) => {
+                // Over UDP only the current SOA, which tells the secondary to ask over TCP when
+                // it is behind (RFC 1995 §2).
+                let soa = soa(&self.zone.origin, snapshot.serial, self.zone.refresh_secs);
+                reply(request, ResponseCode::NoError, std::slice::from_ref(&soa), chain, response).await
             }
             Some(RecordType::SOA) if query.is_some_and(|q| q.name() == &self.origin) => {
                 ZoneStats::count(&stats.soa_queries);
@@ -130,20 +134,84 @@ impl RequestHandler for Handler {
     }
 }
 
-/// Streams the zone in as many messages as it takes.
-async fn transfer_zone<R: ResponseHandler>(
-    zone: &Zone,
+impl Handler {
+    /// Answers an AXFR with the whole zone, an IXFR with what `ixfr_answer` picks; counts it.
+    async fn transfer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        snapshot: &Snapshot,
+        chain: Option<Chain>,
+        response: R,
+    ) -> ResponseInfo {
+        let stats = &self.zone.stats;
+        ZoneStats::count(&stats.transfers);
+        if chain.is_some() {
+            ZoneStats::count(&stats.signed_transfers);
+        }
+        let ixfr = request.queries.queries().first().is_some_and(|q| q.query_type() == RecordType::IXFR);
+        let answer = if ixfr { ixfr_answer(request, snapshot) } else { Ixfr::Whole };
+        let (origin, ttl, serial) = (&self.zone.origin, self.zone.refresh_secs, snapshot.serial);
+        let messages = match answer {
+            Ixfr::UpToDate => Messages::records(vec![soa(origin, serial, ttl)]),
+            Ixfr::Changes(changes) => {
+                ZoneStats::count(&stats.incremental_transfers);
+                Messages::ixfr(origin, serial, ttl, changes)
+            }
+            Ixfr::Whole => Messages::axfr(origin, serial, ttl, snapshot.source.policy()),
+        };
+        let source = request.src().ip();
+        info!(source = %source, serial, ixfr, answer = answer.name(), signed = chain.is_some(), "rpz transfer");
+        stream(stats, request, messages, chain, response).await
+    }
+}
+
+/// What an IXFR gets (RFC 1995): the current SOA alone when the secondary is up to date (§2),
+/// the differences from its serial when they are all kept, else the whole zone (§4).
+enum Ixfr<'s> {
+    UpToDate,
+    Changes(&'s [Arc<ChangeSet>]),
+    Whole,
+}
+
+impl Ixfr<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Ixfr::UpToDate => "up to date",
+            Ixfr::Changes(_) => "differences",
+            Ixfr::Whole => "whole zone",
+        }
+    }
+}
+
+/// The secondary's serial is the SOA in the IXFR's authority section (RFC 1995 §3).
+fn ixfr_answer<'s>(request: &Request, snapshot: &'s Snapshot) -> Ixfr<'s> {
+    let held = request.authorities.iter().find_map(|record| match &record.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    });
+    match held {
+        None => Ixfr::Whole,
+        // Same or newer (RFC 1982 arithmetic): nothing to send.
+        Some(held) if held.wrapping_sub(snapshot.serial) < (1 << 31) => Ixfr::UpToDate,
+        Some(held) => snapshot.changes_since(held).map_or(Ixfr::Whole, Ixfr::Changes),
+    }
+}
+
+/// Sends a transfer's messages one after the other, each signed in the chain.
+async fn stream<R: ResponseHandler>(
+    stats: &ZoneStats,
     request: &Request,
+    mut messages: Messages<'_>,
     mut chain: Option<Chain>,
     mut response: R,
 ) -> ResponseInfo {
-    let snapshot = zone.snapshot();
-    let policy = snapshot.source.policy();
-    let mut transfer = Transfer::new(&zone.origin, snapshot.serial, zone.refresh_secs, policy);
     let mut last = None;
-    while let Some(records) = transfer.next_message() {
+    while let Some(records) = messages.next_message() {
         match send(request, ResponseCode::NoError, &records, chain.as_mut(), &mut response).await {
-            Ok(info) => last = Some(info),
+            Ok(info) => {
+                ZoneStats::count(&stats.transfer_messages);
+                last = Some(info);
+            }
             Err(()) => return failed(request),
         }
     }
@@ -201,34 +269,21 @@ async fn send<R: ResponseHandler>(
         }
         None => None,
     };
-    // hickory-server queues a connection's answers in a bounded channel and refuses one when it
-    // is full: a transfer of thousands of messages waits for the socket to drain instead.
-    let deadline = tokio::time::Instant::now() + TCP_TIMEOUT;
-    loop {
-        let mut message = build();
-        if let Some(signature) = &signature {
-            message.set_signature(signature.clone());
-        }
-        match response.send_response(message).await {
-            Ok(info) => return Ok(info),
-            Err(error) if error.to_string().contains("full") && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(error) => {
-                debug!(%error, "rpz answer not sent");
-                return Err(());
-            }
-        }
+    let mut message = build();
+    if let Some(signature) = signature {
+        message.set_signature(signature);
     }
+    response.send_response(message).await.map_err(|error| debug!(%error, "rpz answer not sent"))
 }
 
 /// The zone server running: the zone (to publish new policies to), its addresses, the
-/// hickory-server tasks and the NOTIFY task.
+/// hickory-server UDP tasks, the TCP accept loops and the NOTIFY task.
 pub struct RpzServer {
     pub zone: Arc<Zone>,
     pub addrs: Vec<std::net::SocketAddr>,
     server: Server<Handler>,
-    notifier: tokio::task::JoinHandle<()>,
+    tcp: Vec<JoinHandle<()>>,
+    notifier: JoinHandle<()>,
 }
 
 impl RpzServer {
@@ -237,8 +292,8 @@ impl RpzServer {
     pub fn start(config: &RpzConfig, source: Arc<dyn super::PolicySource>) -> Result<RpzServer, ZoneError> {
         let zone = Arc::new(Zone::new(config, source)?);
         let handler = Handler::new(Arc::clone(&zone), config)?;
-        let mut server = Server::new(handler);
-        let mut addrs = Vec::new();
+        let mut server = Server::new(handler.clone());
+        let (mut addrs, mut tcp) = (Vec::new(), Vec::new());
         for &address in &config.listen {
             let error = |source| ZoneError::Bind { address, source };
             let listener = std::net::TcpListener::bind(address).map_err(error)?;
@@ -247,17 +302,22 @@ impl RpzServer {
             let socket = std::net::UdpSocket::bind(bound).map_err(error)?;
             listener.set_nonblocking(true).map_err(error)?;
             socket.set_nonblocking(true).map_err(error)?;
-            server.register_listener(TcpListener::from_std(listener).map_err(error)?, TCP_TIMEOUT, RESPONSE_QUEUE);
+            let listener = TcpListener::from_std(listener).map_err(error)?;
+            tcp.push(tokio::spawn(super::tcp::accept(listener, handler.clone())));
             server.register_socket(UdpSocket::from_std(socket).map_err(error)?);
             addrs.push(bound);
         }
-        let notifier = tokio::spawn(super::notify::run(Arc::clone(&zone), config.notify.clone(), zone.changes()));
+        let notify = super::notify::run(Arc::clone(&zone), config.notify.clone(), handler.key.clone(), zone.changes());
+        let notifier = tokio::spawn(notify);
         info!(zone = %zone.origin, addrs = ?addrs, serial = zone.snapshot().serial, "rpz serving");
-        Ok(RpzServer { zone, addrs, server, notifier })
+        Ok(RpzServer { zone, addrs, server, tcp, notifier })
     }
 
     pub async fn shutdown(mut self) {
         self.notifier.abort();
+        for accept in &self.tcp {
+            accept.abort();
+        }
         if let Err(error) = self.server.shutdown_gracefully().await {
             debug!(%error, "rpz server stopped with an error");
         }

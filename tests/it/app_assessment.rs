@@ -11,7 +11,7 @@ use std::{
 use nxguard::{
     config::{Config, StoreConfig},
     evidence::{
-        attempt::{Attempt, Stamp, Transport, Via},
+        attempt::{Attempt, Stamp, Via},
         devices::{EdnsIdentity, Identity, Source},
         store::{
             self,
@@ -19,6 +19,7 @@ use nxguard::{
         },
     },
     policy::{self, Policy, domains::Kind},
+    resolve::Transport,
     review::report::{self, Assessment, Filter, Summary},
 };
 

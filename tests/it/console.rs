@@ -22,11 +22,12 @@ use axum::{
 use nxguard::{
     config::{ConsoleConfig, Language, PolicyConfig},
     evidence::{
-        attempt::{Attempt, Stamp, Transport, Via},
+        attempt::{Attempt, Stamp, Via},
         devices::{EdnsIdentity, Identity, Source},
         store,
     },
     policy::{App, AppEntry, domains::Kind},
+    resolve::Transport,
     review::console::{
         self, Console,
         auth::{self, Peer, Role},

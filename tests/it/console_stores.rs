@@ -21,11 +21,12 @@ use axum::{
 use nxguard::{
     config::{ConsoleConfig, PolicyConfig, StoreConfig, StoreTls},
     evidence::{
-        attempt::{Attempt, Stamp, Transport, Via},
+        attempt::{Attempt, Stamp, Via},
         devices::{EdnsIdentity, Identity, Source},
         store::{self, Record},
     },
     policy::{App, AppEntry, domains::Kind},
+    resolve::Transport,
     review::console::{
         self, Console,
         auth::{self, Peer, Role},

@@ -218,3 +218,18 @@ fn escape(text: &str) -> String {
     let text = text.replace('\\', "\\e").replace('-', "\\-");
     if text.starts_with(['.', '\'']) { format!("\\&{text}") } else { text }
 }
+
+/// The README's `nxguard check` example shows the counts the shipped catalogue really has
+/// (`check` on the embedded default configuration loads the same lists as deploy/nxguard.toml).
+#[test]
+fn the_readme_check_example_counts_the_shipped_catalogue() {
+    let output = Command::new(env!("CARGO_BIN_EXE_nxguard")).arg("check").output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let ok = stdout.lines().find(|line| line.starts_with("ok: ")).expect("check prints an ok line");
+    let counts = ok.split(", policy version").next().unwrap();
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("# {counts}, policy version")),
+        "README's check example must read `# {counts}, policy version …`"
+    );
+}

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use hickory_proto::{op::Message, rr::RecordType};
 use nxguard::{
     config::Config,
-    evidence::attempt::{Attempt, Transport},
+    evidence::attempt::Attempt,
     listen::Listeners,
     resolve::Outcome,
+    resolve::Transport,
     server::{self, Running},
 };
 use tokio::{
@@ -317,6 +318,22 @@ async fn idle_dot_connections_are_closed() {
     let mut buf = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("not closed");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_dropped_at_the_handshake_timeout() {
+    let upstream = FakeUpstream::start().await;
+    let certs = CertFiles::new();
+    certs.write_new();
+    // The idle bound is far beyond the test: only limits.handshake_timeout_ms can end it.
+    let extra = "tcp_idle_timeout_ms = 60000\n[limits]\nhandshake_timeout_ms = 300\n";
+    let server = start_tls_server(&certs.config(upstream.addr, extra));
+    for (what, addr) in [("dot", server.dot), ("doh", server.doh)] {
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "{what}: a handshake without a ClientHello stayed open: {read:?}");
+    }
 }
 
 #[tokio::test]

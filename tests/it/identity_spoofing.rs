@@ -12,7 +12,7 @@ use std::{
 use nxguard::{
     config::{Config, DevicesConfig, StoreConfig},
     evidence::{
-        attempt::{Attempt, Stamp, Transport, Via},
+        attempt::{Attempt, Stamp, Via},
         devices::{Devices, EdnsIdentity, Identity, Source},
         store::{
             self,
@@ -20,6 +20,7 @@ use nxguard::{
         },
     },
     policy::{self, Policy},
+    resolve::Transport,
     review::report::{self, Filter, Summary},
 };
 

@@ -36,6 +36,7 @@ mod reload;
 mod report;
 mod resolvers;
 mod reverse_dns;
+mod rpz;
 mod selftest;
 mod serve;
 mod serve_stale;

@@ -10,7 +10,7 @@ use std::{
 use crate::common::*;
 use hickory_proto::rr::RecordType;
 use nxguard::{
-    evidence::attempt::Transport,
+    resolve::Transport,
     resolve::{Client, Outcome, Resolver, Step},
 };
 

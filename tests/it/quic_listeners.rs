@@ -22,10 +22,11 @@ use hickory_proto::{
 };
 use nxguard::{
     config::Config,
-    evidence::attempt::{Attempt, Transport},
+    evidence::attempt::Attempt,
     listen::Listeners,
     listen::quic::Admission,
     resolve::Outcome,
+    resolve::Transport,
     server::{self, Running},
 };
 use tokio::sync::mpsc;
@@ -242,6 +243,14 @@ async fn a_source_outside_access_allow_gets_no_handshake() {
         assert_eq!(server.running.resolver.stats.received_on(transport), 0);
     }
     assert_eq!(upstream.calls(), 0);
+    // quinn answers this Initial without a handshake, after deriving its keys; from outside
+    // access.allow it must not get that far.
+    let short_cid = initial_with_short_cid();
+    let inside = start_quic_server(upstream.addr, "");
+    let reply = first_reply(LOCALHOST, inside.quic, &short_cid, Duration::from_secs(3)).await;
+    assert_eq!(reply.as_deref().and_then(packet_type), Some(PacketType::Initial), "inside: quinn's close");
+    let reply = first_reply(LOCALHOST, server.quic, &short_cid, Duration::from_millis(500)).await;
+    assert!(reply.is_none(), "outside access.allow, quinn read the Initial and answered");
 }
 
 #[tokio::test]
@@ -264,6 +273,27 @@ async fn unproven_sources_get_a_retry_past_the_threshold_and_real_clients_follow
     let reply = first_reply(LOCALHOST, below.quic, &initial, Duration::from_secs(3)).await.expect("a reply");
     assert_eq!(packet_type(&reply), Some(PacketType::Initial), "below the threshold the handshake starts at once");
     assert_eq!(below.running.handshakes.get(Transport::Quic, Admission::Retry), 0);
+}
+
+#[tokio::test]
+async fn a_stalled_quic_handshake_is_dropped_at_the_handshake_timeout_and_frees_its_place() {
+    let upstream = FakeUpstream::start().await;
+    // One place for an unproven handshake; the idle bound far beyond the test, so only
+    // limits.handshake_timeout_ms can end the stalled one.
+    let extra =
+        "quic_unvalidated_handshakes_max = 1\ntcp_idle_timeout_ms = 60000\n[limits]\nhandshake_timeout_ms = 1000\n";
+    let server = start_quic_server(upstream.addr, extra);
+    let initials = capture_initials(2, &server.trusted, b"doq").await;
+    let from = |last: u8| std::net::IpAddr::from([127, 0, 0, last]);
+    let wait = Duration::from_secs(3);
+    let reply = first_reply(from(2), server.quic, &initials[0], wait).await.expect("a first flight");
+    assert_eq!(packet_type(&reply), Some(PacketType::Initial), "the stalled handshake started");
+    let reply = first_reply(from(3), server.quic, &initials[1], wait).await.expect("a reply");
+    assert_eq!(packet_type(&reply), Some(PacketType::Retry), "while it stalls, it holds the one place");
+    let handshakes = &server.running.handshakes;
+    eventually("the stalled handshake is dropped", || handshakes.get(Transport::Quic, Admission::TimedOut) == 1).await;
+    let reply = first_reply(from(4), server.quic, &initials[1], wait).await.expect("a reply");
+    assert_eq!(packet_type(&reply), Some(PacketType::Initial), "its place is free again");
 }
 
 #[tokio::test]

@@ -15,11 +15,12 @@ use crate::common::pg::PgCluster;
 use nxguard::{
     config::{StoreConfig, StoreTls},
     evidence::{
-        attempt::{Attempt, Mode, Stamp, Transport, Via},
+        attempt::{Attempt, Mode, Stamp, Via},
         devices::{EdnsIdentity, Identity, Source},
         store::{self, Record},
     },
     policy::{App, AppEntry, domains::Kind},
+    resolve::Transport,
 };
 
 /// 2026-11-20T00:00:00Z.

@@ -2,8 +2,8 @@
 //! loopback high ports with their own config files in a temporary directory (Debian packages
 //! `unbound` and `bind9`; `.ci/run` installs them). Unbound transfers the Response Policy Zone
 //! unsigned (it cannot sign transfers) from an `rpz.allow_unsigned` address and sends dnstap to
-//! `[ingest]`; a feed update reaches it by NOTIFY. BIND's named transfers the same zone with
-//! TSIG. Daemons are stopped by PID.
+//! `[ingest]`; a feed update reaches it by NOTIFY. BIND's named transfers the same zone, large
+//! (50 k feed entries), with TSIG, and hears a signed NOTIFY. Daemons are stopped by PID.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -239,6 +239,8 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     server.running.reload(&config).unwrap();
     assert!(zone.snapshot().serial > serial);
     until_nxdomain(resolver, "b.feed.example.", Duration::from_secs(5), &unbound).await;
+    let incremental = zone.stats.incremental_transfers.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(incremental, 1, "Unbound took the change by IXFR (the differences):\n{}", unbound.log());
     let unsigned = zone.stats.transfers.load(std::sync::atomic::Ordering::Relaxed)
         - zone.stats.signed_transfers.load(std::sync::atomic::Ordering::Relaxed);
     assert!(unsigned >= 2, "Unbound transferred unsigned, twice: {unsigned}");
@@ -255,7 +257,7 @@ fn named_conf(dir: &Path, port: u16, rpz: SocketAddr, upstream: SocketAddr) -> P
          \x20 listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  recursion yes;\n\
          \x20 allow-query {{ 127.0.0.0/8; }};\n  forwarders {{ {} port {}; }};\n  forward only;\n\
          \x20 dnssec-validation no;\n  notify no;\n  transfer-source {BIND_SOURCE};\n\
-         \x20 response-policy {{ zone \"{ZONE}\" log yes; }} qname-wait-recurse no;\n}};\n\
+         \x20 response-policy {{ zone \"{ZONE}\" log yes min-update-interval 0; }} qname-wait-recurse no;\n}};\n\
          controls {{ }};\n\
          zone \"{ZONE}\" {{\n  type secondary;\n  primaries {{ {} port {} key \"nxguard-xfr\"; }};\n\
          \x20 file \"{d}/rpz.db\";\n}};\n",
@@ -269,16 +271,26 @@ fn named_conf(dir: &Path, port: u16, rpz: SocketAddr, upstream: SocketAddr) -> P
     path
 }
 
+/// Names for a feed large enough that its transfer crosses the old limit (hickory-server's
+/// TCP listener queued a whole transfer and cut it 30 s after the request: ~70 k records).
+fn large_feed(names: usize) -> Vec<String> {
+    (0..names).map(|i| format!("n{i}")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bind_transfers_the_zone_with_tsig_and_blocks() {
+async fn bind_transfers_a_large_zone_with_tsig_blocks_and_hears_a_signed_notify() {
     require("named");
     require("named-checkconf");
     require("named-checkzone");
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&["a"]) }).await;
+    let names = large_feed(50_000);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&names) }).await;
     let named_port = free_port();
     let config = nxguard_config(dir.path(), upstream.addr, &feed.url, &[named_port]);
+    let client = fetch::client().unwrap();
+    fetch::refresh(&client, &config.policy.feeds[0], &dir.path().join("feeds"), 50, SystemTime::now()).await;
     let server = start_server(&config);
     let rpz = server.running.rpz.as_ref().expect("rpz serving").addrs[0];
     let zone = std::sync::Arc::clone(&server.running.rpz.as_ref().unwrap().zone);
@@ -288,16 +300,40 @@ async fn bind_transfers_the_zone_with_tsig_and_blocks() {
     let named = Daemon::spawn("named", &["-g", "-c", conf.to_str().unwrap()], dir.path().join("named.log"));
     let resolver: SocketAddr = ([127, 0, 0, 1], named_port).into();
 
-    until_nxdomain(resolver, "tiktok.com.", Duration::from_secs(20), &named).await;
+    until_nxdomain(resolver, "tiktok.com.", Duration::from_secs(30), &named).await;
     until_nxdomain(resolver, "x.y.tiktok.com.", Duration::from_secs(2), &named).await;
+    until_nxdomain(resolver, "n49999.feed.example.", Duration::from_secs(2), &named).await;
     let open = ask(resolver, "example.org.").await.expect("named answers");
     assert_eq!(open.metadata.response_code, ResponseCode::NoError, "{open:?}");
     // BIND transferred from transfer-source 127.0.0.3, outside rpz.allow_unsigned: only a valid
     // TSIG let it in, and nothing was refused.
     assert!(zone.stats.signed_transfers.load(std::sync::atomic::Ordering::Relaxed) >= 1, "{}", named.log());
     assert_eq!(zone.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 0, "{}", named.log());
-    // The transferred copy is a valid zone, as named-checkzone reads it.
-    check_tool("named-checkzone", &["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()]);
+    // The whole zone arrived, as named-checkzone reads the transferred copy.
+    let out = Command::new("named-checkzone")
+        .args(["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let checked = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{checked}");
+    assert!(checked.contains("loaded serial"), "{checked}");
+
+    // A feed update reaches BIND by a signed NOTIFY (its SOA refresh is an hour away).
+    let mut updated = names.clone();
+    updated.push("late");
+    feed.play(Play::List { etag: "v2", body: feed_body(&updated) });
+    fetch::refresh(&client, &config.policy.feeds[0], &dir.path().join("feeds"), 50, SystemTime::now()).await;
+    server.running.reload(&config).unwrap();
+    until_nxdomain(resolver, "late.feed.example.", Duration::from_secs(5), &named).await;
+    let log = named.log();
+    assert_eq!(zone.stats.incremental_transfers.load(std::sync::atomic::Ordering::Relaxed), 1, "{log}");
+    // BIND's own count: the second transfer held the change, not the 100 k-record zone.
+    let last = log.lines().filter(|l| l.contains("Transfer completed:")).last().unwrap_or_default();
+    assert!(last.contains("Transfer completed: 1 messages, 8 records"), "BIND applied the differences: {last}");
+    assert!(
+        log.lines().any(|l| l.contains("key nxguard-xfr") && l.contains("received notify")),
+        "BIND heard the NOTIFY signed with the key:\n{log}"
+    );
     drop(named);
     server.running.shutdown(Duration::from_secs(1)).await;
 }
@@ -371,7 +407,7 @@ async fn a_malformed_dnstap_frame_closes_that_sender_only() {
         tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt").unwrap();
     assert_eq!((attempt.qname.as_str(), attempt.qtype.as_str()), ("www.tiktok.com", "AAAA"));
     assert_eq!(attempt.client, "10.1.2.3:5353".parse().unwrap());
-    assert_eq!(attempt.transport, nxguard::evidence::attempt::Transport::Tcp);
+    assert_eq!(attempt.transport, nxguard::resolve::Transport::Tcp);
     assert_eq!(attempt.resolver.as_deref(), Some("resolver-2"));
     let stats = &server.running.ingest.as_ref().unwrap().stats;
     assert_eq!(stats.malformed.load(std::sync::atomic::Ordering::Relaxed), 1);

@@ -12,7 +12,8 @@ use hickory_proto::{
     rr::RecordType,
 };
 use nxguard::{
-    evidence::attempt::{Transport, Via},
+    evidence::attempt::Via,
+    resolve::Transport,
     resolve::{Client, Outcome, Step},
 };
 

@@ -61,10 +61,7 @@ use thiserror::Error;
 pub use record::{DAY_MS, Pseudonymizer, Record, millis};
 pub use sqlite::{check_writable, insert_all, open, purge};
 
-use crate::{
-    config::{StoreBackend, StoreConfig},
-    evidence::attempt::Attempt,
-};
+use crate::config::{StoreBackend, StoreConfig};
 
 /// The schema version this binary writes and reads (`PRAGMA user_version` on SQLite, the
 /// `nxguard_schema` table on PostgreSQL). Older stores are migrated; newer ones refused.
@@ -141,12 +138,12 @@ impl StoreStats {
 /// The query side of the store: hands records to the writer.
 #[derive(Clone)]
 pub struct StoreSink {
-    queue: SyncSender<Attempt>,
+    queue: SyncSender<Record>,
     stats: Arc<StoreStats>,
 }
 
 impl StoreSink {
-    fn new(capacity: usize) -> (StoreSink, mpsc::Receiver<Attempt>, Arc<StoreStats>) {
+    fn new(capacity: usize) -> (StoreSink, mpsc::Receiver<Record>, Arc<StoreStats>) {
         let (queue, incoming) = mpsc::sync_channel(capacity);
         let stats = Arc::new(StoreStats::default());
         (StoreSink { queue, stats: Arc::clone(&stats) }, incoming, stats)
@@ -157,15 +154,15 @@ impl StoreSink {
     }
 
     /// Waits for room in the queue (benchmarks and imports; the query path uses `send`).
-    pub fn send_waiting(&self, attempt: Attempt) {
-        if self.queue.send(attempt).is_err() {
+    pub fn send_waiting(&self, record: Record) {
+        if self.queue.send(record).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Never blocks: a full queue drops the record and counts it.
-    pub fn send(&self, attempt: Attempt) {
-        match self.queue.try_send(attempt) {
+    pub fn send(&self, record: Record) {
+        match self.queue.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -187,19 +184,17 @@ pub struct StoreWriter {
 
 impl StoreWriter {
     /// Starts the configured writer; `None` when no store is configured. A database that
-    /// cannot be reached now is retried, so DNS is never held up by the store.
-    pub fn start(
-        config: &StoreConfig,
-        pseudonymizer: Option<Arc<Pseudonymizer>>,
-    ) -> Result<Option<(StoreSink, StoreWriter)>, StoreError> {
+    /// cannot be reached now is retried, so DNS is never held up by the store. Records come
+    /// pseudonymised already (the dispatcher builds them once for every output).
+    pub fn start(config: &StoreConfig) -> Result<Option<(StoreSink, StoreWriter)>, StoreError> {
         match config.backend {
             StoreBackend::Sqlite => Ok(config.path.as_ref().map(|path| {
-                let (sink, writer, stats) = sqlite_writer::SqliteWriter::start(path, config, pseudonymizer);
+                let (sink, writer, stats) = sqlite_writer::SqliteWriter::start(path, config);
                 (sink, StoreWriter { backend: Backend::Sqlite(writer), stats })
             })),
             StoreBackend::Postgres => {
                 let Some(dir) = &config.spool_dir else { return Ok(None) };
-                let (sink, writer, stats) = shipper::PostgresWriter::start(config, dir, pseudonymizer)?;
+                let (sink, writer, stats) = shipper::PostgresWriter::start(config, dir)?;
                 Ok(Some((sink, StoreWriter { backend: Backend::Postgres(writer), stats })))
             }
         }

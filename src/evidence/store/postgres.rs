@@ -7,9 +7,18 @@
 //! the incremental purge.
 //! Does not own: the spool file (`spool`) or the threads that feed it (`shipper`).
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
-use ::postgres::{Client, Config, NoTls, Transaction, binary_copy::BinaryCopyInWriter, types::Type};
+use ::postgres::{
+    Client, Config, NoTls, Transaction,
+    binary_copy::BinaryCopyInWriter,
+    types::{IsNull, ToSql, Type, to_sql_checked},
+};
+use bytes::BytesMut;
 use rustls::{
     DigitallySignedStruct, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -20,7 +29,7 @@ use crate::{
     config::{StoreConfig, StoreTls},
     evidence::store::{
         SCHEMA_VERSION, StoreError,
-        record::Record,
+        record::{Record, Value, column_names},
         rollup::Rollups,
         spool::{Batch, Position},
     },
@@ -288,36 +297,36 @@ pub fn position(client: &mut Client, node: &str, spool_id: &str) -> Result<Optio
     Ok(row.map(|r| Position { segment: r.get(0), offset: r.get(1) }))
 }
 
-const COPY: &str = "COPY attempts (ts_ms, node, device_key, client_ip, client_port, transport, device_ip, mac, \
-     hostname, device, owner, identity_source, qname, qtype, app, app_name, vendor, domain, kind, matched_on, \
-     cname_alias, mode, policy_version, rule) FROM STDIN BINARY";
+/// `COPY attempts (…) FROM STDIN BINARY` over `record::columns`, in their order.
+fn copy_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| format!("COPY attempts ({}) FROM STDIN BINARY", column_names().join(", ")))
+}
 
-const COPY_TYPES: [Type; 24] = [
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-];
+fn column_type(value: &Value<'_>) -> Type {
+    match value {
+        Value::Int8(_) => Type::INT8,
+        Value::Int4(_) => Type::INT4,
+        Value::Text(_) | Value::OptText(_) => Type::TEXT,
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Int8(v) => v.to_sql(ty, out),
+            Value::Int4(v) => v.to_sql(ty, out),
+            Value::Text(v) => v.to_sql(ty, out),
+            Value::OptText(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <i64 as ToSql>::accepts(ty) || <i32 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
 
 /// Adds the deltas to the stored rollups in one statement; domain sets are merged by the
 /// database (distinct, sorted bytewise).
@@ -345,34 +354,12 @@ ON CONFLICT (day, device_key, app, node, mode) DO UPDATE SET
 "#;
 
 fn copy_rows(tx: &mut Transaction, records: &[Record]) -> Result<(), ::postgres::Error> {
-    let mut writer = BinaryCopyInWriter::new(tx.copy_in(COPY)?, &COPY_TYPES);
-    for r in records {
-        writer.write(&[
-            &r.ts_ms,
-            &r.node,
-            &r.device_key,
-            &r.client_ip,
-            &r.client_port,
-            &r.transport,
-            &r.device_ip,
-            &r.mac,
-            &r.hostname,
-            &r.device,
-            &r.owner,
-            &r.identity_source,
-            &r.qname,
-            &r.qtype,
-            &r.app,
-            &r.app_name,
-            &r.vendor,
-            &r.domain,
-            &r.kind,
-            &r.matched_on,
-            &r.cname_alias,
-            &r.mode,
-            &r.policy_version,
-            &r.rule,
-        ])?;
+    let types = Record::default().columns().map(|(_, value)| column_type(&value));
+    let mut writer = BinaryCopyInWriter::new(tx.copy_in(copy_sql())?, &types);
+    for record in records {
+        let columns = record.columns();
+        let values = columns.each_ref().map(|(_, value)| value as &(dyn ToSql + Sync));
+        writer.write(&values)?;
     }
     writer.finish()?;
     Ok(())

@@ -1,8 +1,14 @@
-//! One attempt as the store keeps it: the flat row (after pseudonymisation), the same on both
-//! backends and in the spool, and the keyed hash that replaces a device's identity.
+//! The one record of an attempt that every output takes: identified and, where configured,
+//! pseudonymised once by the dispatcher, then logged, streamed to the SIEM and stored (the same
+//! row on both backends and in the spool), and the keyed hash that replaces a device's identity.
+//!
+//! Owns: `Record`, its columns (`Record::columns`: the one place the 24 stored columns are
+//! named, in table order, with their values; the SQLite `INSERT`, the PostgreSQL `COPY` and
+//! the SIEM line are all built from it), and `Pseudonymizer`.
 
 use std::{
     path::Path,
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -10,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::evidence::{
     attempt::{Attempt, Via},
+    devices::address_text,
     store::StoreError,
 };
 
@@ -21,8 +28,8 @@ pub fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// An attempt as stored. With pseudonymisation the identifying fields are empty and
-/// `device_key` is the pseudonym.
+/// An attempt as logged, streamed and stored. With pseudonymisation the identifying fields are
+/// empty and `device_key` is the pseudonym.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Record {
     pub ts_ms: i64,
@@ -50,15 +57,45 @@ pub struct Record {
     pub mode: String,
     pub policy_version: String,
     pub rule: String,
+    /// The resolver that reported it over dnstap (also named in `node`); not a column, so not
+    /// in the spool either: the log and the SIEM line carry it.
+    #[serde(skip)]
+    pub resolver: Option<Arc<str>>,
 }
 
+/// One column's value, typed as both backends bind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// BIGINT / INTEGER.
+    Int8(i64),
+    /// INT4 / INTEGER, nullable.
+    Int4(Option<i32>),
+    /// TEXT NOT NULL.
+    Text(&'a str),
+    /// TEXT, nullable.
+    OptText(Option<&'a str>),
+}
+
+/// How many columns a stored attempt has (`id` aside).
+pub const COLUMNS: usize = 24;
+
 impl Record {
+    /// The record of `attempt`: its device key worked out once, pseudonymised when a
+    /// pseudonymizer is given (then nothing that identifies the device is kept), as `node`.
     pub fn of(attempt: &Attempt, pseudonymizer: Option<&Pseudonymizer>, node: &str) -> Record {
         let id = &attempt.identity;
-        let key = id.key();
-        let (device_key, identifying) = match pseudonymizer {
-            Some(p) => (p.pseudonym(&key), false),
-            None => (key, true),
+        let identifying = pseudonymizer.is_none();
+        // Each address is turned into text once: it is the key of an unknown device, and the
+        // client's address is the device's unless a relay named another.
+        let device_ip = address_text(id.ip);
+        let client_ip = || match attempt.client.ip() {
+            ip if ip == id.ip => device_ip.clone(),
+            ip => address_text(ip),
+        };
+        let key = id.key_with_address(&device_ip);
+        let device_key = match pseudonymizer {
+            Some(p) => p.pseudonym(&key),
+            None => key,
         };
         let keep = |v: &Option<String>| if identifying { v.clone() } else { None };
         let (matched_on, cname_alias) = match &attempt.via {
@@ -70,10 +107,10 @@ impl Record {
             // Evidence another resolver sent over dnstap names that resolver as its source.
             node: attempt.resolver.as_deref().map_or_else(|| node.to_string(), |r| format!("{r} (dnstap)")),
             device_key,
-            client_ip: identifying.then(|| attempt.client.ip().to_string()),
+            client_ip: identifying.then(client_ip),
             client_port: identifying.then(|| i32::from(attempt.client.port())),
             transport: attempt.transport.as_str().to_string(),
-            device_ip: identifying.then(|| id.ip.to_string()),
+            device_ip: identifying.then_some(device_ip),
             mac: keep(&id.mac),
             hostname: keep(&id.hostname),
             device: keep(&id.device),
@@ -91,12 +128,58 @@ impl Record {
             mode: attempt.stamp.mode.as_str().to_string(),
             policy_version: attempt.stamp.policy_version.to_string(),
             rule: attempt.stamp.rule.to_string(),
+            resolver: attempt.resolver.clone(),
         }
+    }
+
+    /// The stored columns in table order, each with its value: the one list of them.
+    pub fn columns(&self) -> [(&'static str, Value<'_>); COLUMNS] {
+        use Value::{Int4, Int8, OptText, Text};
+        fn opt(v: &Option<String>) -> Value<'_> {
+            OptText(v.as_deref())
+        }
+        [
+            ("ts_ms", Int8(self.ts_ms)),
+            ("node", Text(&self.node)),
+            ("device_key", Text(&self.device_key)),
+            ("client_ip", opt(&self.client_ip)),
+            ("client_port", Int4(self.client_port)),
+            ("transport", Text(&self.transport)),
+            ("device_ip", opt(&self.device_ip)),
+            ("mac", opt(&self.mac)),
+            ("hostname", opt(&self.hostname)),
+            ("device", opt(&self.device)),
+            ("owner", opt(&self.owner)),
+            ("identity_source", Text(&self.identity_source)),
+            ("qname", Text(&self.qname)),
+            ("qtype", Text(&self.qtype)),
+            ("app", Text(&self.app)),
+            ("app_name", Text(&self.app_name)),
+            ("vendor", Text(&self.vendor)),
+            ("domain", Text(&self.domain)),
+            ("kind", Text(&self.kind)),
+            ("matched_on", Text(&self.matched_on)),
+            ("cname_alias", opt(&self.cname_alias)),
+            ("mode", Text(&self.mode)),
+            ("policy_version", Text(&self.policy_version)),
+            ("rule", Text(&self.rule)),
+        ]
     }
 
     pub fn day(&self) -> i64 {
         self.ts_ms.div_euclid(DAY_MS)
     }
+
+    /// When it was recorded, as RFC 3339 UTC with milliseconds (the log and the SIEM line).
+    pub fn time_text(&self) -> String {
+        let ms = u64::try_from(self.ts_ms).unwrap_or(0);
+        humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    }
+}
+
+/// The column names in table order.
+pub fn column_names() -> [&'static str; COLUMNS] {
+    Record::default().columns().map(|(name, _)| name)
 }
 
 /// Keyed hash of a device identity (HMAC-SHA-256, first 16 hex digits), so that the store can
@@ -130,8 +213,14 @@ impl Pseudonymizer {
     }
 
     pub fn pseudonym(&self, identity: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let tag = ring::hmac::sign(&self.key, identity.as_bytes());
-        let hex: String = tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("p-{hex}")
+        let mut text = String::with_capacity(18);
+        text.push_str("p-");
+        for &b in &tag.as_ref()[..8] {
+            text.push(char::from(HEX[usize::from(b >> 4)]));
+            text.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        text
     }
 }

@@ -20,13 +20,10 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::StoreConfig,
-    evidence::{
-        attempt::Attempt,
-        store::{
-            PURGE_CHUNK, StoreError, StoreSink, StoreStats, cutoffs, postgres,
-            record::{Pseudonymizer, Record, millis},
-            spool::{Position, Spool},
-        },
+    evidence::store::{
+        PURGE_CHUNK, StoreError, StoreSink, StoreStats, cutoffs, postgres,
+        record::{Record, millis},
+        spool::{Position, Spool},
     },
 };
 
@@ -46,7 +43,6 @@ impl PostgresWriter {
     pub fn start(
         config: &StoreConfig,
         spool_dir: &Path,
-        pseudonymizer: Option<Arc<Pseudonymizer>>,
     ) -> Result<(StoreSink, PostgresWriter, Arc<StoreStats>), StoreError> {
         let spool = Arc::new(Spool::open(spool_dir, config.spool_max_bytes)?);
         let (sink, incoming, stats) = StoreSink::new(config.queue);
@@ -55,7 +51,7 @@ impl PostgresWriter {
         let node = config.node_name();
         let mut shipper = Shipper {
             config: config.clone(),
-            node: node.clone(),
+            node,
             spool: Arc::clone(&spool),
             stats: Arc::clone(&stats),
             closing: Arc::clone(&closing),
@@ -75,7 +71,7 @@ impl PostgresWriter {
         let spooler = std::thread::Builder::new()
             .name("nxguard-store".into())
             .spawn(move || {
-                spool_incoming(&incoming, &spool, &spooler_stats, pseudonymizer.as_deref(), &node, &wake);
+                spool_incoming(&incoming, &spool, &spooler_stats, &wake);
                 closing.store(true, Ordering::Release);
                 wake.unpark();
             })
@@ -93,25 +89,18 @@ impl PostgresWriter {
 }
 
 /// Appends what arrives to the spool, batch by batch, until every sink is dropped.
-fn spool_incoming(
-    incoming: &mpsc::Receiver<Attempt>,
-    spool: &Spool,
-    stats: &StoreStats,
-    pseudonymizer: Option<&Pseudonymizer>,
-    node: &str,
-    shipper: &std::thread::Thread,
-) {
+fn spool_incoming(incoming: &mpsc::Receiver<Record>, spool: &Spool, stats: &StoreStats, shipper: &std::thread::Thread) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         let first = match incoming.recv_timeout(Duration::from_secs(1)) {
-            Ok(attempt) => attempt,
+            Ok(record) => record,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut records = vec![Record::of(&first, pseudonymizer, node)];
+        let mut records = vec![first];
         while records.len() < BATCH {
             match incoming.try_recv() {
-                Ok(attempt) => records.push(Record::of(&attempt, pseudonymizer, node)),
+                Ok(record) => records.push(record),
                 Err(_) => break,
             }
         }

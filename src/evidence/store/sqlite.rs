@@ -10,10 +10,14 @@
 
 use std::{
     path::Path,
+    sync::OnceLock,
     time::{Duration, SystemTime},
 };
 
-use rusqlite::{Connection, OpenFlags, Transaction, params};
+use rusqlite::{
+    Connection, OpenFlags, ToSql, Transaction, params,
+    types::{ToSqlOutput, ValueRef},
+};
 use tracing::info;
 
 use crate::{
@@ -22,7 +26,7 @@ use crate::{
         attempt::Attempt,
         store::{
             PURGE_CHUNK, SCHEMA_VERSION, StoreError, cutoffs,
-            record::{Pseudonymizer, Record},
+            record::{Pseudonymizer, Record, Value, column_names},
             rollup::Rollups,
         },
     },
@@ -88,43 +92,38 @@ CREATE TABLE rollups (
 CREATE INDEX rollups_device ON rollups (device_key, day);
 ";
 
-const INSERT: &str = "INSERT INTO attempts (ts_ms, device_key, client_ip, client_port, transport, device_ip, mac, \
-     hostname, device, owner, identity_source, qname, qtype, app, app_name, vendor, domain, kind, matched_on, \
-     cname_alias, node, mode, policy_version, rule) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+/// `INSERT INTO attempts (…) VALUES (?1, …)` over `record::columns`, in their order.
+fn insert_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let names = column_names();
+        let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        format!("INSERT INTO attempts ({}) VALUES ({})", names.join(", "), marks.join(", "))
+    })
+}
 
-/// Writes records and their rollups in one transaction.
+impl ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Int8(v) => ValueRef::Integer(v),
+            Value::Int4(Some(v)) => ValueRef::Integer(i64::from(v)),
+            Value::Text(v) | Value::OptText(Some(v)) => ValueRef::Text(v.as_bytes()),
+            Value::Int4(None) | Value::OptText(None) => ValueRef::Null,
+        }))
+    }
+}
+
+/// Writes records and their rollups in one transaction, through one cached statement whose
+/// parameters are bound column by column (no parameter list built per row).
 pub fn insert(connection: &mut Connection, records: &[Record]) -> Result<(), rusqlite::Error> {
     let tx = connection.transaction()?;
     {
-        let mut insert = tx.prepare_cached(INSERT)?;
-        for r in records {
-            insert.execute(params![
-                r.ts_ms,
-                r.device_key,
-                r.client_ip,
-                r.client_port,
-                r.transport,
-                r.device_ip,
-                r.mac,
-                r.hostname,
-                r.device,
-                r.owner,
-                r.identity_source,
-                r.qname,
-                r.qtype,
-                r.app,
-                r.app_name,
-                r.vendor,
-                r.domain,
-                r.kind,
-                r.matched_on,
-                r.cname_alias,
-                r.node,
-                r.mode,
-                r.policy_version,
-                r.rule,
-            ])?;
+        let mut insert = tx.prepare_cached(insert_sql())?;
+        for record in records {
+            for (i, (_, value)) in record.columns().into_iter().enumerate() {
+                insert.raw_bind_parameter(i + 1, value)?;
+            }
+            insert.raw_execute()?;
         }
     }
     add_rollups(&tx, &Rollups::of(records))?;
@@ -361,4 +360,24 @@ pub fn insert_all(
     let mut connection = open_writable(path, node)?;
     let records: Vec<Record> = attempts.iter().map(|a| Record::of(a, pseudonymizer, node)).collect();
     insert(&mut connection, &records).map_err(|source| StoreError::Sqlite { path: path.into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The migrations' columns are the record's columns, so the one list in `record` is the
+    /// table (the `INSERT` built from it would fail on a missing column, not on an extra one).
+    #[test]
+    fn the_schema_has_the_record_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = open_writable(&dir.path().join("attempts.sqlite"), "ns1").unwrap();
+        let mut rows = connection
+            .prepare("SELECT name FROM pragma_table_info('attempts') WHERE name != 'id' ORDER BY name")
+            .unwrap();
+        let stored: Vec<String> = rows.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        let mut names = column_names().to_vec();
+        names.sort_unstable();
+        assert_eq!(stored, names);
+    }
 }

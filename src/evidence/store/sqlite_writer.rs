@@ -20,13 +20,10 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::StoreConfig,
-    evidence::{
-        attempt::Attempt,
-        store::{
-            PURGE_CHUNK, StoreError, StoreSink, StoreStats, cutoffs,
-            record::{Pseudonymizer, Record},
-            sqlite::{self, insert, open_writable, purge_chunk},
-        },
+    evidence::store::{
+        PURGE_CHUNK, StoreError, StoreSink, StoreStats, cutoffs,
+        record::Record,
+        sqlite::{self, insert, open_writable, purge_chunk},
     },
 };
 
@@ -45,11 +42,7 @@ pub struct SqliteWriter {
 impl SqliteWriter {
     /// Starts the writer. A database that cannot be opened now is retried at every flush, so
     /// DNS is never held up by the store.
-    pub fn start(
-        path: &Path,
-        config: &StoreConfig,
-        pseudonymizer: Option<Arc<Pseudonymizer>>,
-    ) -> (StoreSink, SqliteWriter, Arc<StoreStats>) {
+    pub fn start(path: &Path, config: &StoreConfig) -> (StoreSink, SqliteWriter, Arc<StoreStats>) {
         let (sink, incoming, stats) = StoreSink::new(config.queue);
         let mut worker = Worker {
             path: path.to_path_buf(),
@@ -57,7 +50,6 @@ impl SqliteWriter {
             flush: Duration::from_millis(config.flush_interval_ms),
             raw_days: config.raw_days,
             retention_days: config.retention_days,
-            pseudonymizer,
             connection: None,
             pending: VecDeque::new(),
             stats: Arc::clone(&stats),
@@ -87,9 +79,8 @@ struct Worker {
     flush: Duration,
     raw_days: u32,
     retention_days: u32,
-    pseudonymizer: Option<Arc<Pseudonymizer>>,
     connection: Option<Connection>,
-    pending: VecDeque<Attempt>,
+    pending: VecDeque<Record>,
     stats: Arc<StoreStats>,
     last_purge: Option<Instant>,
     /// A purge is under way: one chunk per turn of the loop until nothing is left.
@@ -99,7 +90,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, incoming: mpsc::Receiver<Attempt>) {
+    fn run(&mut self, incoming: mpsc::Receiver<Record>) {
         // Opened now so that the schema exists and a burst can be written at once; a failure
         // here is retried (and reported) at the first flush.
         self.connection = open_writable(&self.path, &self.node).ok();
@@ -109,12 +100,12 @@ impl Worker {
             let wait = deadline.saturating_duration_since(Instant::now());
             let wait = if self.purging { wait.min(Duration::from_millis(10)) } else { wait };
             match incoming.recv_timeout(wait) {
-                Ok(attempt) => {
-                    self.push(attempt);
+                Ok(record) => {
+                    self.push(record);
                     // Take what else is waiting, up to one batch, without blocking.
                     while self.pending.len() < BATCH {
                         match incoming.try_recv() {
-                            Ok(attempt) => self.push(attempt),
+                            Ok(record) => self.push(record),
                             Err(_) => break,
                         }
                     }
@@ -143,12 +134,12 @@ impl Worker {
         }
     }
 
-    fn push(&mut self, attempt: Attempt) {
+    fn push(&mut self, record: Record) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.pending.push_back(attempt);
+        self.pending.push_back(record);
         self.stats.pending.store(self.pending.len() as u64, Ordering::Relaxed);
     }
 
@@ -184,9 +175,8 @@ impl Worker {
             info!(path = %self.path.display(), "attempt store open");
         }
         let connection = self.connection.as_mut().expect("opened above");
-        let pseudonymizer = self.pseudonymizer.as_deref();
-        let records: Vec<Record> = self.pending.iter().map(|a| Record::of(a, pseudonymizer, &self.node)).collect();
-        insert(connection, &records).map_err(|source| StoreError::Sqlite { path: self.path.clone(), source })?;
+        let records = self.pending.make_contiguous();
+        insert(connection, records).map_err(|source| StoreError::Sqlite { path: self.path.clone(), source })?;
         Ok(records.len())
     }
 

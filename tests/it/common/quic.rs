@@ -80,9 +80,16 @@ pub async fn doq_ask(endpoint: &quinn::Endpoint, server: SocketAddr, message: &[
 
 /// `n` real client Initials (each with its own connection IDs) offering `alpn`.
 pub async fn capture_initials(n: usize, trusted_pem: &str, alpn: &[u8]) -> Vec<Vec<u8>> {
+    let client = quinn_client(trusted_pem, alpn, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let initials = capture_initials_from(&client, n).await;
+    client.close(0u32.into(), b"");
+    initials
+}
+
+/// `n` first datagrams of connection attempts from `client`, which then abandons them.
+pub async fn capture_initials_from(client: &quinn::Endpoint, n: usize) -> Vec<Vec<u8>> {
     let catcher = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let target = catcher.local_addr().unwrap();
-    let client = quinn_client(trusted_pem, alpn, IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut initials = Vec::with_capacity(n);
     // Abandoned attempts send retransmissions and closes with the same connection ID: only the
     // first datagram of each ID is a first flight.
@@ -101,7 +108,6 @@ pub async fn capture_initials(n: usize, trusted_pem: &str, alpn: &[u8]) -> Vec<V
         }
     }
     drop(pending);
-    client.close(0u32.into(), b"");
     initials
 }
 
@@ -118,6 +124,18 @@ pub fn junk_initial() -> Vec<u8> {
     let mut payload = vec![0u8; length];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut payload);
     out.extend_from_slice(&payload);
+    out
+}
+
+/// A 1,200-byte QUIC v1 Initial with a 4-byte destination connection ID, which RFC 9000 §7.2
+/// forbids: quinn answers it with a CONNECTION_CLOSE (no handshake), so a reply shows that
+/// quinn derived the Initial keys for it.
+pub fn initial_with_short_cid() -> Vec<u8> {
+    let mut out = junk_initial();
+    // Byte 5 is the DCID length: 8 becomes 4, and the 4 bytes fewer are padding at the end.
+    out[5] = 4;
+    out.drain(6..10);
+    out.extend_from_slice(&[0; 4]);
     out
 }
 
