@@ -132,6 +132,21 @@ pub fn feed_statuses(config: &PolicyConfig) -> std::collections::BTreeMap<String
 }
 
 impl Running {
+    /// The addresses every listener is bound to, by kind (for the ready file).
+    pub fn bound(&self) -> crate::ops::ready::Bound {
+        vec![
+            ("udp", self.udp_addrs.clone()),
+            ("tcp", self.tcp_addrs.clone()),
+            ("tls", self.tls_addrs.clone()),
+            ("https", self.https_addrs.clone()),
+            ("quic", self.quic_addrs.clone()),
+            ("h3", self.h3_addrs.clone()),
+            ("metrics", self.metrics_addr.into_iter().collect()),
+            ("rpz", self.rpz.as_ref().map(|r| r.addrs.clone()).unwrap_or_default()),
+            ("ingest", self.ingest.as_ref().map(|i| i.tcp_addrs.clone()).unwrap_or_default()),
+        ]
+    }
+
     /// Waits until a listener task ends (only on a fatal error).
     pub async fn wait(&mut self) {
         let _ = self.listeners.join_next().await;

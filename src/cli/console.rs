@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use nxguard::{
     config::{Config, StoreBackend},
+    ops::ready,
     review::console::{self, Console, audit, auth},
 };
 
@@ -14,6 +15,10 @@ use nxguard::{
 pub struct Args {
     #[command(subcommand)]
     action: Option<Action>,
+    /// Once the console listens, write its address to PATH as JSON ({"console":
+    /// ["127.0.0.1:40123"]}). With port 0 in console.listen, this is how to learn the port.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -99,12 +104,23 @@ pub fn run(args: &Args, config: Option<&Path>) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?
-                .block_on(console::serve(std::sync::Arc::new(console)))?;
+                .block_on(serve(console, args.ready_file.as_deref()))?;
         }
         Some(Action::User { action }) => run_user(&console, action)?,
         Some(Action::Token { action }) => run_token(&console, action)?,
     }
     Ok(())
+}
+
+/// Binds console.listen, writes the ready file, serves until SIGTERM.
+async fn serve(console: Console, ready_file: Option<&Path>) -> Result<()> {
+    let listen = console.config.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    if let Some(file) = ready_file {
+        let bound = vec![("console", vec![listener.local_addr()?])];
+        ready::write(file, &bound).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(console::serve_on(std::sync::Arc::new(console), listener).await?)
 }
 
 fn run_user(console: &Console, action: &UserAction) -> Result<()> {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-pub fn run(path: Option<&Path>) -> Result<()> {
+pub fn run(args: &super::serve::Args, path: Option<&Path>) -> Result<()> {
     let path = path.context("nxguard ingest needs --config (with an [ingest] table)")?;
     let config = super::load_config(Some(path))?;
     anyhow::ensure!(!config.ingest.dnstap.is_empty(), "{}: [ingest] lists no dnstap socket", path.display());
@@ -14,5 +14,5 @@ pub fn run(path: Option<&Path>) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(super::serve::serve(Some(path), config, false))
+        .block_on(super::serve::serve(Some(path), config, false, args.ready_file.as_deref()))
 }

@@ -42,7 +42,7 @@ pub struct Cli {
 enum Command {
     /// Run the resolver (with the embedded default when --config is not given).
     /// SIGHUP reloads the config and domain lists; SIGTERM or Ctrl-C stops gracefully.
-    Serve,
+    Serve(serve::Args),
     /// Validate a configuration and the domain lists it loads, and that the attempt store can
     /// be written (run it as the service's user); exits non-zero on any problem.
     Check,
@@ -68,7 +68,7 @@ enum Command {
     /// Receive other resolvers' dnstap (`[ingest]`) and serve the Response Policy Zone
     /// (`[rpz]`) without answering DNS queries: the evidence and policy centre for Unbound,
     /// BIND, PowerDNS or Knot resolvers. SIGHUP reloads as for serve.
-    Ingest,
+    Ingest(serve::Args),
     /// Write the policy as a file for another resolver: rpz, unbound, bind, dnsmasq, hosts or
     /// adblock (see docs/operator/existing-resolvers.md).
     Export(export::Args),
@@ -82,7 +82,7 @@ impl Cli {
     pub fn run(self) -> Result<()> {
         let config = self.config.as_deref();
         match &self.command {
-            Command::Serve => serve::run(config),
+            Command::Serve(args) => serve::run(args, config),
             Command::Check => check::run(config),
             Command::Selftest(args) => selftest::run(args, config),
             Command::Report(args) => report::run(args, config),
@@ -90,7 +90,7 @@ impl Cli {
             Command::Pseudonym(args) => pseudonym::run(args, config),
             Command::Console(args) => console::run(args, config),
             Command::Case(args) => case::run(args, config),
-            Command::Ingest => ingest::run(config),
+            Command::Ingest(args) => ingest::run(args, config),
             Command::Export(args) => export::run(args, config),
             Command::Manpage => manpage::run(),
         }

@@ -49,14 +49,26 @@ pub enum DnstapSocket {
     Tcp(SocketAddr),
 }
 
+/// Why an `ingest.dnstap` entry names no socket.
+#[derive(Debug, thiserror::Error)]
+pub enum DnstapSocketError {
+    #[error("{0:?}: give unix:PATH or tcp:ADDRESS:PORT")]
+    Scheme(String),
+    #[error("{text:?}: {address:?} is not an address:port")]
+    Address { text: String, address: String, source: std::net::AddrParseError },
+}
+
 impl DnstapSocket {
-    pub fn parse(text: &str) -> Result<DnstapSocket, String> {
+    pub fn parse(text: &str) -> Result<DnstapSocket, DnstapSocketError> {
         if let Some(path) = text.strip_prefix("unix:") {
             return Ok(DnstapSocket::Unix(path.into()));
         }
-        let address =
-            text.strip_prefix("tcp:").ok_or_else(|| format!("{text:?}: give unix:PATH or tcp:ADDRESS:PORT"))?;
-        address.parse().map(DnstapSocket::Tcp).map_err(|_| format!("{text:?}: {address:?} is not an address:port"))
+        let address = text.strip_prefix("tcp:").ok_or_else(|| DnstapSocketError::Scheme(text.to_string()))?;
+        address.parse().map(DnstapSocket::Tcp).map_err(|source| DnstapSocketError::Address {
+            text: text.to_string(),
+            address: address.to_string(),
+            source,
+        })
     }
 }
 
@@ -79,7 +91,7 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
-    pub fn sockets(&self) -> Result<Vec<DnstapSocket>, String> {
+    pub fn sockets(&self) -> Result<Vec<DnstapSocket>, DnstapSocketError> {
         self.dnstap.iter().map(|s| DnstapSocket::parse(s)).collect()
     }
 }

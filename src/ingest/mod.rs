@@ -43,7 +43,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("ingest.dnstap: {0}")]
-    Socket(String),
+    Socket(#[source] crate::config::DnstapSocketError),
     #[error("ingest.dnstap {socket}: {source}")]
     Bind { socket: String, source: std::io::Error },
 }

@@ -16,7 +16,7 @@ use super::{
         ConsoleError,
         case_pages::state_key,
         cases::{self, CaseState},
-        i18n::{self, assessment, t},
+        i18n::{self, Text, assessment, t},
         queries::{self, DAY_MS},
         svg,
     },
@@ -115,20 +115,20 @@ fn app_section(
         section {
             h2 { (app) }
             table.figures {
-                tr { th {} th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } th.num { (t(lang, "attempts")) } }
-                (counts_row(t(lang, "this_period"), list))
-                (counts_row(t(lang, "previous_period"), before))
+                tr { th {} th.num { (t(lang, Text::Likely)) } th.num { (t(lang, Text::Possibly)) } th.num { (t(lang, Text::Link)) } th.num { (t(lang, Text::Attempts)) } }
+                (counts_row(t(lang, Text::ThisPeriod), list))
+                (counts_row(t(lang, Text::PreviousPeriod), before))
             }
-            p.note { (t(lang, "devices_per_day")) }
-            (svg::daily_bars(trend, shown.first, shown.last, &format!("{app}: {}", t(lang, "devices_per_day"))))
-            p.note { (t(lang, "cases_by_state")) }
+            p.note { (t(lang, Text::DevicesPerDay)) }
+            (svg::daily_bars(trend, shown.first, shown.last, &format!("{app}: {}", t(lang, Text::DevicesPerDay))))
+            p.note { (t(lang, Text::CasesByState)) }
             table {
                 tr { @for s in states { th.num { (t(lang, state_key(s))) } } }
                 tr { @for s in states { td.num { (app_cases.iter().filter(|c| c.state == s).count()) } } }
             }
             @if shown.with_identities {
                 table {
-                    tr { th { (t(lang, "device")) } th { (t(lang, "owner")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+                    tr { th { (t(lang, Text::Device)) } th { (t(lang, Text::Owner)) } th.num { (t(lang, Text::Attempts)) } th.num { (t(lang, Text::Days)) } th { (t(lang, Text::LastSeen)) } th { (t(lang, Text::Assessment)) } }
                     @for s in list { tr { td { (s.device) } td { (s.owner) } td.num { (s.attempts) } td.num { (s.days) } td { (i18n::local_time(lang, shown.zone, &s.last_seen)) } td { (assessment(lang, s.assessment)) } } }
                 }
             }
@@ -172,16 +172,16 @@ pub async fn render(
     let page: Markup = html! {
         (DOCTYPE)
         html lang=(match lang { Language::Nl => "nl", Language::En => "en" }) {
-            head { meta charset="utf-8"; title { "nxguard: " (t(lang, "board_title")) ", " (period) } style { (PreEscaped(CSS)) } }
+            head { meta charset="utf-8"; title { "nxguard: " (t(lang, Text::BoardTitle)) ", " (period) } style { (PreEscaped(CSS)) } }
             body {
-                h1 { (t(lang, "board_title")) ", " (period) }
+                h1 { (t(lang, Text::BoardTitle)) ", " (period) }
                 p.note {
-                    (t(lang, "board_intro")) " "
-                    @if with_identities { (t(lang, "board_named")) } @else { (t(lang, "board_counts")) }
+                    (t(lang, Text::BoardIntro)) " "
+                    @if with_identities { (t(lang, Text::BoardNamed)) } @else { (t(lang, Text::BoardCounts)) }
                 }
-                @if sections.is_empty() { p { (t(lang, "no_data")) } }
+                @if sections.is_empty() { p { (t(lang, Text::NoData)) } }
                 @for section in &sections { (section) }
-                p.note { (t(lang, "written_by")) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (local(&humantime::format_rfc3339_seconds(now).to_string())) "." }
+                p.note { (t(lang, Text::WrittenBy)) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (local(&humantime::format_rfc3339_seconds(now).to_string())) "." }
             }
         }
     };

@@ -275,13 +275,11 @@ async fn kill_9_keeps_every_committed_record_and_the_store_reopens_cleanly() {
     let upstream = FakeUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db: PathBuf = dir.path().join("attempts.sqlite");
-    let port = free_port();
     let config = dir.path().join("nxguard.toml");
     let store = format!("[store]\npath = {db:?}\nflush_interval_ms = 100");
-    let write_config = |port: u16| std::fs::write(&config, serve_config(port, upstream.addr, &store)).unwrap();
-    write_config(port);
+    std::fs::write(&config, serve_config(0, upstream.addr, &store)).unwrap();
     let mut child = spawn_serve(&config);
-    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    let server = Ready::wait(&ready_path(&config)).await.addr("udp");
     let probe = raw_query("tiktok.com", 1, false, false);
     let mut answered = 0;
     for _ in 0..100 {
@@ -297,9 +295,9 @@ async fn kill_9_keeps_every_committed_record_and_the_store_reopens_cleanly() {
     send_signal(child.id(), "9");
     child.wait().unwrap();
 
-    write_config(free_port());
     let mut child = spawn_serve(&config);
-    std::thread::sleep(Duration::from_millis(300));
+    // Serving means the store was opened again (and recovered) at start-up.
+    Ready::wait(&ready_path(&config)).await;
     assert_eq!(rows(&db, 20).len(), committed, "every committed record survived");
     let report =
         Command::new(env!("CARGO_BIN_EXE_nxguard")).args(["report", "--db", db.to_str().unwrap()]).output().unwrap();

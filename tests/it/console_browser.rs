@@ -45,14 +45,31 @@ impl Drop for Started {
     }
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not start listening on port {port}");
+/// The TCP port process `pid` (started with port 0, which it does not report) listens on on
+/// 127.0.0.1: its socket inodes (/proc/PID/fd) looked up among the listening sockets
+/// (/proc/net/tcp, state 0A). Polled for up to 10 s.
+fn listening_port(pid: u32, what: &str) -> u16 {
+    let find = || -> Option<u16> {
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .ok()?
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|link| link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(String::from))
+            .collect();
+        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            let (address, port) = local.split_once(':')?;
+            let listening = *state == "0A" && address == "0100007F" && inodes.iter().any(|i| i == inode);
+            listening.then(|| u16::from_str_radix(port, 16).ok()).flatten()
+        })
+    };
+    let mut port = None;
+    wait_until_blocking(&format!("{what} listening"), Duration::from_secs(10), || {
+        port = find();
+        port.is_some()
+    });
+    port.unwrap_or_default()
 }
 
 /// A GET with the browser's session cookie, over plain HTTP/1.1: the body.
@@ -128,24 +145,22 @@ async fn officer_signs_in_sees_both_devices_opens_a_case_exports_and_signs_out()
     require_browser();
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let (dns_port, console_port) = (free_port(), free_port());
     let store = dir.path().join("attempts.sqlite");
     let extra = format!(
-        "[store]\npath = \"{}\"\nflush_interval_ms = 50\n[console]\nlisten = \"127.0.0.1:{console_port}\"\n\
+        "[store]\npath = \"{}\"\nflush_interval_ms = 50\n[console]\nlisten = \"127.0.0.1:0\"\n\
          state_path = \"{}\"\n",
         store.display(),
         dir.path().join("console.sqlite").display()
     );
     let config = dir.path().join("nxguard.toml");
-    std::fs::write(&config, serve_config(dns_port, upstream.addr, &extra)).unwrap();
+    std::fs::write(&config, serve_config(0, upstream.addr, &extra)).unwrap();
     let started = Started(vec![spawn_serve(&config)]);
-    let dns = SocketAddr::from(([127, 0, 0, 1], dns_port));
-    wait_until_serving(dns).await;
+    let dns = Ready::wait(&ready_path(&config)).await.addr("udp");
     let asks =
         [(1, 0, "api.byteintlapi.com."), (1, 0, "www.tiktok.com."), (2, 0, "temu.com."), (2, 0, "www.tiktok.com.")];
     ask(&[dns], &asks).await;
     wait_for_devices(&store.display().to_string(), &StoreConfig::default(), 2).await;
-    browse(dir.path(), &config, console_port, started, false).await;
+    browse(dir.path(), &config, started, false).await;
 }
 
 /// The production shape: one PostgreSQL, two `nxguard serve` nodes (ns1, ns2) writing it,
@@ -156,24 +171,21 @@ async fn the_production_shape_two_nodes_one_postgresql_and_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
     let upstream = FakeUpstream::start().await;
-    let console_port = free_port();
     let console = format!(
-        "[console]\nlisten = \"127.0.0.1:{console_port}\"\nstate_path = \"{}\"\n",
+        "[console]\nlisten = \"127.0.0.1:0\"\nstate_path = \"{}\"\n",
         dir.path().join("console.sqlite").display()
     );
     let mut started = Started(Vec::new());
     let (mut nodes, mut configs) = (Vec::new(), Vec::new());
     for node in ["ns1", "ns2"] {
-        let port = free_port();
         let extra = format!("{}{console}", cluster.store_toml(dir.path(), node));
         let config = dir.path().join(format!("{node}.toml"));
-        std::fs::write(&config, serve_config(port, upstream.addr, &extra)).unwrap();
+        std::fs::write(&config, serve_config(0, upstream.addr, &extra)).unwrap();
         started.0.push(spawn_serve(&config));
-        nodes.push(SocketAddr::from(([127, 0, 0, 1], port)));
         configs.push(config);
     }
-    for node in &nodes {
-        wait_until_serving(*node).await;
+    for config in &configs {
+        nodes.push(Ready::wait(&ready_path(config)).await.addr("udp"));
     }
     // 127.0.0.1 asks both nodes: its device page holds hits written by ns1 and by ns2.
     let asks = [
@@ -190,13 +202,13 @@ async fn the_production_shape_two_nodes_one_postgresql_and_the_console() {
         ..StoreConfig::default()
     };
     wait_for_devices(&cluster.url(), &store, 3).await;
-    browse(dir.path(), &configs[0], console_port, started, true).await;
+    browse(dir.path(), &configs[0], started, true).await;
     drop(cluster);
 }
 
 /// Adds the officer, starts `nxguard console` and chromedriver, walks the console in the
 /// browser, then checks the board report on the same config.
-async fn browse(dir: &Path, config: &Path, console_port: u16, mut started: Started, two_nodes: bool) {
+async fn browse(dir: &Path, config: &Path, mut started: Started, two_nodes: bool) {
     let mut add = Command::new(env!("CARGO_BIN_EXE_nxguard"))
         .args(["console", "user", "add", "ciso", "--role", "officer", "--password-stdin", "--config"])
         .arg(config)
@@ -207,11 +219,14 @@ async fn browse(dir: &Path, config: &Path, console_port: u16, mut started: Start
     add.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
     assert!(add.wait().unwrap().success(), "console user add failed");
     let quiet = |command: &mut Command| command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    started.0.push(quiet(Command::new(env!("CARGO_BIN_EXE_nxguard")).args(["console", "--config"]).arg(config)));
-    wait_for_port(console_port, "nxguard console");
-    let driver_port = free_port();
-    started.0.push(quiet(Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}"))));
-    wait_for_port(driver_port, "chromedriver");
+    let ready = dir.join("console.ready.json");
+    let mut console = Command::new(env!("CARGO_BIN_EXE_nxguard"));
+    console.args(["console", "--config"]).arg(config).arg("--ready-file").arg(&ready);
+    started.0.push(quiet(&mut console));
+    let console_port = Ready::wait(&ready).await.addr("console").port();
+    let driver = quiet(Command::new(CHROMEDRIVER).arg("--port=0"));
+    let driver_port = listening_port(driver.id(), "chromedriver");
+    started.0.push(driver);
     let browser = chromium(dir, driver_port).await;
     let base = format!("http://127.0.0.1:{console_port}");
     let result = drive(&browser, &base, console_port, two_nodes).await;

@@ -232,8 +232,9 @@ async fn each_feed_answer_and_what_is_blocked_afterwards() {
 }
 
 fn spawn_logged(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let _ = std::fs::remove_file(ready_path(config));
     std::process::Command::new(env!("CARGO_BIN_EXE_nxguard"))
-        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["serve", "--config", config.to_str().unwrap(), "--ready-file", ready_path(config).to_str().unwrap()])
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -257,16 +258,14 @@ async fn start_up_never_waits_for_the_network_and_restarts_from_the_cache() {
     let upstream = FakeUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let feed_server = FeedServer::start(Play::List { etag: "v1", body: list(&["boot", "second"]) }).await;
-    let port = free_port();
-    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cache = dir.path().join("cache");
     let extra = format!(
         "[policy]\ncache_dir = {cache:?}\n[[policy.feeds]]\nname = \"test\"\nurl = \"{}\"\ncategory = \"Test feed\"\n",
         feed_server.url
     );
     let config = dir.path().join("nxguard.toml");
-    std::fs::write(&config, serve_config(port, upstream.addr, &extra)).unwrap();
-    let blocked = || async {
+    std::fs::write(&config, serve_config(0, upstream.addr, &extra)).unwrap();
+    let blocked = |server: SocketAddr| async move {
         let reply = udp_ask(server, &query("boot.feed.example.", RecordType::A, false)).await;
         reply.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain
     };
@@ -275,10 +274,10 @@ async fn start_up_never_waits_for_the_network_and_restarts_from_the_cache() {
     // policy is rebuilt when it lands.
     let log = dir.path().join("first.log");
     let child = spawn_logged(&config, &log);
-    wait_until_serving(server).await;
+    let server = Ready::wait(&ready_path(&config)).await.addr("udp");
     let mut in_force = false;
     for _ in 0..100 {
-        if blocked().await {
+        if blocked(server).await {
             in_force = true;
             break;
         }
@@ -295,8 +294,8 @@ async fn start_up_never_waits_for_the_network_and_restarts_from_the_cache() {
     // The feed server is gone: a restart blocks the feed's names from the cache at once.
     feed_server.task.abort();
     let child = spawn_logged(&config, &dir.path().join("second.log"));
-    wait_until_serving(server).await;
-    let at_once = blocked().await;
+    let server = Ready::wait(&ready_path(&config)).await.addr("udp");
+    let at_once = blocked(server).await;
     stop(child);
     assert!(at_once, "the cached copy was not in force at start-up");
     let check = nxguard(&["check", "--config", config.to_str().unwrap()]);

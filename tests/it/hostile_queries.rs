@@ -3,7 +3,7 @@
 //! client's rate. Each over real sockets, against the server or the `nxguard serve` binary.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, SystemTime},
 };
 
@@ -25,14 +25,12 @@ const PRESENTED: [&str; 4] =
 async fn log_of_hostile_queries(format: &str) -> Vec<u8> {
     let upstream = FakeUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = dir.path().join("nxguard.toml");
     let extra = format!("[log]\nformat = \"{format}\"\n[upstream]\ntimeout_ms = 300");
-    std::fs::write(&config, serve_config(port, upstream.addr, &extra)).unwrap();
+    std::fs::write(&config, serve_config(0, upstream.addr, &extra)).unwrap();
     let log = dir.path().join("nxguard.log");
     let mut child = spawn_serve_logging(&config, &log);
-    let server = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_until_serving(server).await;
+    let server = Ready::wait(&ready_path(&config)).await.addr("udp");
     for label in HOSTILE {
         let blocked = raw_labels_query(&[label, b"tiktok", b"com"], 1, 1);
         let reply = udp_exchange_raw(server, LOCALHOST, &blocked, Duration::from_secs(5)).await.expect("an answer");

@@ -68,3 +68,74 @@ async fn scraped_counters_match_the_queries_sent() {
     assert!(get(addr, "/health").await.ends_with("\r\n\r\nok\n"));
     assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
 }
+
+/// What a scrape exposes, for comparing two renderings: every series as
+/// `name{label="value",...}` (labels sorted; an upstream's address and the policy version, which
+/// change from run to run, as `*`; `le` as a number) and every HELP text.
+fn exposed(body: &str) -> String {
+    let mut lines = std::collections::BTreeSet::new();
+    for line in body.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            lines.insert(format!("help: {}", help.split_once(' ').map_or("", |(_, text)| text)));
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let series = line.rsplit_once(' ').map_or(line, |(series, _)| series);
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        let mut labels: Vec<String> = labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(|label| {
+                let (key, value) = label.split_once('=').unwrap();
+                let value = value.trim_matches('"');
+                let value = match key {
+                    "upstream" | "version" => "*".to_string(),
+                    "le" if value != "+Inf" => value.parse::<f64>().unwrap().to_string(),
+                    _ => value.to_string(),
+                };
+                format!("{key}={value:?}")
+            })
+            .collect();
+        labels.sort();
+        lines.insert(format!("{name}{{{}}}", labels.join(",")));
+    }
+    lines.into_iter().map(|l| l + "\n").collect()
+}
+
+/// The whole `/metrics` page of a server running every part that has counters (store, SIEM
+/// stream, feeds, RPZ, dnstap ingest, DoQ/DoH3 counters) keeps its series, labels and HELP texts:
+/// the Grafana dashboard and operators' alerts depend on them. Regenerate the list with
+/// `UPDATE_GOLDEN=1 cargo test --test it metrics::` only for an intended change.
+#[tokio::test]
+async fn a_full_scrape_keeps_every_series_label_set_and_help_text() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let extra = format!(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{d}/attempts.sqlite\"\n\
+         [siem]\npath = \"{d}/siem.jsonl\"\n\
+         [rpz]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n\
+         [ingest]\ndnstap = [\"unix:{d}/dnstap.sock\"]\n"
+    );
+    let mut server = start_server(&config_for(upstream.addr, &extra));
+    let status = nxguard::policy::feeds::FeedStatus { entries: 3, ..Default::default() };
+    server.running.feeds.set([("extra-tiktok".to_string(), status)].into());
+    udp_ask(server.udp, &query("tiktok.com.", RecordType::A, false)).await;
+    udp_ask(server.udp, &query("www.example.org.", RecordType::A, false)).await;
+    server.attempts.recv().await.unwrap();
+
+    let response = get(server.running.metrics_addr.unwrap(), "/metrics").await;
+    assert!(response.contains("Content-Type: application/openmetrics-text; version=1.0.0"), "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    assert!(body.ends_with("\n# EOF\n"), "an OpenMetrics page ends in # EOF: {body}");
+    let actual = exposed(body);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metrics-series.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).expect("metrics-series.txt missing; run with UPDATE_GOLDEN=1");
+    assert_eq!(actual, expected, "the /metrics series changed; if intended, run with UPDATE_GOLDEN=1");
+}

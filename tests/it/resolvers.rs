@@ -188,7 +188,7 @@ async fn unbound_transfers_the_zone_blocks_and_reports_over_dnstap_and_hears_not
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
     let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&["a"]) }).await;
-    let unbound_port = free_port();
+    let unbound_port = port_for_daemon();
     let config = nxguard_config(dir.path(), upstream.addr, &feed.url, &[unbound_port]);
     let client = fetch::client().unwrap();
     fetch::refresh(&client, &config.policy.feeds[0], &dir.path().join("feeds"), 50, SystemTime::now()).await;
@@ -287,7 +287,7 @@ async fn bind_transfers_a_large_zone_with_tsig_blocks_and_hears_a_signed_notify(
     let names = large_feed(50_000);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let feed = FeedServer::start(Play::List { etag: "v1", body: feed_body(&names) }).await;
-    let named_port = free_port();
+    let named_port = port_for_daemon();
     let config = nxguard_config(dir.path(), upstream.addr, &feed.url, &[named_port]);
     let client = fetch::client().unwrap();
     fetch::refresh(&client, &config.policy.feeds[0], &dir.path().join("feeds"), 50, SystemTime::now()).await;
@@ -309,14 +309,21 @@ async fn bind_transfers_a_large_zone_with_tsig_blocks_and_hears_a_signed_notify(
     // TSIG let it in, and nothing was refused.
     assert!(zone.stats.signed_transfers.load(std::sync::atomic::Ordering::Relaxed) >= 1, "{}", named.log());
     assert_eq!(zone.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 0, "{}", named.log());
-    // The whole zone arrived, as named-checkzone reads the transferred copy.
-    let out = Command::new("named-checkzone")
-        .args(["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()])
-        .output()
-        .unwrap();
-    let checked = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{checked}");
-    assert!(checked.contains("loaded serial"), "{checked}");
+    // The whole zone arrived, as named-checkzone reads the transferred copy (BIND writes it
+    // out shortly after the transfer: polled).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("named-checkzone")
+            .args(["-f", "raw", ZONE, dir.path().join("rpz.db").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let checked = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && checked.contains("loaded serial") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "BIND's copy of the zone: {checked}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A feed update reaches BIND by a signed NOTIFY (its SOA refresh is an hour away).
     let mut updated = names.clone();
@@ -328,7 +335,7 @@ async fn bind_transfers_a_large_zone_with_tsig_blocks_and_hears_a_signed_notify(
     let log = named.log();
     assert_eq!(zone.stats.incremental_transfers.load(std::sync::atomic::Ordering::Relaxed), 1, "{log}");
     // BIND's own count: the second transfer held the change, not the 100 k-record zone.
-    let last = log.lines().filter(|l| l.contains("Transfer completed:")).last().unwrap_or_default();
+    let last = log.lines().rfind(|l| l.contains("Transfer completed:")).unwrap_or_default();
     assert!(last.contains("Transfer completed: 1 messages, 8 records"), "BIND applied the differences: {last}");
     assert!(
         log.lines().any(|l| l.contains("key nxguard-xfr") && l.contains("received notify")),
@@ -456,4 +463,13 @@ fn exported_files_load_in_unbound_and_bind() {
         let text = std::fs::read_to_string(export(format)).unwrap();
         assert!(text.lines().any(|l| l == line), "{format} lacks {line}");
     }
+}
+
+/// A free loopback port for Unbound or BIND: they take a port number in their config and cannot
+/// report one the system chose, and nxguard's `[rpz]` must name it (for NOTIFY) before either
+/// starts. The port is bound and released, so another process could take it before the daemon
+/// does; the daemon then fails to start and the test says so. nxguard itself is always started
+/// on port 0 (`--ready-file`).
+fn port_for_daemon() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -107,6 +107,8 @@ async fn report_names_devices_by_their_ptr_name_with_rdns_as_source() {
         blocked_from(server.udp, device).await;
         next_attempt(&mut server).await;
     }
+    // A sleep on purpose: the PTR lookups (answered at once) get time to land, so that the
+    // next record shows the inventory winning over a name that did arrive.
     tokio::time::sleep(Duration::from_millis(200)).await;
     blocked_from(server.udp, [10, 20, 1, 4]).await;
     let inventory = next_attempt(&mut server).await.identity;

@@ -31,6 +31,7 @@ async fn expired_answers_are_served_stale_when_no_upstream_answers() {
     // The upstream goes silent (a socket that never answers; its timeout is 3 s).
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     server.running.reload(&silent_upstream_config(silent.local_addr().unwrap(), "")).unwrap();
+    // A sleep on purpose: the served path reads the real clock, so the 1 s TTL must run out.
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let started = Instant::now();
@@ -91,6 +92,7 @@ async fn expired_answers_are_served_stale_when_the_upstream_answers_with_an_erro
         server.running.reload(&config_for(failing.addr, SHORT_TTL)).unwrap();
         running.push((server, failing, healthy));
     }
+    // A sleep on purpose: the served path reads the real clock, so the 1 s TTL must run out.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for ((server, failing, _), (code, calls)) in running.iter().zip(cases) {
         let stale = udp_ask(server.udp, &query("www.example.org.", RecordType::A, true)).await;

@@ -24,13 +24,11 @@ async fn watched_list_files_reload_on_change() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("testapp.txt");
     std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\n").unwrap();
-    let port = free_port();
     let config = dir.path().join("nxguard.toml");
     let policy = format!("[policy]\nwatch_secs = 1\ndomains_dir = {:?}", dir.path());
-    std::fs::write(&config, serve_config(port, upstream.addr, &policy)).unwrap();
+    std::fs::write(&config, serve_config(0, upstream.addr, &policy)).unwrap();
     let mut child = spawn_serve(&config);
-    let server = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_until_serving(server).await;
+    let server = Ready::wait(&ready_path(&config)).await.addr("udp");
     std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\nsecond-longer.example api\n").unwrap();
     assert!(until_blocked(server, "second-longer.example.").await, "the change on disk was not picked up");
     send_signal(child.id(), "TERM");
@@ -43,13 +41,11 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("testapp.txt");
     std::fs::write(&list, "@app Test App\n@vendor V\nfirst.example api\n").unwrap();
-    let port = free_port();
     let config = dir.path().join("nxguard.toml");
     let policy = format!("[policy]\ndomains_dir = {:?}\n[upstream]\ntimeout_ms = 400", dir.path());
-    std::fs::write(&config, serve_config(port, upstream.addr, &policy)).unwrap();
+    std::fs::write(&config, serve_config(0, upstream.addr, &policy)).unwrap();
     let mut child = spawn_serve(&config);
-    let server = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_until_serving(server).await;
+    let server = Ready::wait(&ready_path(&config)).await.addr("udp");
     assert_blocked(&udp_ask(server, &query("first.example.", RecordType::A, true)).await, "Test App", 300, true);
 
     std::fs::write(&list, "@app Test App\n@vendor V\nsecond.example api\n").unwrap();
@@ -58,6 +54,7 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     assert_forwarded(&udp_ask(server, &query("first.example.", RecordType::A, false)).await, RecordType::A);
 
     // Queries still waiting for a (silent) upstream when SIGTERM arrives get their answer.
+    let asked = upstream.calls();
     let in_flight: Vec<_> = (0..5)
         .map(|i| {
             tokio::spawn(async move {
@@ -65,7 +62,7 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the five queries at the upstream", Duration::from_secs(5), || upstream.calls() >= asked + 5).await;
     send_signal(child.id(), "TERM");
     for task in in_flight {
         assert_eq!(task.await.unwrap().metadata.response_code, ResponseCode::ServFail);

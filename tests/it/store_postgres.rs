@@ -162,12 +162,9 @@ async fn kill_9_keeps_committed_and_spooled_records() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nxguard.toml");
     let store = cluster.store_toml(dir.path(), "ns1");
-    let write_config = |port: u16| std::fs::write(&config, serve_config(port, upstream.addr, &store)).unwrap();
-    let port = free_port();
-    write_config(port);
+    std::fs::write(&config, serve_config(0, upstream.addr, &store)).unwrap();
     let mut child = spawn_serve(&config);
-    let server = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_until_serving(server).await;
+    let server = Ready::wait(&ready_path(&config)).await.addr("udp");
     let committed = burst(server, "db", 30, Duration::ZERO).await;
     let sql = "SELECT COUNT(*) FROM attempts WHERE qname LIKE 'burst-%'";
     assert_eq!(blocking(|| wait_for_count(&cluster, sql, committed)), committed);
@@ -175,21 +172,14 @@ async fn kill_9_keeps_committed_and_spooled_records() {
     cluster.stop();
     let spooled_n = burst(server, "spool", 30, Duration::ZERO).await;
     let spool = dir.path().join("spool-ns1");
-    for _ in 0..100 {
-        if spooled(&spool, "spool") == spooled_n as usize {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(spooled(&spool, "spool"), spooled_n as usize, "the answered records are in the spool");
+    let all_spooled = || spooled(&spool, "spool") == spooled_n as usize;
+    wait_until("the answered records in the spool", Duration::from_secs(5), all_spooled).await;
     send_signal(child.id(), "KILL");
     child.wait().unwrap();
 
     cluster.start_server();
-    let port = free_port();
-    write_config(port);
     let mut child = spawn_serve(&config);
-    wait_until_serving(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    Ready::wait(&ready_path(&config)).await;
     let total = committed + spooled_n;
     assert_eq!(blocking(|| wait_for_count(&cluster, sql, total)), total, "committed and spooled records survived");
     send_signal(child.id(), "TERM");
@@ -211,7 +201,10 @@ async fn a_wrong_password_or_an_unreachable_host_never_stops_dns() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("wrong-password");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
-    let closed = free_port();
+    // Bound but not listening: connecting to it is refused, and nothing else can take the port.
+    let closed_socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    closed_socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let closed = closed_socket.local_addr().unwrap().as_socket().unwrap().port();
     let cases = [
         (
             cluster
@@ -238,12 +231,12 @@ async fn a_wrong_password_or_an_unreachable_host_never_stops_dns() {
         server.running.shutdown(Duration::from_secs(1)).await;
 
         let config = dir.path().join("check.toml");
-        std::fs::write(&config, serve_config(free_port(), upstream.addr, &store)).unwrap();
+        std::fs::write(&config, serve_config(0, upstream.addr, &store)).unwrap();
         let (ok, stderr) = check(&config);
         assert!(!ok && stderr.contains(problem), "{problem}: {stderr}");
     }
     let config = dir.path().join("good.toml");
-    std::fs::write(&config, serve_config(free_port(), upstream.addr, &cluster.store_toml(dir.path(), "ns1"))).unwrap();
+    std::fs::write(&config, serve_config(0, upstream.addr, &cluster.store_toml(dir.path(), "ns1"))).unwrap();
     let (ok, stderr) = check(&config);
     assert!(ok, "{stderr}");
 }

@@ -75,6 +75,7 @@ async fn an_upstream_named_by_host_follows_its_address_after_the_ttl() {
 
     // The bootstrap server fails: the last good address stays in use.
     *answer.lock().unwrap() = None;
+    // A sleep on purpose: the bootstrap answer's 1 s TTL must run out on the real clock.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = second.calls();
     for i in 0..5 {

@@ -196,6 +196,8 @@ async fn tcp_connections_per_client_are_capped() {
     let server = start_server(&config);
     let _a = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
     let _b = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
+    // A sleep on purpose: the server must have accepted both before the third arrives, and an
+    // accepted-but-idle connection shows nothing a test could poll for.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
     let mut buf = [0u8; 1];

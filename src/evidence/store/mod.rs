@@ -138,12 +138,14 @@ impl StoreStats {
 /// The query side of the store: hands records to the writer.
 #[derive(Clone)]
 pub struct StoreSink {
-    queue: SyncSender<Record>,
+    /// Boxed: `sync_channel` allocates every slot up front, and 65 536 slots of a 600-byte record
+    /// were 13 MB more resident memory than the attempts they replaced (8 bytes a slot now).
+    queue: SyncSender<Box<Record>>,
     stats: Arc<StoreStats>,
 }
 
 impl StoreSink {
-    fn new(capacity: usize) -> (StoreSink, mpsc::Receiver<Record>, Arc<StoreStats>) {
+    fn new(capacity: usize) -> (StoreSink, mpsc::Receiver<Box<Record>>, Arc<StoreStats>) {
         let (queue, incoming) = mpsc::sync_channel(capacity);
         let stats = Arc::new(StoreStats::default());
         (StoreSink { queue, stats: Arc::clone(&stats) }, incoming, stats)
@@ -155,14 +157,14 @@ impl StoreSink {
 
     /// Waits for room in the queue (benchmarks and imports; the query path uses `send`).
     pub fn send_waiting(&self, record: Record) {
-        if self.queue.send(record).is_err() {
+        if self.queue.send(Box::new(record)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Never blocks: a full queue drops the record and counts it.
     pub fn send(&self, record: Record) {
-        match self.queue.try_send(record) {
+        match self.queue.try_send(Box::new(record)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);

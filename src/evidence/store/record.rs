@@ -126,8 +126,9 @@ impl Record {
             matched_on: matched_on.to_string(),
             cname_alias,
             mode: attempt.stamp.mode.as_str().to_string(),
-            policy_version: attempt.stamp.policy_version.to_string(),
-            rule: attempt.stamp.rule.to_string(),
+            // `String::from`, not `to_string`: on an `Arc<str>` that goes through `fmt`.
+            policy_version: String::from(&*attempt.stamp.policy_version),
+            rule: String::from(&*attempt.stamp.rule),
             resolver: attempt.resolver.clone(),
         }
     }

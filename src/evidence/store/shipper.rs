@@ -89,7 +89,12 @@ impl PostgresWriter {
 }
 
 /// Appends what arrives to the spool, batch by batch, until every sink is dropped.
-fn spool_incoming(incoming: &mpsc::Receiver<Record>, spool: &Spool, stats: &StoreStats, shipper: &std::thread::Thread) {
+fn spool_incoming(
+    incoming: &mpsc::Receiver<Box<Record>>,
+    spool: &Spool,
+    stats: &StoreStats,
+    shipper: &std::thread::Thread,
+) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         let first = match incoming.recv_timeout(Duration::from_secs(1)) {
@@ -97,10 +102,10 @@ fn spool_incoming(incoming: &mpsc::Receiver<Record>, spool: &Spool, stats: &Stor
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut records = vec![first];
+        let mut records = vec![*first];
         while records.len() < BATCH {
             match incoming.try_recv() {
-                Ok(record) => records.push(record),
+                Ok(record) => records.push(*record),
                 Err(_) => break,
             }
         }

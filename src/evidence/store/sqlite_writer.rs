@@ -1,7 +1,8 @@
 //! The SQLite writer thread: one, fed through a bounded queue, writing batched transactions at
 //! least every `flush_interval_ms`, keeping failed batches to retry when the disk recovers, and
 //! running the purge one chunk per turn. The query path never waits for disk: a full queue drops
-//! the record and counts it.
+//! the record and counts it. While a batch is under way the thread polls the queue instead of
+//! waiting on it, so handing it a record costs the dispatcher no system call.
 
 use std::{
     collections::VecDeque,
@@ -9,7 +10,7 @@ use std::{
     sync::{
         Arc,
         atomic::Ordering,
-        mpsc::{self, RecvTimeoutError},
+        mpsc::{self, RecvTimeoutError, TryRecvError},
     },
     thread::JoinHandle,
     time::{Duration, Instant, SystemTime},
@@ -32,6 +33,9 @@ const MAX_PENDING: usize = 200_000;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Records written in one transaction at most, when they arrive faster than the flush interval.
 const BATCH: usize = 50_000;
+/// How often the queue is emptied while a batch is under way: at the default `store.queue` of
+/// 65 536 records it holds 6.5 M records a second.
+const POLL: Duration = Duration::from_millis(10);
 
 /// The SQLite writer thread; dropping every `StoreSink` (or calling `close`) makes it flush and
 /// end.
@@ -90,7 +94,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, incoming: mpsc::Receiver<Record>) {
+    fn run(&mut self, incoming: mpsc::Receiver<Box<Record>>) {
         // Opened now so that the schema exists and a burst can be written at once; a failure
         // here is retried (and reported) at the first flush.
         self.connection = open_writable(&self.path, &self.node).ok();
@@ -99,7 +103,7 @@ impl Worker {
             // While a purge runs, the loop comes round at least every 10 ms for its next chunk.
             let wait = deadline.saturating_duration_since(Instant::now());
             let wait = if self.purging { wait.min(Duration::from_millis(10)) } else { wait };
-            match incoming.recv_timeout(wait) {
+            match self.next(&incoming, wait) {
                 Ok(record) => {
                     self.push(record);
                     // Take what else is waiting, up to one batch, without blocking.
@@ -117,8 +121,10 @@ impl Worker {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.purging && Instant::now() < deadline {
-                        self.purge_step();
+                    if Instant::now() < deadline {
+                        if self.purging {
+                            self.purge_step();
+                        }
                         continue;
                     }
                 }
@@ -134,12 +140,32 @@ impl Worker {
         }
     }
 
-    fn push(&mut self, record: Record) {
+    /// The next record, waiting at most `wait`. With a batch under way the queue is polled
+    /// every `POLL` instead of waited on: a waiting receiver makes every sender wake it (a
+    /// futex call and a context switch per blocked query), a sleeping one costs them nothing.
+    fn next(&self, incoming: &mpsc::Receiver<Box<Record>>, wait: Duration) -> Result<Box<Record>, RecvTimeoutError> {
+        if self.pending.is_empty() {
+            return incoming.recv_timeout(wait);
+        }
+        match incoming.try_recv() {
+            Ok(record) => Ok(record),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(wait.min(POLL));
+                incoming.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            }
+        }
+    }
+
+    fn push(&mut self, record: Box<Record>) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.pending.push_back(record);
+        self.pending.push_back(*record);
         self.stats.pending.store(self.pending.len() as u64, Ordering::Relaxed);
     }
 

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use super::{
     Console, ConsoleError,
     auth::{Role, SignedIn},
-    i18n::{assessment, t},
+    i18n::{Text, assessment, t},
     layout::{View, encode, filters, page},
     queries,
 };
@@ -47,19 +47,19 @@ pub async fn app(
     }
     let body = html! {
         (filters(lang, &view, "/app", officer))
-        h2 { (t(lang, "kinds")) }
+        h2 { (t(lang, Text::Kinds)) }
         table id="kinds" {
-            tr { th { (t(lang, "kind")) } th.num { (t(lang, "attempts")) } }
+            tr { th { (t(lang, Text::Kind)) } th.num { (t(lang, Text::Attempts)) } }
             @for (kind, (attempts, _)) in &kinds { tr { td { (kind) } td.num { (attempts) } } }
         }
-        h2 { (t(lang, "domains")) }
+        h2 { (t(lang, Text::Domains)) }
         table id="domains" {
-            tr { th { (t(lang, "domain")) } th { (t(lang, "kind")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "devices")) } }
+            tr { th { (t(lang, Text::Domain)) } th { (t(lang, Text::Kind)) } th.num { (t(lang, Text::Attempts)) } th.num { (t(lang, Text::Devices)) } }
             @for (domain, kind, attempts, devices) in &domains { tr { td { (domain) } td { (kind) } td.num { (attempts) } td.num { (devices) } } }
         }
-        h2 { (t(lang, "devices")) }
+        h2 { (t(lang, Text::Devices)) }
         table id="app-devices" {
-            tr { th { (t(lang, "device")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+            tr { th { (t(lang, Text::Device)) } th.num { (t(lang, Text::Attempts)) } th.num { (t(lang, Text::Days)) } th { (t(lang, Text::LastSeen)) } th { (t(lang, Text::Assessment)) } }
             @for s in rows.iter().take(super::layout::PAGE_ROWS) {
                 tr {
                     td { @if officer { a href=(format!("/device?device={}&since={}", encode(&s.device), encode(view.since_text()))) { (s.device) } } @else { (c.masked(&s.device)) } }
@@ -67,7 +67,7 @@ pub async fn app(
                 }
             }
         }
-        @if rows.len() > super::layout::PAGE_ROWS { p { a href=(format!("/devices?{}", view.query())) { (t(lang, "all_devices")) " (" (rows.len()) ")" } } }
+        @if rows.len() > super::layout::PAGE_ROWS { p { a href=(format!("/devices?{}", view.query())) { (t(lang, Text::AllDevices)) " (" (rows.len()) ")" } } }
     };
     Ok(page(lang, Some(&who), &app, body))
 }
@@ -105,7 +105,7 @@ fn list_files(dir: &std::path::Path) -> Vec<ListFile> {
 pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
     let lang = c.language();
     let Some(config) = c.policy.as_ref() else {
-        return Ok(page(lang, Some(&who), t(lang, "lists"), html! { p { (t(lang, "none")) } }));
+        return Ok(page(lang, Some(&who), t(lang, Text::Lists), html! { p { (t(lang, Text::None)) } }));
     };
     let loaded = policy::load(config);
     let files = config.domains_dir.as_deref().map(list_files).unwrap_or_default();
@@ -118,18 +118,18 @@ pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         @match &loaded {
             Ok(policy) => {
                 table id="policy" {
-                    tr { th { (t(lang, "policy_version")) } td { code { (policy.version()) } } }
-                    tr { th { (t(lang, "entries")) } td { (policy.len()) } }
-                    tr { th { (t(lang, "apps")) } td { @for (i, a) in policy.apps().iter().enumerate() { @if i > 0 { ", " } (a.app.name) } } }
-                    tr { th { (t(lang, "source")) } td { (config.domains_dir.as_ref().map_or_else(|| t(lang, "embedded").to_string(), |d| d.display().to_string())) } }
+                    tr { th { (t(lang, Text::PolicyVersion)) } td { code { (policy.version()) } } }
+                    tr { th { (t(lang, Text::Entries)) } td { (policy.len()) } }
+                    tr { th { (t(lang, Text::Apps)) } td { @for (i, a) in policy.apps().iter().enumerate() { @if i > 0 { ", " } (a.app.name) } } }
+                    tr { th { (t(lang, Text::Source)) } td { (config.domains_dir.as_ref().map_or_else(|| t(lang, Text::Embedded).to_string(), |d| d.display().to_string())) } }
                 }
             }
             Err(error) => { p.error { (error.to_string()) } }
         }
         @if !files.is_empty() {
-            h2 { (t(lang, "list_files")) }
+            h2 { (t(lang, Text::ListFiles)) }
             table id="list-files" {
-                tr { th { (t(lang, "app")) } th.num { (t(lang, "entries")) } th { (t(lang, "changed")) } th { (t(lang, "state")) } }
+                tr { th { (t(lang, Text::App)) } th.num { (t(lang, Text::Entries)) } th { (t(lang, Text::Changed)) } th { (t(lang, Text::State)) } }
                 @for f in &files {
                     tr {
                         td { (f.id) } td.num { (f.entries) }
@@ -140,11 +140,11 @@ pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
             }
         }
         @if !config.feeds.is_empty() {
-            h2 { (t(lang, "feeds")) }
+            h2 { (t(lang, Text::Feeds)) }
             table id="feeds" {
                 tr {
-                    th { (t(lang, "feed")) } th.num { (t(lang, "entries")) } th { (t(lang, "last_success")) }
-                    th { (t(lang, "last_attempt")) } th { (t(lang, "state")) }
+                    th { (t(lang, Text::Feed)) } th.num { (t(lang, Text::Entries)) } th { (t(lang, Text::LastSuccess)) }
+                    th { (t(lang, Text::LastAttempt)) } th { (t(lang, Text::State)) }
                 }
                 @for feed in &config.feeds {
                     @let status = feed_status.get(&feed.name).cloned().unwrap_or_default();
@@ -154,7 +154,7 @@ pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
                         td {
                             @match (&status.last_error, status.pending_entries) {
                                 (Some(error), _) => span.error { (error) },
-                                (None, Some(pending)) => span.error { (t(lang, "feed_pending")) " (" (pending) ")" },
+                                (None, Some(pending)) => span.error { (t(lang, Text::FeedPending)) " (" (pending) ")" },
                                 (None, None) => "ok",
                             }
                         }
@@ -163,5 +163,5 @@ pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
             }
         }
     };
-    Ok(page(lang, Some(&who), t(lang, "lists"), body))
+    Ok(page(lang, Some(&who), t(lang, Text::Lists), body))
 }

@@ -15,18 +15,18 @@ use super::{
     Console, ConsoleError, audit,
     auth::{Role, SignedIn},
     cases::{self, CaseState, Change},
-    i18n::t,
+    i18n::{Text, t},
     layout::{encode, page},
 };
 
-pub fn state_key(state: CaseState) -> &'static str {
+pub fn state_key(state: CaseState) -> Text {
     match state {
-        CaseState::Open => "st_open",
-        CaseState::RemovalRequested => "st_removal_requested",
-        CaseState::Removed => "st_removed",
-        CaseState::Verified => "st_verified",
-        CaseState::Recurred => "st_recurred",
-        CaseState::FalsePositive => "st_false_positive",
+        CaseState::Open => Text::StOpen,
+        CaseState::RemovalRequested => Text::StRemovalRequested,
+        CaseState::Removed => Text::StRemoved,
+        CaseState::Verified => Text::StVerified,
+        CaseState::Recurred => Text::StRecurred,
+        CaseState::FalsePositive => Text::StFalsePositive,
     }
 }
 
@@ -55,7 +55,7 @@ pub async fn list(
     });
     let body = html! {
         table id="cases" {
-            tr { th { "#" } th { (t(lang, "device")) } th { (t(lang, "app")) } th { (t(lang, "owner")) } th { (t(lang, "ticket")) } th { (t(lang, "state")) } th { (t(lang, "removed_on")) } th { (t(lang, "opened")) } }
+            tr { th { "#" } th { (t(lang, Text::Device)) } th { (t(lang, Text::App)) } th { (t(lang, Text::Owner)) } th { (t(lang, Text::Ticket)) } th { (t(lang, Text::State)) } th { (t(lang, Text::RemovedOn)) } th { (t(lang, Text::Opened)) } }
             @for k in &all {
                 tr class=[(k.state == CaseState::Recurred).then_some("recurred")] {
                     td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } }
@@ -65,9 +65,9 @@ pub async fn list(
                 }
             }
         }
-        @if all.is_empty() { p { (t(lang, "none")) } }
+        @if all.is_empty() { p { (t(lang, Text::None)) } }
     };
-    Ok(page(lang, Some(&who), t(lang, "cases"), body))
+    Ok(page(lang, Some(&who), t(lang, Text::Cases), body))
 }
 
 #[derive(Deserialize, Default)]
@@ -90,15 +90,15 @@ pub async fn new_form(
     let body = html! {
         form method="post" action="/cases" class="stack" id="new-case" {
             input type="hidden" name="csrf" value=(who.csrf);
-            label { (t(lang, "device")) input type="text" name="device" value=(q.device) required; }
-            label { (t(lang, "app")) input type="text" name="app" value=(q.app) required; }
-            label { (t(lang, "owner")) input type="text" name="owner" value=(q.owner); }
-            label { (t(lang, "ticket")) input type="text" name="ticket" id="ticket"; }
-            label { (t(lang, "note")) textarea name="note" id="note" rows="3" {} }
-            button type="submit" id="open-case" { (t(lang, "open_case")) }
+            label { (t(lang, Text::Device)) input type="text" name="device" value=(q.device) required; }
+            label { (t(lang, Text::App)) input type="text" name="app" value=(q.app) required; }
+            label { (t(lang, Text::Owner)) input type="text" name="owner" value=(q.owner); }
+            label { (t(lang, Text::Ticket)) input type="text" name="ticket" id="ticket"; }
+            label { (t(lang, Text::Note)) textarea name="note" id="note" rows="3" {} }
+            button type="submit" id="open-case" { (t(lang, Text::OpenCase)) }
         }
     };
-    Ok(page(lang, Some(&who), t(lang, "open_case"), body))
+    Ok(page(lang, Some(&who), t(lang, Text::OpenCase), body))
 }
 
 #[derive(Deserialize)]
@@ -146,49 +146,49 @@ pub async fn show(State(c): State<Arc<Console>>, who: SignedIn, Path(id): Path<i
     let now_local = &humantime::format_rfc3339_seconds(c.now()).to_string()[..19];
     let body = html! {
         table id="case" {
-            tr { th { (t(lang, "device")) } td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } } }
-            tr { th { (t(lang, "app")) } td { (k.app) } }
-            tr { th { (t(lang, "owner")) } td { (k.owner) } }
-            tr { th { (t(lang, "ticket")) } td { (k.ticket) } }
-            tr { th { (t(lang, "note")) } td { (k.note) } }
-            tr { th { (t(lang, "state")) } td id="case-state" class=[(k.state == CaseState::Recurred).then_some("recurred")] { (t(lang, state_key(k.state))) } }
-            tr { th { (t(lang, "removed_on")) } td { (c.time(k.removed.as_deref().unwrap_or(""))) } }
-            tr { th { (t(lang, "opened")) } td { (c.time(&k.opened)) } }
-            @if k.state == CaseState::FalsePositive { tr { th { (t(lang, "reason")) } td id="case-reason" { (k.reason) } } }
+            tr { th { (t(lang, Text::Device)) } td { a href=(format!("/device?device={}", encode(&k.device))) { (k.device) } } }
+            tr { th { (t(lang, Text::App)) } td { (k.app) } }
+            tr { th { (t(lang, Text::Owner)) } td { (k.owner) } }
+            tr { th { (t(lang, Text::Ticket)) } td { (k.ticket) } }
+            tr { th { (t(lang, Text::Note)) } td { (k.note) } }
+            tr { th { (t(lang, Text::State)) } td id="case-state" class=[(k.state == CaseState::Recurred).then_some("recurred")] { (t(lang, state_key(k.state))) } }
+            tr { th { (t(lang, Text::RemovedOn)) } td { (c.time(k.removed.as_deref().unwrap_or(""))) } }
+            tr { th { (t(lang, Text::Opened)) } td { (c.time(&k.opened)) } }
+            @if k.state == CaseState::FalsePositive { tr { th { (t(lang, Text::Reason)) } td id="case-reason" { (k.reason) } } }
         }
-        h2 { (t(lang, "state")) }
+        h2 { (t(lang, Text::State)) }
         @if matches!(k.state, CaseState::Open | CaseState::Recurred) {
             form method="post" action=(format!("/cases/{id}")) class="inline" {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="action" value="request_removal";
-                button type="submit" id="request-removal" { (t(lang, "request_removal")) }
+                button type="submit" id="request-removal" { (t(lang, Text::RequestRemoval)) }
             }
         }
         @if matches!(k.state, CaseState::Open | CaseState::RemovalRequested | CaseState::Recurred) {
             form method="post" action=(format!("/cases/{id}")) class="inline" {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="action" value="removed";
-                label { (t(lang, "removed_at")) " " input type="datetime-local" name="removed" step="1" value=(now_local) max=(now_local); }
-                button type="submit" id="mark-removed" { (t(lang, "mark_removed")) }
+                label { (t(lang, Text::RemovedAt)) " " input type="datetime-local" name="removed" step="1" value=(now_local) max=(now_local); }
+                button type="submit" id="mark-removed" { (t(lang, Text::MarkRemoved)) }
             }
         }
         @if k.state.is_active() {
             form method="post" action=(format!("/cases/{id}")) class="stack" id="false-positive-form" {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="action" value="false_positive";
-                label { (t(lang, "reason")) textarea name="reason" id="reason" rows="2" required {} }
-                button type="submit" id="false-positive" { (t(lang, "close_false_positive")) }
+                label { (t(lang, Text::Reason)) textarea name="reason" id="reason" rows="2" required {} }
+                button type="submit" id="false-positive" { (t(lang, Text::CloseFalsePositive)) }
             }
         }
         form method="post" action=(format!("/cases/{id}")) class="stack" {
             input type="hidden" name="csrf" value=(who.csrf);
             input type="hidden" name="action" value="note";
-            label { (t(lang, "ticket")) input type="text" name="ticket" value=(k.ticket); }
-            label { (t(lang, "note")) textarea name="note" rows="3" { (k.note) } }
-            button type="submit" { (t(lang, "save")) }
+            label { (t(lang, Text::Ticket)) input type="text" name="ticket" value=(k.ticket); }
+            label { (t(lang, Text::Note)) textarea name="note" rows="3" { (k.note) } }
+            button type="submit" { (t(lang, Text::Save)) }
         }
     };
-    Ok(page(lang, Some(&who), &format!("{} #{id}", t(lang, "case")), body))
+    Ok(page(lang, Some(&who), &format!("{} #{id}", t(lang, Text::Case)), body))
 }
 
 #[derive(Deserialize)]

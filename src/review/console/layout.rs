@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{
     ConsoleError,
     auth::{Role, SignedIn},
-    i18n::t,
+    i18n::{self, Text, t},
 };
 use crate::{
     config::Language,
@@ -39,16 +39,16 @@ pub fn page(lang: Language, who: Option<&SignedIn>, title: &str, body: Markup) -
                     strong { "nxguard" }
                     @if let Some(who) = who {
                         nav {
-                            a href="/" { (t(lang, "overview")) }
-                            a href="/devices" { (t(lang, "devices")) }
-                            @if who.role >= Role::Officer { a href="/cases" { (t(lang, "cases")) } }
-                            a href="/lists" { (t(lang, "lists")) }
-                            @if who.role >= Role::Admin { a href="/audit" { (t(lang, "audit")) } a href="/users" { (t(lang, "users")) } }
+                            a href="/" { (t(lang, Text::Overview)) }
+                            a href="/devices" { (t(lang, Text::Devices)) }
+                            @if who.role >= Role::Officer { a href="/cases" { (t(lang, Text::Cases)) } }
+                            a href="/lists" { (t(lang, Text::Lists)) }
+                            @if who.role >= Role::Admin { a href="/audit" { (t(lang, Text::Audit)) } a href="/users" { (t(lang, Text::Users)) } }
                         }
                         form method="post" action="/logout" class="logout" {
                             span { (who.user) " (" (super::pages::role_name(lang, who.role.as_str())) ")" }
                             input type="hidden" name="csrf" value=(who.csrf);
-                            button type="submit" id="logout" { (t(lang, "logout")) }
+                            button type="submit" id="logout" { (t(lang, Text::Logout)) }
                         }
                     }
                 }
@@ -203,9 +203,9 @@ pub fn encode(value: &str) -> String {
 pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> Markup {
     html! {
         form method="get" action=(action) class="filters" {
-            label { (t(lang, "period")) " "
+            label { (t(lang, Text::Period)) " "
                 select name="since" {
-                    @for (value, key) in [("7d", "days7"), ("30d", "days30"), ("90d", "days90")] {
+                    @for (value, key) in [("7d", Text::Days7), ("30d", Text::Days30), ("90d", Text::Days90)] {
                         option value=(value) selected[view.since_text() == value] { (t(lang, key)) }
                     }
                     @if !["7d", "30d", "90d"].contains(&view.since_text()) {
@@ -213,24 +213,24 @@ pub fn filters(lang: Language, view: &View, action: &str, with_owner: bool) -> M
                     }
                 }
             }
-            label { (t(lang, "until")) " " input type="text" name="until" placeholder=(t(lang, "date_placeholder")) value=(given(&view.until).unwrap_or("")); }
-            label { (t(lang, "app")) " " input type="text" name="app" value=(given(&view.app).unwrap_or("")); }
+            label { (t(lang, Text::Until)) " " input type="text" name="until" placeholder=(t(lang, Text::DatePlaceholder)) value=(given(&view.until).unwrap_or("")); }
+            label { (t(lang, Text::App)) " " input type="text" name="app" value=(given(&view.app).unwrap_or("")); }
             @if with_owner {
-                label { (t(lang, "owner")) " " input type="text" name="owner" value=(given(&view.owner).unwrap_or("")); }
+                label { (t(lang, Text::Owner)) " " input type="text" name="owner" value=(given(&view.owner).unwrap_or("")); }
             }
-            label { (t(lang, "assessment")) " "
+            label { (t(lang, Text::Assessment)) " "
                 select name="assessment" {
-                    option value="" { (t(lang, "all")) }
+                    option value="" { (t(lang, Text::All)) }
                     @for a in Assessment::ALL {
-                        option value=(a.key()) selected[given(&view.assessment) == Some(a.key())] { (t(lang, a.key())) }
+                        option value=(a.key()) selected[given(&view.assessment) == Some(a.key())] { (i18n::assessment(lang, a)) }
                     }
                 }
             }
-            label { (t(lang, "search")) " " input type="search" name="q" value=(given(&view.q).unwrap_or("")); }
+            label { (t(lang, Text::Search)) " " input type="search" name="q" value=(given(&view.q).unwrap_or("")); }
             @if let Some(sort) = given(&view.sort) { input type="hidden" name="sort" value=(sort); }
             @if let Some(device) = given(&view.device) { input type="hidden" name="device" value=(device); }
             @if let Some(new) = given(&view.new) { input type="hidden" name="new" value=(new); }
-            button type="submit" { (t(lang, "apply")) }
+            button type="submit" { (t(lang, Text::Apply)) }
         }
     }
 }

@@ -314,10 +314,17 @@ pub fn router(console: Arc<Console>) -> Router {
         .with_state(console)
 }
 
-/// Serves the console until SIGTERM or Ctrl-C: over TLS when the certificate files are set.
+/// Serves the console on `console.listen` until SIGTERM or Ctrl-C: over TLS when the
+/// certificate files are set.
 pub async fn serve(console: Arc<Console>) -> Result<(), ConsoleError> {
     let listener = tokio::net::TcpListener::bind(console.config.listen).await?;
-    tracing::info!(listen = %console.config.listen, tls = console.secure_cookie, "console serving");
+    serve_on(console, listener).await
+}
+
+/// `serve` on a listener the caller bound (port 0, then read back for the ready file).
+pub async fn serve_on(console: Arc<Console>, listener: tokio::net::TcpListener) -> Result<(), ConsoleError> {
+    let listen = listener.local_addr()?;
+    tracing::info!(%listen, tls = console.secure_cookie, "console serving");
     let tls = match (&console.config.tls_cert_file, &console.config.tls_key_file) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,

@@ -20,7 +20,7 @@ use super::{
     Console, ConsoleError,
     auth::{Role, SignedIn},
     cases::{self, CaseState},
-    i18n::{assessment, t},
+    i18n::{Text, assessment, t},
     layout::{View, encode, filters, page},
     pages::{case_of, day_of, shown},
     queries::{self, time_text},
@@ -79,19 +79,19 @@ pub async fn overview(
         (to_act(&c, &facts))
         (by_app(&facts))
         (recent(&c, &facts))
-        h2 { (t(lang, "trend")) }
-        (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, "trend")))
+        h2 { (t(lang, Text::Trend)) }
+        (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, Text::Trend)))
         (resolvers(&c, &nodes))
-        @if !officer { p.note { (t(lang, "pseudonymous")) } }
+        @if !officer { p.note { (t(lang, Text::Pseudonymous)) } }
     };
-    Ok(page(lang, Some(&who), t(lang, "overview"), body).into_response())
+    Ok(page(lang, Some(&who), t(lang, Text::Overview), body).into_response())
 }
 
 /// Before any resolver has written the attempt store: say so (503, with the navigation and
 /// sign-out), instead of failing.
 fn first_run(lang: Language, who: &SignedIn) -> Response {
-    let body = html! { p.error id="no-store" { (t(lang, "err_503")) } };
-    (StatusCode::SERVICE_UNAVAILABLE, page(lang, Some(who), t(lang, "overview"), body)).into_response()
+    let body = html! { p.error id="no-store" { (t(lang, Text::Err503)) } };
+    (StatusCode::SERVICE_UNAVAILABLE, page(lang, Some(who), t(lang, Text::Overview), body)).into_response()
 }
 
 /// A likely-installed row first seen within `NEW` of `now`.
@@ -111,11 +111,12 @@ fn headline(f: &Facts<'_>) -> Markup {
     let open = f.cases.iter().filter(|k| k.state.is_active()).count();
     let recurred = f.cases.iter().filter(|k| k.state == CaseState::Recurred).count();
     let figures = [
-        ("fig_likely", likely, format!("/devices?{}", f.view.with("assessment", "likely")), true),
-        ("fig_open_cases", open, "/cases?state=active".to_string(), f.officer),
-        ("fig_recurred", recurred, "/cases?state=recurred".to_string(), f.officer),
+        ("fig_likely", Text::FigLikely, likely, format!("/devices?{}", f.view.with("assessment", "likely")), true),
+        ("fig_open_cases", Text::FigOpenCases, open, "/cases?state=active".to_string(), f.officer),
+        ("fig_recurred", Text::FigRecurred, recurred, "/cases?state=recurred".to_string(), f.officer),
         (
             "fig_new",
+            Text::FigNew,
             new,
             format!("/devices?{}", View { new: Some("7d".into()), ..f.view.clone() }.with("assessment", "likely")),
             true,
@@ -123,9 +124,9 @@ fn headline(f: &Facts<'_>) -> Markup {
     ];
     html! {
         ul.figures id="figures" {
-            @for (key, count, href, link) in figures {
-                li id=(key) {
-                    @if link { a href=(href) { strong { (count) } " " (t(lang, key)) } } @else { strong { (count) } " " (t(lang, key)) }
+            @for (id, text, count, href, link) in figures {
+                li id=(id) {
+                    @if link { a href=(href) { strong { (count) } " " (t(lang, text)) } } @else { strong { (count) } " " (t(lang, text)) }
                 }
             }
         }
@@ -135,10 +136,10 @@ fn headline(f: &Facts<'_>) -> Markup {
 fn recurred(c: &Console, who: &SignedIn, f: &Facts<'_>) -> Markup {
     let list: Vec<&cases::Case> = f.cases.iter().filter(|k| k.state == CaseState::Recurred).collect();
     html! {
-        h2 { (t(f.lang, "recurred")) }
-        @if list.is_empty() { p { (t(f.lang, "none")) } } @else {
+        h2 { (t(f.lang, Text::Recurred)) }
+        @if list.is_empty() { p { (t(f.lang, Text::None)) } } @else {
             table id="recurred" {
-                tr { th { "#" } th { (t(f.lang, "device")) } th { (t(f.lang, "app")) } th { (t(f.lang, "removed_on")) } }
+                tr { th { "#" } th { (t(f.lang, Text::Device)) } th { (t(f.lang, Text::App)) } th { (t(f.lang, Text::RemovedOn)) } }
                 @for k in &list {
                     tr.recurred {
                         td { @if f.officer { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } }
@@ -168,15 +169,15 @@ fn to_act(c: &Console, f: &Facts<'_>) -> Markup {
     let pages = list.len().div_ceil(ACT_ROWS).max(1);
     let link = |p: usize| format!("/?{}&act_page={p}", f.view.query());
     html! {
-        h2 { (t(lang, "to_act")) " (" (list.len()) ")" }
-        @if list.is_empty() { p { (t(lang, "none")) } } @else {
+        h2 { (t(lang, Text::ToAct)) " (" (list.len()) ")" }
+        @if list.is_empty() { p { (t(lang, Text::None)) } } @else {
             table id="to-act" {
-                tr { th { (t(lang, "device")) } th { (t(lang, "app")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } @if f.officer { th {} } }
+                tr { th { (t(lang, Text::Device)) } th { (t(lang, Text::App)) } th.num { (t(lang, Text::Days)) } th { (t(lang, Text::LastSeen)) } @if f.officer { th {} } }
                 @for s in list.iter().skip(page * ACT_ROWS).take(ACT_ROWS) {
                     tr {
                         td { (device_cell(c, f, &s.device)) }
                         td { (s.app) } td.num { (s.days) } td { (c.time(&s.last_seen)) }
-                        @if f.officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } } }
+                        @if f.officer { td { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, Text::OpenCase)) } } }
                     }
                 }
             }
@@ -199,10 +200,10 @@ fn by_app(f: &Facts<'_>) -> Markup {
     }
     let lang = f.lang;
     html! {
-        h2 { (t(lang, "by_app")) }
-        @if counts.is_empty() { p { (t(lang, "no_data")) } } @else {
+        h2 { (t(lang, Text::ByApp)) }
+        @if counts.is_empty() { p { (t(lang, Text::NoData)) } } @else {
             table id="by-app" {
-                tr { th { (t(lang, "app")) } th.num { (t(lang, "likely")) } th.num { (t(lang, "possibly")) } th.num { (t(lang, "link")) } }
+                tr { th { (t(lang, Text::App)) } th.num { (t(lang, Text::Likely)) } th.num { (t(lang, Text::Possibly)) } th.num { (t(lang, Text::Link)) } }
                 @for (app, n) in &counts {
                     tr {
                         td { a href=(format!("/app?{}", f.view.with("app", app))) { (app) } }
@@ -217,10 +218,10 @@ fn by_app(f: &Facts<'_>) -> Markup {
 fn recent(c: &Console, f: &Facts<'_>) -> Markup {
     let lang = f.lang;
     html! {
-        h2 { (t(lang, "recent_devices")) }
-        @if f.rows.is_empty() { p { (t(lang, "no_data")) } } @else {
+        h2 { (t(lang, Text::RecentDevices)) }
+        @if f.rows.is_empty() { p { (t(lang, Text::NoData)) } } @else {
             table id="recent" {
-                tr { th { (t(lang, "device")) } th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+                tr { th { (t(lang, Text::Device)) } th { (t(lang, Text::App)) } th.num { (t(lang, Text::Attempts)) } th { (t(lang, Text::LastSeen)) } th { (t(lang, Text::Assessment)) } }
                 @for s in f.rows.iter().take(RECENT) {
                     tr {
                         td { (device_cell(c, f, &s.device)) }
@@ -229,7 +230,7 @@ fn recent(c: &Console, f: &Facts<'_>) -> Markup {
                     }
                 }
             }
-            @if f.rows.len() > RECENT { p { a href=(format!("/devices?{}", f.view.query())) { (t(lang, "all_devices")) " (" (f.rows.len()) ")" } } }
+            @if f.rows.len() > RECENT { p { a href=(format!("/devices?{}", f.view.query())) { (t(lang, Text::AllDevices)) " (" (f.rows.len()) ")" } } }
         }
     }
 }
@@ -239,13 +240,13 @@ fn recent(c: &Console, f: &Facts<'_>) -> Markup {
 fn resolvers(c: &Console, nodes: &[(String, i64)]) -> Markup {
     let lang = c.language();
     html! {
-        h2 { (t(lang, "resolvers")) }
-        @if nodes.is_empty() { p id="resolvers" { (t(lang, "no_resolver_attempts")) } } @else {
+        h2 { (t(lang, Text::Resolvers)) }
+        @if nodes.is_empty() { p id="resolvers" { (t(lang, Text::NoResolverAttempts)) } } @else {
             table id="resolvers" {
-                tr { th { (t(lang, "node")) } th { (t(lang, "last_attempt")) } }
+                tr { th { (t(lang, Text::Node)) } th { (t(lang, Text::LastAttempt)) } }
                 @for (node, last) in nodes { tr { td { (node) } td { (c.time(&time_text(*last))) } } }
             }
-            p.note { (t(lang, "resolvers_note")) }
+            p.note { (t(lang, Text::ResolversNote)) }
         }
     }
 }

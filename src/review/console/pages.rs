@@ -16,7 +16,7 @@ use super::{
     Console, ConsoleError, audit,
     auth::{self, COOKIE, Login, Role, SignedIn},
     cases,
-    i18n::{self, assessment, t},
+    i18n::{self, Text, assessment, t},
     layout::{self, PAGE_ROWS, View, encode, filters, page},
     queries::{self, DAY_MS},
     svg,
@@ -47,15 +47,15 @@ pub async fn login_form(
     let token = c.login_token();
     let cookie = format!("{LOGIN_COOKIE}={token}; {}", c.cookie_attributes(&parts));
     let body = html! {
-        @if q.error.is_some() { p class="error" id="login-error" { (t(lang, "login_failed")) } }
+        @if q.error.is_some() { p class="error" id="login-error" { (t(lang, Text::LoginFailed)) } }
         form method="post" action="/login" class="stack" {
             input type="hidden" name="csrf" value=(token);
-            label { (t(lang, "user")) input type="text" name="user" id="user" autocomplete="username" required; }
-            label { (t(lang, "password")) input type="password" name="password" id="password" autocomplete="current-password" required; }
-            button type="submit" id="login" { (t(lang, "login")) }
+            label { (t(lang, Text::User)) input type="text" name="user" id="user" autocomplete="username" required; }
+            label { (t(lang, Text::Password)) input type="password" name="password" id="password" autocomplete="current-password" required; }
+            button type="submit" id="login" { (t(lang, Text::Login)) }
         }
     };
-    ([(header::SET_COOKIE, cookie)], page(lang, None, t(lang, "login"), body)).into_response()
+    ([(header::SET_COOKIE, cookie)], page(lang, None, t(lang, Text::Login), body)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -184,10 +184,10 @@ pub(super) fn case_of<'a>(all: &'a [cases::Case], s: &report::Summary) -> Option
 fn case_cell(lang: crate::config::Language, all: &[cases::Case], s: &report::Summary) -> Markup {
     match case_of(all, s) {
         Some(k) => {
-            html! { a href=(format!("/cases/{}", k.id)) class="case" { (t(lang, "case")) " #" (k.id) ": " (t(lang, super::case_pages::state_key(k.state))) } }
+            html! { a href=(format!("/cases/{}", k.id)) class="case" { (t(lang, Text::Case)) " #" (k.id) ": " (t(lang, super::case_pages::state_key(k.state))) } }
         }
         None => {
-            html! { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, "open_case")) } }
+            html! { a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&s.device), encode(&s.app), encode(&s.owner))) { (t(lang, Text::OpenCase)) } }
         }
     }
 }
@@ -213,18 +213,19 @@ pub async fn devices(
     let all_cases = if officer { c.state(|db| cases::list(db, None)).await? } else { Vec::new() };
     let mask = |d: &str| c.masked(d);
     let rows = view.apply(rows, if officer { None } else { Some(&mask) }, c.now());
-    let sort = |key: &str, label: &'static str| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
+    let sort =
+        |key: &str, label: Text| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
     let page = view.page.unwrap_or(0);
     let pages = rows.len().div_ceil(PAGE_ROWS).max(1);
     let body = html! {
         (filters(lang, &view, "/devices", officer))
-        @if officer { p { a href=(format!("/export/summary.csv?{}", view.query())) id="export" { (t(lang, "export_csv")) } } }
+        @if officer { p { a href=(format!("/export/summary.csv?{}", view.query())) id="export" { (t(lang, Text::ExportCsv)) } } }
         table id="devices" {
             tr {
-                th { (sort("device", "device")) } @if officer { th { (t(lang, "owner")) } }
-                th { (sort("app", "app")) } th.num { (sort("attempts", "attempts")) } th.num { (t(lang, "domains")) }
-                th.num { (sort("days", "days")) } th { (t(lang, "first_seen")) } th { (sort("last_seen", "last_seen")) }
-                th { (t(lang, "assessment")) } @if officer { th {} }
+                th { (sort("device", Text::Device)) } @if officer { th { (t(lang, Text::Owner)) } }
+                th { (sort("app", Text::App)) } th.num { (sort("attempts", Text::Attempts)) } th.num { (t(lang, Text::Domains)) }
+                th.num { (sort("days", Text::Days)) } th { (t(lang, Text::FirstSeen)) } th { (sort("last_seen", Text::LastSeen)) }
+                th { (t(lang, Text::Assessment)) } @if officer { th {} }
             }
             @for s in rows.iter().skip(page * PAGE_ROWS).take(PAGE_ROWS) {
                 tr {
@@ -237,7 +238,7 @@ pub async fn devices(
                 }
             }
         }
-        @if rows.is_empty() { p { (t(lang, "no_data")) } }
+        @if rows.is_empty() { p { (t(lang, Text::NoData)) } }
         @if pages > 1 {
             p.pages {
                 @if page > 0 { a href=(format!("/devices?{}", view.on_page(page - 1))) rel="prev" { "←" } " " }
@@ -245,9 +246,9 @@ pub async fn devices(
                 @if page + 1 < pages { " " a href=(format!("/devices?{}", view.on_page(page + 1))) rel="next" { "→" } }
             }
         }
-        @if !officer { p.note { (t(lang, "pseudonymous")) } }
+        @if !officer { p.note { (t(lang, Text::Pseudonymous)) } }
     };
-    Ok(layout::page(lang, Some(&who), t(lang, "devices"), body))
+    Ok(layout::page(lang, Some(&who), t(lang, Text::Devices), body))
 }
 
 /// Hits the device page lists (the newest; the timeline export has them all).
@@ -297,41 +298,41 @@ pub async fn device(
         (filters(lang, &view, "/device", false))
         (identity_table(&c, lang, &sources))
         (device_totals(&c, &totals, &sources))
-        h2 { (t(lang, "per_app")) }
-        (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, "per_app")))
+        h2 { (t(lang, Text::PerApp)) }
+        (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, Text::PerApp)))
         p {
             @for app in &apps {
-                a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&key), encode(app), encode(owner))) class="open-case" { (t(lang, "open_case")) ": " (app) } " "
+                a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&key), encode(app), encode(owner))) class="open-case" { (t(lang, Text::OpenCase)) ": " (app) } " "
             }
         }
-        h2 { (t(lang, "cases")) }
-        @if device_cases.is_empty() { p { (t(lang, "none")) } } @else {
+        h2 { (t(lang, Text::Cases)) }
+        @if device_cases.is_empty() { p { (t(lang, Text::None)) } } @else {
             table id="device-cases" {
-                tr { th { "#" } th { (t(lang, "app")) } th { (t(lang, "state")) } th { (t(lang, "ticket")) } th { (t(lang, "removed_on")) } }
+                tr { th { "#" } th { (t(lang, Text::App)) } th { (t(lang, Text::State)) } th { (t(lang, Text::Ticket)) } th { (t(lang, Text::RemovedOn)) } }
                 @for k in &device_cases {
                     tr { td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } td { (k.app) } td { (t(lang, super::case_pages::state_key(k.state))) } td { (k.ticket) } td.removed { (c.time(k.removed.as_deref().unwrap_or(""))) } }
                 }
             }
         }
-        h2 { (t(lang, "hits")) }
-        p { a href=(format!("/export/timeline.csv?{}", view.query())) id="export-timeline" { (t(lang, "export_csv")) } }
-        @if hits.len() > HITS { p.note { (t(lang, "hits_limited")) } }
+        h2 { (t(lang, Text::Hits)) }
+        p { a href=(format!("/export/timeline.csv?{}", view.query())) id="export-timeline" { (t(lang, Text::ExportCsv)) } }
+        @if hits.len() > HITS { p.note { (t(lang, Text::HitsLimited)) } }
         table id="hits" {
-            tr { th { (t(lang, "time")) } th { (t(lang, "app")) } th { (t(lang, "name")) } th { (t(lang, "qtype")) } th { (t(lang, "kind")) } th { (t(lang, "address")) } }
+            tr { th { (t(lang, Text::Time)) } th { (t(lang, Text::App)) } th { (t(lang, Text::Name)) } th { (t(lang, Text::Qtype)) } th { (t(lang, Text::Kind)) } th { (t(lang, Text::Address)) } }
             @for e in hits.iter().take(HITS) {
                 tr { td { (c.time(&e.time)) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
     };
-    Ok(page(lang, Some(&who), &format!("{}: {key}", t(lang, "device")), body))
+    Ok(page(lang, Some(&who), &format!("{}: {key}", t(lang, Text::Device)), body))
 }
 
 /// Where the device's identity came from, one row per distinct source.
 fn identity_table(c: &Console, lang: crate::config::Language, sources: &[queries::IdentitySource]) -> Markup {
     html! {
-        h2 { (t(lang, "identity")) }
+        h2 { (t(lang, Text::Identity)) }
         table id="identity" {
-            tr { th { (t(lang, "name")) } th { (t(lang, "owner")) } th { (t(lang, "hostname")) } th { (t(lang, "mac")) } th { (t(lang, "address")) } th { (t(lang, "source")) } th { (t(lang, "first_seen")) } th { (t(lang, "last_seen")) } th.num { (t(lang, "attempts")) } }
+            tr { th { (t(lang, Text::Name)) } th { (t(lang, Text::Owner)) } th { (t(lang, Text::Hostname)) } th { (t(lang, Text::Mac)) } th { (t(lang, Text::Address)) } th { (t(lang, Text::Source)) } th { (t(lang, Text::FirstSeen)) } th { (t(lang, Text::LastSeen)) } th.num { (t(lang, Text::Attempts)) } }
             @for s in sources {
                 tr { td { (s.device) } td { (s.owner) } td { (s.hostname) } td { (s.mac) } td { (s.address) } td { (s.source) } td { (c.time(&s.first_seen)) } td { (c.time(&s.last_seen)) } td.num { (s.attempts) } }
             }
@@ -345,14 +346,14 @@ fn device_totals(c: &Console, totals: &[report::Summary], sources: &[queries::Id
     let lang = c.language();
     let (all, raw) = (totals.iter().map(|s| s.attempts).sum::<u64>(), sources.iter().map(|s| s.attempts).sum::<u64>());
     html! {
-        h2 { (t(lang, "totals")) }
+        h2 { (t(lang, Text::Totals)) }
         table id="totals" {
-            tr { th { (t(lang, "app")) } th.num { (t(lang, "attempts")) } th.num { (t(lang, "days")) } th { (t(lang, "last_seen")) } th { (t(lang, "assessment")) } }
+            tr { th { (t(lang, Text::App)) } th.num { (t(lang, Text::Attempts)) } th.num { (t(lang, Text::Days)) } th { (t(lang, Text::LastSeen)) } th { (t(lang, Text::Assessment)) } }
             @for s in totals {
                 tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (c.time(&s.last_seen)) } td { (assessment(lang, s.assessment)) } }
             }
         }
-        @if raw != all { p.note id="totals-differ" { (t(lang, "totals_differ")) " (" (raw) " / " (all) ")" } }
+        @if raw != all { p.note id="totals-differ" { (t(lang, Text::TotalsDiffer)) " (" (raw) " / " (all) ")" } }
     }
 }
 
@@ -367,9 +368,9 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
         })
         .await?;
     let body = html! {
-        p { a href="/export/audit.csv" { (t(lang, "export_csv")) } }
+        p { a href="/export/audit.csv" { (t(lang, Text::ExportCsv)) } }
         table id="audit" {
-            tr { th { (t(lang, "time")) } th { (t(lang, "actor")) } th { (t(lang, "role")) } th { (t(lang, "address")) } th { (t(lang, "action")) } th { (t(lang, "target")) } th { (t(lang, "detail")) } }
+            tr { th { (t(lang, Text::Time)) } th { (t(lang, Text::Actor)) } th { (t(lang, Text::Role)) } th { (t(lang, Text::Address)) } th { (t(lang, Text::Action)) } th { (t(lang, Text::Target)) } th { (t(lang, Text::Detail)) } }
             @for e in &entries {
                 tr {
                     td { (c.time(&e.time)) } td { (e.actor) } td { (role_name(lang, &e.role)) } td { (e.address) }
@@ -378,17 +379,17 @@ pub async fn audit(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
             }
         }
     };
-    Ok(page(lang, Some(&who), t(lang, "audit"), body))
+    Ok(page(lang, Some(&who), t(lang, Text::Audit), body))
 }
 
 /// A role as the pages name it.
 pub fn role_name(lang: crate::config::Language, role: &str) -> &'static str {
     match role {
-        "viewer" => t(lang, "role_viewer"),
-        "officer" => t(lang, "role_officer"),
-        "admin" => t(lang, "role_admin"),
+        "viewer" => t(lang, Text::RoleViewer),
+        "officer" => t(lang, Text::RoleOfficer),
+        "admin" => t(lang, Text::RoleAdmin),
         "system" => "nxguard",
-        "cli" => t(lang, "role_cli"),
+        "cli" => t(lang, Text::RoleCli),
         _ => "",
     }
 }
@@ -403,16 +404,16 @@ pub async fn users(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
     let table = |id: &str, rows: &[auth::Account]| {
         html! {
             table id=(id) {
-                tr { th { (t(lang, "name")) } th { (t(lang, "role")) } th { (t(lang, "locked_until")) } th { (t(lang, "opened")) } th { (t(lang, "expires")) } th { (t(lang, "disabled")) } }
+                tr { th { (t(lang, Text::Name)) } th { (t(lang, Text::Role)) } th { (t(lang, Text::LockedUntil)) } th { (t(lang, Text::Opened)) } th { (t(lang, Text::Expires)) } th { (t(lang, Text::Disabled)) } }
                 @for a in rows { tr { td { (a.name) } td { (role_name(lang, &a.role)) } td { (c.time(&a.locked_until)) } td { (c.time(&a.created)) } td { (c.time(&a.expires)) } td { @if a.disabled { "✓" } } } }
             }
         }
     };
     let body = html! {
         (table("users", &users))
-        h2 { (t(lang, "tokens")) }
+        h2 { (t(lang, Text::Tokens)) }
         (table("tokens", &tokens))
         p.note { code { "nxguard console user add|disable|enable|delete NAME" } " · " code { "nxguard console token add|revoke NAME" } }
     };
-    Ok(page(lang, Some(&who), t(lang, "users"), body))
+    Ok(page(lang, Some(&who), t(lang, Text::Users), body))
 }

@@ -16,7 +16,11 @@ use axum::{
 };
 use maud::html;
 
-use super::{Console, Unreachable, i18n::t, layout::page};
+use super::{
+    Console, Unreachable,
+    i18n::{Text, t},
+    layout::page,
+};
 use crate::config::Language;
 
 /// Scripts: none at all. Styles and images only from the console itself (the charts are inline
@@ -58,28 +62,28 @@ pub async fn frame(State(c): State<Arc<Console>>, request: Request, next: Next) 
 }
 
 /// The words for an error status (the same for every cause, so nothing typed is echoed).
-fn error_key(status: StatusCode) -> &'static str {
+fn error_key(status: StatusCode) -> Text {
     match status.as_u16() {
-        400 | 405 | 413 | 415 | 422 => "err_400",
-        401 => "err_401",
-        403 => "err_403",
-        404 => "err_404",
-        429 => "err_429",
-        503 => "err_503",
-        _ => "err_500",
+        400 | 405 | 413 | 415 | 422 => Text::Err400,
+        401 => Text::Err401,
+        403 => Text::Err403,
+        404 => Text::Err404,
+        429 => Text::Err429,
+        503 => Text::Err503,
+        _ => Text::Err500,
     }
 }
 
 /// `response` with its body replaced by the error page (status and other headers kept).
 fn error_page(lang: Language, response: Response) -> Response {
     let (mut parts, _) = response.into_parts();
-    let title = format!("{} {}", t(lang, "error"), parts.status.as_u16());
+    let title = format!("{} {}", t(lang, Text::Error), parts.status.as_u16());
     let body = match parts.extensions.get::<Unreachable>() {
         Some(Unreachable(what)) => page(
             lang,
             None,
             &title,
-            html! { p.error id="error" { (t(lang, "err_unreachable")) } p { code id="unreachable" { (what) } } },
+            html! { p.error id="error" { (t(lang, Text::ErrUnreachable)) } p { code id="unreachable" { (what) } } },
         ),
         None => page(lang, None, &title, html! { p.error id="error" { (t(lang, error_key(parts.status))) } }),
     };

@@ -495,25 +495,76 @@ pub fn assert_forwarded(reply: &Message, qtype: RecordType) {
     assert_eq!(reply.answers[0].record_type(), qtype);
 }
 
-/// A free UDP port on 127.0.0.1 (for a spawned `nxguard serve`, which binds it itself).
-pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Polls `done` every 20 ms until it holds; panics naming `what` after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
-/// Starts the `nxguard serve` binary on `config`, its output discarded.
+/// `wait_until` for code outside an async runtime.
+pub fn wait_until_blocking(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The addresses a spawned nxguard wrote to its `--ready-file`, by kind.
+pub struct Ready(serde_json::Map<String, serde_json::Value>);
+
+impl Ready {
+    /// Waits (at most 20 s) until `path` exists, then reads it.
+    pub async fn wait(path: &std::path::Path) -> Ready {
+        wait_until(&format!("ready file {}", path.display()), Duration::from_secs(20), || path.exists()).await;
+        Self::read(path)
+    }
+
+    /// `wait` outside an async runtime.
+    pub fn wait_blocking(path: &std::path::Path) -> Ready {
+        wait_until_blocking(&format!("ready file {}", path.display()), Duration::from_secs(20), || path.exists());
+        Self::read(path)
+    }
+
+    fn read(path: &std::path::Path) -> Ready {
+        let text = std::fs::read_to_string(path).unwrap();
+        Ready(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display())))
+    }
+
+    /// The first address of `kind` (udp, tcp, metrics, console…).
+    pub fn addr(&self, kind: &str) -> SocketAddr {
+        let addrs =
+            self.0.get(kind).and_then(|v| v.as_array()).unwrap_or_else(|| panic!("no {kind} in the ready file"));
+        addrs[0].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// The ready file a test's spawned nxguard writes, beside its config.
+pub fn ready_path(config: &std::path::Path) -> std::path::PathBuf {
+    config.with_extension("ready.json")
+}
+
+/// Starts the `nxguard serve` binary on `config`, its output discarded; it writes the bound
+/// addresses to `ready_path(config)` (an old one is removed first).
 pub fn spawn_serve(config: &std::path::Path) -> std::process::Child {
+    let _ = std::fs::remove_file(ready_path(config));
     std::process::Command::new(env!("CARGO_BIN_EXE_nxguard"))
-        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["serve", "--config", config.to_str().unwrap(), "--ready-file", ready_path(config).to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
 }
 
-/// Starts the `nxguard serve` binary on `config`, its log (stderr) written to `log`.
+/// Starts the `nxguard serve` binary on `config`, its log (stderr) written to `log`, its ready
+/// file at `ready_path(config)`.
 pub fn spawn_serve_logging(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let _ = std::fs::remove_file(ready_path(config));
     std::process::Command::new(env!("CARGO_BIN_EXE_nxguard"))
-        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["serve", "--config", config.to_str().unwrap(), "--ready-file", ready_path(config).to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -548,18 +599,6 @@ pub fn serve_config(port: u16, upstream: SocketAddr, extra: &str) -> String {
         "[server]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\nworkers = 1\n{extra}\n\
          [[upstream.servers]]\naddress = \"{upstream}\"\n"
     )
-}
-
-/// Polls until a spawned server answers (it is starting up), for at most ~10 s.
-pub async fn wait_until_serving(server: SocketAddr) {
-    let probe = query("probe.tiktok.com.", RecordType::A, false).to_vec().unwrap();
-    for _ in 0..100 {
-        if udp_exchange_raw(server, IpAddr::V4(Ipv4Addr::LOCALHOST), &probe, Duration::from_millis(100)).await.is_some()
-        {
-            return;
-        }
-    }
-    panic!("nxguard did not start serving");
 }
 
 /// Sends a slow upstream query (`slow.example.org`), then a cached (`cached.example.org`, which
