@@ -120,6 +120,64 @@ fn write(config: &StoreConfig, n: usize, devices: usize, start: SystemTime) -> f
     n as f64 / took.as_secs_f64()
 }
 
+/// The physical limit the shipper is compared with: the same rows by plain binary COPY, in
+/// batches of the shipper's size, into a table like `attempts` (its indexes too); rows/s.
+fn plain_copy(client: &mut postgres::Client, n: usize, devices: usize, start: SystemTime) -> f64 {
+    use postgres::{binary_copy::BinaryCopyInWriter, types::Type};
+    client.batch_execute("CREATE TABLE attempts_copy (LIKE attempts INCLUDING ALL)").unwrap();
+    let records: Vec<store::Record> = attempts(n, devices, start).map(|a| store::Record::of(&a, None, "ns1")).collect();
+    let types: Vec<Type> = (0..24)
+        .map(|i| match i {
+            0 => Type::INT8,
+            4 => Type::INT4,
+            _ => Type::TEXT,
+        })
+        .collect();
+    let sql = "COPY attempts_copy (ts_ms, node, device_key, client_ip, client_port, transport, device_ip, mac, \
+               hostname, device, owner, identity_source, qname, qtype, app, app_name, vendor, domain, kind, \
+               matched_on, cname_alias, mode, policy_version, rule) FROM STDIN BINARY";
+    let began = Instant::now();
+    for batch in records.chunks(50_000) {
+        let mut tx = client.transaction().unwrap();
+        let mut writer = BinaryCopyInWriter::new(tx.copy_in(sql).unwrap(), &types);
+        for r in batch {
+            writer
+                .write(&[
+                    &r.ts_ms,
+                    &r.node,
+                    &r.device_key,
+                    &r.client_ip,
+                    &r.client_port,
+                    &r.transport,
+                    &r.device_ip,
+                    &r.mac,
+                    &r.hostname,
+                    &r.device,
+                    &r.owner,
+                    &r.identity_source,
+                    &r.qname,
+                    &r.qtype,
+                    &r.app,
+                    &r.app_name,
+                    &r.vendor,
+                    &r.domain,
+                    &r.kind,
+                    &r.matched_on,
+                    &r.cname_alias,
+                    &r.mode,
+                    &r.policy_version,
+                    &r.rule,
+                ])
+                .unwrap();
+        }
+        writer.finish().unwrap();
+        tx.commit().unwrap();
+    }
+    let rate = n as f64 / began.elapsed().as_secs_f64();
+    client.batch_execute("DROP TABLE attempts_copy").unwrap();
+    rate
+}
+
 /// The rollups of a history: every device uses every app on every day.
 fn history(days: usize, devices: usize, end_day: i64) -> Vec<Rollups> {
     let mut batches = Vec::new();
@@ -237,6 +295,12 @@ fn main() {
     };
     let rate = write(&postgres, n, devices, start);
     let mut client = cluster.nxguard();
+    let copy_rate = plain_copy(&mut client, n, devices, start);
+    println!(
+        "postgres: shipper {rate:.0} attempts/s, plain binary COPY of the same rows into a copy of the table \
+         (same indexes, same database, this run) {copy_rate:.0} rows/s; shipper / COPY = {:.2}",
+        rate / copy_rate
+    );
     let relation = |client: &mut postgres::Client, table: &str| -> u64 {
         let sql = format!("SELECT pg_total_relation_size('{table}')");
         client.query_one(sql.as_str(), &[]).unwrap().get::<_, i64>(0) as u64

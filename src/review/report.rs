@@ -313,8 +313,12 @@ fn day_ceil(ms: i64) -> i64 {
 }
 
 /// Whole days from the rollups, partial edge days from raw rows — unless raw rows of that day
-/// may be purged (before `raw_from`), then the edge day's rollup counts whole.
-fn plan(since: i64, until: i64, raw_from: i64) -> Plan {
+/// may be purged (before `raw_from`), or the edge starts its day and the window runs to `now`
+/// or later (`open_from`: the rollups are written in the same transaction as the raw rows, so
+/// today's holds exactly the attempts so far), then the edge day's rollup counts whole. A window
+/// that starts inside today (a case removed an hour ago) reads today's raw rows: the rollup
+/// would count the attempts before its start.
+fn plan(since: i64, until: i64, raw_from: i64, open_from: i64) -> Plan {
     let mut plan = Plan::default();
     if since >= until {
         return plan;
@@ -333,7 +337,7 @@ fn plan(since: i64, until: i64, raw_from: i64) -> Plan {
         edges.push((since, until));
     }
     for (from, to) in edges {
-        if from < raw_from {
+        if from < raw_from || (to >= open_from && from.rem_euclid(DAY_MS) == 0) {
             plan.days.push((day_floor(from), day_ceil(to)));
         } else {
             plan.raw.push((from, to));
@@ -342,14 +346,16 @@ fn plan(since: i64, until: i64, raw_from: i64) -> Plan {
     plan
 }
 
-fn window(filter: &Filter) -> (i64, i64, i64) {
+/// The window (ms), where raw rows may be purged before, and where it is open-ended (`now`).
+fn window(filter: &Filter) -> (i64, i64, i64, i64) {
     let since = filter.since.map_or(i64::MIN / 2, millis);
     let until = filter.until.map_or(i64::MAX / 2, millis);
     let raw_from = match (filter.now, filter.raw_days) {
         (Some(now), days) if days > 0 => millis(now) - i64::from(days) * DAY_MS,
         _ => i64::MIN / 2,
     };
-    (since, until, raw_from)
+    let open_from = filter.now.map_or(i64::MAX / 2, millis);
+    (since, until, raw_from, open_from)
 }
 
 /// Whole days from the rollups: one row per (device, app, mode, domain set, node), so that a
@@ -412,8 +418,8 @@ pub async fn summaries(
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
 ) -> Result<Vec<Summary>, ReportError> {
-    let (since, until, raw_from) = window(filter);
-    let plan = plan(since, until, raw_from);
+    let (since, until, raw_from, open_from) = window(filter);
+    let plan = plan(since, until, raw_from, open_from);
     let mut merged: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
     for db in dbs.iter_mut() {
         let keys = match filter.device.as_deref() {
@@ -464,18 +470,32 @@ pub async fn summaries(
     Ok(out)
 }
 
+/// Device keys looked up in one query by `fill_sources`.
+const SOURCES_PER_QUERY: usize = 500;
+
 /// Each device's identity source, from its latest raw attempt in any store: one index lookup
-/// per device shown (`attempts_device`), so the summary stays on the rollups.
+/// per device shown (`attempts_device`), `SOURCES_PER_QUERY` devices a query, so the summary
+/// stays on the rollups.
 async fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), ReportError> {
-    let devices: BTreeSet<String> = summaries.iter().map(|s| s.device.clone()).collect();
+    let devices: Vec<String> =
+        summaries.iter().map(|s| s.device.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let mut sources: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for db in dbs.iter_mut() {
-        for device in &devices {
-            let sql = "SELECT ts_ms, identity_source FROM attempts WHERE device_key = ? ORDER BY ts_ms DESC LIMIT 1";
-            if let Some(row) = db.rows(sql, &[Param::Text(device.clone())]).await?.into_iter().next() {
-                let latest = sources.entry(device.clone()).or_insert((i64::MIN, String::new()));
-                if row[0].int() > latest.0 {
-                    *latest = (row[0].int(), row[1].string());
+        for chunk in devices.chunks(SOURCES_PER_QUERY) {
+            // The latest as one text per device (`ts_ms source`); VALUES names its column
+            // `column1` on both engines.
+            let keys = vec!["(?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT k.column1, (SELECT CAST(ts_ms AS TEXT) || ' ' || identity_source FROM attempts \
+                 WHERE device_key = k.column1 ORDER BY ts_ms DESC LIMIT 1) FROM (VALUES {keys}) AS k"
+            );
+            let params: Vec<Param> = chunk.iter().cloned().map(Param::Text).collect();
+            for row in db.rows(&sql, &params).await? {
+                let Some((ts, source)) = row[1].text().and_then(|t| t.split_once(' ')) else { continue };
+                let ts = ts.parse::<i64>().unwrap_or(i64::MIN);
+                let latest = sources.entry(row[0].string()).or_insert((i64::MIN, String::new()));
+                if ts > latest.0 {
+                    *latest = (ts, source.to_string());
                 }
             }
         }
@@ -494,7 +514,18 @@ pub async fn timeline(
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
 ) -> Result<Timeline, ReportError> {
-    let (since, until, raw_from) = window(filter);
+    latest(dbs, filter, pseudonymizer, None).await
+}
+
+/// The `limit` most recent attempts matching `filter` (None: all), most recent first, over every
+/// store in `dbs`: each store gives at most `limit`, newest first over its indexes.
+pub async fn latest(
+    dbs: &mut [Reader],
+    filter: &Filter,
+    pseudonymizer: Option<&Pseudonymizer>,
+    limit: Option<usize>,
+) -> Result<Timeline, ReportError> {
+    let (since, until, raw_from, _) = window(filter);
     let mut rows: Vec<(i64, i64, usize, Event)> = Vec::new();
     let mut older = false;
     for (index, db) in dbs.iter_mut().enumerate() {
@@ -503,9 +534,10 @@ pub async fn timeline(
             None => None,
         };
         let (clause, values) = conditions(filter, keys.as_deref());
+        let newest = limit.map_or(String::new(), |n| format!(" ORDER BY ts_ms DESC, id DESC LIMIT {n}"));
         let sql = format!(
             "SELECT ts_ms, id, device_key, app_name, qname, qtype, kind, domain, matched_on, COALESCE(device_ip, ''), \
-             node, mode FROM attempts WHERE ts_ms >= ? AND ts_ms < ?{clause}"
+             node, mode FROM attempts WHERE ts_ms >= ? AND ts_ms < ?{clause}{newest}"
         );
         let mut params = vec![Param::Int(since), Param::Int(until)];
         params.extend(values.iter().cloned());
@@ -533,6 +565,7 @@ pub async fn timeline(
         }
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(b.1.cmp(&a.1)));
+    rows.truncate(limit.unwrap_or(usize::MAX));
     let nodes: BTreeSet<&str> = rows.iter().map(|r| r.3.node.as_str()).collect();
     let (show_nodes, show_mode) = (nodes.len() > 1, filter.mode != ModeFilter::Enforce);
     let events = rows
@@ -595,15 +628,24 @@ mod tests {
     fn whole_days_come_from_rollups_and_edges_from_raw_rows() {
         let d = DAY_MS;
         // 02:00 on day 10 to 12:00 on day 13, raw rows kept from day 0.
-        let p = plan(10 * d + 2, 13 * d + 12, 0);
+        let open = i64::MAX / 2;
+        let p = plan(10 * d + 2, 13 * d + 12, 0, open);
         assert_eq!(p.days, [(11, 13)]);
         assert_eq!(p.raw, [(10 * d + 2, 11 * d), (13 * d, 13 * d + 12)]);
         // Within one day: raw rows only.
-        assert_eq!(plan(10 * d + 2, 10 * d + 5, 0), Plan { raw: vec![(10 * d + 2, 10 * d + 5)], days: vec![] });
+        assert_eq!(plan(10 * d + 2, 10 * d + 5, 0, open), Plan { raw: vec![(10 * d + 2, 10 * d + 5)], days: vec![] });
         // An edge day whose raw rows may be purged counts its whole rollup.
-        let p = plan(10 * d + 2, 13 * d, 12 * d);
+        let p = plan(10 * d + 2, 13 * d, 12 * d, open);
         assert_eq!(p.days, [(11, 13), (10, 11)]);
         assert!(p.raw.is_empty());
-        assert_eq!(plan(5, 5, 0), Plan::default());
+        assert_eq!(plan(5, 5, 0, open), Plan::default());
+        // A window that runs to now takes today's rollup whole: it holds today so far.
+        let p = plan(10 * d + 2, 13 * d + 12, 0, 13 * d + 12);
+        assert_eq!(p.days, [(11, 13), (13, 14)]);
+        assert_eq!(p.raw, [(10 * d + 2, 11 * d)]);
+        // A window starting inside today and running to now: today's raw rows, not its rollup.
+        let p = plan(13 * d + 5, 13 * d + 12, 0, 13 * d + 12);
+        assert!(p.days.is_empty());
+        assert_eq!(p.raw, [(13 * d + 5, 13 * d + 12)]);
     }
 }

@@ -39,6 +39,7 @@ mod serve_stale;
 mod shipped;
 mod signals;
 mod store_gaps;
+mod store_history;
 mod store_postgres;
 mod store_rollups;
 mod systemd_notify;

@@ -95,10 +95,19 @@ impl View {
 
     /// The report filter for this view at `now` (owner and app as typed; device as given), over
     /// a store that keeps raw rows `raw_days`. Enforced attempts only, as `report` shows them.
+    /// A period back from now ("7d") starts at the beginning of its first UTC day, as the trend
+    /// chart's days do: the pages then read whole days from the rollups, never a scan of a
+    /// partial day's raw rows (a period reaching past `raw_days` counted that day whole anyway).
     pub fn filter(&self, now: SystemTime, raw_days: u32) -> Result<Filter, ConsoleError> {
         let until = given(&self.until).map(|u| report::parse_time(u, now)).transpose()?;
+        let mut since = report::parse_time(self.since_text(), now)?;
+        if humantime::parse_duration(self.since_text()).is_ok() {
+            let day = crate::evidence::store::millis(since).div_euclid(super::queries::DAY_MS);
+            since =
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis((day * super::queries::DAY_MS).max(0) as u64);
+        }
         Ok(Filter {
-            since: Some(report::parse_time(self.since_text(), now)?),
+            since: Some(since),
             until: Some(until.unwrap_or(now)),
             app: given(&self.app).map(str::to_string),
             device: given(&self.device).map(str::to_string),

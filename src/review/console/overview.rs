@@ -81,7 +81,7 @@ pub async fn overview(
         (recent(&c, &facts))
         h2 { (t(lang, Text::Trend)) }
         (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, Text::Trend)))
-        (resolvers(lang, &nodes))
+        (resolvers(&c, &nodes))
         @if !officer { p.note { (t(lang, Text::Pseudonymous)) } }
     };
     Ok(page(lang, Some(&who), t(lang, Text::Overview), body).into_response())
@@ -235,14 +235,16 @@ fn recent(c: &Console, f: &Facts<'_>) -> Markup {
     }
 }
 
-/// Whether the resolvers are recording: each node's last attempt in the last week.
-fn resolvers(lang: Language, nodes: &[(String, i64)]) -> Markup {
+/// Whether the resolvers are recording: each node's last attempt in the last week, in the
+/// console's time zone.
+fn resolvers(c: &Console, nodes: &[(String, i64)]) -> Markup {
+    let lang = c.language();
     html! {
         h2 { (t(lang, Text::Resolvers)) }
         @if nodes.is_empty() { p id="resolvers" { (t(lang, Text::NoResolverAttempts)) } } @else {
             table id="resolvers" {
                 tr { th { (t(lang, Text::Node)) } th { (t(lang, Text::LastAttempt)) } }
-                @for (node, last) in nodes { tr { td { (node) } td { (time_text(*last)) } } }
+                @for (node, last) in nodes { tr { td { (node) } td { (c.time(&time_text(*last))) } } }
             }
             p.note { (t(lang, Text::ResolversNote)) }
         }

@@ -251,6 +251,9 @@ pub async fn devices(
     Ok(layout::page(lang, Some(&who), t(lang, Text::Devices), body))
 }
 
+/// Hits the device page lists (the newest; the timeline export has them all).
+const HITS: usize = 200;
+
 /// One device: identity and its sources, when each app was active, its hits and its cases.
 /// Officers only; every view is audited.
 #[allow(clippy::too_many_lines)]
@@ -269,10 +272,11 @@ pub async fn device(
     let sources = queries::identity_sources(&mut store, &key, since, until).await?;
     let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() }).await?;
     let lanes = queries::device_daily(&mut store, &key, since, until).await?;
-    let hits = report::timeline(
+    let hits = report::latest(
         std::slice::from_mut(&mut store),
         &report::Filter { owner: None, ..filter },
         c.pseudonymizer.as_ref(),
+        Some(HITS + 1),
     )
     .await?
     .events;
@@ -293,7 +297,7 @@ pub async fn device(
     let body = html! {
         (filters(lang, &view, "/device", false))
         (identity_table(&c, lang, &sources))
-        (device_totals(lang, &totals, &sources))
+        (device_totals(&c, &totals, &sources))
         h2 { (t(lang, Text::PerApp)) }
         (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, Text::PerApp)))
         p {
@@ -304,17 +308,18 @@ pub async fn device(
         h2 { (t(lang, Text::Cases)) }
         @if device_cases.is_empty() { p { (t(lang, Text::None)) } } @else {
             table id="device-cases" {
+                tr { th { "#" } th { (t(lang, Text::App)) } th { (t(lang, Text::State)) } th { (t(lang, Text::Ticket)) } th { (t(lang, Text::RemovedOn)) } }
                 @for k in &device_cases {
-                    tr { td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } td { (k.app) } td { (t(lang, super::case_pages::state_key(k.state))) } td { (k.ticket) } }
+                    tr { td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } td { (k.app) } td { (t(lang, super::case_pages::state_key(k.state))) } td { (k.ticket) } td.removed { (c.time(k.removed.as_deref().unwrap_or(""))) } }
                 }
             }
         }
         h2 { (t(lang, Text::Hits)) }
         p { a href=(format!("/export/timeline.csv?{}", view.query())) id="export-timeline" { (t(lang, Text::ExportCsv)) } }
-        @if hits.len() > 200 { p.note { (t(lang, Text::HitsLimited)) } }
+        @if hits.len() > HITS { p.note { (t(lang, Text::HitsLimited)) } }
         table id="hits" {
             tr { th { (t(lang, Text::Time)) } th { (t(lang, Text::App)) } th { (t(lang, Text::Name)) } th { (t(lang, Text::Qtype)) } th { (t(lang, Text::Kind)) } th { (t(lang, Text::Address)) } }
-            @for e in hits.iter().take(200) {
+            @for e in hits.iter().take(HITS) {
                 tr { td { (c.time(&e.time)) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
@@ -337,18 +342,15 @@ fn identity_table(c: &Console, lang: crate::config::Language, sources: &[queries
 
 /// The device's totals per app, the same rows the devices table shows, and whether the identity
 /// sources above add up to them (they do while the period's raw rows are kept).
-fn device_totals(
-    lang: crate::config::Language,
-    totals: &[report::Summary],
-    sources: &[queries::IdentitySource],
-) -> Markup {
+fn device_totals(c: &Console, totals: &[report::Summary], sources: &[queries::IdentitySource]) -> Markup {
+    let lang = c.language();
     let (all, raw) = (totals.iter().map(|s| s.attempts).sum::<u64>(), sources.iter().map(|s| s.attempts).sum::<u64>());
     html! {
         h2 { (t(lang, Text::Totals)) }
         table id="totals" {
             tr { th { (t(lang, Text::App)) } th.num { (t(lang, Text::Attempts)) } th.num { (t(lang, Text::Days)) } th { (t(lang, Text::LastSeen)) } th { (t(lang, Text::Assessment)) } }
             @for s in totals {
-                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } }
+                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (c.time(&s.last_seen)) } td { (assessment(lang, s.assessment)) } }
             }
         }
         @if raw != all { p.note id="totals-differ" { (t(lang, Text::TotalsDiffer)) " (" (raw) " / " (all) ")" } }

@@ -19,6 +19,7 @@ use hickory_proto::{
         rdata::{A, AAAA, CNAME, MX, SOA},
     },
 };
+pub mod history;
 pub mod pg;
 pub mod quic;
 
