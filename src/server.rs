@@ -124,7 +124,7 @@ pub fn build_policy_reporting(config: &Config, devices: &Devices) -> Result<(Pol
 /// The statuses of the feeds `config` lists, as the status file in its cache holds them.
 pub fn feed_statuses(config: &PolicyConfig) -> std::collections::BTreeMap<String, feeds::FeedStatus> {
     let Some(dir) = &config.cache_dir else {
-        return Default::default();
+        return std::collections::BTreeMap::new();
     };
     let mut statuses = feeds::read_statuses(dir);
     statuses.retain(|name, _| config.feeds.iter().any(|f| &f.name == name));

@@ -349,7 +349,7 @@ impl Devices {
     /// stays in force and the error is returned (logged by the caller).
     pub fn refresh(&self) -> Result<bool, DevicesError> {
         let now = modification_times(&self.config);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if *seen == now {
             return Ok(false);
         }
@@ -404,7 +404,7 @@ fn parse_dnsmasq_leases(text: &str) -> Vec<(IpAddr, Lease)> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let ip: IpAddr = fields.get(2)?.parse().ok()?;
-            let hostname = fields.get(3).filter(|h| **h != "*").map(|h| h.to_string());
+            let hostname = fields.get(3).filter(|h| **h != "*").map(std::string::ToString::to_string);
             Some((ip, Lease { mac: fields.get(1).and_then(|m| Mac::parse(m)), hostname }))
         })
         .collect()
@@ -531,7 +531,7 @@ ips = ["10.30.0.0/24"]
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(address_text(ip), ip.to_string());
         }
-        for n in [0u32, 1, 9, 10, 99, 100, 199, 200, 255, 256, 0x0a0b0c0d, u32::MAX] {
+        for n in [0u32, 1, 9, 10, 99, 100, 199, 200, 255, 256, 0x0a0b_0c0d, u32::MAX] {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(n));
             assert_eq!(address_text(ip), ip.to_string());
         }

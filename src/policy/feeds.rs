@@ -371,11 +371,11 @@ pub struct Board(Mutex<BTreeMap<String, FeedStatus>>);
 
 impl Board {
     pub fn snapshot(&self) -> BTreeMap<String, FeedStatus> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn set(&self, statuses: BTreeMap<String, FeedStatus>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = statuses;
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = statuses;
     }
 }
 

@@ -331,12 +331,12 @@ impl Upstream {
 }
 
 fn tls_config(server: &UpstreamServer) -> Result<rustls::ClientConfig, UpstreamError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
     let address = server.address;
     let fail = |source: TlsSetupError| UpstreamError::Tls { server: address, source: Box::new(source) };
     let Some(ca_file) = &server.ca_file else {
         return hickory_net::tls::client_config().map_err(|e| fail(e.into()));
     };
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     let unreadable = |source| fail(TlsSetupError::CaFile { path: ca_file.clone(), source });
     for cert in CertificateDer::pem_file_iter(ca_file).map_err(unreadable)? {

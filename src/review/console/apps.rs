@@ -156,8 +156,10 @@ fn list_files_table(lang: Language, files: &[ListFile]) -> Markup {
 fn feeds_table(lang: Language, config: &PolicyConfig) -> Markup {
     let feed_status = config.cache_dir.as_deref().map(feeds::read_statuses).unwrap_or_default();
     let when = |t: Option<u64>| {
-        t.map(|s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string())
-            .unwrap_or_else(|| "-".into())
+        t.map_or_else(
+            || "-".into(),
+            |s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
+        )
     };
     html! {
         h2 { (t(lang, Text::Feeds)) }
