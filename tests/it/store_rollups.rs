@@ -162,8 +162,8 @@ fn a_version_1_sqlite_store_is_migrated_with_its_rollups() {
 }
 
 /// The version 2 indexes that version 4 drops.
-const OLD_INDEXES: &str =
-    "CREATE INDEX attempts_app ON attempts (app, ts_ms); CREATE INDEX attempts_owner ON attempts (owner, ts_ms);";
+const OLD_INDEXES: &str = "CREATE INDEX IF NOT EXISTS attempts_app ON attempts (app, ts_ms); \
+     CREATE INDEX IF NOT EXISTS attempts_owner ON attempts (owner, ts_ms);";
 
 #[test]
 fn a_version_2_sqlite_store_drops_the_unused_indexes_and_keeps_its_rows() {
