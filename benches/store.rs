@@ -351,7 +351,7 @@ fn postgres_write(cluster: &pg::PgCluster, config: &StoreConfig, sizes: &Sizes, 
         );
     }
     let mut client = cluster.nxguard();
-    let relation = |table: &str| -> u64 {
+    let mut relation = |table: &str| -> u64 {
         let sql = format!("SELECT pg_total_relation_size('{table}')");
         client.query_one(sql.as_str(), &[]).unwrap().get::<_, i64>(0) as u64
     };
