@@ -9,7 +9,7 @@
 //! Must not touch: what a record contains (`evidence::attempt`) or how reports read and present
 //! it (`review`).
 //!
-//! # Schema (version 2; the same tables and columns on both backends)
+//! # Schema (version 4; the same tables and columns on both backends)
 //!
 //! `attempts`, one row per recorded query (raw; kept `store.raw_days`):
 //! `id` (INTEGER PRIMARY KEY / BIGSERIAL), `ts_ms` (ms since the epoch, UTC), `node` (the
@@ -20,8 +20,10 @@
 //! `app_name`, `vendor`, `domain` (the listed domain that matched), `kind` (api|telemetry|cdn|
 //! web|alias|unspecified), `matched_on` (query|cname), `cname_alias`, `mode` (enforce|log-only),
 //! `policy_version`, `rule`.
-//! Indexes: `attempts_ts (ts_ms)`, `attempts_device (device_key, ts_ms)`,
-//! `attempts_app (app, ts_ms)`, `attempts_owner (owner, ts_ms)`.
+//! Indexes: `attempts_ts (ts_ms)` (time windows, the purge) and `attempts_device (device_key,
+//! ts_ms)` (a device's page and timeline), nothing else: every index costs each recorded
+//! attempt a b-tree insert. (Version 4 dropped `attempts_app` and `attempts_owner`, which no
+//! read could use; version 3 is the read side's summary table.)
 //!
 //! `rollups`, one row per (day, device_key, app, node, mode) (kept `store.retention_days`):
 //! `day` (UTC days since the epoch, `ts_ms / 86400000`), `device_key`, `app`, `node`, `mode`,
@@ -65,7 +67,7 @@ use crate::config::{StoreBackend, StoreConfig};
 
 /// The schema version this binary writes and reads (`PRAGMA user_version` on SQLite, the
 /// `nxguard_schema` table on PostgreSQL). Older stores are migrated; newer ones refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
 /// Rows one purge step deletes at most (a few ms of work).
 pub const PURGE_CHUNK: usize = 2000;
 

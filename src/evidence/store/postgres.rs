@@ -99,6 +99,10 @@ CREATE TABLE IF NOT EXISTS spool_positions (
 );
 "#;
 
+/// Version 4 (3 is the read side's summary table): the indexes no reader uses go (see
+/// `sqlite::SCHEMA_V4`); each cost every shipped row a b-tree insert.
+const SCHEMA_V4: &str = "DROP INDEX IF EXISTS attempts_app; DROP INDEX IF EXISTS attempts_owner;";
+
 /// The advisory lock key migrations hold ("nxguard" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006e_7867_7561_7264;
 
@@ -274,6 +278,9 @@ pub fn migrate(client: &mut Client, config: &StoreConfig) -> Result<(), StoreErr
     if found < 2 {
         tx.batch_execute(SCHEMA_V2).map_err(db)?;
     }
+    if found < 4 {
+        tx.batch_execute(SCHEMA_V4).map_err(db)?;
+    }
     tx.execute("DELETE FROM nxguard_schema", &[]).map_err(db)?;
     tx.execute("INSERT INTO nxguard_schema (version) VALUES ($1)", &[&(SCHEMA_VERSION as i32)]).map_err(db)?;
     tx.commit().map_err(db)
@@ -406,13 +413,20 @@ fn upsert_rollups(tx: &mut Transaction, rollups: &Rollups) -> Result<(), ::postg
     Ok(())
 }
 
-/// Writes a spooled batch: its raw rows, their rollups and the new spool position, in one
-/// transaction (so a batch is in the database exactly once, whatever fails when).
-pub fn ship(client: &mut Client, node: &str, spool_id: &str, batch: &Batch) -> Result<(), ::postgres::Error> {
+/// Writes a spooled batch: its raw rows, their rollups (`rollups`, the batch's own deltas) and
+/// the new spool position, in one transaction (so a batch is in the database exactly once,
+/// whatever fails when).
+pub fn ship(
+    client: &mut Client,
+    node: &str,
+    spool_id: &str,
+    batch: &Batch,
+    rollups: &Rollups,
+) -> Result<(), ::postgres::Error> {
     let mut tx = client.transaction()?;
     if !batch.records.is_empty() {
         copy_rows(&mut tx, &batch.records)?;
-        upsert_rollups(&mut tx, &Rollups::of(&batch.records))?;
+        upsert_rollups(&mut tx, rollups)?;
     }
     tx.execute(
         "INSERT INTO spool_positions (node, spool_id, segment, byte_offset) VALUES ($1, $2, $3, $4) \
