@@ -28,7 +28,7 @@ use rustls::{
 use crate::{
     config::{StoreConfig, StoreTls},
     evidence::store::{
-        SCHEMA_VERSION, StoreError,
+        FileError, SCHEMA_VERSION, StoreError,
         record::{Record, Value, column_names},
         rollup::Rollups,
         spool::{Batch, Position},
@@ -133,11 +133,11 @@ pub(crate) fn db_error(config: &StoreConfig, source: &::postgres::Error) -> Stor
 /// The password: `store.password_file` (first line), else `PGPASSWORD`, else none.
 fn password(config: &StoreConfig) -> Result<Option<String>, StoreError> {
     if let Some(path) = &config.password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| StoreError::Password { path: path.clone(), message: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| StoreError::Password { path: path.clone(), source: e.into() })?;
         let line = text.lines().next().unwrap_or_default().to_string();
         if line.is_empty() {
-            return Err(StoreError::Password { path: path.clone(), message: "is empty".into() });
+            return Err(StoreError::Password { path: path.clone(), source: FileError::Empty });
         }
         return Ok(Some(line));
     }
@@ -148,13 +148,13 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, StoreError> {
     let Some(path) = ca_file else {
         return Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
     };
-    let fail = |message: String| StoreError::Ca { path: path.into(), message };
+    let fail = |source: FileError| StoreError::Ca { path: path.into(), source };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.to_string()))? {
-        roots.add(cert.map_err(|e| fail(e.to_string()))?).map_err(|e| fail(e.to_string()))?;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.into()))? {
+        roots.add(cert.map_err(|e| fail(e.into()))?).map_err(|e| fail(e.into()))?;
     }
     if roots.is_empty() {
-        return Err(fail("holds no certificate".into()));
+        return Err(fail(FileError::NoCertificate));
     }
     Ok(roots)
 }
