@@ -101,10 +101,11 @@ pub enum StoreError {
     NotWritable { path: PathBuf, source: std::io::Error },
     #[error("pseudonymisation key {path}: {source}")]
     Key { path: PathBuf, source: FileError },
-    #[error("PostgreSQL store {url}: {message}")]
-    Postgres { url: String, message: String },
-    #[error("store.url {url:?} is not a PostgreSQL URL: {message}")]
-    Url { url: String, message: String },
+    /// The cause with its own causes, each said once (`postgres::chain`).
+    #[error("PostgreSQL store {url}: {}", postgres::chain(source.as_ref()))]
+    Postgres { url: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("store.url {url:?} is not a PostgreSQL URL: {}", postgres::chain(source))]
+    Url { url: String, source: ::postgres::Error },
     #[error("store.password_file {path}: {source}")]
     Password { path: PathBuf, source: FileError },
     #[error("store.ca_file {path}: {source}")]
@@ -239,7 +240,7 @@ pub fn check(config: &StoreConfig) -> Result<(), StoreError> {
         StoreBackend::Sqlite => Ok(()),
         StoreBackend::Postgres => {
             let mut client = postgres::connect(config)?;
-            let found = postgres::version(&mut client).map_err(|e| postgres::db_error(config, &e))?;
+            let found = postgres::version(&mut client).map_err(|e| postgres::db_error(config, e))?;
             if found > SCHEMA_VERSION {
                 return Err(StoreError::Version { store: config.url.clone().unwrap_or_default(), found });
             }

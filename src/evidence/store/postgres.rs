@@ -126,8 +126,8 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-pub(crate) fn db_error(config: &StoreConfig, source: &::postgres::Error) -> StoreError {
-    StoreError::Postgres { url: label(config), message: chain(source) }
+pub(crate) fn db_error(config: &StoreConfig, source: ::postgres::Error) -> StoreError {
+    StoreError::Postgres { url: label(config), source: Box::new(source) }
 }
 
 /// The password: `store.password_file` (first line), else `PGPASSWORD`, else none.
@@ -198,7 +198,7 @@ impl ServerCertVerifier for AnyCertificate {
 
 fn tls_connector(config: &StoreConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let fail = |e: rustls::Error| StoreError::Postgres { url: label(config), message: e.to_string() };
+    let fail = |e: rustls::Error| StoreError::Postgres { url: label(config), source: Box::new(e) };
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(fail)?;
@@ -217,7 +217,7 @@ fn tls_connector(config: &StoreConfig) -> Result<tokio_postgres_rustls::MakeRust
 pub(crate) fn settings(config: &StoreConfig, statement_timeout_ms: u64) -> Result<tokio_postgres::Config, StoreError> {
     let url = config.url.as_deref().unwrap_or_default();
     let mut pg: tokio_postgres::Config =
-        url.parse().map_err(|e: ::postgres::Error| StoreError::Url { url: url.to_string(), message: chain(&e) })?;
+        url.parse().map_err(|e: ::postgres::Error| StoreError::Url { url: url.to_string(), source: e })?;
     if let Some(password) = password(config)? {
         pg.password(password);
     }
@@ -244,7 +244,7 @@ pub fn connect(config: &StoreConfig) -> Result<Client, StoreError> {
         StoreTls::Disable => pg.connect(NoTls),
         StoreTls::Require | StoreTls::VerifyFull => pg.connect(tls_connector(config)?),
     };
-    client.map_err(|e| db_error(config, &e))
+    client.map_err(|e| db_error(config, e))
 }
 
 /// The schema version the database holds (0: none yet).
@@ -258,7 +258,7 @@ pub(crate) fn version(client: &mut Client) -> Result<i64, ::postgres::Error> {
 
 /// Creates or migrates the schema; refuses a database whose schema is newer than this binary.
 pub fn migrate(client: &mut Client, config: &StoreConfig) -> Result<(), StoreError> {
-    let db = |e: ::postgres::Error| db_error(config, &e);
+    let db = |e: ::postgres::Error| db_error(config, e);
     let newer = |found| StoreError::Version { store: label(config), found };
     let found = version(client).map_err(db)?;
     if found > SCHEMA_VERSION {
@@ -288,7 +288,7 @@ pub fn migrate(client: &mut Client, config: &StoreConfig) -> Result<(), StoreErr
 
 /// Checks that the schema is the one this binary reads (readers never migrate).
 pub fn check_version(client: &mut Client, config: &StoreConfig) -> Result<(), StoreError> {
-    let found = version(client).map_err(|e| db_error(config, &e))?;
+    let found = version(client).map_err(|e| db_error(config, e))?;
     if found != SCHEMA_VERSION {
         return Err(StoreError::Version { store: label(config), found });
     }
