@@ -571,8 +571,7 @@ fn cases_have_cli_parity_and_every_change_is_audited() {
     std::fs::write(
         &config,
         format!(
-            "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n[store]\npath = {:?}\n[console]\nstate_path = {:?}\n",
-            store, state
+            "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n[store]\npath = {store:?}\n[console]\nstate_path = {state:?}\n"
         ),
     )
     .unwrap();

@@ -341,7 +341,7 @@ async fn a_stream_that_breaks_rfc_9250_closes_the_connection_with_doq_protocol_e
         assert!(answer.is_err(), "{what}: answered {answer:?}");
         match connection.closed().await {
             quinn::ConnectionError::ApplicationClosed(close) => {
-                assert_eq!(close.error_code, quinn::VarInt::from_u32(0x2), "{what}: DOQ_PROTOCOL_ERROR")
+                assert_eq!(close.error_code, quinn::VarInt::from_u32(0x2), "{what}: DOQ_PROTOCOL_ERROR");
             }
             other => panic!("{what}: closed with {other:?}"),
         }

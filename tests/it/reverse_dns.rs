@@ -76,6 +76,28 @@ async fn next_attempt(server: &mut TestServer) -> Attempt {
     tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt record").unwrap()
 }
 
+/// `nxguard report` on `db`, run again until its text shows `wanted` (the store writes in the
+/// background), or the last text after 100 tries.
+async fn report_once_it_shows(db: &std::path::Path, wanted: &str) -> String {
+    let report = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
+            .args(["report", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = report();
+        if text.contains(wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    text
+}
+
 #[tokio::test]
 async fn report_names_devices_by_their_ptr_name_with_rdns_as_source() {
     let upstream = FakeUpstream::start().await;
@@ -134,22 +156,7 @@ async fn report_names_devices_by_their_ptr_name_with_rdns_as_source() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let report = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
-            .args(["report", "--db", db.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = report();
-        if text.contains("laptop-0003") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let text = report_once_it_shows(&db, "laptop-0003").await;
     println!("{text}");
     for name in ["laptop-0002.gemeente.example", "laptop-0003.gemeente.example"] {
         let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} not in:\n{text}"));
