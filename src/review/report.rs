@@ -522,10 +522,8 @@ pub async fn summaries(
         }
     }
     let (show_nodes, show_mode) = (nodes.len() > 1, filter.mode != ModeFilter::Enforce);
-    let mut out: Vec<Summary> = merged
-        .into_iter()
-        .map(|((device, _, mode), acc)| acc.finish(device, mode, show_nodes, show_mode))
-        .collect();
+    let mut out: Vec<Summary> =
+        merged.into_iter().map(|((device, _, mode), acc)| acc.finish(device, mode, show_nodes, show_mode)).collect();
     // The map's order is (device, app id, mode): the sort keeps it among equal last-seen times.
     out.sort_by_key(|s| std::cmp::Reverse(s.last_ms));
     fill_sources(dbs, &mut out).await?;
