@@ -135,8 +135,20 @@ impl Reader {
         }
     }
 
-    /// Runs `sql` with `?` placeholders; every row as cells.
+    /// Runs `sql` with `?` placeholders; every row as cells. Each query's time is logged at
+    /// debug level (`nxguard::evidence::store::read=debug`: the console's profile).
     pub async fn rows(&self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let began = std::time::Instant::now();
+        let rows = self.run(sql, params).await;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let (count, ms) = (rows.as_ref().map_or(0, Vec::len), began.elapsed().as_secs_f64() * 1e3);
+            let head: String = sql.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(160).collect();
+            tracing::debug!(rows = count, ms, sql = %head, "store query");
+        }
+        rows
+    }
+
+    async fn run(&self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let (sql, params, path) = (sql.to_string(), params.to_vec(), pool.path().to_path_buf());
