@@ -86,7 +86,12 @@ struct Store {
 }
 
 fn generated_sqlite(dir: &Path, shape: &Shape) -> Store {
-    let path = dir.join("history.sqlite");
+    let path = dir.join(format!("history-{}-{}.sqlite", shape.attempts, shape.devices));
+    let config = StoreConfig { path: Some(path.clone()), ..StoreConfig::default() };
+    if path.exists() {
+        println!("sqlite history: reusing {} (load {})", path.display(), load());
+        return Store { name: "sqlite".into(), source: path.display().to_string(), config };
+    }
     let began = Instant::now();
     let written = history::write_sqlite(&path, shape);
     let size = std::fs::metadata(&path).unwrap().len();
@@ -101,7 +106,6 @@ fn generated_sqlite(dir: &Path, shape: &Shape) -> Store {
         size as f64 / 1e9 * 50e6 / written.attempts.max(1) as f64,
         load()
     );
-    let config = StoreConfig { path: Some(path.clone()), ..StoreConfig::default() };
     Store { name: "sqlite".into(), source: path.display().to_string(), config }
 }
 
@@ -127,13 +131,15 @@ fn generated_postgres(cluster: &pg::PgCluster, dir: &Path, shape: &Shape) -> Sto
 }
 
 fn worst_sqlite(dir: &Path, n: usize, devices: usize, now_ms: i64) -> Store {
-    let path = dir.join("worst.sqlite");
-    let mut db = store::sqlite::open_writable(&path, "ns1").unwrap();
-    let records: Vec<Record> = worst_records(n, devices, now_ms).collect();
-    for batch in records.chunks(50_000) {
-        store::sqlite::insert(&mut db, batch).unwrap();
-    }
+    let path = dir.join(format!("worst-{n}-{devices}.sqlite"));
     let config = StoreConfig { path: Some(path.clone()), raw_days: 90, ..StoreConfig::default() };
+    if !path.exists() {
+        let mut db = store::sqlite::open_writable(&path, "ns1").unwrap();
+        let records: Vec<Record> = worst_records(n, devices, now_ms).collect();
+        for batch in records.chunks(50_000) {
+            store::sqlite::insert(&mut db, batch).unwrap();
+        }
+    }
     Store { name: format!("sqlite, worst case {n}"), source: path.display().to_string(), config }
 }
 
@@ -163,10 +169,17 @@ async fn get(app: &axum::Router, uri: &str, cookie: &str) -> (StatusCode, usize)
 /// removals (some recur, some are verified by now) on occasional ones.
 fn console_on(store: &Store, dir: &Path, now: SystemTime) -> (Arc<Console>, String) {
     let state_path = dir.join(format!("console-{}.sqlite", store.name.replace([' ', ','], "-")));
+    for stale in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{stale}", state_path.display()));
+    }
     let config = ConsoleConfig { state_path: Some(state_path), ..ConsoleConfig::default() };
     let sqlite_path = store.config.path.clone().unwrap_or_else(|| dir.join("none.sqlite"));
     let mut console = Console::open(config, sqlite_path, None, Arc::new(move || now)).unwrap();
     console.read_store(&store.source, store.config.clone()).unwrap();
+    // SHARE=0: every request computes its own summary (the cost without the shared summaries).
+    if std::env::var("SHARE").is_ok_and(|v| v == "0") {
+        console.share_summaries(None);
+    }
     let db = console.db().unwrap();
     auth::add_user(&db, "bench", auth::Role::Officer, "benchmark password", now).unwrap();
     let (id, _) = auth::start_session(&db, "bench", now).unwrap();
@@ -200,7 +213,9 @@ fn pages(console: &Arc<Console>, cookie: &str, users: usize, rounds: usize, runt
         ("export summary CSV (30 days)", "/export/summary.csv"),
     ];
     for (name, uri) in list {
+        let began = Instant::now();
         let (status, bytes) = runtime.block_on(get(&app, uri, cookie));
+        let alone = began.elapsed();
         assert_eq!(status, StatusCode::OK, "{uri}");
         let mut times: Vec<Duration> = runtime.block_on(async {
             let tasks: Vec<_> = (0..users)
@@ -226,7 +241,8 @@ fn pages(console: &Arc<Console>, cookie: &str, users: usize, rounds: usize, runt
         times.sort();
         let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
         println!(
-            "  {name:34} p50 {:7.1} ms  p95 {:7.1} ms  max {:7.1} ms  ({bytes} bytes)",
+            "  {name:34} alone {:7.1} ms  p50 {:7.1} ms  p95 {:7.1} ms  max {:7.1} ms  ({bytes} bytes)",
+            alone.as_secs_f64() * 1e3,
             at(0.5).as_secs_f64() * 1e3,
             at(0.95).as_secs_f64() * 1e3,
             times[times.len() - 1].as_secs_f64() * 1e3
@@ -274,26 +290,48 @@ fn main() {
     let rounds = env("ROUNDS", 20, 1, big).max(1);
     let worst = env("WORST", 1_000_000, 2_000, big);
     let backends = std::env::var("BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    let dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("PROFILE").is_some() {
+        tracing_subscriber::fmt().with_env_filter("nxguard::evidence::store::read=debug").init();
+    }
+    let temporary = tempfile::tempdir().unwrap();
+    // STORE_DIR keeps the SQLite stores (and reuses them when present), for profiling them.
+    let kept = std::env::var_os("STORE_DIR").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temporary.path());
     // 10:07 UTC: the last day is partial, and the purge's cutoff falls inside a day.
     let now_ms = 20_790 * DAY_MS + 36_420_000;
     let now = UNIX_EPOCH + Duration::from_millis(now_ms as u64);
     let shape = Shape::realistic(attempts, devices, now_ms);
     let mut stores = Vec::new();
     if backends.contains("sqlite") {
-        stores.push(generated_sqlite(dir.path(), &shape));
+        stores.push(generated_sqlite(dir, &shape));
         if worst > 0 {
-            stores.push(worst_sqlite(dir.path(), worst, devices, now_ms));
+            stores.push(worst_sqlite(dir, worst, devices, now_ms));
         }
     }
     let cluster = backends.contains("postgres").then(pg::PgCluster::start);
     if let Some(cluster) = &cluster {
-        stores.push(generated_postgres(cluster, dir.path(), &shape));
+        stores.push(generated_postgres(cluster, dir, &shape));
         if worst > 0 {
-            stores.push(worst_postgres(cluster, dir.path(), worst, devices, now_ms));
+            stores.push(worst_postgres(cluster, dir, worst, devices, now_ms));
         }
     }
     for store in &stores {
-        measure(store, dir.path(), now, users, rounds);
+        measure(store, dir, now, users, rounds);
+    }
+    hold(cluster.as_ref(), dir);
+}
+
+/// `HOLD_SECS`: keeps the throwaway PostgreSQL up this long after the run, for `psql` and
+/// `EXPLAIN (ANALYZE, BUFFERS)` on its stores.
+fn hold(cluster: Option<&pg::PgCluster>, dir: &Path) {
+    let secs = env("HOLD_SECS", 0, 0, true) as u64;
+    if let (Some(cluster), true) = (cluster, secs > 0) {
+        println!(
+            "holding PostgreSQL {secs} s: psql -h 127.0.0.1 -p {} -U {} (password file {})",
+            cluster.port,
+            pg::ROLE,
+            cluster.password_file(dir).display()
+        );
+        std::thread::sleep(Duration::from_secs(secs));
     }
 }

@@ -358,13 +358,13 @@ fn window(filter: &Filter) -> (i64, i64, i64, i64) {
     (since, until, raw_from, open_from)
 }
 
-/// Whole days from the rollups: one row per (device, app, mode, domain set, node), so that a
-/// domain set repeated on every day crosses over once.
+/// Whole days from the rollups: one row per (device, app, mode), its domain sets, nodes and
+/// days as space-separated lists (one entry per rollup row; `Acc` removes the repeats).
 const FROM_ROLLUPS: (&str, &str) = (
     "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), MIN(first_ms), \
-     MAX(last_ms), domains, node, string_agg(CAST(day AS TEXT), ' '), \
+     MAX(last_ms), string_agg(domains, ' '), string_agg(node, ' '), string_agg(CAST(day AS TEXT), ' '), \
      string_agg(CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END, ' ') FROM rollups WHERE day >= ? AND day < ?",
-    " GROUP BY device_key, app, mode, domains, node",
+    " GROUP BY device_key, app, mode",
 );
 
 /// Partial days from the raw rows, in the same columns.
@@ -376,7 +376,9 @@ const FROM_RAW: (&str, &str) = (
     " GROUP BY device_key, app, mode",
 );
 
-/// One (device, app, mode) summed over parts (stores, rollups and raw edges).
+/// One (device, app, mode) summed over parts (stores, rollups and raw edges). The lists keep
+/// every entry as read (appended text, pushed days) and are sorted and deduplicated once, by
+/// `finish`: a few allocations per device and app instead of one per rollup row.
 #[derive(Default)]
 struct Acc {
     owner: Option<String>,
@@ -384,40 +386,106 @@ struct Acc {
     attempts: i64,
     first: i64,
     last: i64,
-    domains: BTreeSet<String>,
-    nodes: BTreeSet<String>,
-    days: BTreeSet<i64>,
-    backend_days: BTreeSet<i64>,
+    domains: String,
+    nodes: String,
+    days: Vec<i64>,
+    backend_days: Vec<i64>,
 }
 
-fn words(cell: &Cell) -> impl Iterator<Item = &str> {
-    cell.text().unwrap_or_default().split(' ').filter(|w| !w.is_empty())
+/// A cell's text, moved out of the row.
+fn take_text(cell: &mut Cell) -> String {
+    match std::mem::replace(cell, Cell::Null) {
+        Cell::Text(text) => text,
+        other => other.string(),
+    }
+}
+
+fn append(list: &mut String, cell: &Cell) {
+    if let Some(text) = cell.text().filter(|t| !t.is_empty()) {
+        if !list.is_empty() {
+            list.push(' ');
+        }
+        list.push_str(text);
+    }
+}
+
+fn push_days(days: &mut Vec<i64>, cell: &Cell) {
+    let words = cell.text().unwrap_or_default().split(' ');
+    days.extend(words.filter_map(|d| d.parse::<i64>().ok()));
+}
+
+/// The distinct words of a space-separated list, sorted bytewise.
+fn distinct(list: &str) -> Vec<&str> {
+    let mut words: Vec<&str> = list.split(' ').filter(|w| !w.is_empty()).collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+fn distinct_days(days: &mut Vec<i64>) -> u64 {
+    days.sort_unstable();
+    days.dedup();
+    days.len() as u64
 }
 
 impl Acc {
     fn add(&mut self, r: &[Cell]) {
         let fresh = self.attempts == 0;
-        self.owner = self.owner.clone().max(r[3].text().map(String::from));
-        let app_name = r[4].string();
-        if app_name > self.app_name {
-            self.app_name = app_name;
+        if let Some(owner) = r[3].text().filter(|o| self.owner.as_deref().is_none_or(|mine| *o > mine)) {
+            self.owner = Some(owner.to_string());
+        }
+        if let Some(app_name) = r[4].text().filter(|n| *n > self.app_name.as_str()) {
+            self.app_name = app_name.to_string();
         }
         self.attempts += r[5].int();
         self.first = if fresh { r[6].int() } else { self.first.min(r[6].int()) };
         self.last = if fresh { r[7].int() } else { self.last.max(r[7].int()) };
-        self.domains.extend(words(&r[8]).map(String::from));
-        self.nodes.extend(words(&r[9]).map(String::from));
-        self.days.extend(words(&r[10]).filter_map(|d| d.parse::<i64>().ok()));
-        self.backend_days.extend(words(&r[11]).filter_map(|d| d.parse::<i64>().ok()));
+        append(&mut self.domains, &r[8]);
+        append(&mut self.nodes, &r[9]);
+        push_days(&mut self.days, &r[10]);
+        push_days(&mut self.backend_days, &r[11]);
+    }
+
+    /// The summary row of this device, app and mode (nodes and mode shown or not).
+    fn finish(mut self, device: String, mode: String, show_nodes: bool, show_mode: bool) -> Summary {
+        let (backend_days, days) = (distinct_days(&mut self.backend_days), distinct_days(&mut self.days));
+        let attempts = self.attempts.max(0) as u64;
+        let names: Vec<String> = distinct(&self.domains).into_iter().map(String::from).collect();
+        Summary {
+            device,
+            owner: self.owner.unwrap_or_default(),
+            source: String::new(),
+            app: self.app_name,
+            attempts,
+            domains: names.len() as u64,
+            days,
+            backend_days,
+            first_seen: time_text(self.first),
+            last_seen: time_text(self.last),
+            assessment: assessment(backend_days, days, attempts),
+            nodes: if show_nodes { distinct(&self.nodes).join(" ") } else { String::new() },
+            mode: if show_mode { mode } else { String::new() },
+            names,
+            last_ms: self.last,
+        }
     }
 }
 
-/// Per device and app, most recently seen first, over every store in `dbs`.
-pub async fn summaries(
+/// What `summaries` reads for `filter`, as text: its plan (the rollup days and raw ranges, so a
+/// window that runs to now keeps its key all day) and conditions. Two filters with the same key
+/// give the same summaries of the same store contents (the console shares them, `Console`).
+pub fn summary_key(filter: &Filter) -> String {
+    let (since, until, raw_from, open_from) = window(filter);
+    let plan = plan(since, until, raw_from, open_from);
+    format!("{plan:?} {:?} {:?} {:?} {:?}", filter.app, filter.device, filter.owner, filter.mode)
+}
+
+/// Every part of every store, summed per (device key, app id, mode).
+async fn merged(
     dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
-) -> Result<Vec<Summary>, ReportError> {
+) -> Result<BTreeMap<(String, String, String), Acc>, ReportError> {
     let (since, until, raw_from, open_from) = window(filter);
     let plan = plan(since, until, raw_from, open_from);
     let mut merged: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
@@ -432,38 +500,32 @@ pub async fn summaries(
             let sql = format!("{select}{clause}{group}");
             let mut params = vec![Param::Int(*from), Param::Int(*to)];
             params.extend(values.iter().cloned());
-            for row in db.rows(&sql, &params).await? {
-                merged.entry((row[0].string(), row[1].string(), row[2].string())).or_default().add(&row);
+            for mut row in db.rows(&sql, &params).await? {
+                let key = (take_text(&mut row[0]), take_text(&mut row[1]), take_text(&mut row[2]));
+                merged.entry(key).or_default().add(&row);
             }
         }
     }
-    let nodes: BTreeSet<&String> = merged.values().flat_map(|a| &a.nodes).collect();
-    let show_nodes = nodes.len() > 1;
-    let show_mode = filter.mode != ModeFilter::Enforce;
-    let mut out: Vec<Summary> = merged
-        .into_iter()
-        .map(|((device, _, mode), acc)| {
-            let (backend_days, days) = (acc.backend_days.len() as u64, acc.days.len() as u64);
-            let attempts = acc.attempts.max(0) as u64;
-            Summary {
-                device,
-                owner: acc.owner.unwrap_or_default(),
-                source: String::new(),
-                app: acc.app_name,
-                attempts,
-                domains: acc.domains.len() as u64,
-                days,
-                backend_days,
-                first_seen: time_text(acc.first),
-                last_seen: time_text(acc.last),
-                assessment: assessment(backend_days, days, attempts),
-                nodes: if show_nodes { acc.nodes.into_iter().collect::<Vec<_>>().join(" ") } else { String::new() },
-                mode: if show_mode { mode } else { String::new() },
-                names: acc.domains.into_iter().collect(),
-                last_ms: acc.last,
-            }
-        })
-        .collect();
+    Ok(merged)
+}
+
+/// Per device and app, most recently seen first, over every store in `dbs`.
+pub async fn summaries(
+    dbs: &mut [Reader],
+    filter: &Filter,
+    pseudonymizer: Option<&Pseudonymizer>,
+) -> Result<Vec<Summary>, ReportError> {
+    let merged = merged(dbs, filter, pseudonymizer).await?;
+    // A few nodes at most: a list that is searched is quicker than a set.
+    let mut nodes: Vec<&str> = Vec::new();
+    for node in merged.values().flat_map(|a| a.nodes.split(' ')).filter(|n| !n.is_empty()) {
+        if !nodes.contains(&node) {
+            nodes.push(node);
+        }
+    }
+    let (show_nodes, show_mode) = (nodes.len() > 1, filter.mode != ModeFilter::Enforce);
+    let mut out: Vec<Summary> =
+        merged.into_iter().map(|((device, _, mode), acc)| acc.finish(device, mode, show_nodes, show_mode)).collect();
     // The map's order is (device, app id, mode): the sort keeps it among equal last-seen times.
     out.sort_by_key(|s| std::cmp::Reverse(s.last_ms));
     fill_sources(dbs, &mut out).await?;

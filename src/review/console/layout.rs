@@ -121,12 +121,13 @@ impl View {
     /// The rows of the summary that this view shows at `now`: assessment, new and search
     /// applied, sorted. `masked` gives the key a viewer sees (search then never matches
     /// identities).
-    pub fn apply(
+    pub fn apply<'a>(
         &self,
-        mut rows: Vec<Summary>,
+        rows: &'a [Summary],
         masked: Option<&dyn Fn(&str) -> String>,
         now: SystemTime,
-    ) -> Vec<Summary> {
+    ) -> Vec<&'a Summary> {
+        let mut rows: Vec<&Summary> = rows.iter().collect();
         let wanted = given(&self.assessment).map(|a| Assessment::from_key(a).unwrap_or(Assessment::LinkOrEmbedded));
         rows.retain(|s| wanted.is_none_or(|w| s.assessment == w));
         if let Some(back) = given(&self.new).and_then(|n| humantime::parse_duration(n).ok()) {

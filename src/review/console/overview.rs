@@ -44,7 +44,7 @@ struct Facts<'a> {
     lang: Language,
     view: &'a View,
     officer: bool,
-    rows: Vec<report::Summary>,
+    rows: Arc<Vec<report::Summary>>,
     cases: Vec<cases::Case>,
     now: SystemTime,
 }
@@ -194,7 +194,7 @@ fn to_act(c: &Console, f: &Facts<'_>) -> Markup {
 
 fn by_app(f: &Facts<'_>) -> Markup {
     let mut counts: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-    for s in &f.rows {
+    for s in f.rows.iter() {
         // The columns in Assessment's order: likely, possibly, link.
         counts.entry(&s.app).or_default()[s.assessment as usize] += 1;
     }
