@@ -210,7 +210,7 @@ impl Shipper {
             let mut client = postgres::connect(&self.config)?;
             postgres::migrate(&mut client, &self.config)?;
             let stored = postgres::position(&mut client, &self.node, &self.spool.id)
-                .map_err(|e| postgres::db_error(&self.config, &e))?;
+                .map_err(|e| postgres::db_error(&self.config, e))?;
             self.position = Some(self.spool.start(stored)?);
             info!(url = self.config.url.as_deref().unwrap_or_default(), "attempt store connected");
             self.backoff = Duration::from_millis(100);
@@ -233,7 +233,7 @@ impl Shipper {
             return Ok(false);
         }
         let (shipped, ahead) = self.ship_reading_ahead(&current);
-        shipped.map_err(|e| postgres::db_error(&self.config, &e))?;
+        shipped.map_err(|e| postgres::db_error(&self.config, e))?;
         let next = current.batch.next;
         self.position = Some(next);
         self.stats.written.fetch_add(current.batch.records.len() as u64, Ordering::Relaxed);
@@ -284,7 +284,7 @@ impl Shipper {
                 self.stats.purged.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) => {
-                warn!(error = %postgres::db_error(&self.config, &e), "retention purge failed");
+                warn!(error = %postgres::db_error(&self.config, e), "retention purge failed");
                 self.purging = false;
             }
         }

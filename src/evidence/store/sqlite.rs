@@ -210,7 +210,7 @@ fn register_functions(connection: &Connection) -> Result<(), rusqlite::Error> {
 /// for writing, and a file is created and removed beside it (SQLite's journal goes there too).
 /// Both fail on a read-only mount, even for root, and where the user may not write.
 pub fn check_writable(path: &Path) -> Result<(), StoreError> {
-    let fail = |e: std::io::Error| StoreError::NotWritable { path: path.into(), message: e.to_string() };
+    let fail = |source| StoreError::NotWritable { path: path.into(), source };
     if path.exists() {
         std::fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
     }

@@ -19,9 +19,14 @@ use hickory_proto::{
         rdata::{A, AAAA, CNAME, MX, SOA},
     },
 };
+pub mod attempt;
 pub mod history;
 pub mod pg;
 pub mod quic;
+
+// tests/attempt_events.rs shares this harness and uses none of these.
+#[allow(unused_imports)]
+pub use attempt::{app, attempt, blocked_by, next_attempt};
 
 use nxguard::{
     config::Config,
