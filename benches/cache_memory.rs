@@ -7,7 +7,7 @@
 //! pipeline builds it, and prints the live heap (a counting global allocator) and VmRSS per
 //! entry, split into the answer's own bytes (`CachedAnswer::heap_bytes` and the key) and
 //! the rest: moka's entry, its timer-wheel and frequency-sketch slots, the table and allocator
-//! rounding. Under `cargo test --benches` it runs on 2 000 entries.
+//! rounding, and what `cache.max_bytes` counts for it (the weigher). Under `cargo test --benches` it runs on 2 000 entries.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -78,7 +78,10 @@ fn answer_packet(query: &[u8]) -> Vec<u8> {
 fn main() {
     let entries: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200_000);
     let entries = if std::env::args().any(|a| a == "--bench") { entries } else { 2_000 };
-    let limits = CacheConfig { max_entries: 10 * entries as u64, max_bytes: 1 << 40, ..CacheConfig::default() };
+    // Bounds far above what is inserted (nothing evicted), with a byte floor per entry (bytes
+    // over entries) below any real entry's weight, so `cache.bytes()` is the weigher's own sum.
+    let entries_u64 = entries as u64;
+    let limits = CacheConfig { max_entries: 4 * entries_u64, max_bytes: 1024 * entries_u64, ..CacheConfig::default() };
     let cache = Cache::new(&limits);
     let now = Instant::now();
     let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_kib());
@@ -98,7 +101,7 @@ fn main() {
     let per = |bytes: i64| bytes as f64 / held.max(1) as f64;
     println!(
         "cache_memory: {held} entries; heap {:.0} B/entry ({:.0} the answer and its key, {:.0} the rest); \
-         VmRSS {:.0} B/entry; cache.max_bytes counts {:.0} B/entry",
+         VmRSS {:.0} B/entry; the weigher counts {:.0} B/entry",
         per(heap as i64),
         per(own as i64),
         per(heap as i64 - own as i64),
