@@ -313,8 +313,12 @@ fn day_ceil(ms: i64) -> i64 {
 }
 
 /// Whole days from the rollups, partial edge days from raw rows — unless raw rows of that day
-/// may be purged (before `raw_from`), then the edge day's rollup counts whole.
-fn plan(since: i64, until: i64, raw_from: i64) -> Plan {
+/// may be purged (before `raw_from`), or the edge starts its day and the window runs to `now`
+/// or later (`open_from`: the rollups are written in the same transaction as the raw rows, so
+/// today's holds exactly the attempts so far), then the edge day's rollup counts whole. A window
+/// that starts inside today (a case removed an hour ago) reads today's raw rows: the rollup
+/// would count the attempts before its start.
+fn plan(since: i64, until: i64, raw_from: i64, open_from: i64) -> Plan {
     let mut plan = Plan::default();
     if since >= until {
         return plan;
@@ -333,7 +337,7 @@ fn plan(since: i64, until: i64, raw_from: i64) -> Plan {
         edges.push((since, until));
     }
     for (from, to) in edges {
-        if from < raw_from {
+        if from < raw_from || (to >= open_from && from.rem_euclid(DAY_MS) == 0) {
             plan.days.push((day_floor(from), day_ceil(to)));
         } else {
             plan.raw.push((from, to));
@@ -342,23 +346,25 @@ fn plan(since: i64, until: i64, raw_from: i64) -> Plan {
     plan
 }
 
-fn window(filter: &Filter) -> (i64, i64, i64) {
+/// The window (ms), where raw rows may be purged before, and where it is open-ended (`now`).
+fn window(filter: &Filter) -> (i64, i64, i64, i64) {
     let since = filter.since.map_or(i64::MIN / 2, millis);
     let until = filter.until.map_or(i64::MAX / 2, millis);
     let raw_from = match (filter.now, filter.raw_days) {
         (Some(now), days) if days > 0 => millis(now) - i64::from(days) * DAY_MS,
         _ => i64::MIN / 2,
     };
-    (since, until, raw_from)
+    let open_from = filter.now.map_or(i64::MAX / 2, millis);
+    (since, until, raw_from, open_from)
 }
 
-/// Whole days from the rollups: one row per (device, app, mode, domain set, node), so that a
-/// domain set repeated on every day crosses over once.
+/// Whole days from the rollups: one row per (device, app, mode), its domain sets, nodes and
+/// days as space-separated lists (one entry per rollup row; `Acc` removes the repeats).
 const FROM_ROLLUPS: (&str, &str) = (
     "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), MIN(first_ms), \
-     MAX(last_ms), domains, node, string_agg(CAST(day AS TEXT), ' '), \
+     MAX(last_ms), string_agg(domains, ' '), string_agg(node, ' '), string_agg(CAST(day AS TEXT), ' '), \
      string_agg(CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END, ' ') FROM rollups WHERE day >= ? AND day < ?",
-    " GROUP BY device_key, app, mode, domains, node",
+    " GROUP BY device_key, app, mode",
 );
 
 /// Partial days from the raw rows, in the same columns.
@@ -370,7 +376,9 @@ const FROM_RAW: (&str, &str) = (
     " GROUP BY device_key, app, mode",
 );
 
-/// One (device, app, mode) summed over parts (stores, rollups and raw edges).
+/// One (device, app, mode) summed over parts (stores, rollups and raw edges). The lists keep
+/// every entry as read (appended text, pushed days) and are sorted and deduplicated once, by
+/// `finish`: a few allocations per device and app instead of one per rollup row.
 #[derive(Default)]
 struct Acc {
     owner: Option<String>,
@@ -378,42 +386,108 @@ struct Acc {
     attempts: i64,
     first: i64,
     last: i64,
-    domains: BTreeSet<String>,
-    nodes: BTreeSet<String>,
-    days: BTreeSet<i64>,
-    backend_days: BTreeSet<i64>,
+    domains: String,
+    nodes: String,
+    days: Vec<i64>,
+    backend_days: Vec<i64>,
 }
 
-fn words(cell: &Cell) -> impl Iterator<Item = &str> {
-    cell.text().unwrap_or_default().split(' ').filter(|w| !w.is_empty())
+/// A cell's text, moved out of the row.
+fn take_text(cell: &mut Cell) -> String {
+    match std::mem::replace(cell, Cell::Null) {
+        Cell::Text(text) => text,
+        other => other.string(),
+    }
+}
+
+fn append(list: &mut String, cell: &Cell) {
+    if let Some(text) = cell.text().filter(|t| !t.is_empty()) {
+        if !list.is_empty() {
+            list.push(' ');
+        }
+        list.push_str(text);
+    }
+}
+
+fn push_days(days: &mut Vec<i64>, cell: &Cell) {
+    let words = cell.text().unwrap_or_default().split(' ');
+    days.extend(words.filter_map(|d| d.parse::<i64>().ok()));
+}
+
+/// The distinct words of a space-separated list, sorted bytewise.
+fn distinct(list: &str) -> Vec<&str> {
+    let mut words: Vec<&str> = list.split(' ').filter(|w| !w.is_empty()).collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+fn distinct_days(days: &mut Vec<i64>) -> u64 {
+    days.sort_unstable();
+    days.dedup();
+    days.len() as u64
 }
 
 impl Acc {
     fn add(&mut self, r: &[Cell]) {
         let fresh = self.attempts == 0;
-        self.owner = self.owner.clone().max(r[3].text().map(String::from));
-        let app_name = r[4].string();
-        if app_name > self.app_name {
-            self.app_name = app_name;
+        if let Some(owner) = r[3].text().filter(|o| self.owner.as_deref().is_none_or(|mine| *o > mine)) {
+            self.owner = Some(owner.to_string());
+        }
+        if let Some(app_name) = r[4].text().filter(|n| *n > self.app_name.as_str()) {
+            self.app_name = app_name.to_string();
         }
         self.attempts += r[5].int();
         self.first = if fresh { r[6].int() } else { self.first.min(r[6].int()) };
         self.last = if fresh { r[7].int() } else { self.last.max(r[7].int()) };
-        self.domains.extend(words(&r[8]).map(String::from));
-        self.nodes.extend(words(&r[9]).map(String::from));
-        self.days.extend(words(&r[10]).filter_map(|d| d.parse::<i64>().ok()));
-        self.backend_days.extend(words(&r[11]).filter_map(|d| d.parse::<i64>().ok()));
+        append(&mut self.domains, &r[8]);
+        append(&mut self.nodes, &r[9]);
+        push_days(&mut self.days, &r[10]);
+        push_days(&mut self.backend_days, &r[11]);
+    }
+
+    /// The summary row of this device, app and mode (nodes and mode shown or not).
+    fn finish(mut self, device: String, mode: String, show_nodes: bool, show_mode: bool) -> Summary {
+        let (backend_days, days) = (distinct_days(&mut self.backend_days), distinct_days(&mut self.days));
+        let attempts = self.attempts.max(0) as u64;
+        let names: Vec<String> = distinct(&self.domains).into_iter().map(String::from).collect();
+        Summary {
+            device,
+            owner: self.owner.unwrap_or_default(),
+            source: String::new(),
+            app: self.app_name,
+            attempts,
+            domains: names.len() as u64,
+            days,
+            backend_days,
+            first_seen: time_text(self.first),
+            last_seen: time_text(self.last),
+            assessment: assessment(backend_days, days, attempts),
+            nodes: if show_nodes { distinct(&self.nodes).join(" ") } else { String::new() },
+            mode: if show_mode { mode } else { String::new() },
+            names,
+            last_ms: self.last,
+        }
     }
 }
 
-/// Per device and app, most recently seen first, over every store in `dbs`.
-pub async fn summaries(
+/// What `summaries` reads for `filter`, as text: its plan (the rollup days and raw ranges, so a
+/// window that runs to now keeps its key all day) and conditions. Two filters with the same key
+/// give the same summaries of the same store contents (the console shares them, `Console`).
+pub fn summary_key(filter: &Filter) -> String {
+    let (since, until, raw_from, open_from) = window(filter);
+    let plan = plan(since, until, raw_from, open_from);
+    format!("{plan:?} {:?} {:?} {:?} {:?}", filter.app, filter.device, filter.owner, filter.mode)
+}
+
+/// Every part of every store, summed per (device key, app id, mode).
+async fn merged(
     dbs: &mut [Reader],
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
-) -> Result<Vec<Summary>, ReportError> {
-    let (since, until, raw_from) = window(filter);
-    let plan = plan(since, until, raw_from);
+) -> Result<BTreeMap<(String, String, String), Acc>, ReportError> {
+    let (since, until, raw_from, open_from) = window(filter);
+    let plan = plan(since, until, raw_from, open_from);
     let mut merged: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
     for db in dbs.iter_mut() {
         let keys = match filter.device.as_deref() {
@@ -426,56 +500,64 @@ pub async fn summaries(
             let sql = format!("{select}{clause}{group}");
             let mut params = vec![Param::Int(*from), Param::Int(*to)];
             params.extend(values.iter().cloned());
-            for row in db.rows(&sql, &params).await? {
-                merged.entry((row[0].string(), row[1].string(), row[2].string())).or_default().add(&row);
+            for mut row in db.rows(&sql, &params).await? {
+                let key = (take_text(&mut row[0]), take_text(&mut row[1]), take_text(&mut row[2]));
+                merged.entry(key).or_default().add(&row);
             }
         }
     }
-    let nodes: BTreeSet<&String> = merged.values().flat_map(|a| &a.nodes).collect();
-    let show_nodes = nodes.len() > 1;
-    let show_mode = filter.mode != ModeFilter::Enforce;
-    let mut out: Vec<Summary> = merged
-        .into_iter()
-        .map(|((device, _, mode), acc)| {
-            let (backend_days, days) = (acc.backend_days.len() as u64, acc.days.len() as u64);
-            let attempts = acc.attempts.max(0) as u64;
-            Summary {
-                device,
-                owner: acc.owner.unwrap_or_default(),
-                source: String::new(),
-                app: acc.app_name,
-                attempts,
-                domains: acc.domains.len() as u64,
-                days,
-                backend_days,
-                first_seen: time_text(acc.first),
-                last_seen: time_text(acc.last),
-                assessment: assessment(backend_days, days, attempts),
-                nodes: if show_nodes { acc.nodes.into_iter().collect::<Vec<_>>().join(" ") } else { String::new() },
-                mode: if show_mode { mode } else { String::new() },
-                names: acc.domains.into_iter().collect(),
-                last_ms: acc.last,
-            }
-        })
-        .collect();
+    Ok(merged)
+}
+
+/// Per device and app, most recently seen first, over every store in `dbs`.
+pub async fn summaries(
+    dbs: &mut [Reader],
+    filter: &Filter,
+    pseudonymizer: Option<&Pseudonymizer>,
+) -> Result<Vec<Summary>, ReportError> {
+    let merged = merged(dbs, filter, pseudonymizer).await?;
+    // A few nodes at most: a list that is searched is quicker than a set.
+    let mut nodes: Vec<&str> = Vec::new();
+    for node in merged.values().flat_map(|a| a.nodes.split(' ')).filter(|n| !n.is_empty()) {
+        if !nodes.contains(&node) {
+            nodes.push(node);
+        }
+    }
+    let (show_nodes, show_mode) = (nodes.len() > 1, filter.mode != ModeFilter::Enforce);
+    let mut out: Vec<Summary> =
+        merged.into_iter().map(|((device, _, mode), acc)| acc.finish(device, mode, show_nodes, show_mode)).collect();
     // The map's order is (device, app id, mode): the sort keeps it among equal last-seen times.
     out.sort_by_key(|s| std::cmp::Reverse(s.last_ms));
     fill_sources(dbs, &mut out).await?;
     Ok(out)
 }
 
+/// Device keys looked up in one query by `fill_sources`.
+const SOURCES_PER_QUERY: usize = 500;
+
 /// Each device's identity source, from its latest raw attempt in any store: one index lookup
-/// per device shown (`attempts_device`), so the summary stays on the rollups.
+/// per device shown (`attempts_device`), `SOURCES_PER_QUERY` devices a query, so the summary
+/// stays on the rollups.
 async fn fill_sources(dbs: &mut [Reader], summaries: &mut [Summary]) -> Result<(), ReportError> {
-    let devices: BTreeSet<String> = summaries.iter().map(|s| s.device.clone()).collect();
+    let devices: Vec<String> =
+        summaries.iter().map(|s| s.device.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let mut sources: BTreeMap<String, (i64, String)> = BTreeMap::new();
     for db in dbs.iter_mut() {
-        for device in &devices {
-            let sql = "SELECT ts_ms, identity_source FROM attempts WHERE device_key = ? ORDER BY ts_ms DESC LIMIT 1";
-            if let Some(row) = db.rows(sql, &[Param::Text(device.clone())]).await?.into_iter().next() {
-                let latest = sources.entry(device.clone()).or_insert((i64::MIN, String::new()));
-                if row[0].int() > latest.0 {
-                    *latest = (row[0].int(), row[1].string());
+        for chunk in devices.chunks(SOURCES_PER_QUERY) {
+            // The latest as one text per device (`ts_ms source`); VALUES names its column
+            // `column1` on both engines.
+            let keys = vec!["(?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT k.column1, (SELECT CAST(ts_ms AS TEXT) || ' ' || identity_source FROM attempts \
+                 WHERE device_key = k.column1 ORDER BY ts_ms DESC LIMIT 1) FROM (VALUES {keys}) AS k"
+            );
+            let params: Vec<Param> = chunk.iter().cloned().map(Param::Text).collect();
+            for row in db.rows(&sql, &params).await? {
+                let Some((ts, source)) = row[1].text().and_then(|t| t.split_once(' ')) else { continue };
+                let ts = ts.parse::<i64>().unwrap_or(i64::MIN);
+                let latest = sources.entry(row[0].string()).or_insert((i64::MIN, String::new()));
+                if ts > latest.0 {
+                    *latest = (ts, source.to_string());
                 }
             }
         }
@@ -494,7 +576,18 @@ pub async fn timeline(
     filter: &Filter,
     pseudonymizer: Option<&Pseudonymizer>,
 ) -> Result<Timeline, ReportError> {
-    let (since, until, raw_from) = window(filter);
+    latest(dbs, filter, pseudonymizer, None).await
+}
+
+/// The `limit` most recent attempts matching `filter` (None: all), most recent first, over every
+/// store in `dbs`: each store gives at most `limit`, newest first over its indexes.
+pub async fn latest(
+    dbs: &mut [Reader],
+    filter: &Filter,
+    pseudonymizer: Option<&Pseudonymizer>,
+    limit: Option<usize>,
+) -> Result<Timeline, ReportError> {
+    let (since, until, raw_from, _) = window(filter);
     let mut rows: Vec<(i64, i64, usize, Event)> = Vec::new();
     let mut older = false;
     for (index, db) in dbs.iter_mut().enumerate() {
@@ -503,9 +596,10 @@ pub async fn timeline(
             None => None,
         };
         let (clause, values) = conditions(filter, keys.as_deref());
+        let newest = limit.map_or(String::new(), |n| format!(" ORDER BY ts_ms DESC, id DESC LIMIT {n}"));
         let sql = format!(
             "SELECT ts_ms, id, device_key, app_name, qname, qtype, kind, domain, matched_on, COALESCE(device_ip, ''), \
-             node, mode FROM attempts WHERE ts_ms >= ? AND ts_ms < ?{clause}"
+             node, mode FROM attempts WHERE ts_ms >= ? AND ts_ms < ?{clause}{newest}"
         );
         let mut params = vec![Param::Int(since), Param::Int(until)];
         params.extend(values.iter().cloned());
@@ -533,6 +627,7 @@ pub async fn timeline(
         }
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(b.1.cmp(&a.1)));
+    rows.truncate(limit.unwrap_or(usize::MAX));
     let nodes: BTreeSet<&str> = rows.iter().map(|r| r.3.node.as_str()).collect();
     let (show_nodes, show_mode) = (nodes.len() > 1, filter.mode != ModeFilter::Enforce);
     let events = rows
@@ -595,15 +690,24 @@ mod tests {
     fn whole_days_come_from_rollups_and_edges_from_raw_rows() {
         let d = DAY_MS;
         // 02:00 on day 10 to 12:00 on day 13, raw rows kept from day 0.
-        let p = plan(10 * d + 2, 13 * d + 12, 0);
+        let open = i64::MAX / 2;
+        let p = plan(10 * d + 2, 13 * d + 12, 0, open);
         assert_eq!(p.days, [(11, 13)]);
         assert_eq!(p.raw, [(10 * d + 2, 11 * d), (13 * d, 13 * d + 12)]);
         // Within one day: raw rows only.
-        assert_eq!(plan(10 * d + 2, 10 * d + 5, 0), Plan { raw: vec![(10 * d + 2, 10 * d + 5)], days: vec![] });
+        assert_eq!(plan(10 * d + 2, 10 * d + 5, 0, open), Plan { raw: vec![(10 * d + 2, 10 * d + 5)], days: vec![] });
         // An edge day whose raw rows may be purged counts its whole rollup.
-        let p = plan(10 * d + 2, 13 * d, 12 * d);
+        let p = plan(10 * d + 2, 13 * d, 12 * d, open);
         assert_eq!(p.days, [(11, 13), (10, 11)]);
         assert!(p.raw.is_empty());
-        assert_eq!(plan(5, 5, 0), Plan::default());
+        assert_eq!(plan(5, 5, 0, open), Plan::default());
+        // A window that runs to now takes today's rollup whole: it holds today so far.
+        let p = plan(10 * d + 2, 13 * d + 12, 0, 13 * d + 12);
+        assert_eq!(p.days, [(11, 13), (13, 14)]);
+        assert_eq!(p.raw, [(10 * d + 2, 11 * d)]);
+        // A window starting inside today and running to now: today's raw rows, not its rollup.
+        let p = plan(13 * d + 5, 13 * d + 12, 0, 13 * d + 12);
+        assert!(p.days.is_empty());
+        assert_eq!(p.raw, [(13 * d + 5, 13 * d + 12)]);
     }
 }

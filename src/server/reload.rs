@@ -131,7 +131,7 @@ fn fingerprint(path: Option<&Path>, config: &Config) -> Fingerprint {
 fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     let runtime = tokio::runtime::Handle::current();
     let work = std::sync::Mutex::new(Some(work));
-    let take = || work.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    let take = || work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     std::thread::scope(|scope| {
         let thread = std::thread::Builder::new().name("nxguard-reload".into()).spawn_scoped(scope, || {
             let _runtime = runtime.enter();

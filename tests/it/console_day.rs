@@ -11,7 +11,7 @@ use nxguard::{
     config::ConsoleConfig,
     evidence::store,
     policy::domains::Kind,
-    review::console::{self, Console, auth},
+    review::console::{self, Console, auth, cases},
 };
 
 use super::console::{DAY, DAY0, PASSWORD, app, attempt, login, report_html, send, setup};
@@ -113,7 +113,9 @@ async fn before_the_store_exists_the_console_says_so_and_then_shows_the_resolver
     let (cookie, _) = login(&app, "officer").await;
     let page = send(&app, "GET", "/", Some(&cookie), None).await;
     let nodes = section(&page.body, "resolvers");
-    assert!(nodes.contains("<td>ns1</td><td>2026-11-22T08:00:00Z</td>"), "{nodes}");
+    // In the console's time zone (Europe/Amsterdam), as every time a person reads.
+    assert!(nodes.contains("<td>ns1</td><td>22 nov 2026 09:00</td>"), "{nodes}");
+    assert!(!nodes.contains("T08:00:00Z"), "{nodes}");
     s.clock.fetch_add(30 * DAY, Ordering::SeqCst);
     let (cookie, _) = login(&app, "officer").await;
     let page = send(&app, "GET", "/", Some(&cookie), None).await;
@@ -185,4 +187,25 @@ fn the_board_report_aligns_figures_with_headers_and_compares_with_the_previous_p
     let this = format!("<tr><th>deze periode</th>{}{}{}{}</tr>", num(1), num(0), num(1), num(4));
     let previous = format!("<tr><th>vorige periode</th>{}{}{}{}</tr>", num(0), num(0), num(1), num(1));
     assert!(figures.contains(&this) && figures.contains(&previous), "{figures}");
+}
+
+#[tokio::test]
+async fn the_device_page_shows_app_and_case_times_in_the_console_time_zone() {
+    let s = setup();
+    {
+        let db = s.console.db().unwrap();
+        let opened = std::time::UNIX_EPOCH + std::time::Duration::from_secs(DAY0 + DAY);
+        let id = cases::open(&db, "LT-0001", "TikTok", "", "", "", opened).unwrap();
+        // Removed at 13:00 UTC on 2026-11-21: 14:00 in Amsterdam.
+        let removed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(DAY0 + DAY + 13 * 3600);
+        cases::update(&db, id, &cases::Change::Removed(removed), opened).unwrap();
+    }
+    let app = console::router(Arc::clone(&s.console));
+    let (cookie, _) = login(&app, "officer").await;
+    let device = send(&app, "GET", "/device?device=LT-0001&since=7d", Some(&cookie), None).await;
+    assert_eq!(device.status, StatusCode::OK);
+    let device_cases = section(&device.body, "device-cases");
+    assert!(device_cases.contains("21 nov 2026 14:00"), "{device_cases}");
+    let totals = section(&device.body, "totals");
+    assert!(totals.contains(" nov 2026 ") && !totals.contains(":00Z"), "{totals}");
 }

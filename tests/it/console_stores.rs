@@ -5,12 +5,12 @@
 //! users at once on both backends.
 
 use std::{
-    net::SocketAddr,
     path::Path,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use crate::common;
 use crate::common::pg::PgCluster;
 use axum::{
     Router,
@@ -21,12 +21,10 @@ use axum::{
 use nxguard::{
     config::{ConsoleConfig, PolicyConfig, StoreConfig, StoreTls},
     evidence::{
-        attempt::{Attempt, Stamp, Via},
-        devices::{EdnsIdentity, Identity, Source},
+        attempt::Attempt,
         store::{self, Record},
     },
-    policy::{App, AppEntry, domains::Kind},
-    resolve::Transport,
+    policy::{AppEntry, domains::Kind},
     review::console::{
         self, Console,
         auth::{self, Peer, Role},
@@ -40,35 +38,18 @@ const DAY: u64 = 86_400;
 const PASSWORD: &str = "correct horse battery staple";
 
 fn tiktok() -> Arc<AppEntry> {
-    let app = App::new("tiktok", "TikTok", "ByteDance");
-    let notice = app.notice();
-    Arc::new(AppEntry { app, notice })
+    common::app("tiktok", "TikTok", "ByteDance")
 }
 
 /// LT-0001 runs TikTok (API hits on three days), LT-0002 followed a link.
 fn attempts() -> Vec<Attempt> {
     let app = tiktok();
-    let hit = |at: u64, device: &str, ip: &str, qname: &str, kind: Kind| Attempt {
-        time: UNIX_EPOCH + Duration::from_secs(at),
-        client: SocketAddr::new(ip.parse().unwrap(), 40000),
-        transport: Transport::Udp,
-        identity: Identity {
-            ip: ip.parse().unwrap(),
-            mac: None,
-            hostname: None,
-            device: Some(device.into()),
-            owner: Some("Burgerzaken".into()),
-            source: Source::InventoryIp,
-        },
-        edns: EdnsIdentity::default(),
-        qname: qname.into(),
-        qtype: "A".into(),
-        app: Arc::clone(&app),
-        domain: qname.split_once('.').map_or(qname, |(_, d)| d).to_string(),
-        kind,
-        via: Via::Query,
-        stamp: Stamp::enforced("test", "tiktok"),
-        resolver: None,
+    let hit = |at: u64, device: &str, ip: &str, qname: &str, kind: Kind| {
+        common::attempt(qname, &app, kind)
+            .domain(qname.split_once('.').map_or(qname, |(_, d)| d))
+            .device(ip, device, "Burgerzaken")
+            .at(at)
+            .build()
     };
     vec![
         hit(DAY0 + 9 * 3600, "LT-0001", "10.20.1.1", "api16.tiktokv.com", Kind::Api),
@@ -349,4 +330,35 @@ fn an_unknown_time_zone_is_a_config_problem() {
     let problems = config.problems();
     assert!(problems.iter().any(|p| p.starts_with("console.time_zone: \"Europe/Atlantis\"")), "{problems:?}");
     assert!(ConsoleConfig::default().problems().is_empty());
+}
+
+/// Officers asking for the same summary share one computation, keyed by the store's newest
+/// attempt: rollups deleted without a new attempt (as a purge does) are not seen while the shared
+/// summary lives; a new attempt is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_summary_is_shared_until_a_new_attempt_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attempts.sqlite");
+    store::insert_all(&path, &attempts(), None, "ns1").unwrap();
+    let now = UNIX_EPOCH + Duration::from_secs(DAY0 + 3 * DAY);
+    let config = ConsoleConfig { state_path: Some(dir.path().join("console.sqlite")), ..ConsoleConfig::default() };
+    let mut console = Console::open(config, path.clone(), None, Arc::new(move || now)).unwrap();
+    console.share_summaries(Some(Duration::from_secs(3600)));
+    auth::add_user(&console.db().unwrap(), "officer", Role::Officer, PASSWORD, SystemTime::now()).unwrap();
+    let app = console::router(Arc::new(console));
+    let reply = crate::console::post_login(&app, "officer", PASSWORD).await;
+    let cookie = reply.cookie.split(';').next().unwrap().to_string();
+    let (status, before) = get(&app, &cookie, "/devices?since=7d").await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert!(before.contains("LT-0002"), "{before}");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(db.execute("DELETE FROM rollups WHERE device_key = 'LT-0002'", []).unwrap(), 1);
+    let (_, shared) = get(&app, &cookie, "/devices?since=7d").await;
+    assert!(shared.contains("LT-0002"), "the shared summary: {shared}");
+    let mut later = attempts().remove(3);
+    later.identity.device = Some("LT-0003".into());
+    later.time = UNIX_EPOCH + Duration::from_secs(DAY0 + 2 * DAY + 12 * 3600);
+    store::insert_all(&path, &[later], None, "ns1").unwrap();
+    let (_, fresh) = get(&app, &cookie, "/devices?since=7d").await;
+    assert!(fresh.contains("LT-0003") && !fresh.contains("LT-0002"), "computed again: {fresh}");
 }

@@ -58,7 +58,8 @@ fn csv_response(name: &str, body: String) -> Response {
 async fn summary_rows(c: &Console, view: &View) -> Result<Vec<report::Summary>, ConsoleError> {
     let filter = report::Filter { device: None, ..c.filter(view)? };
     let mut store = c.store()?;
-    Ok(view.apply(c.summaries(&mut store, &filter).await?, None, c.now()))
+    let rows = c.summaries(&mut store, &filter).await?;
+    Ok(view.apply(&rows, None, c.now()).into_iter().cloned().collect())
 }
 
 /// Audits what a signed-in user did, on the console database's pool.

@@ -95,10 +95,19 @@ impl View {
 
     /// The report filter for this view at `now` (owner and app as typed; device as given), over
     /// a store that keeps raw rows `raw_days`. Enforced attempts only, as `report` shows them.
+    /// A period back from now ("7d") starts at the beginning of its first UTC day, as the trend
+    /// chart's days do: the pages then read whole days from the rollups, never a scan of a
+    /// partial day's raw rows (a period reaching past `raw_days` counted that day whole anyway).
     pub fn filter(&self, now: SystemTime, raw_days: u32) -> Result<Filter, ConsoleError> {
         let until = given(&self.until).map(|u| report::parse_time(u, now)).transpose()?;
+        let mut since = report::parse_time(self.since_text(), now)?;
+        if humantime::parse_duration(self.since_text()).is_ok() {
+            let day = crate::evidence::store::millis(since).div_euclid(super::queries::DAY_MS);
+            since =
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis((day * super::queries::DAY_MS).max(0) as u64);
+        }
         Ok(Filter {
-            since: Some(report::parse_time(self.since_text(), now)?),
+            since: Some(since),
             until: Some(until.unwrap_or(now)),
             app: given(&self.app).map(str::to_string),
             device: given(&self.device).map(str::to_string),
@@ -112,12 +121,13 @@ impl View {
     /// The rows of the summary that this view shows at `now`: assessment, new and search
     /// applied, sorted. `masked` gives the key a viewer sees (search then never matches
     /// identities).
-    pub fn apply(
+    pub fn apply<'a>(
         &self,
-        mut rows: Vec<Summary>,
+        rows: &'a [Summary],
         masked: Option<&dyn Fn(&str) -> String>,
         now: SystemTime,
-    ) -> Vec<Summary> {
+    ) -> Vec<&'a Summary> {
+        let mut rows: Vec<&Summary> = rows.iter().collect();
         let wanted = given(&self.assessment).map(|a| Assessment::from_key(a).unwrap_or(Assessment::LinkOrEmbedded));
         rows.retain(|s| wanted.is_none_or(|w| s.assessment == w));
         if let Some(back) = given(&self.new).and_then(|n| humantime::parse_duration(n).ok()) {

@@ -55,7 +55,7 @@ use crate::{
     evidence::store::{
         Pseudonymizer,
         pool::{PoolError, SqlitePool},
-        read::{Limits, Reader},
+        read::{Cell, Limits, Reader},
     },
     review::report::{self, ReportError},
 };
@@ -85,6 +85,9 @@ pub enum ConsoleError {
     Io(#[from] std::io::Error),
     #[error("console database {0}")]
     Pool(#[from] PoolError),
+    /// A report error shared by the requests that waited for the same summaries.
+    #[error(transparent)]
+    Shared(Arc<ReportError>),
 }
 
 impl IntoResponse for ConsoleError {
@@ -95,6 +98,11 @@ impl IntoResponse for ConsoleError {
             ConsoleError::NoStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleError::Input(_) | ConsoleError::Report(ReportError::Time(_)) => StatusCode::BAD_REQUEST,
             ConsoleError::Report(ReportError::Store(error)) => return unreachable("evidence store", error),
+            ConsoleError::Shared(shared) => match shared.as_ref() {
+                ReportError::Store(error) => return unreachable("evidence store", error),
+                ReportError::Time(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ConsoleError::Pool(error) => return unreachable("console database", error),
             _ => {
                 tracing::error!(error = %self, "console request failed");
@@ -148,6 +156,24 @@ pub struct Console {
     time_zone: jiff::tz::TimeZone,
     /// Failed sign-ins per client address.
     pub throttle: throttle::Throttle,
+    /// Summaries computed in the last `SUMMARY_TTL`, by what they read and the store's newest
+    /// attempt (`summaries`).
+    shared: Option<moka::future::Cache<String, Arc<Vec<report::Summary>>>>,
+}
+
+/// How long computed summaries are shared. They are keyed by the store's newest attempt id too,
+/// so a new attempt makes a new computation at once; only rows committed out of id order (two
+/// PostgreSQL writers) or a purge wait up to this long.
+const SUMMARY_TTL: Duration = Duration::from_secs(10);
+/// Summary rows kept at most over all shared summaries (a row is a few hundred bytes).
+const SHARED_ROWS: u64 = 400_000;
+
+fn shared_summaries(ttl: Duration) -> moka::future::Cache<String, Arc<Vec<report::Summary>>> {
+    moka::future::Cache::builder()
+        .time_to_live(ttl)
+        .weigher(|_, rows: &Arc<Vec<report::Summary>>| u32::try_from(rows.len().max(1)).unwrap_or(u32::MAX))
+        .max_capacity(SHARED_ROWS)
+        .build()
 }
 
 impl Console {
@@ -190,6 +216,7 @@ impl Console {
             secure_cookie,
             time_zone,
             throttle: throttle::Throttle::default(),
+            shared: Some(shared_summaries(SUMMARY_TTL)),
         })
     }
 
@@ -247,12 +274,31 @@ impl Console {
     }
 
     /// The per device and app summary of `store` for `filter` (pseudonymised as the store is).
+    /// Requests asking for the same summary of the same store contents share one computation:
+    /// those that come while it runs wait for it (one error for all when it fails), and later
+    /// ones take it until a new attempt is written or `SUMMARY_TTL` passes.
     pub async fn summaries(
         &self,
         store: &mut Reader,
         filter: &report::Filter,
-    ) -> Result<Vec<report::Summary>, ConsoleError> {
-        Ok(report::summaries(std::slice::from_mut(store), filter, self.pseudonymizer.as_ref()).await?)
+    ) -> Result<Arc<Vec<report::Summary>>, ConsoleError> {
+        let pseudonymizer = self.pseudonymizer.as_ref();
+        let Some(shared) = &self.shared else {
+            return Ok(Arc::new(report::summaries(std::slice::from_mut(store), filter, pseudonymizer).await?));
+        };
+        let newest = store.rows("SELECT MAX(id) FROM attempts", &[]).await.map_err(ReportError::from)?;
+        let newest = newest.first().and_then(|r| r.first()).map_or(0, Cell::int);
+        let key = format!("{newest} {}", report::summary_key(filter));
+        let compute = async {
+            Ok::<_, ReportError>(Arc::new(report::summaries(std::slice::from_mut(store), filter, pseudonymizer).await?))
+        };
+        shared.try_get_with(key, compute).await.map_err(ConsoleError::Shared)
+    }
+
+    /// Shares summaries for `ttl` instead of `SUMMARY_TTL`; None: every request computes its
+    /// own (benchmarks: the cost of one computation).
+    pub fn share_summaries(&mut self, ttl: Option<Duration>) {
+        self.shared = ttl.map(shared_summaries);
     }
 
     /// The session cookie's attributes: HttpOnly, SameSite=Strict, and Secure when the request
@@ -347,12 +393,12 @@ pub async fn serve_on(console: Arc<Console>, listener: tokio::net::TcpListener) 
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
-            _ = async { match terminate.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            () = async { match terminate.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
     match tls {
         Some(acceptor) => {
-            axum::serve(tls::TlsListener::new(listener, acceptor), app).with_graceful_shutdown(shutdown).await?
+            axum::serve(tls::TlsListener::new(listener, acceptor), app).with_graceful_shutdown(shutdown).await?;
         }
         None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
     }

@@ -44,7 +44,7 @@ struct Facts<'a> {
     lang: Language,
     view: &'a View,
     officer: bool,
-    rows: Vec<report::Summary>,
+    rows: Arc<Vec<report::Summary>>,
     cases: Vec<cases::Case>,
     now: SystemTime,
 }
@@ -81,7 +81,7 @@ pub async fn overview(
         (recent(&c, &facts))
         h2 { (t(lang, Text::Trend)) }
         (svg::daily_bars(&trend, day_of(since), day_of(until), t(lang, Text::Trend)))
-        (resolvers(lang, &nodes))
+        (resolvers(&c, &nodes))
         @if !officer { p.note { (t(lang, Text::Pseudonymous)) } }
     };
     Ok(page(lang, Some(&who), t(lang, Text::Overview), body).into_response())
@@ -194,7 +194,7 @@ fn to_act(c: &Console, f: &Facts<'_>) -> Markup {
 
 fn by_app(f: &Facts<'_>) -> Markup {
     let mut counts: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-    for s in &f.rows {
+    for s in f.rows.iter() {
         // The columns in Assessment's order: likely, possibly, link.
         counts.entry(&s.app).or_default()[s.assessment as usize] += 1;
     }
@@ -235,14 +235,16 @@ fn recent(c: &Console, f: &Facts<'_>) -> Markup {
     }
 }
 
-/// Whether the resolvers are recording: each node's last attempt in the last week.
-fn resolvers(lang: Language, nodes: &[(String, i64)]) -> Markup {
+/// Whether the resolvers are recording: each node's last attempt in the last week, in the
+/// console's time zone.
+fn resolvers(c: &Console, nodes: &[(String, i64)]) -> Markup {
+    let lang = c.language();
     html! {
         h2 { (t(lang, Text::Resolvers)) }
         @if nodes.is_empty() { p id="resolvers" { (t(lang, Text::NoResolverAttempts)) } } @else {
             table id="resolvers" {
                 tr { th { (t(lang, Text::Node)) } th { (t(lang, Text::LastAttempt)) } }
-                @for (node, last) in nodes { tr { td { (node) } td { (time_text(*last)) } } }
+                @for (node, last) in nodes { tr { td { (node) } td { (c.time(&time_text(*last))) } } }
             }
             p.note { (t(lang, Text::ResolversNote)) }
         }

@@ -212,7 +212,7 @@ pub async fn devices(
     let rows = c.summaries(&mut store, &filter).await?;
     let all_cases = if officer { c.state(|db| cases::list(db, None)).await? } else { Vec::new() };
     let mask = |d: &str| c.masked(d);
-    let rows = view.apply(rows, if officer { None } else { Some(&mask) }, c.now());
+    let rows = view.apply(&rows, if officer { None } else { Some(&mask) }, c.now());
     let sort =
         |key: &str, label: Text| html! { a href=(format!("/devices?{}", view.with("sort", key))) { (t(lang, label)) } };
     let page = view.page.unwrap_or(0);
@@ -251,9 +251,46 @@ pub async fn devices(
     Ok(layout::page(lang, Some(&who), t(lang, Text::Devices), body))
 }
 
+/// Hits the device page lists (the newest; the timeline export has them all).
+const HITS: usize = 200;
+
+/// What the device page shows, read once.
+struct DeviceFacts {
+    sources: Vec<queries::IdentitySource>,
+    totals: Arc<Vec<report::Summary>>,
+    lanes: Vec<(String, i64, u64)>,
+    hits: Vec<report::Event>,
+    cases: Vec<cases::Case>,
+    since: SystemTime,
+    until: SystemTime,
+}
+
+/// Reads the device page's facts, and audits the view.
+async fn device_facts(c: &Console, who: &SignedIn, view: &View, key: &str) -> Result<DeviceFacts, ConsoleError> {
+    let now = c.now();
+    let filter = c.filter(view)?;
+    let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
+    let mut store = c.store()?;
+    let sources = queries::identity_sources(&mut store, key, since, until).await?;
+    let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() }).await?;
+    let lanes = queries::device_daily(&mut store, key, since, until).await?;
+    let filter = report::Filter { owner: None, ..filter };
+    let hits = report::latest(std::slice::from_mut(&mut store), &filter, c.pseudonymizer.as_ref(), Some(HITS + 1))
+        .await?
+        .events;
+    let cases = {
+        let (who, key, detail) = (who.clone(), key.to_string(), format!("since {}", view.since_text()));
+        c.state(move |db| {
+            audit::by(db, now, &who, "view device", &key, &detail)?;
+            cases::list(db, Some(&key))
+        })
+        .await?
+    };
+    Ok(DeviceFacts { sources, totals, lanes, hits, cases, since, until })
+}
+
 /// One device: identity and its sources, when each app was active, its hits and its cases.
 /// Officers only; every view is audited.
-#[allow(clippy::too_many_lines)]
 pub async fn device(
     State(c): State<Arc<Console>>,
     who: SignedIn,
@@ -261,65 +298,65 @@ pub async fn device(
 ) -> Result<Markup, ConsoleError> {
     who.require(Role::Officer)?;
     let lang = c.language();
-    let now = c.now();
     let key = view.device.clone().filter(|d| !d.is_empty()).ok_or(ConsoleError::NotFound)?;
-    let filter = c.filter(&view)?;
-    let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
-    let mut store = c.store()?;
-    let sources = queries::identity_sources(&mut store, &key, since, until).await?;
-    let totals = c.summaries(&mut store, &report::Filter { owner: None, ..filter.clone() }).await?;
-    let lanes = queries::device_daily(&mut store, &key, since, until).await?;
-    let hits = report::timeline(
-        std::slice::from_mut(&mut store),
-        &report::Filter { owner: None, ..filter },
-        c.pseudonymizer.as_ref(),
-    )
-    .await?
-    .events;
-    let device_cases = {
-        let (who, key, detail) = (who.clone(), key.clone(), format!("since {}", view.since_text()));
-        c.state(move |db| {
-            audit::by(db, now, &who, "view device", &key, &detail)?;
-            cases::list(db, Some(&key))
-        })
-        .await?
-    };
-    let apps: Vec<&str> = {
-        let mut apps: Vec<&str> = lanes.iter().map(|(a, _, _)| a.as_str()).collect();
-        apps.dedup();
-        apps
-    };
-    let owner = sources.iter().find(|s| !s.owner.is_empty()).map_or("", |s| s.owner.as_str());
+    let facts = device_facts(&c, &who, &view, &key).await?;
     let body = html! {
         (filters(lang, &view, "/device", false))
-        (identity_table(&c, lang, &sources))
-        (device_totals(lang, &totals, &sources))
+        (identity_table(&c, lang, &facts.sources))
+        (device_totals(&c, &facts.totals, &facts.sources))
+        (device_lanes(lang, &facts, &key))
+        (device_cases(&c, &facts.cases))
+        (device_hits(&c, &view, &facts.hits))
+    };
+    Ok(page(lang, Some(&who), &format!("{}: {key}", t(lang, Text::Device)), body))
+}
+
+/// When each app was active, and a link per app to open a case.
+fn device_lanes(lang: crate::config::Language, facts: &DeviceFacts, key: &str) -> Markup {
+    let mut apps: Vec<&str> = facts.lanes.iter().map(|(a, _, _)| a.as_str()).collect();
+    apps.dedup();
+    let owner = facts.sources.iter().find(|s| !s.owner.is_empty()).map_or("", |s| s.owner.as_str());
+    html! {
         h2 { (t(lang, Text::PerApp)) }
-        (svg::app_lanes(&lanes, day_of(since), day_of(until), t(lang, Text::PerApp)))
+        (svg::app_lanes(&facts.lanes, day_of(facts.since), day_of(facts.until), t(lang, Text::PerApp)))
         p {
             @for app in &apps {
-                a href=(format!("/cases/new?device={}&app={}&owner={}", encode(&key), encode(app), encode(owner))) class="open-case" { (t(lang, Text::OpenCase)) ": " (app) } " "
+                a href=(format!("/cases/new?device={}&app={}&owner={}", encode(key), encode(app), encode(owner))) class="open-case" { (t(lang, Text::OpenCase)) ": " (app) } " "
             }
         }
+    }
+}
+
+/// The device's cases.
+fn device_cases(c: &Console, list: &[cases::Case]) -> Markup {
+    let lang = c.language();
+    html! {
         h2 { (t(lang, Text::Cases)) }
-        @if device_cases.is_empty() { p { (t(lang, Text::None)) } } @else {
+        @if list.is_empty() { p { (t(lang, Text::None)) } } @else {
             table id="device-cases" {
-                @for k in &device_cases {
-                    tr { td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } td { (k.app) } td { (t(lang, super::case_pages::state_key(k.state))) } td { (k.ticket) } }
+                tr { th { "#" } th { (t(lang, Text::App)) } th { (t(lang, Text::State)) } th { (t(lang, Text::Ticket)) } th { (t(lang, Text::RemovedOn)) } }
+                @for k in list {
+                    tr { td { a href=(format!("/cases/{}", k.id)) { "#" (k.id) } } td { (k.app) } td { (t(lang, super::case_pages::state_key(k.state))) } td { (k.ticket) } td.removed { (c.time(k.removed.as_deref().unwrap_or(""))) } }
                 }
             }
         }
+    }
+}
+
+/// The newest `HITS` hits, and the link to all of them.
+fn device_hits(c: &Console, view: &View, hits: &[report::Event]) -> Markup {
+    let lang = c.language();
+    html! {
         h2 { (t(lang, Text::Hits)) }
         p { a href=(format!("/export/timeline.csv?{}", view.query())) id="export-timeline" { (t(lang, Text::ExportCsv)) } }
-        @if hits.len() > 200 { p.note { (t(lang, Text::HitsLimited)) } }
+        @if hits.len() > HITS { p.note { (t(lang, Text::HitsLimited)) } }
         table id="hits" {
             tr { th { (t(lang, Text::Time)) } th { (t(lang, Text::App)) } th { (t(lang, Text::Name)) } th { (t(lang, Text::Qtype)) } th { (t(lang, Text::Kind)) } th { (t(lang, Text::Address)) } }
-            @for e in hits.iter().take(200) {
+            @for e in hits.iter().take(HITS) {
                 tr { td { (c.time(&e.time)) } td { (e.app) } td { (e.qname) } td { (e.qtype) } td { (e.kind) } td { (e.client) } }
             }
         }
-    };
-    Ok(page(lang, Some(&who), &format!("{}: {key}", t(lang, Text::Device)), body))
+    }
 }
 
 /// Where the device's identity came from, one row per distinct source.
@@ -337,18 +374,15 @@ fn identity_table(c: &Console, lang: crate::config::Language, sources: &[queries
 
 /// The device's totals per app, the same rows the devices table shows, and whether the identity
 /// sources above add up to them (they do while the period's raw rows are kept).
-fn device_totals(
-    lang: crate::config::Language,
-    totals: &[report::Summary],
-    sources: &[queries::IdentitySource],
-) -> Markup {
+fn device_totals(c: &Console, totals: &[report::Summary], sources: &[queries::IdentitySource]) -> Markup {
+    let lang = c.language();
     let (all, raw) = (totals.iter().map(|s| s.attempts).sum::<u64>(), sources.iter().map(|s| s.attempts).sum::<u64>());
     html! {
         h2 { (t(lang, Text::Totals)) }
         table id="totals" {
             tr { th { (t(lang, Text::App)) } th.num { (t(lang, Text::Attempts)) } th.num { (t(lang, Text::Days)) } th { (t(lang, Text::LastSeen)) } th { (t(lang, Text::Assessment)) } }
             @for s in totals {
-                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (s.last_seen) } td { (assessment(lang, s.assessment)) } }
+                tr { td { (s.app) } td.num { (s.attempts) } td.num { (s.days) } td { (c.time(&s.last_seen)) } td { (assessment(lang, s.assessment)) } }
             }
         }
         @if raw != all { p.note id="totals-differ" { (t(lang, Text::TotalsDiffer)) " (" (raw) " / " (all) ")" } }
