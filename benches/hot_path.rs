@@ -60,12 +60,12 @@ fn synthetic_policy(domains: &[String]) -> Policy {
 
 fn matcher(c: &mut Criterion) {
     let mut group = c.benchmark_group("matcher");
-    let shipped = policy::load(&Default::default()).unwrap();
+    let shipped = policy::load(&nxguard::config::PolicyConfig::default()).unwrap();
     let cases =
         [("hit_deep", "a.b.c.v16-webapp.tiktokcdn.com"), ("hit_apex", "tiktok.com"), ("miss", "a.b.www.example.org")];
     for (case, name) in cases {
         group.bench_with_input(BenchmarkId::new("shipped", case), name.as_bytes(), |b, name| {
-            b.iter(|| shipped.lookup(black_box(name)).is_some())
+            b.iter(|| shipped.lookup(black_box(name)).is_some());
         });
     }
     let sizes: &[usize] = if bench_mode() { &[100_000, 1_000_000] } else { &[10_000] };
@@ -78,7 +78,7 @@ fn matcher(c: &mut Criterion) {
             [("hit_deep", deep.as_str()), ("hit_apex", apex.as_str()), ("miss", "a.b.c.www.example.org")]
         {
             group.bench_with_input(BenchmarkId::new(format!("synthetic_{size}"), case), name.as_bytes(), |b, name| {
-                b.iter(|| policy.lookup(black_box(name)).is_some())
+                b.iter(|| policy.lookup(black_box(name)).is_some());
             });
         }
     }
@@ -102,7 +102,7 @@ fn list_load(c: &mut Criterion) {
                 builder.block(&e.domain, app, e.kind, e.exact);
             }
             builder.build().len()
-        })
+        });
     });
     group.finish();
 }
@@ -145,7 +145,7 @@ fn answers(c: &mut Criterion) {
         b.iter(|| {
             stored.write(black_box(&q), now + Duration::from_secs(5), Some(1232), &mut out);
             out.len()
-        })
+        });
     });
     let blocked_packet = query_packet("a.b.tiktokv.com", true);
     let bq = wire::parse_query(&blocked_packet).unwrap();
@@ -162,7 +162,7 @@ fn answers(c: &mut Criterion) {
                 "TikTok (ByteDance) is banned on this network",
             );
             out.len()
-        })
+        });
     });
     group.finish();
 }
@@ -193,7 +193,7 @@ fn cache(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % keys.len();
             cache.get(black_box(&keys[i]), now).is_some()
-        })
+        });
     });
     let template = keys[0].clone();
     let stored = cache.get(&template, now).unwrap();
@@ -204,7 +204,7 @@ fn cache(c: &mut Criterion) {
             let mut key = template.clone();
             key.extend_from_slice(&n.to_be_bytes());
             cache.insert(&key, Arc::clone(&stored));
-        })
+        });
     });
     group.finish();
 }
@@ -237,10 +237,10 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             let step = resolver.answer_locally(black_box(&cached_query), client, &mut out, Instant::now());
             assert!(matches!(step, Step::Done(_)));
-        })
+        });
     });
     group.bench_function("blocked", |b| {
-        b.iter(|| resolver.answer_locally(black_box(&blocked_query), client, &mut out, Instant::now()))
+        b.iter(|| resolver.answer_locally(black_box(&blocked_query), client, &mut out, Instant::now()));
     });
     group.finish();
 }
@@ -290,7 +290,7 @@ fn pipeline_groups(c: &mut Criterion) {
         for (case, addr) in clients {
             let client = Client { addr: addr.parse().unwrap(), transport: Transport::Udp };
             group.bench_function(format!("{label}/{case}"), |b| {
-                b.iter(|| resolver.answer_locally(black_box(&blocked_query), client, &mut out, Instant::now()))
+                b.iter(|| resolver.answer_locally(black_box(&blocked_query), client, &mut out, Instant::now()));
             });
         }
     }
@@ -306,7 +306,7 @@ fn pipeline_groups(c: &mut Criterion) {
             b.iter(|| {
                 let matched = policy.lookup(black_box(b"api16-normal-c-useast1a.tiktokv.com"));
                 matched.map(|m| policy.decide(&m, black_box(client)))
-            })
+            });
         });
     }
     group.finish();
@@ -336,13 +336,13 @@ fn decision_cache(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % names.len();
             policy.lookup(black_box(&names[i])).is_some()
-        })
+        });
     });
     group.bench_function("cache_hit", |b| {
         b.iter(|| {
             i = (i + 7919) % names.len();
             decisions.get(black_box(names[i].as_slice()))
-        })
+        });
     });
     group.finish();
 }

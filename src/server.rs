@@ -124,7 +124,7 @@ pub fn build_policy_reporting(config: &Config, devices: &Devices) -> Result<(Pol
 /// The statuses of the feeds `config` lists, as the status file in its cache holds them.
 pub fn feed_statuses(config: &PolicyConfig) -> std::collections::BTreeMap<String, feeds::FeedStatus> {
     let Some(dir) = &config.cache_dir else {
-        return Default::default();
+        return std::collections::BTreeMap::new();
     };
     let mut statuses = feeds::read_statuses(dir);
     statuses.retain(|name, _| config.feeds.iter().any(|f| &f.name == name));
@@ -248,8 +248,50 @@ fn start_plain(
 
 /// Builds the policy and resolver from `config` and serves on `listeners`; `sinks` receive every
 /// attempt record besides the tracing event. Must be called inside a tokio runtime.
-#[allow(clippy::too_many_lines)]
 pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<Running, StartError> {
+    let core = start_core(config, sinks)?;
+    let in_flight = TaskTracker::new();
+    let mut tasks = JoinSet::new();
+    let dns = start_listeners(config, listeners, &core.resolver, &in_flight, &mut tasks)?;
+    let services = start_services(config, &core, &dns.handshakes, &mut tasks)?;
+    let running = Running {
+        resolver: core.resolver,
+        udp_addrs: dns.udp_addrs,
+        tcp_addrs: dns.tcp_addrs,
+        tls_addrs: dns.encrypted.tls_addrs,
+        https_addrs: dns.encrypted.https_addrs,
+        quic_addrs: dns.encrypted.quic_addrs,
+        h3_addrs: dns.encrypted.h3_addrs,
+        metrics_addr: services.metrics_addr,
+        handshakes: dns.handshakes,
+        certificates: dns.encrypted.certificates,
+        listeners: tasks,
+        in_flight,
+        dispatcher: core.dispatcher,
+        stop_dispatcher: core.stop_dispatcher,
+        records: core.records,
+        feeds: core.feeds,
+        feed_settings: None,
+        feed_task: None,
+        rpz: services.rpz,
+        ingest: services.ingest,
+    };
+    log_serving(&running);
+    Ok(running)
+}
+
+/// What every listener serves: the resolver with its policy, and the attempt dispatcher and
+/// outputs behind it.
+struct Core {
+    records: Records,
+    resolver: Arc<Resolver>,
+    feeds: Arc<Board>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    stop_dispatcher: CancellationToken,
+}
+
+/// Opens the evidence outputs, builds the policy, starts the dispatcher, and builds the resolver.
+fn start_core(config: &Config, sinks: Vec<Sink>) -> Result<Core, StartError> {
     let (records, outputs) = Records::open(config, sinks)?;
     let policy = build_policy(config, &records.devices)?;
     let feeds = Arc::new(Board::default());
@@ -258,61 +300,73 @@ pub fn start(config: &Config, listeners: Listeners, sinks: Vec<Sink>) -> Result<
     let resolver = Arc::new(Resolver::new(config, policy, recorder)?);
     let stop_dispatcher = CancellationToken::new();
     let dispatcher = tokio::spawn(dispatcher.run(stop_dispatcher.clone()));
-    let in_flight = TaskTracker::new();
-    let mut tasks = JoinSet::new();
+    Ok(Core { records, resolver, feeds, dispatcher, stop_dispatcher })
+}
+
+/// The DNS listeners once they run: their addresses, and the QUIC handshake counters.
+struct DnsListeners {
+    udp_addrs: Vec<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
+    encrypted: listen::Started,
+    handshakes: Arc<HandshakeStats>,
+}
+
+/// Starts the plain (UDP, TCP) and the encrypted (DoT, DoH, DoQ, DoH3) listeners in `tasks`.
+fn start_listeners(
+    config: &Config,
+    listeners: Listeners,
+    resolver: &Arc<Resolver>,
+    in_flight: &TaskTracker,
+    tasks: &mut JoinSet<()>,
+) -> Result<DnsListeners, StartError> {
     let connections = Arc::new(ConnectionLimits::new(&config.limits));
     let plain = (listeners.udp, listeners.tcp);
-    let (mut udp_addrs, tcp_addrs) = start_plain(config, plain, &resolver, &connections, &in_flight, &mut tasks)?;
+    let (mut udp_addrs, tcp_addrs) = start_plain(config, plain, resolver, &connections, in_flight, tasks)?;
+    udp_addrs.dedup();
     let handshakes = Arc::new(HandshakeStats::default());
     let encrypted = listen::start_encrypted(
         config,
         listeners.tls,
         listeners.https,
         (listeners.quic, listeners.h3),
-        &resolver,
+        resolver,
         (connections, Arc::clone(&handshakes)),
-        &in_flight,
-        &mut tasks,
+        in_flight,
+        tasks,
     )?;
+    Ok(DnsListeners { udp_addrs, tcp_addrs, encrypted, handshakes })
+}
+
+/// The services beside DNS, each when the config asks for it.
+struct Services {
+    rpz: Option<RpzServer>,
+    ingest: Option<Ingest>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+/// Starts the Response Policy Zone, the dnstap receivers and the metrics endpoint (in `tasks`).
+fn start_services(
+    config: &Config,
+    core: &Core,
+    handshakes: &Arc<HandshakeStats>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Services, StartError> {
+    let resolver = &core.resolver;
     let rpz = (!config.rpz.listen.is_empty()).then(|| RpzServer::start(&config.rpz, resolver.live())).transpose()?;
     let ingest =
-        (!config.ingest.dnstap.is_empty()).then(|| Ingest::start(&config.ingest, Arc::clone(&resolver))).transpose()?;
-    let services = metrics::Services {
+        (!config.ingest.dnstap.is_empty()).then(|| Ingest::start(&config.ingest, Arc::clone(resolver))).transpose()?;
+    let shown = metrics::Services {
         rpz: rpz.as_ref().map(|r| Arc::clone(&r.zone)),
         ingest: ingest.as_ref().map(|i| Arc::clone(&i.stats)),
-        handshakes: Arc::clone(&handshakes),
+        handshakes: Arc::clone(handshakes),
     };
     let mut metrics_addr = None;
     if let Some(listener) = metrics::bind(config.metrics.listen)? {
         let listener = TcpListener::from_std(listener)?;
         metrics_addr = Some(listener.local_addr()?);
-        tasks.spawn(metrics::serve(Arc::clone(&resolver), Arc::clone(&feeds), services, listener));
+        tasks.spawn(metrics::serve(Arc::clone(resolver), Arc::clone(&core.feeds), shown, listener));
     }
-    udp_addrs.dedup();
-    let running = Running {
-        resolver,
-        udp_addrs,
-        tcp_addrs,
-        tls_addrs: encrypted.tls_addrs,
-        https_addrs: encrypted.https_addrs,
-        quic_addrs: encrypted.quic_addrs,
-        h3_addrs: encrypted.h3_addrs,
-        metrics_addr,
-        handshakes,
-        certificates: encrypted.certificates,
-        listeners: tasks,
-        in_flight,
-        dispatcher,
-        stop_dispatcher,
-        records,
-        feeds,
-        feed_settings: None,
-        feed_task: None,
-        rpz,
-        ingest,
-    };
-    log_serving(&running);
-    Ok(running)
+    Ok(Services { rpz, ingest, metrics_addr })
 }
 
 fn log_serving(running: &Running) {

@@ -2,9 +2,6 @@
 //! `nxguard::attempt` target, with every field. (Own test binary: it installs a global
 //! subscriber.)
 
-// The harness shared with tests/it, where tests may run past the 60-line house limit.
-#![allow(clippy::too_many_lines)]
-
 #[path = "it/common/mod.rs"]
 mod common;
 

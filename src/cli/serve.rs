@@ -62,7 +62,7 @@ pub(super) async fn serve(path: Option<&Path>, config: Config, dns: bool, ready_
     let mut reloader = Reloader::new(path, config);
     loop {
         tokio::select! {
-            _ = running.wait(), if dns => anyhow::bail!("a listener stopped unexpectedly"),
+            () = running.wait(), if dns => anyhow::bail!("a listener stopped unexpectedly"),
             _ = hangup.recv() => reloader.reload(&running),
             Some(()) = feed_updates.recv() => {
                 tracing::info!("a feed changed; reloading the policy");

@@ -43,7 +43,7 @@ pub enum NameServers {
 
 impl NameServers {
     /// Reads a config list; None when it is empty (the feature is off).
-    pub fn parse(list: &[String]) -> Result<Option<NameServers>, String> {
+    pub fn parse(list: &[String]) -> Result<Option<NameServers>, NameServersError> {
         if list.is_empty() {
             return Ok(None);
         }
@@ -51,16 +51,29 @@ impl NameServers {
             return if list.len() == 1 {
                 Ok(Some(NameServers::System))
             } else {
-                Err("\"system\" cannot be combined with addresses".to_string())
+                Err(NameServersError::SystemWithAddresses)
             };
         }
         let parse = |text: &String| {
             text.parse::<std::net::SocketAddr>()
                 .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
-                .map_err(|_| format!("{text:?} is not an address, address:port or \"system\""))
+                .map_err(|source| NameServersError::NotAnAddress { text: text.clone(), source })
         };
         Ok(Some(NameServers::Listed(list.iter().map(parse).collect::<Result<_, _>>()?)))
     }
+}
+
+/// Why a list of name servers (`upstream.bootstrap`, `devices.reverse_dns`) is unusable.
+#[derive(Debug, Error)]
+pub enum NameServersError {
+    #[error("\"system\" cannot be combined with addresses")]
+    SystemWithAddresses,
+    #[error("{text:?} is not an address, address:port or \"system\"")]
+    NotAnAddress {
+        text: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
 }
 
 /// The embedded default: loopback only, forwarding to Quad9 over DNS-over-TLS.
@@ -70,8 +83,9 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{origin}: {message}")]
-    Parse { origin: String, message: String },
+    /// The TOML parser's text ends in a newline; the message stops before it.
+    #[error("{origin}: {}", source.to_string().trim_end())]
+    Parse { origin: String, source: toml::de::Error },
     #[error("{origin} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { origin: String, problems: Vec<String> },
 }
@@ -117,10 +131,8 @@ impl Config {
     }
 
     fn parse_named(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { origin: origin.to_string(), source })?;
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)

@@ -56,14 +56,21 @@ struct ServerTable {
     ca_file: Option<PathBuf>,
 }
 
-impl TryFrom<ServerTable> for UpstreamServer {
-    type Error = String;
+/// An `address` that is neither `IP:port` nor `host:port`.
+#[derive(Debug, thiserror::Error)]
+#[error("address {address:?}: not IP:port or host:port")]
+pub struct ServerAddressError {
+    pub address: String,
+}
 
-    fn try_from(table: ServerTable) -> Result<Self, String> {
+impl TryFrom<ServerTable> for UpstreamServer {
+    type Error = ServerAddressError;
+
+    fn try_from(table: ServerTable) -> Result<Self, ServerAddressError> {
         let (address, host) = match table.address.parse::<SocketAddr>() {
             Ok(address) => (address, None),
             Err(_) => {
-                let bad = || format!("address {:?}: not IP:port or host:port", table.address);
+                let bad = || ServerAddressError { address: table.address.clone() };
                 let (host, port) = table.address.rsplit_once(':').ok_or_else(bad)?;
                 let port: u16 = port.parse().map_err(|_| bad())?;
                 let valid = !host.is_empty()

@@ -12,16 +12,19 @@ use std::time::Duration;
 use hickory_resolver::{
     TokioResolver,
     config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts, ServerOrderingStrategy},
-    net::runtime::TokioRuntimeProvider,
+    net::{NetError, runtime::TokioRuntimeProvider},
 };
 
-use crate::config::NameServers;
+use crate::config::{NameServers, NameServersError};
 
+/// Why the resolver for `what` (the config key) could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the resolver for {what}: {message}")]
-pub struct LookupError {
-    pub what: &'static str,
-    pub message: String,
+pub enum LookupError {
+    #[error("cannot set up the resolver for {what}: {source}")]
+    Servers { what: &'static str, source: NameServersError },
+    /// Boxed: this error travels inside `UpstreamError`, which the query path returns.
+    #[error("cannot set up the resolver for {what}: {source}")]
+    Resolver { what: &'static str, source: Box<NetError> },
 }
 
 /// A resolver asking `servers`, each lookup bounded by `timeout` over all of them; `what`
@@ -29,7 +32,7 @@ pub struct LookupError {
 pub fn resolver(servers: &NameServers, timeout: Duration, what: &'static str) -> Result<TokioResolver, LookupError> {
     let mut builder = match servers {
         NameServers::System => {
-            TokioResolver::builder_tokio().map_err(|e| LookupError { what, message: e.to_string() })?
+            TokioResolver::builder_tokio().map_err(|source| LookupError::Resolver { what, source: Box::new(source) })?
         }
         NameServers::Listed(addresses) => {
             let servers = addresses
@@ -59,5 +62,5 @@ pub fn resolver(servers: &NameServers, timeout: Duration, what: &'static str) ->
     options.use_hosts_file = ResolveHosts::Never;
     // The callers keep their own bounded caches; hickory's stays small.
     options.cache_size = 256;
-    builder.build().map_err(|e| LookupError { what, message: e.to_string() })
+    builder.build().map_err(|source| LookupError::Resolver { what, source: Box::new(source) })
 }

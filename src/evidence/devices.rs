@@ -186,8 +186,13 @@ pub fn edns_identity(options: &[u8]) -> EdnsIdentity {
 pub enum DevicesError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// Boxed: the parser's error is large, and start-up errors carry this one.
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("{path}: device {device:?}: {mac:?} is not a MAC address")]
+    Mac { path: PathBuf, device: String, mac: String },
+    #[error("{path}: device {device:?}: {text:?} is not an address or network")]
+    Address { path: PathBuf, device: String, text: String },
 }
 
 /// One inventory entry.
@@ -234,18 +239,16 @@ impl Snapshot {
         let mut snapshot = Snapshot { leases, ..Snapshot::default() };
         for (index, device) in devices.iter().enumerate() {
             for mac in &device.macs {
-                let parsed = Mac::parse(mac).ok_or_else(|| DevicesError::Parse {
+                let parsed = Mac::parse(mac).ok_or_else(|| DevicesError::Mac {
                     path: path.into(),
-                    message: format!("device {:?}: {mac:?} is not a MAC address", device.name),
+                    device: device.name.clone(),
+                    mac: mac.clone(),
                 })?;
                 snapshot.by_mac.insert(parsed, index);
             }
             for text in &device.ips {
                 let net = text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
-                    DevicesError::Parse {
-                        path: path.into(),
-                        message: format!("device {:?}: {text:?} is not an address or network", device.name),
-                    }
+                    DevicesError::Address { path: path.into(), device: device.name.clone(), text: text.clone() }
                 })?;
                 if net.prefix_len() == net.max_prefix_len() {
                     snapshot.by_ip.insert(net.addr(), index);
@@ -346,7 +349,7 @@ impl Devices {
     /// stays in force and the error is returned (logged by the caller).
     pub fn refresh(&self) -> Result<bool, DevicesError> {
         let now = modification_times(&self.config);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if *seen == now {
             return Ok(false);
         }
@@ -374,7 +377,7 @@ fn read_all(config: &DevicesConfig) -> Result<Snapshot, DevicesError> {
     let devices = match &config.inventory {
         Some(path) => {
             let file: InventoryFile = toml::from_str(&read(path)?)
-                .map_err(|e| DevicesError::Parse { path: path.into(), message: e.to_string() })?;
+                .map_err(|source| DevicesError::Parse { path: path.into(), source: Box::new(source) })?;
             file.device
         }
         None => Vec::new(),
@@ -401,7 +404,7 @@ fn parse_dnsmasq_leases(text: &str) -> Vec<(IpAddr, Lease)> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let ip: IpAddr = fields.get(2)?.parse().ok()?;
-            let hostname = fields.get(3).filter(|h| **h != "*").map(|h| h.to_string());
+            let hostname = fields.get(3).filter(|h| **h != "*").map(std::string::ToString::to_string);
             Some((ip, Lease { mac: fields.get(1).and_then(|m| Mac::parse(m)), hostname }))
         })
         .collect()
@@ -528,7 +531,7 @@ ips = ["10.30.0.0/24"]
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(address_text(ip), ip.to_string());
         }
-        for n in [0u32, 1, 9, 10, 99, 100, 199, 200, 255, 256, 0x0a0b0c0d, u32::MAX] {
+        for n in [0u32, 1, 9, 10, 99, 100, 199, 200, 255, 256, 0x0a0b_0c0d, u32::MAX] {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(n));
             assert_eq!(address_text(ip), ip.to_string());
         }

@@ -100,7 +100,7 @@ impl Dispatcher {
                     Some(sighting) => self.deliver(sighting),
                     None => return,
                 },
-                _ = stop.cancelled() => break,
+                () = stop.cancelled() => break,
             }
         }
         self.queue.close();

@@ -86,7 +86,7 @@ impl ReverseNames {
         let servers = match NameServers::parse(&config.reverse_dns) {
             Ok(Some(servers)) => servers,
             Ok(None) => return Ok(None),
-            Err(message) => return Err(LookupError { what: "devices.reverse_dns", message }),
+            Err(source) => return Err(LookupError::Servers { what: "devices.reverse_dns", source }),
         };
         let timeout = Duration::from_millis(config.reverse_dns_timeout_ms);
         let resolver = lookup::resolver(&servers, timeout, "devices.reverse_dns")?;

@@ -36,7 +36,9 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::{DnstapSocket, IngestConfig},
-    ingest::framestream::{CONTROL_ACCEPT, CONTROL_FINISH, CONTROL_READY, CONTROL_START, CONTROL_STOP, Codec, Frame},
+    ingest::framestream::{
+        CONTROL_ACCEPT, CONTROL_FINISH, CONTROL_READY, CONTROL_START, CONTROL_STOP, Codec, Frame, FrameError,
+    },
     resolve::Resolver,
 };
 
@@ -46,6 +48,17 @@ pub enum IngestError {
     Socket(#[source] crate::config::DnstapSocketError),
     #[error("ingest.dnstap {socket}: {source}")]
     Bind { socket: String, source: std::io::Error },
+}
+
+/// Why one sender's stream was closed.
+#[derive(Debug, thiserror::Error)]
+enum SenderError {
+    #[error(transparent)]
+    Frame(FrameError),
+    #[error("unexpected control frame {kind}")]
+    Control { kind: u32 },
+    #[error("dnstap message: {0}")]
+    Message(#[source] prost::DecodeError),
 }
 
 /// What ingest counted, for the metrics endpoint and tests.
@@ -153,9 +166,9 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(stream: S, sender: String, c
     let mut state = Sender { name: sender, saw_queries: false, identity: None };
     while let Some(frame) = frames.next().await {
         let result = match frame {
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(SenderError::Frame(error)),
             Ok(Frame::Control { kind: CONTROL_READY, .. }) => {
-                frames.send(framestream::control(CONTROL_ACCEPT)).await.map_err(|e| e.to_string())
+                frames.send(framestream::control(CONTROL_ACCEPT)).await.map_err(SenderError::Frame)
             }
             Ok(Frame::Control { kind: CONTROL_START, .. }) => Ok(()),
             Ok(Frame::Control { kind: CONTROL_STOP, .. }) => {
@@ -163,7 +176,7 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(stream: S, sender: String, c
                 debug!(sender = %state.name, "dnstap sender stopped");
                 return;
             }
-            Ok(Frame::Control { kind, .. }) => Err(format!("unexpected control frame {kind}")),
+            Ok(Frame::Control { kind, .. }) => Err(SenderError::Control { kind }),
             Ok(Frame::Data(payload)) => state.message(&payload, &context),
         };
         if let Err(error) = result {
@@ -200,8 +213,8 @@ impl Sender {
         }
     }
 
-    fn message(&mut self, payload: &Bytes, context: &Context) -> Result<(), String> {
-        let tap = dnstap::Dnstap::decode(payload.as_ref()).map_err(|e| format!("dnstap message: {e}"))?;
+    fn message(&mut self, payload: &Bytes, context: &Context) -> Result<(), SenderError> {
+        let tap = dnstap::Dnstap::decode(payload.as_ref()).map_err(SenderError::Message)?;
         count(&context.stats.messages);
         let Some(message) = tap.message.filter(|_| tap.r#type == dnstap::TYPE_MESSAGE) else {
             return Ok(());

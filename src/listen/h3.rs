@@ -35,12 +35,9 @@ pub(crate) async fn serve_connection(shared: &Arc<Shared>, connection: quinn::Co
     let mut builder = h3::server::builder();
     builder.max_field_section_size(MAX_FIELD_SECTION);
     let built = builder.build::<_, Bytes>(h3_quinn::Connection::new(connection));
-    let mut connection = match tokio::time::timeout(shared.idle, built).await {
-        Ok(Ok(connection)) => connection,
-        _ => {
-            debug!(client = %client.addr.ip(), "http/3 connection setup failed");
-            return;
-        }
+    let Ok(Ok(mut connection)) = tokio::time::timeout(shared.idle, built).await else {
+        debug!(client = %client.addr.ip(), "http/3 connection setup failed");
+        return;
     };
     loop {
         match connection.accept().await {

@@ -74,12 +74,9 @@ where
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
         .handshake::<_, Bytes>(stream);
-    let mut connection = match tokio::time::timeout(service.idle, handshake).await {
-        Ok(Ok(connection)) => connection,
-        _ => {
-            debug!(client = %client.addr.ip(), "http/2 handshake failed");
-            return;
-        }
+    let Ok(Ok(mut connection)) = tokio::time::timeout(service.idle, handshake).await else {
+        debug!(client = %client.addr.ip(), "http/2 handshake failed");
+        return;
     };
     loop {
         // `accept` also drives the connection's I/O, so the answers of the spawned requests

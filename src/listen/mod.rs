@@ -125,7 +125,7 @@ pub enum ListenError {
 
 pub fn worker_count(config: &Config) -> usize {
     match config.server.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         n => n,
     }
 }

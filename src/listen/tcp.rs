@@ -140,7 +140,7 @@ where
                 }
                 renew(&mut idle_until, outcome, limits.idle);
             }
-            _ = tokio::time::sleep_until(idle_until), if upstream.is_empty() => return,
+            () = tokio::time::sleep_until(idle_until), if upstream.is_empty() => return,
         }
     }
 }

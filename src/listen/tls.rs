@@ -37,8 +37,8 @@ use crate::{
 pub enum TlsError {
     #[error("server.tls_cert_file and server.tls_key_file are required for DoT and DoH listeners")]
     NotConfigured,
-    #[error("cannot read {path}: {message}")]
-    Read { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: rustls::pki_types::pem::Error },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: PathBuf },
     #[error("certificate {cert} with key {key} is unusable: {source}")]
@@ -60,10 +60,7 @@ impl ServerTls {
         let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
             return Err(TlsError::NotConfigured);
         };
-        let read = |path: &Path, e: rustls::pki_types::pem::Error| TlsError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
+        let read = |path: &Path, source| TlsError::Read { path: path.to_path_buf(), source };
         let chain = CertificateDer::pem_file_iter(cert)
             .map_err(|e| read(cert, e))?
             .collect::<Result<Vec<_>, _>>()

@@ -159,7 +159,7 @@ pub fn run(
         });
         match (udp, tcp) {
             (Err(udp), Err(tcp)) if udp.to_string() == tcp.to_string() => {
-                report.failures.push(format!("{name} over udp and tcp: {udp}"))
+                report.failures.push(format!("{name} over udp and tcp: {udp}"));
             }
             (udp, tcp) => {
                 for (over, verdict) in [(Over::Udp, udp), (Over::Tcp, tcp)] {

@@ -291,6 +291,8 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+impl std::error::Error for Refusal {}
+
 /// A stable short hash of a body (FNV-1a, 64 bits, hex).
 pub fn hash(bytes: &[u8]) -> String {
     let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
@@ -369,11 +371,11 @@ pub struct Board(Mutex<BTreeMap<String, FeedStatus>>);
 
 impl Board {
     pub fn snapshot(&self) -> BTreeMap<String, FeedStatus> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn set(&self, statuses: BTreeMap<String, FeedStatus>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = statuses;
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = statuses;
     }
 }
 

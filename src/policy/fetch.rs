@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{FeedConfig, PolicyConfig},
-    policy::feeds::{self, Board, FeedStatus, Refusal},
+    policy::feeds::{self, Board, FeedError, FeedStatus, Refusal},
 };
 
 /// After a failure the feed is asked again this soon (or at its `refresh_secs`, if sooner).
@@ -32,6 +32,31 @@ pub struct Refreshed {
     /// A new copy was written: the policy must be rebuilt.
     pub changed: bool,
     pub status: FeedStatus,
+}
+
+/// Why one refresh of a feed kept the last good copy; its text is the status's `last_error`.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("{path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error("{len} bytes is more than max_bytes ({max_bytes})")]
+    FileTooBig { len: u64, max_bytes: u64 },
+    #[error("{}", describe(source))]
+    Http {
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("HTTP {status}")]
+    Status { status: reqwest::StatusCode },
+    #[error("more than max_bytes ({max_bytes}) bytes ({len} announced or read)")]
+    TooBig { len: u64, max_bytes: u64 },
+    #[error("timed out after {secs}s")]
+    TimedOut { secs: u64 },
+    /// The `NAME` in a refusal's advice is the feed's name.
+    #[error("{}", source.to_string().replace("NAME", feed))]
+    Refused { feed: String, source: Refusal },
+    #[error(transparent)]
+    Write(FeedError),
 }
 
 enum Download {
@@ -81,7 +106,7 @@ fn settle(
     dir: &Path,
     mut status: FeedStatus,
     have_copy: bool,
-    downloaded: Result<Download, String>,
+    downloaded: Result<Download, FetchError>,
     shrink_max_percent: u8,
     now: SystemTime,
 ) -> Refreshed {
@@ -97,7 +122,7 @@ fn settle(
                     let hash = feeds::hash(&bytes);
                     let same = have_copy && status.hash.as_deref() == Some(hash.as_str());
                     let written = if same { Ok(()) } else { feeds::write_atomically(&copy, &bytes) };
-                    written.map_err(|e| e.to_string()).map(|()| {
+                    written.map_err(FetchError::Write).map(|()| {
                         changed = !same;
                         status.entries = counts.entries();
                         status.invalid = counts.invalid;
@@ -115,7 +140,7 @@ fn settle(
                             Err(error) => warn!(feed = %feed.name, %error, "cannot keep the refused version"),
                         }
                     }
-                    Err(refusal.to_string().replace("NAME", &feed.name))
+                    Err(FetchError::Refused { feed: feed.name.clone(), source: refusal })
                 }
             }
         }
@@ -131,7 +156,7 @@ fn settle(
         Err(error) => {
             status.failures += 1;
             warn!(feed = %feed.name, url = %feed.url, %error, "feed not updated; its last good copy stays in force");
-            status.last_error = Some(error);
+            status.last_error = Some(error.to_string());
         }
     }
     // Read again just before writing: `nxguard lists accept` may have changed another feed.
@@ -147,13 +172,14 @@ async fn download(
     client: &reqwest::Client,
     feed: &FeedConfig,
     (etag, last_modified): (Option<String>, Option<String>),
-) -> Result<Download, String> {
+) -> Result<Download, FetchError> {
     if let Some(path) = feed.url.strip_prefix("file://") {
-        let len = tokio::fs::metadata(path).await.map_err(|e| format!("{path}: {e}"))?.len();
+        let file = |source| FetchError::File { path: path.to_string(), source };
+        let len = tokio::fs::metadata(path).await.map_err(file)?.len();
         if len > feed.max_bytes {
-            return Err(format!("{len} bytes is more than max_bytes ({})", feed.max_bytes));
+            return Err(FetchError::FileTooBig { len, max_bytes: feed.max_bytes });
         }
-        let bytes = tokio::fs::read(path).await.map_err(|e| format!("{path}: {e}"))?;
+        let bytes = tokio::fs::read(path).await.map_err(file)?;
         return Ok(Download::Body { bytes, etag: None, last_modified: None, content_type: None });
     }
     let timeout = Duration::from_secs(feed.timeout_secs);
@@ -165,21 +191,21 @@ async fn download(
         request = request.header(IF_MODIFIED_SINCE, date);
     }
     let work = async {
-        let mut response = request.send().await.map_err(|e| describe(&e))?;
+        let mut response = request.send().await.map_err(|source| FetchError::Http { source })?;
         if response.status() == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Download::NotModified);
         }
         if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
+            return Err(FetchError::Status { status: response.status() });
         }
         let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (etag, last_modified, content_type) = (header(ETAG), header(LAST_MODIFIED), header(CONTENT_TYPE));
-        let too_big = |n: u64| format!("more than max_bytes ({}) bytes ({n} announced or read)", feed.max_bytes);
+        let too_big = |len: u64| FetchError::TooBig { len, max_bytes: feed.max_bytes };
         if let Some(length) = response.content_length().filter(|&n| n > feed.max_bytes) {
             return Err(too_big(length));
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|source| FetchError::Http { source })? {
             if (bytes.len() + chunk.len()) as u64 > feed.max_bytes {
                 return Err(too_big((bytes.len() + chunk.len()) as u64));
             }
@@ -188,9 +214,10 @@ async fn download(
         Ok(Download::Body { bytes, etag, last_modified, content_type })
     };
     // reqwest's timeout covers the body too; this one also bounds a server that trickles.
-    tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| Err(format!("timed out after {}s", feed.timeout_secs)))
+    tokio::time::timeout(timeout, work).await.unwrap_or(Err(FetchError::TimedOut { secs: feed.timeout_secs }))
 }
 
+/// reqwest's text followed by its causes, which its own text leaves out.
 fn describe(error: &reqwest::Error) -> String {
     use std::error::Error;
     let mut text = error.to_string();

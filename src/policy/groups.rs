@@ -125,7 +125,7 @@ mod tests {
     fn group(name: &str, clients: &[&str], mode: GroupMode, apps: &[(&str, GroupMode)]) -> GroupConfig {
         GroupConfig {
             name: name.into(),
-            clients: clients.iter().map(|c| c.to_string()).collect(),
+            clients: clients.iter().map(std::string::ToString::to_string).collect(),
             mode,
             apps: apps.iter().map(|(a, m)| (a.to_string(), *m)).collect(),
         }

@@ -81,7 +81,7 @@ fn feed_copies(config: &PolicyConfig) -> Vec<FeedCopy<'_>> {
                 warn!(feed = %feed.name, url = %feed.url, "feed has no cached copy yet; starting without it until it downloads");
             }
             Err(error) => {
-                warn!(feed = %feed.name, path = %path.display(), %error, "cannot read the feed's cached copy; starting without it")
+                warn!(feed = %feed.name, path = %path.display(), %error, "cannot read the feed's cached copy; starting without it");
             }
         }
     }

@@ -340,7 +340,7 @@ impl Policy {
     /// Installs the client groups; they are part of the policy's version.
     pub fn set_groups(&mut self, groups: Groups) {
         if !groups.is_empty() {
-            for &b in groups.fingerprint().to_le_bytes().iter() {
+            for &b in &groups.fingerprint().to_le_bytes() {
                 self.version = (self.version ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
             }
             self.version_text = Arc::from(format!("{:016x}", self.version));

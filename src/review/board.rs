@@ -138,7 +138,6 @@ fn app_section(
 
 /// Writes the board report for `filter` (its since/until; app and owner narrow it), with
 /// `all_cases` (the console's, when there is one).
-#[allow(clippy::too_many_lines)]
 pub async fn render(
     stores: &mut [Reader],
     all_cases: &[cases::Case],
@@ -151,25 +150,32 @@ pub async fn render(
     let lang = console.language;
     // Validated with the config; UTC only for a config made in code.
     let zone = jiff::tz::TimeZone::get(&console.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let local = |utc: &str| i18n::local_time(lang, &zone, utc);
     let rows = report::summaries(stores, filter, pseudonymizer).await?;
     let (since, until) = (filter.since.unwrap_or(now), filter.until.unwrap_or(now));
     let previous = report::summaries(stores, &previous_period(filter, since, until), pseudonymizer).await?;
+    let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
+    let shown = Shown { lang, zone: &zone, first, last, with_identities };
     let mut by_app: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
     for s in &rows {
         by_app.entry(&s.app).or_default().push(s);
     }
-    let (first, last) = (millis(since).div_euclid(DAY_MS), millis(until).div_euclid(DAY_MS));
     let mut sections = Vec::new();
     for (app, list) in &by_app {
         let trend = devices_per_day(stores, since, until, app).await?;
         let app_cases: Vec<&cases::Case> = all_cases.iter().filter(|c| c.app == *app).collect();
         let before: Vec<&Summary> = previous.iter().filter(|s| s.app == *app).collect();
-        let shown = Shown { lang, zone: &zone, first, last, with_identities };
         sections.push(app_section(&shown, app, list, &before, &trend, &app_cases));
     }
-    let period = format!("{} – {}", queries::day_text(first), queries::day_text(last));
-    let page: Markup = html! {
+    Ok(board_page(&shown, &sections, now).into_string())
+}
+
+/// The whole page around the app sections: title and period, what it shows, and who wrote it
+/// when.
+fn board_page(shown: &Shown<'_>, sections: &[Markup], now: SystemTime) -> Markup {
+    let lang = shown.lang;
+    let period = format!("{} – {}", queries::day_text(shown.first), queries::day_text(shown.last));
+    let written = i18n::local_time(lang, shown.zone, &humantime::format_rfc3339_seconds(now).to_string());
+    html! {
         (DOCTYPE)
         html lang=(match lang { Language::Nl => "nl", Language::En => "en" }) {
             head { meta charset="utf-8"; title { "nxguard: " (t(lang, Text::BoardTitle)) ", " (period) } style { (PreEscaped(CSS)) } }
@@ -177,13 +183,12 @@ pub async fn render(
                 h1 { (t(lang, Text::BoardTitle)) ", " (period) }
                 p.note {
                     (t(lang, Text::BoardIntro)) " "
-                    @if with_identities { (t(lang, Text::BoardNamed)) } @else { (t(lang, Text::BoardCounts)) }
+                    @if shown.with_identities { (t(lang, Text::BoardNamed)) } @else { (t(lang, Text::BoardCounts)) }
                 }
                 @if sections.is_empty() { p { (t(lang, Text::NoData)) } }
-                @for section in &sections { (section) }
-                p.note { (t(lang, Text::WrittenBy)) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (local(&humantime::format_rfc3339_seconds(now).to_string())) "." }
+                @for section in sections { (section) }
+                p.note { (t(lang, Text::WrittenBy)) " nxguard " (env!("CARGO_PKG_VERSION")) ", " (written) "." }
             }
         }
-    };
-    Ok(page.into_string())
+    }
 }

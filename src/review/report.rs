@@ -313,9 +313,11 @@ fn day_ceil(ms: i64) -> i64 {
 }
 
 /// Whole days from the rollups, partial edge days from raw rows — unless raw rows of that day
-/// may be purged (before `raw_from`), or the window runs to `now` or later (`open_from`: the
-/// rollups are written in the same transaction as the raw rows, so today's holds exactly the
-/// attempts so far), then the edge day's rollup counts whole.
+/// may be purged (before `raw_from`), or the edge starts its day and the window runs to `now`
+/// or later (`open_from`: the rollups are written in the same transaction as the raw rows, so
+/// today's holds exactly the attempts so far), then the edge day's rollup counts whole. A window
+/// that starts inside today (a case removed an hour ago) reads today's raw rows: the rollup
+/// would count the attempts before its start.
 fn plan(since: i64, until: i64, raw_from: i64, open_from: i64) -> Plan {
     let mut plan = Plan::default();
     if since >= until {
@@ -335,7 +337,7 @@ fn plan(since: i64, until: i64, raw_from: i64, open_from: i64) -> Plan {
         edges.push((since, until));
     }
     for (from, to) in edges {
-        if from < raw_from || to >= open_from {
+        if from < raw_from || (to >= open_from && from.rem_euclid(DAY_MS) == 0) {
             plan.days.push((day_floor(from), day_ceil(to)));
         } else {
             plan.raw.push((from, to));
@@ -704,5 +706,9 @@ mod tests {
         let p = plan(10 * d + 2, 13 * d + 12, 0, 13 * d + 12);
         assert_eq!(p.days, [(11, 13), (13, 14)]);
         assert_eq!(p.raw, [(10 * d + 2, 11 * d)]);
+        // A window starting inside today and running to now: today's raw rows, not its rollup.
+        let p = plan(13 * d + 5, 13 * d + 12, 0, 13 * d + 12);
+        assert!(p.days.is_empty());
+        assert_eq!(p.raw, [(13 * d + 5, 13 * d + 12)]);
     }
 }

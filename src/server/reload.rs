@@ -91,18 +91,24 @@ fn read(path: Option<&Path>) -> Result<Config, ConfigError> {
     path.map_or_else(|| Ok(Config::embedded()), Config::read)
 }
 
-/// An error and its causes, `: `-separated (as anyhow's `{:#}` writes them).
+/// An error and its causes, `: `-separated, each said once: a cause the text so far already
+/// words (most errors word their cause and also carry it as their source) is not repeated.
 struct Chain<'a>(&'a dyn Error);
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut text = self.0.to_string();
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            let cause_text = cause.to_string();
+            let cause_text = cause_text.trim_end();
+            if !text.contains(cause_text) {
+                text.push_str(": ");
+                text.push_str(cause_text);
+            }
             source = cause.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 
@@ -131,7 +137,7 @@ fn fingerprint(path: Option<&Path>, config: &Config) -> Fingerprint {
 fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     let runtime = tokio::runtime::Handle::current();
     let work = std::sync::Mutex::new(Some(work));
-    let take = || work.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    let take = || work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     std::thread::scope(|scope| {
         let thread = std::thread::Builder::new().name("nxguard-reload".into()).spawn_scoped(scope, || {
             let _runtime = runtime.enter();

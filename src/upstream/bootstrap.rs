@@ -34,7 +34,7 @@ pub fn resolver(config: &UpstreamConfig) -> Result<Option<TokioResolver>, Lookup
     match NameServers::parse(&config.bootstrap) {
         Ok(Some(servers)) => lookup::resolver(&servers, LOOKUP_TIMEOUT, "upstream.bootstrap").map(Some),
         Ok(None) => Ok(None),
-        Err(message) => Err(LookupError { what: "upstream.bootstrap", message }),
+        Err(source) => Err(LookupError::Servers { what: "upstream.bootstrap", source }),
     }
 }
 

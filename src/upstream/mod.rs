@@ -21,6 +21,7 @@
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -59,12 +60,13 @@ pub enum UpstreamError {
     Timeout { server: SocketAddr },
     #[error("upstream {server}: {source}")]
     Io { server: SocketAddr, source: std::io::Error },
-    #[error("upstream {server}: {message}")]
-    Exchange { server: SocketAddr, message: String },
+    /// The causes are boxed to keep the query path's `Result` small.
+    #[error("upstream {server}: {source}")]
+    Exchange { server: SocketAddr, source: Box<hickory_net::NetError> },
     #[error("upstream {server} answered with a malformed message")]
     Malformed { server: SocketAddr },
-    #[error("cannot set up TLS for upstream {server}: {message}")]
-    Tls { server: SocketAddr, message: String },
+    #[error("cannot set up TLS for upstream {server}: {source}")]
+    Tls { server: SocketAddr, source: Box<TlsSetupError> },
     /// SERVFAIL, REFUSED, NOTIMP, or FORMERR after the retry without EDNS (see `fallback`).
     #[error("upstream {server} answered {}", rcode_name(*rcode))]
     Rcode { server: SocketAddr, rcode: u8 },
@@ -74,6 +76,21 @@ pub enum UpstreamError {
     Unresolved { name: String, server: SocketAddr },
     #[error(transparent)]
     Bootstrap(#[from] crate::dns::lookup::LookupError),
+}
+
+/// What went wrong setting up TLS for an encrypted upstream.
+#[derive(Debug, Error)]
+pub enum TlsSetupError {
+    #[error("no TLS config")]
+    Missing,
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    #[error(transparent)]
+    Name(#[from] rustls::pki_types::InvalidDnsNameError),
+    #[error("{path}: {source}")]
+    CaFile { path: PathBuf, source: rustls::pki_types::pem::Error },
+    #[error("{path}: {source}")]
+    CaCertificate { path: PathBuf, source: rustls::Error },
 }
 
 fn rcode_name(rcode: u8) -> String {
@@ -259,7 +276,7 @@ impl Upstream {
             .send(DnsRequest::new(message, options))
             .first_answer()
             .await
-            .map_err(|e| UpstreamError::Exchange { server, message: e.to_string() })?;
+            .map_err(|source| UpstreamError::Exchange { server, source: Box::new(source) })?;
         let mut answer = response.into_buffer();
         if answer.len() < HEADER_LEN {
             return Err(UpstreamError::Malformed { server });
@@ -274,11 +291,12 @@ impl Upstream {
         if let Some((exchange, _)) = slot.as_ref().filter(|(_, to)| *to == server) {
             return Ok(exchange.clone());
         }
-        let tls = self.tls.clone().ok_or_else(|| UpstreamError::Tls { server, message: "no TLS config".into() })?;
+        let tls =
+            self.tls.clone().ok_or_else(|| UpstreamError::Tls { server, source: Box::new(TlsSetupError::Missing) })?;
         let name = self.config.tls_name.clone().unwrap_or_default();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let provider = self.provider.clone();
-        let connect_error = |e: hickory_net::NetError| UpstreamError::Exchange { server, message: e.to_string() };
+        let connect_error = |source| UpstreamError::Exchange { server, source: Box::new(source) };
         let exchange = match self.config.protocol {
             Protocol::Https => {
                 let mut builder = hickory_net::h2::HttpsClientStream::builder(tls, provider);
@@ -301,7 +319,7 @@ impl Upstream {
             }
             _ => {
                 let server_name = rustls::pki_types::ServerName::try_from(name)
-                    .map_err(|e| UpstreamError::Tls { server, message: e.to_string() })?;
+                    .map_err(|e| UpstreamError::Tls { server, source: Box::new(e.into()) })?;
                 hickory_net::tls::tls_exchange(server, server_name, (*tls).clone(), timeout, None, provider)
                     .await
                     .map_err(connect_error)?
@@ -313,22 +331,22 @@ impl Upstream {
 }
 
 fn tls_config(server: &UpstreamServer) -> Result<rustls::ClientConfig, UpstreamError> {
-    let address = server.address;
-    let fail = |message: String| UpstreamError::Tls { server: address, message };
-    let Some(ca_file) = &server.ca_file else {
-        return hickory_net::tls::client_config().map_err(|e| fail(e.to_string()));
-    };
     use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let address = server.address;
+    let fail = |source: TlsSetupError| UpstreamError::Tls { server: address, source: Box::new(source) };
+    let Some(ca_file) = &server.ca_file else {
+        return hickory_net::tls::client_config().map_err(|e| fail(e.into()));
+    };
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| fail(format!("{}: {e}", ca_file.display())))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| fail(format!("{}: {e}", ca_file.display())))?;
-        roots.add(cert).map_err(|e| fail(format!("{}: {e}", ca_file.display())))?;
+    let unreadable = |source| fail(TlsSetupError::CaFile { path: ca_file.clone(), source });
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(unreadable)? {
+        let cert = cert.map_err(unreadable)?;
+        roots.add(cert).map_err(|source| fail(TlsSetupError::CaCertificate { path: ca_file.clone(), source }))?;
     }
     let provider = Arc::new(hickory_net::tls::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.into()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

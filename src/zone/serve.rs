@@ -100,7 +100,7 @@ impl RequestHandler for Handler {
             warn!(source = %source, "rpz request from a source outside rpz.allow refused");
             return reply(request, ResponseCode::Refused, &[], None, response).await;
         }
-        let qtype = query.map(|q| q.query_type());
+        let qtype = query.map(hickory_proto::op::LowerQuery::query_type);
         let transfer = matches!(qtype, Some(RecordType::AXFR | RecordType::IXFR));
         if request.metadata.op_code != OpCode::Query || !in_zone {
             return reply(request, ResponseCode::Refused, &[], None, response).await;

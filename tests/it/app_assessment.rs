@@ -3,23 +3,17 @@
 //! where no backend host is hit) reads "app likely installed", a clicked link or an embedded
 //! video does not.
 
-use std::{
-    sync::Arc,
-    time::{Duration, UNIX_EPOCH},
-};
-
+use crate::common;
 use nxguard::{
     config::{Config, StoreConfig},
     evidence::{
-        attempt::{Attempt, Stamp, Via},
-        devices::{EdnsIdentity, Identity, Source},
+        attempt::Attempt,
         store::{
             self,
             read::{Limits, Reader},
         },
     },
     policy::{self, Policy, domains::Kind},
-    resolve::Transport,
     review::report::{self, Assessment, Filter, Summary},
 };
 
@@ -31,31 +25,11 @@ type Pattern = Vec<((u64, u64), String)>;
 
 /// The attempt `policy` records for `qname` from the inventory device `device`.
 fn attempt(policy: &Policy, device: &str, (day, hour): (u64, u64), qname: &str) -> Attempt {
-    let matched = policy.lookup_text(qname).unwrap_or_else(|| panic!("{qname} is not blocked"));
-    let ip = "10.20.1.1".parse().unwrap();
-    let identity = Identity {
-        ip,
-        mac: None,
-        hostname: None,
-        device: Some(device.into()),
-        owner: Some("Burgerzaken".into()),
-        source: Source::InventoryIp,
-    };
-    Attempt {
-        time: UNIX_EPOCH + Duration::from_secs(DAY0 + day * 86_400 + hour * 3600),
-        client: std::net::SocketAddr::new(ip, 40000),
-        transport: Transport::Udp,
-        identity,
-        edns: EdnsIdentity::default(),
-        qname: qname.into(),
-        qtype: "A".into(),
-        app: Arc::clone(matched.app),
-        domain: matched.domain.into(),
-        kind: matched.kind,
-        via: Via::Query,
-        stamp: Stamp::enforced("test", "builtin"),
-        resolver: None,
-    }
+    common::blocked_by(policy, qname)
+        .device("10.20.1.1", device, "Burgerzaken")
+        .at(DAY0 + day * 86_400 + hour * 3600)
+        .rule("builtin")
+        .build()
 }
 
 /// A name under `entry` (the entry itself when it is exact).

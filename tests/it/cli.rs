@@ -39,6 +39,8 @@ fn check_reports_syntax_errors_with_line_and_file() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("typo.toml") && stderr.contains("line 2"), "{stderr}");
+    // The cause is said once, though the error both words it and carries it as its source.
+    assert_eq!(stderr.matches("TOML parse error").count(), 1, "{stderr}");
 }
 
 #[test]
@@ -61,5 +63,7 @@ fn check_reports_broken_domain_lists() {
 fn missing_config_file_is_a_clear_error() {
     let out = nxguard(&["serve", "--config", "/nonexistent/nxguard.toml"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/nxguard.toml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read config /nonexistent/nxguard.toml"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }

@@ -3,7 +3,6 @@
 //! injected attempts and an injected clock.
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -13,6 +12,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use crate::common;
 use axum::{
     Router,
     body::Body,
@@ -21,13 +21,8 @@ use axum::{
 };
 use nxguard::{
     config::{ConsoleConfig, Language, PolicyConfig},
-    evidence::{
-        attempt::{Attempt, Stamp, Via},
-        devices::{EdnsIdentity, Identity, Source},
-        store,
-    },
-    policy::{App, AppEntry, domains::Kind},
-    resolve::Transport,
+    evidence::{attempt::Attempt, store},
+    policy::{AppEntry, domains::Kind},
     review::console::{
         self, Console,
         auth::{self, Peer, Role},
@@ -42,9 +37,7 @@ pub(crate) const DAY: u64 = 86_400;
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 pub(crate) fn app(id: &str, name: &str) -> Arc<AppEntry> {
-    let app = App::new(id, name, "vendor");
-    let notice = app.notice();
-    Arc::new(AppEntry { app, notice })
+    common::app(id, name, "vendor")
 }
 
 pub(crate) fn attempt(
@@ -55,34 +48,13 @@ pub(crate) fn attempt(
     app: &Arc<AppEntry>,
     kind: Kind,
 ) -> Attempt {
-    let ip = ip.parse().unwrap();
-    let identity = match device {
-        Some((name, owner)) => Identity {
-            ip,
-            mac: None,
-            hostname: None,
-            device: Some(name.into()),
-            owner: Some(owner.into()),
-            source: Source::InventoryIp,
-        },
-        None => Identity::unknown(ip),
-    };
     let domain = qname.split('.').rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(".");
-    Attempt {
-        time: UNIX_EPOCH + Duration::from_secs(at),
-        client: SocketAddr::new(ip, 40000),
-        transport: Transport::Udp,
-        identity,
-        edns: EdnsIdentity::default(),
-        qname: qname.into(),
-        qtype: "A".into(),
-        app: Arc::clone(app),
-        domain,
-        kind,
-        via: Via::Query,
-        stamp: Stamp::enforced("test", "tiktok"),
-        resolver: None,
+    let built = common::attempt(qname, app, kind).domain(&domain).at(at);
+    match device {
+        Some((name, owner)) => built.device(ip, name, owner),
+        None => built.unknown(ip),
     }
+    .build()
 }
 
 /// LT-0001 runs TikTok (API hits on three days); LT-0002 clicked a TikTok link; an unknown
@@ -571,8 +543,7 @@ fn cases_have_cli_parity_and_every_change_is_audited() {
     std::fs::write(
         &config,
         format!(
-            "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n[store]\npath = {:?}\n[console]\nstate_path = {:?}\n",
-            store, state
+            "[[upstream.servers]]\naddress = \"127.0.0.1:53\"\n[store]\npath = {store:?}\n[console]\nstate_path = {state:?}\n"
         ),
     )
     .unwrap();

@@ -123,7 +123,7 @@ async fn wait_for_devices(source: &str, config: &StoreConfig, devices: usize) {
     let mut found = 0;
     for _ in 0..100 {
         if let Ok(db) = Reader::open(source, config, limits) {
-            let rows = report::summaries(&mut [db], &Default::default(), None).await.unwrap_or_default();
+            let rows = report::summaries(&mut [db], &report::Filter::default(), None).await.unwrap_or_default();
             found = rows.iter().map(|r| r.device.as_str()).collect::<std::collections::BTreeSet<_>>().len();
         }
         if found == devices {

@@ -5,12 +5,12 @@
 //! users at once on both backends.
 
 use std::{
-    net::SocketAddr,
     path::Path,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use crate::common;
 use crate::common::pg::PgCluster;
 use axum::{
     Router,
@@ -21,12 +21,10 @@ use axum::{
 use nxguard::{
     config::{ConsoleConfig, PolicyConfig, StoreConfig, StoreTls},
     evidence::{
-        attempt::{Attempt, Stamp, Via},
-        devices::{EdnsIdentity, Identity, Source},
+        attempt::Attempt,
         store::{self, Record},
     },
-    policy::{App, AppEntry, domains::Kind},
-    resolve::Transport,
+    policy::{AppEntry, domains::Kind},
     review::console::{
         self, Console,
         auth::{self, Peer, Role},
@@ -40,35 +38,18 @@ const DAY: u64 = 86_400;
 const PASSWORD: &str = "correct horse battery staple";
 
 fn tiktok() -> Arc<AppEntry> {
-    let app = App::new("tiktok", "TikTok", "ByteDance");
-    let notice = app.notice();
-    Arc::new(AppEntry { app, notice })
+    common::app("tiktok", "TikTok", "ByteDance")
 }
 
 /// LT-0001 runs TikTok (API hits on three days), LT-0002 followed a link.
 fn attempts() -> Vec<Attempt> {
     let app = tiktok();
-    let hit = |at: u64, device: &str, ip: &str, qname: &str, kind: Kind| Attempt {
-        time: UNIX_EPOCH + Duration::from_secs(at),
-        client: SocketAddr::new(ip.parse().unwrap(), 40000),
-        transport: Transport::Udp,
-        identity: Identity {
-            ip: ip.parse().unwrap(),
-            mac: None,
-            hostname: None,
-            device: Some(device.into()),
-            owner: Some("Burgerzaken".into()),
-            source: Source::InventoryIp,
-        },
-        edns: EdnsIdentity::default(),
-        qname: qname.into(),
-        qtype: "A".into(),
-        app: Arc::clone(&app),
-        domain: qname.split_once('.').map_or(qname, |(_, d)| d).to_string(),
-        kind,
-        via: Via::Query,
-        stamp: Stamp::enforced("test", "tiktok"),
-        resolver: None,
+    let hit = |at: u64, device: &str, ip: &str, qname: &str, kind: Kind| {
+        common::attempt(qname, &app, kind)
+            .domain(qname.split_once('.').map_or(qname, |(_, d)| d))
+            .device(ip, device, "Burgerzaken")
+            .at(at)
+            .build()
     };
     vec![
         hit(DAY0 + 9 * 3600, "LT-0001", "10.20.1.1", "api16.tiktokv.com", Kind::Api),

@@ -44,25 +44,10 @@ async fn over_tls_the_session_cookie_is_secure() {
     .unwrap();
     let server = tokio::spawn(console::serve(Arc::new(console)));
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(generated.cert.pem().as_bytes()).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut tcp = None;
-    for _ in 0..100 {
-        if let Ok(stream) = TcpStream::connect(listen).await {
-            tcp = Some(stream);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let client = trusting(&generated.cert.pem());
+    let tcp = connect_once_listening(listen).await;
     let name = ServerName::try_from("console.test").unwrap();
     let connector = TlsConnector::from(Arc::new(client));
-    let tcp = tcp.expect("console listening");
     // The sign-in form first (its CSRF cookie and field), then the sign-in, as a browser does.
     let form_page = exchange(&connector, tcp, &name, "GET /login HTTP/1.1\r\nHost: console.test\r\n").await;
     let login_cookie = form_page.split("nxguard_login=").nth(1).unwrap().split(';').next().unwrap().to_string();
@@ -81,6 +66,29 @@ async fn over_tls_the_session_cookie_is_secure() {
         assert!(cookie.contains(part), "{cookie}");
     }
     server.abort();
+}
+
+/// A TLS client that trusts only the certificate in `pem`.
+fn trusting(pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// A connection to `listen`, tried again until the console listens (up to 5 s).
+async fn connect_once_listening(listen: SocketAddr) -> TcpStream {
+    for _ in 0..100 {
+        if let Ok(stream) = TcpStream::connect(listen).await {
+            return stream;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("console listening");
 }
 
 /// One request over a new TLS connection (closed after it); the whole reply.

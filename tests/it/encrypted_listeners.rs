@@ -79,10 +79,6 @@ fn start_tls_server(config: &Config) -> TlsServer {
     TlsServer { running, udp, dot, doh, attempts }
 }
 
-async fn next_attempt(server: &mut TlsServer) -> Attempt {
-    tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt record").unwrap()
-}
-
 async fn tls_connect(addr: SocketAddr, trusted_pem: &str, alpn: &[&[u8]]) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(trusted_pem.as_bytes()).unwrap()).unwrap();
@@ -208,9 +204,9 @@ async fn dot_answers_blocked_names_exactly_as_udp_and_forwards_the_rest() {
     let outcomes: u64 = Outcome::ALL.iter().map(|o| stats.outcome(*o)).sum();
     assert_eq!(outcomes, stats.total_received(), "every query counted once, by its outcome");
     assert_eq!(stats.total_received(), 4);
-    let attempt = next_attempt(&mut server).await;
+    let attempt = next_attempt(&mut server.attempts).await;
     assert_eq!((attempt.transport, attempt.qname.as_str()), (Transport::Tls, "www.tiktok.com"));
-    assert_eq!(next_attempt(&mut server).await.transport, Transport::Udp);
+    assert_eq!(next_attempt(&mut server.attempts).await.transport, Transport::Udp);
 }
 
 #[tokio::test]
@@ -225,7 +221,7 @@ async fn doh_answers_post_and_get_with_cache_lifetimes() {
     let reply = doh_post(&mut client, &blocked).await;
     assert_blocked(&dns_reply(&reply, &blocked), TIKTOK, BLOCK_TTL, true);
     assert_eq!(max_age(&reply), BLOCK_TTL, "a blocked answer may be cached for the block TTL");
-    assert_eq!(next_attempt(&mut server).await.transport, Transport::Https);
+    assert_eq!(next_attempt(&mut server.attempts).await.transport, Transport::Https);
     let without_edns = query("tiktok.com.", RecordType::HTTPS, false);
     let reply = doh_get(&mut client, &without_edns).await;
     assert_blocked(&dns_reply(&reply, &without_edns), TIKTOK, BLOCK_TTL, false);

@@ -20,7 +20,7 @@ use nxguard::{
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
 };
 
 /// What the feed server answers next.
@@ -55,55 +55,9 @@ impl FeedServer {
         let (p, r) = (Arc::clone(&play), Arc::clone(&requests));
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else { return };
                 let (play, requests) = (p.lock().unwrap().clone(), Arc::clone(&r));
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                    requests.lock().unwrap().push(head.clone());
-                    let reply = |status: &str, extra: &str, body: &str| {
-                        format!(
-                            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                    };
-                    let text = match play {
-                        Play::List { etag, .. } if head.contains(&format!("if-none-match: \"{etag}\"")) => {
-                            reply("304 Not Modified", &format!("ETag: \"{etag}\"\r\n"), "")
-                        }
-                        Play::List { etag, body } => {
-                            reply("200 OK", &format!("ETag: \"{etag}\"\r\nContent-Type: text/plain\r\n"), &body)
-                        }
-                        Play::Status(code) => reply(&format!("{code} Oops"), "", "server error\n"),
-                        Play::Html => reply(
-                            "200 OK",
-                            "Content-Type: text/html\r\n",
-                            "<!DOCTYPE html><html><body>Service unavailable</body></html>\n",
-                        ),
-                        Play::Slow => {
-                            let start = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nslow-1.feed.example\n";
-                            let _ = stream.write_all(start.as_bytes()).await;
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                            return;
-                        }
-                        Play::Oversized => {
-                            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await;
-                            for i in 0..2000 {
-                                let _ = stream.write_all(format!("big-{i}.feed.example\n").as_bytes()).await;
-                            }
-                            return;
-                        }
-                    };
-                    let _ = stream.write_all(text.as_bytes()).await;
-                    let _ = stream.shutdown().await;
-                });
+                tokio::spawn(answer_feed_request(stream, play, requests));
             }
         });
         FeedServer { url: format!("http://{addr}/lists/test.txt"), play, requests, task }
@@ -116,6 +70,52 @@ impl FeedServer {
     fn last_request(&self) -> String {
         self.requests.lock().unwrap().last().cloned().unwrap_or_default()
     }
+}
+
+/// Reads one request's head, notes it in `requests`, and answers as `play` says.
+async fn answer_feed_request(mut stream: TcpStream, play: Play, requests: Arc<Mutex<Vec<String>>>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    requests.lock().unwrap().push(head.clone());
+    let reply = |status: &str, extra: &str, body: &str| {
+        format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    };
+    let text = match play {
+        Play::List { etag, .. } if head.contains(&format!("if-none-match: \"{etag}\"")) => {
+            reply("304 Not Modified", &format!("ETag: \"{etag}\"\r\n"), "")
+        }
+        Play::List { etag, body } => {
+            reply("200 OK", &format!("ETag: \"{etag}\"\r\nContent-Type: text/plain\r\n"), &body)
+        }
+        Play::Status(code) => reply(&format!("{code} Oops"), "", "server error\n"),
+        Play::Html => reply(
+            "200 OK",
+            "Content-Type: text/html\r\n",
+            "<!DOCTYPE html><html><body>Service unavailable</body></html>\n",
+        ),
+        Play::Slow => {
+            let start = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nslow-1.feed.example\n";
+            let _ = stream.write_all(start.as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        Play::Oversized => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await;
+            for i in 0..2000 {
+                let _ = stream.write_all(format!("big-{i}.feed.example\n").as_bytes()).await;
+            }
+            return;
+        }
+    };
+    let _ = stream.write_all(text.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 fn list(names: &[&str]) -> String {
@@ -137,6 +137,8 @@ fn feed_config(upstream: SocketAddr, cache: &std::path::Path, url: &str) -> Conf
     )
 }
 
+// One feed's life as one scenario: each step starts from the state the one before left.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn each_feed_answer_and_what_is_blocked_afterwards() {
     let upstream = FakeUpstream::start().await;

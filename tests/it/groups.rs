@@ -11,8 +11,7 @@ use hickory_proto::{
     op::{Message, ResponseCode},
     rr::RecordType,
 };
-use nxguard::evidence::attempt::{Attempt, Mode, Via};
-use tokio::sync::mpsc::UnboundedReceiver;
+use nxguard::evidence::attempt::{Mode, Via};
 
 const INVENTORY: &str = "[[device]]\nname = \"comms-phone\"\nowner = \"Communicatie\"\nips = [\"127.0.0.3\"]\n";
 
@@ -22,10 +21,6 @@ async fn ask_from(server: SocketAddr, last_octet: u8, name: &str) -> Message {
     let raw =
         udp_exchange_raw(server, from, &message.to_vec().unwrap(), Duration::from_secs(5)).await.expect("no answer");
     Message::from_vec(&raw).unwrap()
-}
-
-async fn next_attempt(attempts: &mut UnboundedReceiver<Attempt>) -> Attempt {
-    tokio::time::timeout(Duration::from_secs(5), attempts.recv()).await.expect("no attempt record").unwrap()
 }
 
 #[tokio::test]

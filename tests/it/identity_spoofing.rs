@@ -3,16 +3,13 @@
 //! device and its owner's rating do not change. Real inventory and lease files, the real
 //! identity lookup, a real store and the report's summaries.
 
-use std::{
-    net::IpAddr,
-    sync::Arc,
-    time::{Duration, UNIX_EPOCH},
-};
+use std::net::IpAddr;
 
+use crate::common;
 use nxguard::{
     config::{Config, DevicesConfig, StoreConfig},
     evidence::{
-        attempt::{Attempt, Stamp, Via},
+        attempt::Attempt,
         devices::{Devices, EdnsIdentity, Identity, Source},
         store::{
             self,
@@ -20,7 +17,6 @@ use nxguard::{
         },
     },
     policy::{self, Policy},
-    resolve::Transport,
     review::report::{self, Filter, Summary},
 };
 
@@ -40,22 +36,7 @@ macs = ["02:00:00:00:05:17"]
 const LEASES: &str = "1999999999 02:00:00:00:66:66 10.20.9.66 LT-0517 *\n";
 
 fn attempt(policy: &Policy, identity: &Identity, day: u64, qname: &str) -> Attempt {
-    let matched = policy.lookup_text(qname).unwrap_or_else(|| panic!("{qname} is not blocked"));
-    Attempt {
-        time: UNIX_EPOCH + Duration::from_secs(DAY0 + day * 86_400 + 9 * 3600),
-        client: std::net::SocketAddr::new(identity.ip, 40000),
-        transport: Transport::Udp,
-        identity: identity.clone(),
-        edns: EdnsIdentity::default(),
-        qname: qname.into(),
-        qtype: "A".into(),
-        app: Arc::clone(matched.app),
-        domain: matched.domain.into(),
-        kind: matched.kind,
-        via: Via::Query,
-        stamp: Stamp::enforced("test", "builtin"),
-        resolver: None,
-    }
+    common::blocked_by(policy, qname).from(identity.clone()).at(DAY0 + day * 86_400 + 9 * 3600).rule("builtin").build()
 }
 
 fn devices(dir: &std::path::Path) -> Devices {

@@ -3,10 +3,6 @@
 //! in-process on 127.0.0.1:0, or the `nxguard` binary, next to fake upstreams on loopback.
 //! `tests/attempt_events.rs` stays its own binary: it installs a process-wide tracing subscriber.
 
-// A test reads as one scenario from set-up to the last assertion; the 60-line limit of the
-// house lints is for the code under test.
-#![allow(clippy::too_many_lines)]
-
 mod common;
 
 mod app_assessment;

@@ -117,10 +117,6 @@ fn normalized(message: &Message, ttls_zeroed: bool) -> Vec<u8> {
     message.to_vec().unwrap()
 }
 
-async fn next_attempt(server: &mut QuicServer) -> Attempt {
-    tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt record").unwrap()
-}
-
 #[tokio::test]
 async fn doq_and_doh3_answer_like_udp_through_the_same_pipeline() {
     let upstream = FakeUpstream::start().await;
@@ -138,9 +134,9 @@ async fn doq_and_doh3_answer_like_udp_through_the_same_pipeline() {
             normalized(&over_udp, false),
             "{transport:?}: the blocked answer differs from UDP's"
         );
-        let attempt = next_attempt(&mut server).await;
+        let attempt = next_attempt(&mut server.attempts).await;
         assert_eq!(attempt.transport, transport);
-        next_attempt(&mut server).await;
+        next_attempt(&mut server.attempts).await;
 
         let name = format!("www.{}.example.org.", transport.as_str());
         let mut allowed_query = query(&name, RecordType::A, true);
@@ -341,7 +337,7 @@ async fn a_stream_that_breaks_rfc_9250_closes_the_connection_with_doq_protocol_e
         assert!(answer.is_err(), "{what}: answered {answer:?}");
         match connection.closed().await {
             quinn::ConnectionError::ApplicationClosed(close) => {
-                assert_eq!(close.error_code, quinn::VarInt::from_u32(0x2), "{what}: DOQ_PROTOCOL_ERROR")
+                assert_eq!(close.error_code, quinn::VarInt::from_u32(0x2), "{what}: DOQ_PROTOCOL_ERROR");
             }
             other => panic!("{what}: closed with {other:?}"),
         }

@@ -11,26 +11,19 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use crate::common::pg::PgCluster;
+use crate::common;
+use crate::common::{app, pg::PgCluster};
 use nxguard::{
     config::{StoreConfig, StoreTls},
     evidence::{
-        attempt::{Attempt, Mode, Stamp, Via},
-        devices::{EdnsIdentity, Identity, Source},
+        attempt::{Attempt, Mode, Stamp},
         store::{self, Record},
     },
-    policy::{App, AppEntry, domains::Kind},
-    resolve::Transport,
+    policy::{AppEntry, domains::Kind},
 };
 
 /// 2026-11-20T00:00:00Z.
 const DAY0: u64 = 1_795_132_800;
-
-fn app(id: &str, name: &str, vendor: &str) -> Arc<AppEntry> {
-    let app = App::new(id, name, vendor);
-    let notice = app.notice();
-    Arc::new(AppEntry { app, notice })
-}
 
 fn attempt(
     (day, hour): (u64, u64),
@@ -41,33 +34,12 @@ fn attempt(
     domain: &str,
     kind: Kind,
 ) -> Attempt {
-    let ip = ip.parse().unwrap();
-    let identity = match device {
-        Some((name, owner)) => Identity {
-            ip,
-            mac: None,
-            hostname: None,
-            device: Some(name.into()),
-            owner: Some(owner.into()),
-            source: Source::InventoryIp,
-        },
-        None => Identity::unknown(ip),
-    };
-    Attempt {
-        time: UNIX_EPOCH + Duration::from_secs(DAY0 + day * 86_400 + hour * 3600),
-        client: std::net::SocketAddr::new(ip, 40000),
-        transport: Transport::Udp,
-        identity,
-        edns: EdnsIdentity::default(),
-        qname: qname.into(),
-        qtype: "A".into(),
-        app: Arc::clone(app),
-        domain: domain.into(),
-        kind,
-        via: Via::Query,
-        stamp: Stamp::enforced("test", "tiktok"),
-        resolver: None,
+    let built = common::attempt(qname, app, kind).domain(domain).at(DAY0 + day * 86_400 + hour * 3600);
+    match device {
+        Some((name, owner)) => built.device(ip, name, owner),
+        None => built.unknown(ip),
     }
+    .build()
 }
 
 /// LT-0001 runs TikTok (API hits on three days); LT-0002 clicked one TikTok link and runs

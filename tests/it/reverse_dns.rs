@@ -17,7 +17,7 @@ use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{Name, RData, Record, RecordType, rdata::PTR},
 };
-use nxguard::{config::Config, evidence::attempt::Attempt, evidence::devices::Source};
+use nxguard::{config::Config, evidence::devices::Source};
 
 /// A PTR server on 127.0.0.1: 10.20.1.2 is laptop-0002.gemeente.example, 10.20.1.3
 /// laptop-0003 and 10.20.1.4 laptop-0004, every other address NXDOMAIN; each answer after
@@ -72,8 +72,26 @@ async fn blocked_from(server: SocketAddr, device: [u8; 4]) -> Duration {
     took
 }
 
-async fn next_attempt(server: &mut TestServer) -> Attempt {
-    tokio::time::timeout(Duration::from_secs(5), server.attempts.recv()).await.expect("no attempt record").unwrap()
+/// `nxguard report` on `db`, run again until its text shows `wanted` (the store writes in the
+/// background), or the last text after 100 tries.
+async fn report_once_it_shows(db: &std::path::Path, wanted: &str) -> String {
+    let report = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
+            .args(["report", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = report();
+        if text.contains(wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    text
 }
 
 #[tokio::test]
@@ -90,7 +108,7 @@ async fn report_names_devices_by_their_ptr_name_with_rdns_as_source() {
         let mut named = None;
         for _ in 0..50 {
             blocked_from(server.udp, from).await;
-            let attempt = next_attempt(&mut server).await;
+            let attempt = next_attempt(&mut server.attempts).await;
             if attempt.identity.source == Source::Rdns {
                 named = Some(attempt);
                 break;
@@ -105,16 +123,16 @@ async fn report_names_devices_by_their_ptr_name_with_rdns_as_source() {
     // The inventory wins over a PTR name; a device the PTR server does not know stays an address.
     for device in [[10, 20, 1, 4], [10, 20, 1, 5]] {
         blocked_from(server.udp, device).await;
-        next_attempt(&mut server).await;
+        next_attempt(&mut server.attempts).await;
     }
     // A sleep on purpose: the PTR lookups (answered at once) get time to land, so that the
     // next record shows the inventory winning over a name that did arrive.
     tokio::time::sleep(Duration::from_millis(200)).await;
     blocked_from(server.udp, [10, 20, 1, 4]).await;
-    let inventory = next_attempt(&mut server).await.identity;
+    let inventory = next_attempt(&mut server.attempts).await.identity;
     assert_eq!((inventory.key().as_str(), inventory.source), ("LT-0004", Source::InventoryIp));
     blocked_from(server.udp, [10, 20, 1, 5]).await;
-    let unknown = next_attempt(&mut server).await.identity;
+    let unknown = next_attempt(&mut server.attempts).await.identity;
     assert_eq!((unknown.key().as_str(), unknown.source), ("10.20.1.5", Source::Edns));
 
     // A relay that reports only the device's MAC: the address at hand is the relay's, so its
@@ -129,27 +147,12 @@ async fn report_names_devices_by_their_ptr_name_with_rdns_as_source() {
         udp_exchange_raw(server.udp, IpAddr::V4(Ipv4Addr::LOCALHOST), &mac_only(), Duration::from_secs(5))
             .await
             .unwrap();
-        let identity = next_attempt(&mut server).await.identity;
+        let identity = next_attempt(&mut server.attempts).await.identity;
         assert_eq!((identity.key().as_str(), identity.source), ("02:00:00:00:00:07", Source::Edns));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let report = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_nxguard"))
-            .args(["report", "--db", db.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = report();
-        if text.contains("laptop-0003") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let text = report_once_it_shows(&db, "laptop-0003").await;
     println!("{text}");
     for name in ["laptop-0002.gemeente.example", "laptop-0003.gemeente.example"] {
         let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} not in:\n{text}"));
@@ -169,11 +172,11 @@ async fn a_slow_or_dead_ptr_server_costs_the_blocked_answer_nothing() {
         let mut server = start_server(&rdns_config(upstream.addr, ptr, &dir));
         // Warm up the path (first packet), then measure for a device the PTR server knows.
         blocked_from(server.udp, [10, 20, 1, 9]).await;
-        next_attempt(&mut server).await;
+        next_attempt(&mut server.attempts).await;
         let mut latencies = Vec::new();
         for _ in 0..5 {
             latencies.push(blocked_from(server.udp, [10, 20, 1, 2]).await);
-            let attempt = next_attempt(&mut server).await;
+            let attempt = next_attempt(&mut server.attempts).await;
             assert_eq!(attempt.identity.source, Source::Edns, "{what}: no name without a PTR answer");
             assert_eq!(attempt.identity.hostname, None);
             assert_eq!(attempt.identity.key(), "10.20.1.2");

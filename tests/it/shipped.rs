@@ -49,7 +49,7 @@ fn compiled_in_lists_are_the_files_on_disk() {
 
 #[test]
 fn do_not_block_rows_stay_out() {
-    let policy = policy::load(&Default::default()).unwrap();
+    let policy = policy::load(&nxguard::config::PolicyConfig::default()).unwrap();
     for name in [
         "qpic.cn",
         "x.qpic.cn",

@@ -4,6 +4,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
+    os::unix::fs::PermissionsExt,
     path::Path,
     process::{Command, Output},
     sync::atomic::Ordering,
@@ -100,7 +101,6 @@ fn check_fails_where_the_store_cannot_be_written() {
 
     // A directory without write permission. Root writes anywhere, so then the check runs as
     // the unprivileged user 65534 (nobody), as the service's own user would.
-    use std::os::unix::fs::PermissionsExt;
     let locked = dir.path().join("locked");
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();

@@ -1,6 +1,8 @@
 //! Rollups against a recount of the raw rows, on SQLite and on PostgreSQL (a throwaway cluster):
 //! random records (a seeded loop, so a failure repeats) written in random batches must leave
-//! rollups that equal a GROUP BY over the raw rows. And a version 1 SQLite store is migrated.
+//! rollups that equal a GROUP BY over the raw rows. And older stores are migrated: a version 1
+//! SQLite store gets its rollups, a version 2 store on either backend loses the two indexes no
+//! reader uses and keeps every row.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -157,4 +159,68 @@ fn a_version_1_sqlite_store_is_migrated_with_its_rollups() {
         .unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.lines().any(|l| l.starts_with("LT-1,,") && l.contains(",TikTok,2,1,2,2,")), "{out}");
+}
+
+/// The version 2 indexes that version 4 drops.
+const OLD_INDEXES: &str = "CREATE INDEX IF NOT EXISTS attempts_app ON attempts (app, ts_ms); \
+     CREATE INDEX IF NOT EXISTS attempts_owner ON attempts (owner, ts_ms);";
+
+#[test]
+fn a_version_2_sqlite_store_drops_the_unused_indexes_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    let records = random_records(&mut StdRng::seed_from_u64(7), 50);
+    {
+        let mut db = store::sqlite::open_writable(&path, "ns1").unwrap();
+        store::sqlite::insert(&mut db, &records).unwrap();
+        db.execute_batch(&format!("{OLD_INDEXES} PRAGMA user_version = 2;")).unwrap();
+    }
+    let db = store::sqlite::open_writable(&path, "ns1").unwrap();
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, store::SCHEMA_VERSION);
+    let mut list = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'attempts' ORDER BY name")
+        .unwrap();
+    let indexes: Vec<String> = list.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(indexes, ["attempts_device", "attempts_ts"]);
+    let kept: i64 = db.query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, 50);
+    let counted: i64 = db.query_row("SELECT SUM(attempts) FROM rollups", [], |r| r.get(0)).unwrap();
+    assert_eq!(counted, 50);
+    drop(list);
+    drop(db);
+    let config = StoreConfig::default();
+    let mut reader = Reader::open(&path.display().to_string(), &config, Limits::COMMAND_LINE).unwrap();
+    assert_eq!(stored(&mut reader), recount(&mut reader), "the migrated store reads as before");
+}
+
+#[test]
+fn a_version_2_postgres_store_drops_the_unused_indexes_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start();
+    let config = StoreConfig {
+        url: Some(cluster.url()),
+        password_file: Some(cluster.password_file(dir.path())),
+        tls: StoreTls::Disable,
+        ..StoreConfig::default()
+    };
+    let records = random_records(&mut StdRng::seed_from_u64(7), 50);
+    let mut pg = store::postgres::connect(&config).unwrap();
+    store::postgres::migrate(&mut pg, &config).unwrap();
+    store::postgres::insert(&mut pg, &records).unwrap();
+    pg.batch_execute(&format!("{OLD_INDEXES} UPDATE nxguard_schema SET version = 2;")).unwrap();
+    store::postgres::migrate(&mut pg, &config).unwrap();
+    let version: i32 = pg.query_one("SELECT version FROM nxguard_schema", &[]).unwrap().get(0);
+    assert_eq!(i64::from(version), store::SCHEMA_VERSION);
+    let indexes: Vec<String> = pg
+        .query("SELECT indexname::text FROM pg_indexes WHERE tablename = 'attempts' ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes, ["attempts_device", "attempts_pkey", "attempts_ts"]);
+    let kept: i64 = pg.query_one("SELECT COUNT(*) FROM attempts", &[]).unwrap().get(0);
+    assert_eq!(kept, 50);
+    let mut reader = Reader::open(&cluster.url(), &config, Limits::COMMAND_LINE).unwrap();
+    assert_eq!(stored(&mut reader), recount(&mut reader), "the migrated store reads as before");
 }

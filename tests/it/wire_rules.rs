@@ -194,8 +194,8 @@ async fn tcp_connections_per_client_are_capped() {
     let upstream = FakeUpstream::start().await;
     let config = config_for(upstream.addr, "[limits]\ntcp_max_connections_per_client = 2\n");
     let server = start_server(&config);
-    let _a = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
-    let _b = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
+    let first = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
+    let second = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
     // A sleep on purpose: the server must have accepted both before the third arrives, and an
     // accepted-but-idle connection shows nothing a test could poll for.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -203,7 +203,7 @@ async fn tcp_connections_per_client_are_capped() {
     let mut buf = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf)).await.unwrap();
     assert!(matches!(read, Ok(0) | Err(_)), "third connection closed by the server");
-    drop((_a, _b));
+    drop((first, second));
 }
 
 /// Packets a parser must survive; after each, the server still answers.

@@ -9,7 +9,7 @@
 //! Must not touch: what a record contains (`evidence::attempt`) or how reports read and present
 //! it (`review`).
 //!
-//! # Schema (version 2; the same tables and columns on both backends)
+//! # Schema (version 4; the same tables and columns on both backends)
 //!
 //! `attempts`, one row per recorded query (raw; kept `store.raw_days`):
 //! `id` (INTEGER PRIMARY KEY / BIGSERIAL), `ts_ms` (ms since the epoch, UTC), `node` (the
@@ -20,8 +20,10 @@
 //! `app_name`, `vendor`, `domain` (the listed domain that matched), `kind` (api|telemetry|cdn|
 //! web|alias|unspecified), `matched_on` (query|cname), `cname_alias`, `mode` (enforce|log-only),
 //! `policy_version`, `rule`.
-//! Indexes: `attempts_ts (ts_ms)`, `attempts_device (device_key, ts_ms)`,
-//! `attempts_app (app, ts_ms)`, `attempts_owner (owner, ts_ms)`.
+//! Indexes: `attempts_ts (ts_ms)` (time windows, the purge) and `attempts_device (device_key,
+//! ts_ms)` (a device's page and timeline), nothing else: every index costs each recorded
+//! attempt a b-tree insert. (Version 4 dropped `attempts_app` and `attempts_owner`, which no
+//! read could use; version 3 is the read side's summary table.)
 //!
 //! `rollups`, one row per (day, device_key, app, node, mode) (kept `store.retention_days`):
 //! `day` (UTC days since the epoch, `ts_ms / 86400000`), `device_key`, `app`, `node`, `mode`,
@@ -65,9 +67,26 @@ use crate::config::{StoreBackend, StoreConfig};
 
 /// The schema version this binary writes and reads (`PRAGMA user_version` on SQLite, the
 /// `nxguard_schema` table on PostgreSQL). Older stores are migrated; newer ones refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
 /// Rows one purge step deletes at most (a few ms of work).
 pub const PURGE_CHUNK: usize = 2000;
+
+/// What is wrong with a file the store reads beside its database (key, password, CA).
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error(transparent)]
+    Certificate(#[from] rustls::Error),
+    #[error("has {bytes} bytes, needs at least 32")]
+    ShortKey { bytes: usize },
+    #[error("is empty")]
+    Empty,
+    #[error("holds no certificate")]
+    NoCertificate,
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -78,18 +97,19 @@ pub enum StoreError {
          (a newer store needs a newer nxguard; an older one is migrated when nxguard serve opens it)"
     )]
     Version { store: String, found: i64 },
-    #[error("attempt store {path} cannot be written: {message}")]
-    NotWritable { path: PathBuf, message: String },
-    #[error("pseudonymisation key {path}: {message}")]
-    Key { path: PathBuf, message: String },
-    #[error("PostgreSQL store {url}: {message}")]
-    Postgres { url: String, message: String },
-    #[error("store.url {url:?} is not a PostgreSQL URL: {message}")]
-    Url { url: String, message: String },
-    #[error("store.password_file {path}: {message}")]
-    Password { path: PathBuf, message: String },
-    #[error("store.ca_file {path}: {message}")]
-    Ca { path: PathBuf, message: String },
+    #[error("attempt store {path} cannot be written: {source}")]
+    NotWritable { path: PathBuf, source: std::io::Error },
+    #[error("pseudonymisation key {path}: {source}")]
+    Key { path: PathBuf, source: FileError },
+    /// The cause with its own causes, each said once (`postgres::chain`).
+    #[error("PostgreSQL store {url}: {}", postgres::chain(source.as_ref()))]
+    Postgres { url: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("store.url {url:?} is not a PostgreSQL URL: {}", postgres::chain(source))]
+    Url { url: String, source: ::postgres::Error },
+    #[error("store.password_file {path}: {source}")]
+    Password { path: PathBuf, source: FileError },
+    #[error("store.ca_file {path}: {source}")]
+    Ca { path: PathBuf, source: FileError },
     #[error("attempt spool {path}: {source}")]
     Spool { path: PathBuf, source: std::io::Error },
     #[error("attempt store {store}: no answer within {ms} ms")]
@@ -220,7 +240,7 @@ pub fn check(config: &StoreConfig) -> Result<(), StoreError> {
         StoreBackend::Sqlite => Ok(()),
         StoreBackend::Postgres => {
             let mut client = postgres::connect(config)?;
-            let found = postgres::version(&mut client).map_err(|e| postgres::db_error(config, &e))?;
+            let found = postgres::version(&mut client).map_err(|e| postgres::db_error(config, e))?;
             if found > SCHEMA_VERSION {
                 return Err(StoreError::Version { store: config.url.clone().unwrap_or_default(), found });
             }

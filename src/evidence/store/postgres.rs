@@ -28,7 +28,7 @@ use rustls::{
 use crate::{
     config::{StoreConfig, StoreTls},
     evidence::store::{
-        SCHEMA_VERSION, StoreError,
+        FileError, SCHEMA_VERSION, StoreError,
         record::{Record, Value, column_names},
         rollup::Rollups,
         spool::{Batch, Position},
@@ -99,6 +99,10 @@ CREATE TABLE IF NOT EXISTS spool_positions (
 );
 "#;
 
+/// Version 4 (3 is the read side's summary table): the indexes no reader uses go (see
+/// `sqlite::SCHEMA_V4`); each cost every shipped row a b-tree insert.
+const SCHEMA_V4: &str = "DROP INDEX IF EXISTS attempts_app; DROP INDEX IF EXISTS attempts_owner;";
+
 /// The advisory lock key migrations hold ("nxguard" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006e_7867_7561_7264;
 
@@ -122,18 +126,18 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-pub(crate) fn db_error(config: &StoreConfig, source: &::postgres::Error) -> StoreError {
-    StoreError::Postgres { url: label(config), message: chain(source) }
+pub(crate) fn db_error(config: &StoreConfig, source: ::postgres::Error) -> StoreError {
+    StoreError::Postgres { url: label(config), source: Box::new(source) }
 }
 
 /// The password: `store.password_file` (first line), else `PGPASSWORD`, else none.
 fn password(config: &StoreConfig) -> Result<Option<String>, StoreError> {
     if let Some(path) = &config.password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| StoreError::Password { path: path.clone(), message: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| StoreError::Password { path: path.clone(), source: e.into() })?;
         let line = text.lines().next().unwrap_or_default().to_string();
         if line.is_empty() {
-            return Err(StoreError::Password { path: path.clone(), message: "is empty".into() });
+            return Err(StoreError::Password { path: path.clone(), source: FileError::Empty });
         }
         return Ok(Some(line));
     }
@@ -144,13 +148,13 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, StoreError> {
     let Some(path) = ca_file else {
         return Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
     };
-    let fail = |message: String| StoreError::Ca { path: path.into(), message };
+    let fail = |source: FileError| StoreError::Ca { path: path.into(), source };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.to_string()))? {
-        roots.add(cert.map_err(|e| fail(e.to_string()))?).map_err(|e| fail(e.to_string()))?;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(e.into()))? {
+        roots.add(cert.map_err(|e| fail(e.into()))?).map_err(|e| fail(e.into()))?;
     }
     if roots.is_empty() {
-        return Err(fail("holds no certificate".into()));
+        return Err(fail(FileError::NoCertificate));
     }
     Ok(roots)
 }
@@ -194,7 +198,7 @@ impl ServerCertVerifier for AnyCertificate {
 
 fn tls_connector(config: &StoreConfig) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let fail = |e: rustls::Error| StoreError::Postgres { url: label(config), message: e.to_string() };
+    let fail = |e: rustls::Error| StoreError::Postgres { url: label(config), source: Box::new(e) };
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(fail)?;
@@ -213,7 +217,7 @@ fn tls_connector(config: &StoreConfig) -> Result<tokio_postgres_rustls::MakeRust
 pub(crate) fn settings(config: &StoreConfig, statement_timeout_ms: u64) -> Result<tokio_postgres::Config, StoreError> {
     let url = config.url.as_deref().unwrap_or_default();
     let mut pg: tokio_postgres::Config =
-        url.parse().map_err(|e: ::postgres::Error| StoreError::Url { url: url.to_string(), message: chain(&e) })?;
+        url.parse().map_err(|e: ::postgres::Error| StoreError::Url { url: url.to_string(), source: e })?;
     if let Some(password) = password(config)? {
         pg.password(password);
     }
@@ -240,7 +244,7 @@ pub fn connect(config: &StoreConfig) -> Result<Client, StoreError> {
         StoreTls::Disable => pg.connect(NoTls),
         StoreTls::Require | StoreTls::VerifyFull => pg.connect(tls_connector(config)?),
     };
-    client.map_err(|e| db_error(config, &e))
+    client.map_err(|e| db_error(config, e))
 }
 
 /// The schema version the database holds (0: none yet).
@@ -254,7 +258,7 @@ pub(crate) fn version(client: &mut Client) -> Result<i64, ::postgres::Error> {
 
 /// Creates or migrates the schema; refuses a database whose schema is newer than this binary.
 pub fn migrate(client: &mut Client, config: &StoreConfig) -> Result<(), StoreError> {
-    let db = |e: ::postgres::Error| db_error(config, &e);
+    let db = |e: ::postgres::Error| db_error(config, e);
     let newer = |found| StoreError::Version { store: label(config), found };
     let found = version(client).map_err(db)?;
     if found > SCHEMA_VERSION {
@@ -274,6 +278,9 @@ pub fn migrate(client: &mut Client, config: &StoreConfig) -> Result<(), StoreErr
     if found < 2 {
         tx.batch_execute(SCHEMA_V2).map_err(db)?;
     }
+    if found < 4 {
+        tx.batch_execute(SCHEMA_V4).map_err(db)?;
+    }
     tx.execute("DELETE FROM nxguard_schema", &[]).map_err(db)?;
     tx.execute("INSERT INTO nxguard_schema (version) VALUES ($1)", &[&(SCHEMA_VERSION as i32)]).map_err(db)?;
     tx.commit().map_err(db)
@@ -281,7 +288,7 @@ pub fn migrate(client: &mut Client, config: &StoreConfig) -> Result<(), StoreErr
 
 /// Checks that the schema is the one this binary reads (readers never migrate).
 pub fn check_version(client: &mut Client, config: &StoreConfig) -> Result<(), StoreError> {
-    let found = version(client).map_err(|e| db_error(config, &e))?;
+    let found = version(client).map_err(|e| db_error(config, e))?;
     if found != SCHEMA_VERSION {
         return Err(StoreError::Version { store: label(config), found });
     }
@@ -406,13 +413,20 @@ fn upsert_rollups(tx: &mut Transaction, rollups: &Rollups) -> Result<(), ::postg
     Ok(())
 }
 
-/// Writes a spooled batch: its raw rows, their rollups and the new spool position, in one
-/// transaction (so a batch is in the database exactly once, whatever fails when).
-pub fn ship(client: &mut Client, node: &str, spool_id: &str, batch: &Batch) -> Result<(), ::postgres::Error> {
+/// Writes a spooled batch: its raw rows, their rollups (`rollups`, the batch's own deltas) and
+/// the new spool position, in one transaction (so a batch is in the database exactly once,
+/// whatever fails when).
+pub fn ship(
+    client: &mut Client,
+    node: &str,
+    spool_id: &str,
+    batch: &Batch,
+    rollups: &Rollups,
+) -> Result<(), ::postgres::Error> {
     let mut tx = client.transaction()?;
     if !batch.records.is_empty() {
         copy_rows(&mut tx, &batch.records)?;
-        upsert_rollups(&mut tx, &Rollups::of(&batch.records))?;
+        upsert_rollups(&mut tx, rollups)?;
     }
     tx.execute(
         "INSERT INTO spool_positions (node, spool_id, segment, byte_offset) VALUES ($1, $2, $3, $4) \

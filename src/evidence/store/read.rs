@@ -182,25 +182,25 @@ fn pg_reader(config: StoreConfig, limits: Limits) -> Result<PgReader, StoreError
         .create_timeout(limits.timeout)
         .recycle_timeout(limits.timeout)
         .build()
-        .map_err(|e| StoreError::Postgres { url: postgres::label(&config), message: e.to_string() })?;
+        .map_err(|e| StoreError::Postgres { url: postgres::label(&config), source: Box::new(e) })?;
     Ok(PgReader { pool, config, checked: AtomicBool::new(false) })
 }
 
 impl PgReader {
-    fn fail(&self, error: &(dyn std::error::Error + 'static)) -> StoreError {
-        StoreError::Postgres { url: postgres::label(&self.config), message: postgres::chain(error) }
+    fn fail(&self, error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Postgres { url: postgres::label(&self.config), source: Box::new(error) }
     }
 
     async fn rows(&self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Cell>>, StoreError> {
-        let client = self.pool.get().await.map_err(|e| self.fail(&e))?;
+        let client = self.pool.get().await.map_err(|e| self.fail(e))?;
         if !self.checked.load(Ordering::Relaxed) {
-            let found = schema_version(&client).await.map_err(|e| self.fail(&e))?;
+            let found = schema_version(&client).await.map_err(|e| self.fail(e))?;
             if found != SCHEMA_VERSION {
                 return Err(StoreError::Version { store: postgres::label(&self.config), found });
             }
             self.checked.store(true, Ordering::Relaxed);
         }
-        let statement = client.prepare_cached(&numbered(sql)).await.map_err(|e| self.fail(&e))?;
+        let statement = client.prepare_cached(&numbered(sql)).await.map_err(|e| self.fail(e))?;
         let values: Vec<Box<dyn ToSql + Sync + Send>> = params
             .iter()
             .map(|p| -> Box<dyn ToSql + Sync + Send> {
@@ -211,7 +211,7 @@ impl PgReader {
             })
             .collect();
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = client.query(&statement, &refs).await.map_err(|e| self.fail(&e))?;
+        let rows = client.query(&statement, &refs).await.map_err(|e| self.fail(e))?;
         Ok(rows.iter().map(pg_cells).collect())
     }
 }

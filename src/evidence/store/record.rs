@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::evidence::{
     attempt::{Attempt, Via},
     devices::address_text,
-    store::StoreError,
+    store::{FileError, StoreError},
 };
 
 /// Milliseconds in a UTC day: rollups and reports count days as `ts_ms / DAY_MS`.
@@ -192,10 +192,10 @@ pub struct Pseudonymizer {
 impl Pseudonymizer {
     /// Reads the key file (at least 32 bytes of secret, kept apart from the database).
     pub fn from_file(path: &Path) -> Result<Pseudonymizer, StoreError> {
-        let fail = |message: String| StoreError::Key { path: path.into(), message };
-        let secret = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let fail = |source: FileError| StoreError::Key { path: path.into(), source };
+        let secret = std::fs::read(path).map_err(|e| fail(e.into()))?;
         if secret.len() < 32 {
-            return Err(fail(format!("has {} bytes, needs at least 32", secret.len())));
+            return Err(fail(FileError::ShortKey { bytes: secret.len() }));
         }
         Ok(Pseudonymizer { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret) })
     }
@@ -203,14 +203,14 @@ impl Pseudonymizer {
     /// Writes a new random key file (mode 0600).
     pub fn create_key(path: &Path) -> Result<(), StoreError> {
         use std::io::Write;
-        let fail = |message: String| StoreError::Key { path: path.into(), message };
+        let fail = |e: std::io::Error| StoreError::Key { path: path.into(), source: e.into() };
         let secret: [u8; 32] = rand::random();
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(|e| fail(e.to_string()))?;
-        file.write_all(&secret).map_err(|e| fail(e.to_string()))
+        let mut file = options.open(path).map_err(fail)?;
+        file.write_all(&secret).map_err(fail)
     }
 
     pub fn pseudonym(&self, identity: &str) -> String {

@@ -23,7 +23,8 @@ use crate::{
     evidence::store::{
         PURGE_CHUNK, StoreError, StoreSink, StoreStats, cutoffs, postgres,
         record::{Record, millis},
-        spool::{Position, Spool},
+        rollup::Rollups,
+        spool::{Batch, Position, Spool},
     },
 };
 
@@ -61,6 +62,7 @@ impl PostgresWriter {
             last_error_log: None,
             last_purge: None,
             purging: false,
+            ahead: None,
         };
         let shipper = std::thread::Builder::new()
             .name("nxguard-store-ship".into())
@@ -147,6 +149,25 @@ struct Shipper {
     last_error_log: Option<Instant>,
     last_purge: Option<Instant>,
     purging: bool,
+    /// The batch after the one last shipped, read while that one was written; used when it
+    /// starts where the database now says the spool is.
+    ahead: Option<Prepared>,
+}
+
+/// A batch read from the spool and its rollup deltas, ready to ship.
+struct Prepared {
+    /// Where in the spool the batch starts.
+    at: Position,
+    batch: Batch,
+    rollups: Rollups,
+}
+
+impl Prepared {
+    fn read(spool: &Spool, at: Position) -> Result<Prepared, StoreError> {
+        let batch = spool.read(at, BATCH)?;
+        let rollups = Rollups::of(&batch.records);
+        Ok(Prepared { at, batch, rollups })
+    }
 }
 
 impl Shipper {
@@ -168,6 +189,7 @@ impl Shipper {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
                     self.client = None;
                     self.position = None;
+                    self.ahead = None;
                     if closing {
                         warn!(error = %e, "attempt store unreachable at shutdown; records stay in the spool");
                         return;
@@ -188,7 +210,7 @@ impl Shipper {
             let mut client = postgres::connect(&self.config)?;
             postgres::migrate(&mut client, &self.config)?;
             let stored = postgres::position(&mut client, &self.node, &self.spool.id)
-                .map_err(|e| postgres::db_error(&self.config, &e))?;
+                .map_err(|e| postgres::db_error(&self.config, e))?;
             self.position = Some(self.spool.start(stored)?);
             info!(url = self.config.url.as_deref().unwrap_or_default(), "attempt store connected");
             self.backoff = Duration::from_millis(100);
@@ -197,27 +219,52 @@ impl Shipper {
         Ok(self.client.as_mut().expect("connected above"))
     }
 
-    /// Ships one batch; false when the spool had nothing left.
+    /// Ships one batch; false when the spool had nothing left. While the database writes it,
+    /// a scoped thread reads and rolls up the next one, so parsing the spool never waits for
+    /// the database nor the database for the parsing.
     fn ship_once(&mut self) -> Result<bool, StoreError> {
         self.connected()?;
         let at = self.position.unwrap_or_default();
-        let batch = self.spool.read(at, BATCH)?;
-        if batch.next == at {
+        let current = match self.ahead.take() {
+            Some(ahead) if ahead.at == at && ahead.batch.next != at => ahead,
+            _ => Prepared::read(&self.spool, at)?,
+        };
+        if current.batch.next == at {
             return Ok(false);
         }
-        let (node, id) = (self.node.clone(), self.spool.id.clone());
-        let client = self.client.as_mut().expect("connected above");
-        postgres::ship(client, &node, &id, &batch).map_err(|e| postgres::db_error(&self.config, &e))?;
-        self.position = Some(batch.next);
-        self.stats.written.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-        self.stats.dropped.fetch_add(batch.unreadable, Ordering::Relaxed);
-        self.spool.release(batch.next)?;
+        let (shipped, ahead) = self.ship_reading_ahead(&current);
+        shipped.map_err(|e| postgres::db_error(&self.config, e))?;
+        let next = current.batch.next;
+        self.position = Some(next);
+        self.stats.written.fetch_add(current.batch.records.len() as u64, Ordering::Relaxed);
+        self.stats.dropped.fetch_add(current.batch.unreadable, Ordering::Relaxed);
+        self.spool.release(next)?;
         // The next record waiting, if any, is now the oldest.
-        let next = self.spool.read(batch.next, 1)?;
-        let oldest = next.records.first().map_or(0, |r| r.ts_ms.max(1) as u64);
-        self.stats.spool_oldest_ms.store(oldest, Ordering::Relaxed);
-        self.stats.spool_bytes.store(self.unshipped_bytes(batch.next), Ordering::Relaxed);
+        let oldest = match ahead.as_ref().and_then(|ahead| ahead.batch.records.first()) {
+            Some(first) => Some(first.ts_ms),
+            None => self.spool.read(next, 1)?.records.first().map(|r| r.ts_ms),
+        };
+        self.stats.spool_oldest_ms.store(oldest.map_or(0, |ts| ts.max(1) as u64), Ordering::Relaxed);
+        self.stats.spool_bytes.store(self.unshipped_bytes(next), Ordering::Relaxed);
+        self.ahead = ahead;
         Ok(true)
+    }
+
+    /// Writes `current` to the database while the batch after it is read from the spool on a
+    /// scoped thread; that batch is `None` when it could not be read (read again, and any
+    /// error reported, at the next turn).
+    fn ship_reading_ahead(&mut self, current: &Prepared) -> (Result<(), ::postgres::Error>, Option<Prepared>) {
+        let (node, id, spool) = (self.node.as_str(), self.spool.id.as_str(), &*self.spool);
+        let client = self.client.as_mut().expect("ship_once connects first");
+        std::thread::scope(|scope| {
+            let next = current.batch.next;
+            let reader = std::thread::Builder::new()
+                .name("nxguard-store-read".into())
+                .spawn_scoped(scope, move || Prepared::read(spool, next));
+            let shipped = postgres::ship(client, node, id, &current.batch, &current.rollups);
+            let ahead = reader.ok().and_then(|reader| reader.join().ok()).and_then(Result::ok);
+            (shipped, ahead)
+        })
     }
 
     /// The spool's bytes not yet shipped (the shipped part of the current segment excluded).
@@ -237,7 +284,7 @@ impl Shipper {
                 self.stats.purged.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) => {
-                warn!(error = %postgres::db_error(&self.config, &e), "retention purge failed");
+                warn!(error = %postgres::db_error(&self.config, e), "retention purge failed");
                 self.purging = false;
             }
         }

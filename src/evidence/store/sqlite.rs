@@ -92,6 +92,14 @@ CREATE TABLE rollups (
 CREATE INDEX rollups_device ON rollups (device_key, day);
 ";
 
+/// Version 4 (3 is the read side's summary table): the two indexes no reader uses go. Reports
+/// match `app` and `owner` case-insensitively (`lower(app) = ?`, `lower(owner) LIKE '%…%'`),
+/// which an index on the plain column cannot serve, so each only cost a b-tree insert per row.
+const SCHEMA_V4: &str = "
+DROP INDEX IF EXISTS attempts_app;
+DROP INDEX IF EXISTS attempts_owner;
+";
+
 /// `INSERT INTO attempts (…) VALUES (?1, …)` over `record::columns`, in their order.
 fn insert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
@@ -202,7 +210,7 @@ fn register_functions(connection: &Connection) -> Result<(), rusqlite::Error> {
 /// for writing, and a file is created and removed beside it (SQLite's journal goes there too).
 /// Both fail on a read-only mount, even for root, and where the user may not write.
 pub fn check_writable(path: &Path) -> Result<(), StoreError> {
-    let fail = |e: std::io::Error| StoreError::NotWritable { path: path.into(), message: e.to_string() };
+    let fail = |source| StoreError::NotWritable { path: path.into(), source };
     if path.exists() {
         std::fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
     }
@@ -306,6 +314,9 @@ fn migrate(connection: &mut Connection, from: i64, node: &str) -> Result<(), rus
             }
         }
         add_rollups(&tx, &rollups)?;
+    }
+    if from < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()

@@ -18,7 +18,8 @@ use super::{
     queries,
 };
 use crate::{
-    policy::{self, domains, feeds},
+    config::{Language, PolicyConfig},
+    policy::{self, Policy, PolicyError, domains, feeds},
     review::report,
 };
 
@@ -101,7 +102,6 @@ fn list_files(dir: &std::path::Path) -> Vec<ListFile> {
 
 /// Lists health: the policy this console's config loads (version, apps, entries) and each list
 /// file. Any signed-in user: it holds no personal data.
-#[allow(clippy::too_many_lines)]
 pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Markup, ConsoleError> {
     let lang = c.language();
     let Some(config) = c.policy.as_ref() else {
@@ -109,13 +109,18 @@ pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
     };
     let loaded = policy::load(config);
     let files = config.domains_dir.as_deref().map(list_files).unwrap_or_default();
-    let feed_status = config.cache_dir.as_deref().map(feeds::read_statuses).unwrap_or_default();
-    let when = |t: Option<u64>| {
-        t.map(|s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string())
-            .unwrap_or_else(|| "-".into())
-    };
     let body = html! {
-        @match &loaded {
+        (policy_table(lang, config, &loaded))
+        @if !files.is_empty() { (list_files_table(lang, &files)) }
+        @if !config.feeds.is_empty() { (feeds_table(lang, config)) }
+    };
+    Ok(page(lang, Some(&who), t(lang, Text::Lists), body))
+}
+
+/// The loaded policy's version, size, apps and source, or why it does not load.
+fn policy_table(lang: Language, config: &PolicyConfig, loaded: &Result<Policy, PolicyError>) -> Markup {
+    html! {
+        @match loaded {
             Ok(policy) => {
                 table id="policy" {
                     tr { th { (t(lang, Text::PolicyVersion)) } td { code { (policy.version()) } } }
@@ -126,42 +131,57 @@ pub async fn lists(State(c): State<Arc<Console>>, who: SignedIn) -> Result<Marku
             }
             Err(error) => { p.error { (error.to_string()) } }
         }
-        @if !files.is_empty() {
-            h2 { (t(lang, Text::ListFiles)) }
-            table id="list-files" {
-                tr { th { (t(lang, Text::App)) } th.num { (t(lang, Text::Entries)) } th { (t(lang, Text::Changed)) } th { (t(lang, Text::State)) } }
-                @for f in &files {
-                    tr {
-                        td { (f.id) } td.num { (f.entries) }
-                        td { (f.modified.map(|m| humantime::format_rfc3339_seconds(m).to_string()).unwrap_or_default()) }
-                        td { @match &f.problem { Some(p) => span.error { (p) }, None => "ok" } }
-                    }
+    }
+}
+
+/// Each list file: entries, when it changed, and its first problem.
+fn list_files_table(lang: Language, files: &[ListFile]) -> Markup {
+    html! {
+        h2 { (t(lang, Text::ListFiles)) }
+        table id="list-files" {
+            tr { th { (t(lang, Text::App)) } th.num { (t(lang, Text::Entries)) } th { (t(lang, Text::Changed)) } th { (t(lang, Text::State)) } }
+            @for f in files {
+                tr {
+                    td { (f.id) } td.num { (f.entries) }
+                    td { (f.modified.map(|m| humantime::format_rfc3339_seconds(m).to_string()).unwrap_or_default()) }
+                    td { @match &f.problem { Some(p) => span.error { (p) }, None => "ok" } }
                 }
             }
         }
-        @if !config.feeds.is_empty() {
-            h2 { (t(lang, Text::Feeds)) }
-            table id="feeds" {
+    }
+}
+
+/// Each feed of the policy: entries, last success and attempt, and its state (from the status
+/// file in `policy.cache_dir`).
+fn feeds_table(lang: Language, config: &PolicyConfig) -> Markup {
+    let feed_status = config.cache_dir.as_deref().map(feeds::read_statuses).unwrap_or_default();
+    let when = |t: Option<u64>| {
+        t.map_or_else(
+            || "-".into(),
+            |s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
+        )
+    };
+    html! {
+        h2 { (t(lang, Text::Feeds)) }
+        table id="feeds" {
+            tr {
+                th { (t(lang, Text::Feed)) } th.num { (t(lang, Text::Entries)) } th { (t(lang, Text::LastSuccess)) }
+                th { (t(lang, Text::LastAttempt)) } th { (t(lang, Text::State)) }
+            }
+            @for feed in &config.feeds {
+                @let status = feed_status.get(&feed.name).cloned().unwrap_or_default();
                 tr {
-                    th { (t(lang, Text::Feed)) } th.num { (t(lang, Text::Entries)) } th { (t(lang, Text::LastSuccess)) }
-                    th { (t(lang, Text::LastAttempt)) } th { (t(lang, Text::State)) }
-                }
-                @for feed in &config.feeds {
-                    @let status = feed_status.get(&feed.name).cloned().unwrap_or_default();
-                    tr {
-                        td { (feed.name) } td.num { (status.entries) }
-                        td { (when(status.last_success)) } td { (when(status.last_attempt)) }
-                        td {
-                            @match (&status.last_error, status.pending_entries) {
-                                (Some(error), _) => span.error { (error) },
-                                (None, Some(pending)) => span.error { (t(lang, Text::FeedPending)) " (" (pending) ")" },
-                                (None, None) => "ok",
-                            }
+                    td { (feed.name) } td.num { (status.entries) }
+                    td { (when(status.last_success)) } td { (when(status.last_attempt)) }
+                    td {
+                        @match (&status.last_error, status.pending_entries) {
+                            (Some(error), _) => span.error { (error) },
+                            (None, Some(pending)) => span.error { (t(lang, Text::FeedPending)) " (" (pending) ")" },
+                            (None, None) => "ok",
                         }
                     }
                 }
             }
         }
-    };
-    Ok(page(lang, Some(&who), t(lang, Text::Lists), body))
+    }
 }

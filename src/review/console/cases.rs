@@ -48,7 +48,7 @@ impl CaseState {
     }
 
     pub fn parse(text: &str) -> Option<CaseState> {
-        use CaseState::*;
+        use CaseState::{FalsePositive, Open, Recurred, RemovalRequested, Removed, Verified};
         [Open, RemovalRequested, Removed, Verified, Recurred, FalsePositive].into_iter().find(|s| s.as_str() == text)
     }
 
@@ -85,7 +85,7 @@ pub enum Change {
 
 /// The state after `change`, or why it is not allowed from `state`.
 pub fn next_state(state: CaseState, change: &Change) -> Result<CaseState, ConsoleError> {
-    use CaseState::*;
+    use CaseState::{FalsePositive, Open, Recurred, RemovalRequested, Removed};
     match (state, change) {
         (_, Change::Note { .. }) => Ok(state),
         (Open | Recurred, Change::RequestRemoval) => Ok(RemovalRequested),

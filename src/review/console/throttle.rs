@@ -44,7 +44,7 @@ pub struct Throttle {
 impl Throttle {
     /// Whether a sign-in from `address` at `now_ms` goes ahead; counts it when refused.
     pub fn gate(&self, address: &str, now_ms: i64) -> Gate {
-        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if windows.len() >= ADDRESSES && !windows.contains_key(address) {
             windows.retain(|_, w| now_ms - w.start_ms < WINDOW_MS);
         }
@@ -64,7 +64,7 @@ impl Throttle {
 
     /// Counts a failed sign-in from `address` (after `gate` let it through).
     pub fn failed(&self, address: &str, now_ms: i64) {
-        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let window = windows.entry(address.to_string()).or_insert(Window { start_ms: now_ms, ..Window::default() });
         window.failures += 1;
     }

@@ -19,9 +19,14 @@ use hickory_proto::{
         rdata::{A, AAAA, CNAME, MX, SOA},
     },
 };
+pub mod attempt;
 pub mod history;
 pub mod pg;
 pub mod quic;
+
+// tests/attempt_events.rs shares this harness and uses none of these.
+#[allow(unused_imports)]
+pub use attempt::{app, attempt, blocked_by, next_attempt};
 
 use nxguard::{
     config::Config,
@@ -66,63 +71,7 @@ pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
         e.set_dnssec_ok(edns.flags().dnssec_ok);
         m.set_edns(e);
     }
-    let name = q.name().clone();
-    if first.starts_with("noedns") && query.edns.is_some() {
-        m.metadata.response_code = ResponseCode::FormErr;
-        m.edns = None;
-        return Some(m);
-    }
-    for (prefix, code) in [
-        ("refused", ResponseCode::Refused),
-        ("servfail", ResponseCode::ServFail),
-        ("notimp", ResponseCode::NotImp),
-        ("formerr", ResponseCode::FormErr),
-    ] {
-        if first.starts_with(prefix) {
-            m.metadata.response_code = code;
-            return Some(m);
-        }
-    }
-    if first.starts_with("inject") {
-        let victim = Name::from_ascii("victim.example.com.").unwrap();
-        m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))));
-        m.add_answer(Record::from_rdata(victim.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(203, 0, 113, 66)))));
-        m.add_additional(Record::from_rdata(victim, UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(203, 0, 113, 67)))));
-        return Some(m);
-    }
-    if first.starts_with("loop") {
-        let other = Name::from_ascii("loop-b.example.org.").unwrap();
-        m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::CNAME(CNAME(other.clone()))));
-        m.add_answer(Record::from_rdata(other, UPSTREAM_TTL, RData::CNAME(CNAME(name))));
-        return Some(m);
-    }
-    if first.starts_with("nx") {
-        m.metadata.response_code = ResponseCode::NXDomain;
-        m.add_authority(soa_record("example.org.", 60));
-        return Some(m);
-    }
-    if first.starts_with("alias-to-tiktok") {
-        let target = Name::from_ascii("v16.tiktokcdn.com.").unwrap();
-        m.add_answer(Record::from_rdata(name, UPSTREAM_TTL, RData::CNAME(CNAME(target.clone()))));
-        m.add_answer(Record::from_rdata(target, UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, 9)))));
-        return Some(m);
-    }
-    if first.starts_with("big") {
-        if !over_tcp {
-            m.metadata.truncation = true;
-            return Some(m);
-        }
-        for i in 0..100 {
-            m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, i)))));
-        }
-        return Some(m);
-    }
-    if first.starts_with("huge") {
-        let count = if over_tcp { 3 } else { 400 };
-        for i in 0..count {
-            let address = Ipv4Addr::new(192, 0, 2, (i % 250) as u8);
-            m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(address))));
-        }
+    if answer_error(&first, query, &mut m) || answer_scripted(&first, q.name(), over_tcp, &mut m) {
         return Some(m);
     }
     let rdata = match q.query_type() {
@@ -134,8 +83,70 @@ pub fn respond(query: &Message, over_tcp: bool) -> Option<Message> {
             return Some(m);
         }
     };
-    m.add_answer(Record::from_rdata(name, UPSTREAM_TTL, rdata));
+    m.add_answer(Record::from_rdata(q.name().clone(), UPSTREAM_TTL, rdata));
     Some(m)
+}
+
+/// The `noedns…`, `refused…`, `servfail…`, `notimp…` and `formerr…` names: sets the rcode in
+/// `m`; false for any other name.
+fn answer_error(first: &str, query: &Message, m: &mut Message) -> bool {
+    if first.starts_with("noedns") && query.edns.is_some() {
+        m.metadata.response_code = ResponseCode::FormErr;
+        m.edns = None;
+        return true;
+    }
+    for (prefix, code) in [
+        ("refused", ResponseCode::Refused),
+        ("servfail", ResponseCode::ServFail),
+        ("notimp", ResponseCode::NotImp),
+        ("formerr", ResponseCode::FormErr),
+    ] {
+        if first.starts_with(prefix) {
+            m.metadata.response_code = code;
+            return true;
+        }
+    }
+    false
+}
+
+/// The names with scripted records (`inject…`, `loop…`, `nx…`, `alias-to-tiktok…`, `big…`,
+/// `huge…`): adds them to `m`; false for any other name.
+fn answer_scripted(first: &str, name: &Name, over_tcp: bool, m: &mut Message) -> bool {
+    let name = name.clone();
+    if first.starts_with("inject") {
+        let victim = Name::from_ascii("victim.example.com.").unwrap();
+        m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))));
+        m.add_answer(Record::from_rdata(victim.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(203, 0, 113, 66)))));
+        m.add_additional(Record::from_rdata(victim, UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(203, 0, 113, 67)))));
+    } else if first.starts_with("loop") {
+        let other = Name::from_ascii("loop-b.example.org.").unwrap();
+        m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::CNAME(CNAME(other.clone()))));
+        m.add_answer(Record::from_rdata(other, UPSTREAM_TTL, RData::CNAME(CNAME(name))));
+    } else if first.starts_with("nx") {
+        m.metadata.response_code = ResponseCode::NXDomain;
+        m.add_authority(soa_record("example.org.", 60));
+    } else if first.starts_with("alias-to-tiktok") {
+        let target = Name::from_ascii("v16.tiktokcdn.com.").unwrap();
+        m.add_answer(Record::from_rdata(name, UPSTREAM_TTL, RData::CNAME(CNAME(target.clone()))));
+        m.add_answer(Record::from_rdata(target, UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, 9)))));
+    } else if first.starts_with("big") {
+        if over_tcp {
+            for i in 0..100 {
+                m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(Ipv4Addr::new(192, 0, 2, i)))));
+            }
+        } else {
+            m.metadata.truncation = true;
+        }
+    } else if first.starts_with("huge") {
+        let count = if over_tcp { 3 } else { 400 };
+        for i in 0..count {
+            let address = Ipv4Addr::new(192, 0, 2, (i % 250) as u8);
+            m.add_answer(Record::from_rdata(name.clone(), UPSTREAM_TTL, RData::A(A(address))));
+        }
+    } else {
+        return false;
+    }
+    true
 }
 
 fn soa_record(zone: &str, minimum: u32) -> Record {

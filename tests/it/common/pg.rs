@@ -202,6 +202,29 @@ impl PgCluster {
     pub fn nxguard(&self) -> postgres::Client {
         self.client(ROLE, ROLE)
     }
+
+    /// CPU time (user + system) the server has used so far: the postmaster, its running
+    /// children (backends, WAL writer, checkpointer) and those that have ended (benchmarks).
+    pub fn cpu(&self) -> Duration {
+        let Some(postmaster) = self.pid() else { return Duration::ZERO };
+        let mut ticks = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // The fields after the command name: state (3), ppid (4), …, utime (14), stime,
+            // cutime, cstime (17).
+            let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+            let fields: Vec<u64> = rest.split(' ').skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+            let pid = entry.file_name().to_str().and_then(|p| p.parse::<u64>().ok());
+            if pid == Some(postmaster as u64) && fields.len() > 13 {
+                ticks += fields[10..14].iter().sum::<u64>();
+            } else if fields.first() == Some(&(postmaster as u64)) && fields.len() > 11 {
+                ticks += fields[10] + fields[11];
+            }
+        }
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_micros(ticks * 1_000_000 / per_second)
+    }
 }
 
 impl Drop for PgCluster {
