@@ -113,6 +113,8 @@ fn generated_postgres(cluster: &pg::PgCluster, dir: &Path, shape: &Shape) -> Sto
     let config = postgres_config(cluster, dir, pg::ROLE);
     let mut client = store::postgres::connect(&config).unwrap();
     store::postgres::migrate(&mut client, &config).unwrap();
+    // A day's COPY of 50 M attempts' history outlasts the store's statement timeout.
+    client.batch_execute("SET statement_timeout = 0").unwrap();
     let began = Instant::now();
     let written = history::write_postgres(&mut client, shape);
     let size: i64 = client.query_one("SELECT pg_database_size(current_database())", &[]).unwrap().get(0);

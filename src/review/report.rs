@@ -358,13 +358,14 @@ fn window(filter: &Filter) -> (i64, i64, i64, i64) {
     (since, until, raw_from, open_from)
 }
 
-/// Whole days from the rollups: one row per (device, app, mode), its domain sets, nodes and
-/// days as space-separated lists (one entry per rollup row; `Acc` removes the repeats).
+/// Whole days from the rollups, row by row in the primary key's order, summed per (device, app,
+/// mode) by `merged`. No GROUP BY: the engines sorted every rollup row of the window for it
+/// (SQLite: a temporary B-tree, 0.4 s of CPU for the 169 000 rows of 30 days), while the range
+/// scan alone takes 0.05 s and a map in this process groups the rows as they come.
 const FROM_ROLLUPS: (&str, &str) = (
-    "SELECT device_key, app, mode, MAX(owner), MAX(app_name), CAST(SUM(attempts) AS BIGINT), MIN(first_ms), \
-     MAX(last_ms), string_agg(domains, ' '), string_agg(node, ' '), string_agg(CAST(day AS TEXT), ' '), \
-     string_agg(CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END, ' ') FROM rollups WHERE day >= ? AND day < ?",
-    " GROUP BY device_key, app, mode",
+    "SELECT device_key, app, mode, owner, app_name, attempts, first_ms, last_ms, domains, node, \
+     CAST(day AS TEXT), CASE WHEN api + telemetry > 0 THEN CAST(day AS TEXT) END FROM rollups WHERE day >= ? AND day < ?",
+    "",
 );
 
 /// Partial days from the raw rows, in the same columns.
